@@ -1,0 +1,1 @@
+"""The debug_pagealloc page_ext client (registered in the ``pageext.clients`` entry-point group)."""

@@ -1,0 +1,1 @@
+"""The guard page_ext client (registered in the ``pageext.clients`` entry-point group)."""

@@ -1,0 +1,2 @@
+"""pageext client distribution: page_owner."""
+__version__ = "0.1.0"

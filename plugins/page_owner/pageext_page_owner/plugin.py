@@ -1,0 +1,1 @@
+"""The page_owner page_ext client (registered in the ``pageext.clients`` entry-point group)."""
