@@ -1,0 +1,74 @@
+"""Shared measuring tools for the benchmark modules.
+
+Timing is done side by side in one run (interleaved rounds, best of each),
+so ratios mean something on a noisy machine; absolute figures are reported
+next to a floor measured in the same run.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+
+@dataclass
+class Result:
+    """One measured figure; ``target`` says what we aim for, ``ok`` whether we met it."""
+
+    name: str
+    value: float
+    unit: str
+    target: str | None = None
+    ok: bool | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def interleaved(funcs: Mapping[str, Callable[[], Any]], rounds: int = 5) -> dict[str, float]:
+    """Best wall time of each callable over ``rounds`` rounds, run alternately.
+
+    Alternating the candidates inside each round spreads machine noise over
+    all of them, which is what makes their ratio trustworthy.
+    """
+    best = {name: float("inf") for name in funcs}
+    for _ in range(rounds):
+        for name, fn in funcs.items():
+            gc.collect()
+            gc.disable()
+            try:
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+            finally:
+                gc.enable()
+            best[name] = min(best[name], dt)
+    return best
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        resident_pages = int(f.read().split()[1])
+    return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def list_floor(ops: int) -> float:
+    """Seconds for ``ops`` alloc/free pairs on a plain Python free list of pfns.
+
+    The floor every allocator figure is compared with: it is what a bare
+    ``list.pop``/``list.append`` costs on this machine, in this run.
+    """
+    free = list(range(4096))
+    held: list[int] = []
+    pop, push, hpop, hpush = free.pop, free.append, held.pop, held.append
+    t0 = time.perf_counter()
+    for i in range(ops):
+        if i & 1:
+            push(hpop())
+        else:
+            hpush(pop())
+    return time.perf_counter() - t0
