@@ -1,0 +1,45 @@
+"""The simulated machine: geometry, buddy allocator, page contents, context and log.
+
+Import what you need from here; the submodules are one idea each.
+"""
+from pageext_core.mm.constants import (
+    GiB,
+    KiB,
+    MAX_PAGE_ORDER,
+    MIGRATE_MOVABLE,
+    MIGRATE_RECLAIMABLE,
+    MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE,
+    MIGRATETYPE_NAMES,
+    MiB,
+    PAGE_SIZE,
+    PAGEBLOCK_ORDER,
+    TiB,
+    ZONE_NAMES,
+)
+from pageext_core.mm.errors import (
+    BadPageState,
+    ConfigError,
+    DoubleFree,
+    HotplugError,
+    InvalidOrder,
+    InvalidPfn,
+    MMError,
+    OrderMismatch,
+    PageFault,
+)
+from pageext_core.mm.buddy import HookError
+from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
+from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
+from pageext_core.mm.invariants import InvariantError, check_invariants
+from pageext_core.mm.machine import Machine, MemoryBlock, Task
+from pageext_core.mm.pageflags import flags_mask, format_pageflags
+
+__all__ = [
+    "BadPageState", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
+    "InvalidPfn", "InvariantError", "KiB", "MAX_PAGE_ORDER", "MIGRATETYPE_NAMES", "MIGRATE_MOVABLE",
+    "MIGRATE_RECLAIMABLE", "MIGRATE_TYPES", "MIGRATE_UNMOVABLE", "MMError", "Machine", "MachineConfig",
+    "MemoryBlock", "MiB", "OrderMismatch", "PAGEBLOCK_ORDER", "PAGE_SIZE", "PageFault", "Task", "TiB",
+    "ZONE_NAMES", "check_invariants", "flags_mask", "format_gfp", "format_gfp_mask", "format_pageflags",
+    "format_size", "gfp_migratetype", "parse_gfp", "parse_size",
+]

@@ -1,0 +1,91 @@
+"""The machine model's exceptions: one small hierarchy, one module.
+
+Every error names the pfn, what state was expected and what was found, in the
+kernel's words where it has them; an operation that raises leaves the
+allocator exactly as it was before the call.
+"""
+from __future__ import annotations
+
+
+class MMError(Exception):
+    """Base class of everything the machine model raises."""
+
+
+class ConfigError(MMError, ValueError):
+    """A machine description that cannot be built (bad size, overlapping holes...)."""
+
+
+class GfpParseError(MMError, ValueError):
+    """A gfp mask that cannot be read."""
+
+
+class InvalidOrder(MMError, ValueError):
+    """An order outside 0..MAX_PAGE_ORDER."""
+
+    def __init__(self, order: object, max_order: int) -> None:
+        self.order = order
+        super().__init__(f"order {order!r} is outside 0..{max_order} (MAX_PAGE_ORDER is {max_order})")
+
+
+class InvalidPfn(MMError, ValueError):
+    """A pfn outside memory, in a hole, or in an offline section."""
+
+    def __init__(self, pfn: int, why: str) -> None:
+        self.pfn = pfn
+        super().__init__(f"pfn {pfn:#x}: {why}")
+
+
+class BadPageState(MMError):
+    """The kernel's ``BUG: Bad page state``: freeing a page in the wrong state.
+
+    ``expected`` and ``actual`` say what the page should have been and what it
+    was; the message has the kernel's headline and ``page dumped because:``.
+    """
+
+    def __init__(self, pfn: int, reason: str, expected: str, actual: str, comm: str = "swapper/0", dump: str = "") -> None:
+        self.pfn = pfn
+        self.reason = reason
+        self.expected = expected
+        self.actual = actual
+        lines = [f"BUG: Bad page state in process {comm}  pfn:{pfn:05x}"]
+        if dump:
+            lines.append(dump)
+        lines.append(f"page dumped because: {reason} (expected {expected}, found {actual})")
+        super().__init__("\n".join(lines))
+
+
+class DoubleFree(BadPageState):
+    """Freeing a block that is already free."""
+
+
+class OrderMismatch(BadPageState):
+    """Freeing a block with another order than it was allocated with."""
+
+
+class PageFault(MMError):
+    """An access to an unmapped page: the simulated oops.
+
+    ``report`` carries what the page_ext clients said about the page (free,
+    guard page, owner dump), so the exception is the whole bug report.
+    """
+
+    def __init__(self, pfn: int, offset: int, write: bool, report: str = "") -> None:
+        self.pfn = pfn
+        self.offset = offset
+        self.write = write
+        self.report = report
+        kind = "write" if write else "read"
+        head = (
+            f"BUG: unable to handle page fault for address: pfn {pfn:#x} offset {offset:#x}\n"
+            f"#PF: supervisor {kind} access in kernel mode\n"
+            f"#PF: error_code(0x{2 if write else 0:04x}) - not-present page"
+        )
+        super().__init__(head + ("\n" + report if report else ""))
+
+
+class HotplugError(MMError):
+    """A memory block that cannot be onlined or offlined (the -ENOMEM / -EBUSY of this world)."""
+
+
+class OutOfMemory(MMError):
+    """Raised only by helpers that must not fail; ``alloc_pages`` returns None instead."""

@@ -1,0 +1,572 @@
+"""The simulated machine: geometry, page allocator, contents, context and log.
+
+Boot follows the kernel's order so that what depends on it can hook in at
+the same points: memblock (holes, reservations, early allocations such as
+FLATMEM page_ext tables) → ``free_all`` (memory handed to the buddy
+allocator) → late users (SPARSEMEM page_ext tables, clients' ``init``).
+``Machine(config)`` does all of it; ``Machine(config, memblock_only=True)``
+stops before ``free_all`` so the page_ext framework can reserve memory first.
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+from dataclasses import dataclass
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from pageext_core.mm import buddy as _b
+from pageext_core.mm.buddy import BuddyAllocator
+from pageext_core.mm.constants import (
+    MIGRATE_MOVABLE,
+    MIGRATE_REASONS,
+    MIGRATE_TYPES,
+    PAGE_SIZE,
+    ZONE_MOVABLE,
+    ZONE_NAMES,
+)
+from pageext_core.mm.contents import PageContents
+from pageext_core.mm.errors import BadPageState, ConfigError, HotplugError, InvalidPfn
+from pageext_core.mm.geometry import (
+    Geometry,
+    MachineConfig,
+    _intersect,
+    _subtract,
+    build_geometry,
+    count_pages,
+    format_size,
+)
+from pageext_core.mm.buddy import GFP_BIT_NOWARN
+from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from pageext_core.mm.pageflags import PG_reserved, format_pageflags
+from pageext_core.mm.printk import KernelLog
+from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
+
+MEM_GOING_ONLINE = "going-online"
+MEM_ONLINE = "online"
+MEM_CANCEL_ONLINE = "cancel-online"
+MEM_GOING_OFFLINE = "going-offline"
+MEM_OFFLINE = "offline"
+MEM_CANCEL_OFFLINE = "cancel-offline"
+
+MemoryNotifier = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Task:
+    """The "current" task allocations are attributed to."""
+
+    pid: int
+    tgid: int
+    comm: str
+
+    def __post_init__(self) -> None:
+        if len(self.comm.encode()) > 15:
+            # TASK_COMM_LEN is 16 with the NUL: the kernel truncates, so do we.
+            object.__setattr__(self, "comm", self.comm.encode()[:15].decode(errors="ignore"))
+
+
+SWAPPER = Task(0, 0, "swapper/0")
+
+
+@dataclass
+class MemoryBlock:
+    """A hot-pluggable unit (``/sys/devices/system/memory/memoryN``)."""
+
+    index: int
+    start_pfn: int
+    end_pfn: int
+    online: bool
+    hotplug: bool  # hot-pluggable memory (offline at boot), not boot RAM
+
+    @property
+    def nr_pages(self) -> int:
+        return self.end_pfn - self.start_pfn
+
+
+class Machine(BuddyAllocator):
+    """A booted machine.  The allocator's entry points are ``alloc_pages`` and ``free_pages``."""
+
+    def __init__(self, config: MachineConfig | None = None, *, memblock_only: bool = False,
+                 log_sink: Callable[[str], None] | None = None) -> None:
+        self.config = config or MachineConfig()
+        self.geometry: Geometry = build_geometry(self.config)
+        self.clock_ns = 0
+        self.cpu = 0
+        self.current: Task = SWAPPER
+        self._stack_handle = 0
+        self.stack_max_frames = DEFAULT_MAX_FRAMES
+        self.log = KernelLog(lambda: self.clock_ns)
+        self.log.sink = log_sink
+        self.depot = StackDepot()
+        g = self.geometry
+        self.contents = PageContents(g.max_pfn, self.check_pfn)
+        self.memory_notifiers: list[MemoryNotifier] = []
+        self._init_allocator()
+        self._present: list[tuple[int, int]] = list(g.ram)
+        self._present_starts = [s for s, _ in self._present]
+        self.memblock_reserved: list[tuple[int, int]] = list(g.reserved)
+        self.booted = False
+        self._log_layout()
+        if not memblock_only:
+            self.free_all()
+
+    # -- boot ---------------------------------------------------------------------
+
+    def _log_layout(self) -> None:
+        g = self.geometry
+        log = self.log.info
+        log(f"Linux version 6.12.0-pageext (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
+        log(f"Memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
+        log("Zone ranges:")
+        for zt, name in enumerate(ZONE_NAMES[:ZONE_MOVABLE]):
+            spans = [z for z in g.zones if z.ztype == zt and z.spanned_pages]
+            if spans:
+                s, e = min(z.start_pfn for z in spans), max(z.end_pfn for z in spans)
+                log(f"  {name:<8s} [mem {s * PAGE_SIZE:#018x}-{e * PAGE_SIZE - 1:#018x}]")
+            else:
+                log(f"  {name:<8s} empty")
+        log("Movable zone start for each node")
+        for z in g.zones:
+            if z.ztype == ZONE_MOVABLE and z.spanned_pages:
+                log(f"  Node {z.node}: {z.start_pfn * PAGE_SIZE:#018x}")
+        log("Early memory node ranges")
+        for n in g.nodes:
+            for s, e in _intersect(g.ram, n.start_pfn, n.end_pfn):
+                log(f"  node {n.nid:3d}: [mem {s * PAGE_SIZE:#018x}-{e * PAGE_SIZE - 1:#018x}]")
+
+    def memblock_alloc(self, nid: int, nr_pages: int) -> int:
+        """Reserve pages before ``free_all`` (top-down in the node), as memblock does.
+
+        Used by the FLATMEM page_ext tables; returns the first pfn.
+        """
+        if self.booted:
+            raise RuntimeError("memblock_alloc after free_all: use alloc_pages_exact")
+        free = [r for r in _intersect(self._present, self.geometry.nodes[nid].start_pfn, self.geometry.nodes[nid].end_pfn)]
+        for r in self.memblock_reserved:
+            free = _subtract(free, r)
+        for s, e in reversed(free):
+            if e - s >= nr_pages:
+                self.memblock_reserved = sorted(self.memblock_reserved + [(e - nr_pages, e)])
+                return e - nr_pages
+        raise ConfigError(f"memblock: cannot reserve {nr_pages} pages on node {nid}: not enough contiguous memory")
+
+    def free_all(self) -> None:
+        """``memblock_free_all``: mark reservations, hand every other present page to the buddy."""
+        if self.booted:
+            return
+        g = self.geometry
+        pbo = g.pageblock_order
+        for z in g.zones:
+            self.zone_present[z.index] = count_pages(_intersect(self._present, z.start_pfn, z.end_pfn))
+        for s, e in self.memblock_reserved:
+            self.state[s:e] = _b.RESV_K
+            self.pflags[s:e] = 1 << PG_reserved
+            for z in g.zones:
+                self.zone_reserved[z.index] += count_pages(_intersect([(s, e)], z.start_pfn, z.end_pfn))
+        free = list(self._present)
+        for r in self.memblock_reserved:
+            free = _subtract(free, r)
+        self._free_ranges_bulk(free)
+        total = sum(self.zone_free)
+        if total < (1 << pbo) * MIGRATE_TYPES:
+            self.mobility_grouping = False
+        self._init_pcp()
+        self.booted = True
+        managed = sum(self.zone_present) - sum(self.zone_reserved)
+        self.log.info(
+            f"Built {len(g.nodes)} zonelists, mobility grouping {'on' if self.mobility_grouping else 'off'}.  "
+            f"Total pages: {managed}"
+        )
+        present_kb = sum(self.zone_present) * PAGE_SIZE // 1024
+        self.log.info(
+            f"Memory: {total * PAGE_SIZE // 1024}K/{present_kb}K available "
+            f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
+        )
+
+    def _free_ranges_bulk(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Free page ranges into maximal aligned blocks, vectorised for the bulk.
+
+        Lists are filled so that the lowest pfns are handed out first, as the
+        kernel's boot-time frees to the list tails make happen.
+        """
+        maxo = self.max_order
+        big = 1 << maxo
+        pbo = self.pageblock_order
+        per_list: dict[tuple[int, int], list[np.ndarray]] = {}
+        for s, e in ranges:
+            for zs, ze, zi in self._split_by_zone(s, e):
+                a = min(-(-zs // big) * big, ze)
+                b = max(a, ze // big * big)
+                edge = []
+                for lo, hi in ((zs, a), (b, ze)):
+                    p = lo
+                    while p < hi:
+                        o = 0
+                        while o < maxo and p & ((2 << o) - 1) == 0 and p + (2 << o) <= hi:
+                            o += 1
+                        edge.append((p, o))
+                        p += 1 << o
+                if b > a:
+                    heads = np.arange(a, b, big, dtype=np.int64)
+                    self.state[heads] = _b.FREE_K | maxo
+                    per_list.setdefault((zi, maxo), []).append(heads)
+                    self.zone_free[zi] += b - a
+                for p, o in edge:
+                    self._st[p] = _b.FREE_K | o
+                    per_list.setdefault((zi, o), []).append(np.array([p], np.int64))
+                    self.zone_free[zi] += 1 << o
+                self.pb_mt[zs >> pbo : (ze + (1 << pbo) - 1) >> pbo] = MIGRATE_MOVABLE
+        for (zi, o), parts in per_list.items():
+            zm = zi * MIGRATE_TYPES + MIGRATE_MOVABLE
+            li = zm * self.nr_orders + o
+            heads = np.sort(np.concatenate(parts))[::-1]
+            n0 = self._fl_n[li]
+            need = n0 + len(heads)
+            if need > len(self._fl_arr[li]):
+                grown = np.zeros(max(16, need), np.uint32)
+                grown[:n0] = self._fl_arr[li][:n0]
+                self._fl_arr[li] = grown
+                self._fl_mv[li] = memoryview(grown)
+            self._fl_arr[li][n0:need] = heads
+            self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
+            self._fl_n[li] = need
+            self._nonempty[zm] |= 1 << o
+
+    def _split_by_zone(self, s: int, e: int) -> list[tuple[int, int, int]]:
+        out = []
+        for z in self.geometry.zones:
+            lo, hi = max(s, z.start_pfn), min(e, z.end_pfn)
+            if lo < hi:
+                out.append((lo, hi, z.index))
+        return out
+
+    # -- pfn checks and descriptions --------------------------------------------------
+
+    def pfn_valid(self, pfn: int) -> bool:
+        """True for a pfn of present (online, not a hole) memory."""
+        i = bisect.bisect_right(self._present_starts, pfn) - 1
+        return i >= 0 and pfn < self._present[i][1]
+
+    def check_pfn(self, pfn: int) -> None:
+        """Raise ``InvalidPfn`` saying why a pfn is not usable memory."""
+        g = self.geometry
+        if pfn.__class__ is not int or pfn < 0 or pfn >= g.max_pfn:
+            raise InvalidPfn(pfn if isinstance(pfn, int) else -1,
+                             f"outside memory (valid pfns are 0..{g.max_pfn - 1:#x}, {format_size(g.max_pfn * PAGE_SIZE)})")
+        if self.pfn_valid(pfn):
+            return
+        for s, e in g.hotplug_blocks:
+            if s <= pfn < e:
+                raise InvalidPfn(pfn, f"in an offline memory block [{s:#x}, {e:#x}); online it first")
+        for s, e in g.holes:
+            if s <= pfn < e:
+                raise InvalidPfn(pfn, f"in a memory hole [{s:#x}, {e:#x})")
+        raise InvalidPfn(pfn, "not present memory (a hole or an offline section)")
+
+    def zone_of_pfn(self, pfn: int) -> int:
+        """Zone index of a pfn (from its pageblock)."""
+        return int(self.pb_zone[pfn >> self.pageblock_order])
+
+    def node_zone(self, pfn: int) -> tuple[int, int]:
+        """(node id, zone type) of a pfn, as ``%pGp`` prints them."""
+        z = self.geometry.zones[self.zone_of_pfn(pfn)]
+        return z.node, z.ztype
+
+    def format_page_flags(self, pfn: int) -> str:
+        """``%pGp`` of a page: ``0x200(workingset|node=0|zone=1)``."""
+        node, zt = self.node_zone(pfn)
+        return format_pageflags(self.page_flags(pfn), node, zt)
+
+    def pageblock_migratetype(self, pfn: int) -> int:
+        return int(self.pb_mt[pfn >> self.pageblock_order])
+
+    def describe_page(self, pfn: int) -> str:
+        """A ``dump_page``-style description (the lines before ``page dumped because``)."""
+        kind, order, head = self.page_kind(pfn)
+        allocated = kind in (_b.K_ALLOC, _b.K_ALLOC_MOVABLE)
+        lines = [f"page: refcount:{1 if allocated or kind == _b.K_RESERVED else 0} mapcount:0 "
+                 f"mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
+        if head != pfn or order:
+            lines.append(f"head: order:{order} pfn:{head:#x} ({_b.KIND_NAMES[kind]})")
+        lines.append(f"flags: {self.format_page_flags(head)}")
+        if kind == _b.K_FREE:
+            lines.append("page_type: buddy")
+        elif kind == _b.K_HELD:
+            lines.append("page_type: guard")
+        return "\n".join(lines)
+
+    # -- context: task, CPU, clock, stack -----------------------------------------
+
+    def set_task(self, pid: int, tgid: int | None = None, comm: str = "task") -> Task:
+        self.current = Task(pid, pid if tgid is None else tgid, comm)
+        return self.current
+
+    def set_cpu(self, cpu: int) -> None:
+        if not 0 <= cpu < self.config.cpus:
+            raise ValueError(f"cpu {cpu}: this machine has CPUs 0..{self.config.cpus - 1}")
+        self.cpu = cpu
+
+    def advance(self, ns: int) -> None:
+        """Move the simulated clock forward."""
+        if ns < 0:
+            raise ValueError("time only moves forward")
+        self.clock_ns += ns
+
+    def set_stack(self, frames: Sequence[str] | int | None) -> int:
+        """Attribute the next allocations to these frames (or a depot handle); None: capture Python's stack."""
+        if frames is None:
+            self._stack_handle = 0
+        elif isinstance(frames, int):
+            self.depot.fetch(frames)
+            self._stack_handle = frames
+        else:
+            self._stack_handle = self.depot.save(frames[: self.stack_max_frames])
+        return self._stack_handle
+
+    def current_stack(self) -> int:
+        """Depot handle of the stack the current event is attributed to."""
+        h = self._stack_handle
+        if h:
+            return h
+        return self.depot.save_python(self.stack_max_frames)
+
+    @contextlib.contextmanager
+    def context(self, task: Task | None = None, stack: Sequence[str] | int | None = None,
+                cpu: int | None = None) -> Iterator["Machine"]:
+        """Run a block as ``task`` on ``cpu`` with ``stack``; restores the previous context."""
+        saved = (self.current, self._stack_handle, self.cpu)
+        try:
+            if task is not None:
+                self.current = task
+            if stack is not None:
+                self.set_stack(stack)
+            if cpu is not None:
+                self.set_cpu(cpu)
+            yield self
+        finally:
+            self.current, self._stack_handle, self.cpu = saved
+
+    # -- page contents ------------------------------------------------------------------
+
+    def read(self, pfn: int, offset: int = 0, n: int = PAGE_SIZE) -> bytes:
+        """Read memory; an unmapped page raises ``PageFault`` with the clients' report."""
+        return self.contents.read(pfn, offset, n)
+
+    def write(self, pfn: int, offset: int, data: bytes) -> None:
+        self.contents.write(pfn, offset, data)
+
+    # -- allocation helpers ---------------------------------------------------------------
+
+    def alloc_pages_exact(self, nr_pages: int, gfp_mask: int = GFP_KERNEL) -> int | None:
+        """``alloc_pages_exact``: ``nr_pages`` contiguous order-0 pages; the tail of the block is freed."""
+        if nr_pages <= 0:
+            raise ValueError("nr_pages must be positive")
+        order = (nr_pages - 1).bit_length()
+        if order > self.max_order:
+            raise ValueError(f"{nr_pages} pages is more than one max-order block ({1 << self.max_order} pages)")
+        pfn = self.alloc_pages(gfp_mask, order)
+        if pfn is None:
+            return None
+        self.free_pages_exact_tail(pfn, nr_pages, order)
+        return pfn
+
+    def free_pages_exact(self, pfn: int, nr_pages: int) -> None:
+        for p in range(pfn, pfn + nr_pages):
+            self.free_pages(p, 0)
+
+    def migrate_pages(self, pfn: int, order: int, reason: str = "compaction", gfp_mask: int = GFP_HIGHUSER_MOVABLE) -> int | None:
+        """Move an allocated block to a new one (compaction, hotplug...); the new head pfn.
+
+        Contents are copied and clients told (page_owner copies its record and
+        records the reason); the old block is freed.  None when no target block
+        could be allocated, with nothing changed.
+        """
+        if reason not in MIGRATE_REASONS:
+            raise ValueError(f"migrate reason {reason!r}: expected one of {', '.join(MIGRATE_REASONS)}")
+        s = self._st[pfn] if isinstance(pfn, int) and 0 <= pfn < self.geometry.max_pfn else 0
+        if s != _b.ALLOC_K | order and s != _b.ALLOCM_K | order:
+            self._bad_free(pfn, order)
+        flags = self._pf[pfn]
+        # The target is allocated like any block (clients map it, record it);
+        # the migrate call-out then lets them copy the old block's record over.
+        new = self.alloc_pages(gfp_mask | GFP_BIT_NOWARN, order)
+        if new is None:
+            return None
+        for i in range(1 << order):
+            self.contents.copy_page(new + i, pfn + i)
+        self._pf[new] = flags
+        for h in self._cb_migrate:
+            h(pfn, new, order, reason)
+        self._pf[pfn] = 0
+        self.free_pages(pfn, order)
+        return new
+
+    # -- memory hotplug ---------------------------------------------------------------------
+
+    @property
+    def memory_blocks(self) -> list[MemoryBlock]:
+        """Boot RAM and hot-pluggable memory, in memory-block units."""
+        if not hasattr(self, "_blocks"):
+            g = self.geometry
+            size = (self.config.memory_block_size or (1 << self.config.section_size_bits)) // PAGE_SIZE
+            blocks: list[MemoryBlock] = []
+            starts: set[int] = set()
+            for lo, hi in g.ram:
+                starts.update(range(lo // size * size, hi, size))
+            for start in sorted(starts):
+                blocks.append(MemoryBlock(len(blocks), start, start + size, True, False))
+            for lo, hi in g.hotplug_blocks:
+                blocks.append(MemoryBlock(len(blocks), lo, hi, False, True))
+            self._blocks = blocks
+        return self._blocks
+
+    def _block(self, index: int) -> MemoryBlock:
+        blocks = self.memory_blocks
+        if not 0 <= index < len(blocks):
+            raise HotplugError(f"memory block {index}: this machine has blocks 0..{len(blocks) - 1}")
+        return blocks[index]
+
+    def _notify(self, event: str, start: int, nr: int, notifiers: Sequence[MemoryNotifier] | None = None) -> None:
+        for fn in (self.memory_notifiers if notifiers is None else notifiers):
+            fn(event, start, nr)
+
+    def online_memory_block(self, index: int) -> None:
+        """Bring a memory block online; a notifier's failure cancels it with nothing changed."""
+        blk = self._block(index)
+        if blk.online:
+            raise HotplugError(f"memory block {index} [{blk.start_pfn:#x}, {blk.end_pfn:#x}) is already online")
+        ranges = [(blk.start_pfn, blk.end_pfn)] if blk.hotplug else _intersect(self.geometry.ram, blk.start_pfn, blk.end_pfn)
+        start, nr = blk.start_pfn, blk.nr_pages
+        done: list[MemoryNotifier] = []
+        for fn in self.memory_notifiers:
+            try:
+                fn(MEM_GOING_ONLINE, start, nr)
+            except Exception as exc:
+                self._notify(MEM_CANCEL_ONLINE, start, nr, done + [fn])
+                self.log.warn(f"memory block {index}: online failed: {exc}")
+                raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
+            done.append(fn)
+        self._set_present(ranges, True)
+        for z in self.geometry.zones:
+            self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self._free_ranges_bulk(ranges)
+        blk.online = True
+        self._build_zonelists()
+        self._notify(MEM_ONLINE, start, nr)
+        self.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
+
+    def offline_memory_block(self, index: int) -> None:
+        """Take a memory block offline; fails with nothing changed if any page in it is in use."""
+        blk = self._block(index)
+        if not blk.online:
+            raise HotplugError(f"memory block {index} is already offline")
+        start, end = blk.start_pfn, blk.end_pfn
+        self.drain_all_pages()
+        seg = self.state[start:end]
+        kinds = seg >> 4
+        busy = np.flatnonzero((kinds != _b.K_FREE) & (kinds != _b.K_NONE))
+        if busy.size:
+            p = start + int(busy[0])
+            k = int(kinds[busy[0]])
+            raise HotplugError(
+                f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {_b.KIND_NAMES[k]} "
+                f"(order {int(seg[busy[0]]) & 15}); free or migrate it first")
+        ranges = [r for r in self._present if r[0] < end and r[1] > start]
+        ranges = _intersect(ranges, start, end)
+        done: list[MemoryNotifier] = []
+        for fn in self.memory_notifiers:
+            try:
+                fn(MEM_GOING_OFFLINE, start, end - start)
+            except Exception as exc:
+                self._notify(MEM_CANCEL_OFFLINE, start, end - start, done + [fn])
+                raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
+            done.append(fn)
+        heads = np.flatnonzero(kinds == _b.K_FREE)
+        for off in heads.tolist():
+            p = start + off
+            o = self._st[p] & 15
+            zi = self.zone_of_pfn(p)
+            self._remove(zi * MIGRATE_TYPES + self._pbmt[p >> self.pageblock_order], o, p)
+            self.zone_free[zi] -= 1 << o
+            self._st[p] = 0
+        for z in self.geometry.zones:
+            self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self.pflags[start:end] = 0
+        self.contents.forget(ranges)
+        self._set_present(ranges, False)
+        blk.online = False
+        self._build_zonelists()
+        self._notify(MEM_OFFLINE, start, end - start)
+        self.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
+
+    def _set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
+        cur = list(self._present)
+        for r in ranges:
+            cur = _subtract(cur, r)
+        if present:
+            cur = cur + list(ranges)
+        merged: list[tuple[int, int]] = []
+        for s, e in sorted(cur):
+            if merged and s <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
+            else:
+                merged.append((s, e))
+        self._present = merged
+        self._present_starts = [s for s, _ in merged]
+
+    @property
+    def present_ranges(self) -> list[tuple[int, int]]:
+        return list(self._present)
+
+    def section_present(self, section: int) -> bool:
+        shift = self.geometry.section_shift
+        s, e = section << shift, (section + 1) << shift
+        return any(ps < e and pe > s for ps, pe in self._present)
+
+    def present_sections(self) -> list[int]:
+        """Sections with any present memory, ascending."""
+        shift = self.geometry.section_shift
+        out: set[int] = set()
+        for s, e in self._present:
+            out.update(range(s >> shift, ((e - 1) >> shift) + 1))
+        return sorted(out)
+
+    # -- totals ----------------------------------------------------------------------------------
+
+    @property
+    def nr_free_pages(self) -> int:
+        """Pages on buddy free lists (the kernel's NR_FREE_PAGES; per-CPU pages not included)."""
+        return sum(self.zone_free)
+
+    @property
+    def nr_pcp_pages(self) -> int:
+        return sum(self.zone_pcp)
+
+    @property
+    def nr_present_pages(self) -> int:
+        return sum(self.zone_present)
+
+    @property
+    def nr_reserved_pages(self) -> int:
+        return sum(self.zone_reserved)
+
+    @property
+    def nr_held_pages(self) -> int:
+        return sum(self.zone_held)
+
+    @property
+    def nr_allocated_pages(self) -> int:
+        return self.nr_present_pages - self.nr_free_pages - self.nr_pcp_pages - self.nr_reserved_pages - self.nr_held_pages
+
+    def host_bytes(self) -> dict[str, int]:
+        """Host memory the model holds, by part (virtual sizes of the arrays)."""
+        lists = sum(a.nbytes for a in self._fl_arr)
+        return {
+            "state": self.state.nbytes,
+            "pflags": self.pflags.nbytes,
+            "pageblocks": self.pb_mt.nbytes + self.pb_zone.nbytes,
+            "free_lists": lists,
+            "contents": self.contents.host_bytes,
+        }

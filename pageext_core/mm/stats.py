@@ -1,0 +1,135 @@
+"""What ``/proc/buddyinfo``, ``/proc/pagetypeinfo`` and ``/proc/meminfo`` show.
+
+Text shapes follow the kernel's so that scripts written for real machines
+read ours.  ``pagetypeinfo`` takes extra per-node sections from page_ext
+clients (page_owner adds "Number of mixed blocks").
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable
+
+import numpy as np
+
+from pageext_core.mm.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_SIZE
+
+if TYPE_CHECKING:
+    from pageext_core.mm.machine import Machine
+
+PagetypeinfoSection = Callable[["Machine", int], str]
+FREECOUNT_CAP = 100000  # the kernel stops counting a list here and prints ">100000"
+
+
+def populated_zones(m: "Machine", nid: int | None = None) -> list:
+    return [z for z in m.geometry.zones if m.zone_present[z.index] and (nid is None or z.node == nid)]
+
+
+def free_blocks(m: "Machine") -> np.ndarray:
+    """Free blocks per [zone, migratetype, order] (numbers of blocks, not pages)."""
+    return np.array(m._fl_n, dtype=np.int64).reshape(m.nr_zones, MIGRATE_TYPES, m.nr_orders)
+
+
+def buddyinfo(m: "Machine") -> str:
+    per = free_blocks(m).sum(axis=1)
+    out = []
+    for z in populated_zones(m):
+        out.append(f"Node {z.node}, zone {z.name:>8s} " + "".join(f"{int(n):6d} " for n in per[z.index]) + "\n")
+    return "".join(out)
+
+
+def pageblock_counts(m: "Machine") -> np.ndarray:
+    """Pageblocks per [zone, migratetype], counting blocks whose first page is present."""
+    pbo = m.pageblock_order
+    counts = np.zeros((m.nr_zones, MIGRATE_TYPES), np.int64)
+    for s, e in m.present_ranges:
+        first = (s + (1 << pbo) - 1) >> pbo  # blocks whose first page lies in [s, e)
+        last = (e - 1) >> pbo
+        if last < first:
+            continue
+        zones = m.pb_zone[first : last + 1].astype(np.int64)
+        mts = m.pb_mt[first : last + 1].astype(np.int64)
+        ok = zones < m.nr_zones
+        np.add.at(counts, (zones[ok], mts[ok]), 1)
+    return counts
+
+
+def pagetypeinfo(m: "Machine", sections: Iterable[PagetypeinfoSection] = ()) -> str:
+    """``/proc/pagetypeinfo`` per node; the per-CPU lists are drained first, as the kernel's readers do."""
+    m.drain_all_pages()
+    fb = free_blocks(m)
+    bc = pageblock_counts(m)
+    sections = list(sections)
+    out = []
+    for n in m.geometry.nodes:
+        zones = populated_zones(m, n.nid)
+        if not zones:
+            continue
+        out.append(f"Page block order: {m.pageblock_order}\n")
+        out.append(f"Pages per block:  {1 << m.pageblock_order}\n\n")
+        out.append(f"{'Free pages count per migrate type at order':<43s} " + "".join(f"{o:6d} " for o in range(m.nr_orders)) + "\n")
+        for z in zones:
+            for mt in range(MIGRATE_TYPES):
+                cells = []
+                for o in range(m.nr_orders):
+                    c = int(fb[z.index, mt, o])
+                    cells.append(f">{FREECOUNT_CAP:6d} " if c >= FREECOUNT_CAP else f"{c:6d} ")
+                out.append(f"Node {n.nid:4d}, zone {z.name:>8s}, type {MIGRATETYPE_NAMES[mt]:>12s} " + "".join(cells) + "\n")
+        out.append(f"\n{'Number of blocks type ':<23s}" + "".join(f"{name:>12s} " for name in MIGRATETYPE_NAMES) + "\n")
+        for z in zones:
+            out.append(f"Node {n.nid}, zone {z.name:>8s} " + "".join(f"{int(c):12d} " for c in bc[z.index]) + "\n")
+        for section in sections:
+            out.append(section(m, n.nid))
+    return "".join(out)
+
+
+def meminfo(m: "Machine") -> str:
+    """A short ``/proc/meminfo``: the lines our model can fill honestly."""
+    kb = PAGE_SIZE // 1024
+    managed = m.nr_present_pages - m.nr_reserved_pages
+    rows = [
+        ("MemTotal", managed * kb),
+        ("MemFree", m.nr_free_pages * kb),
+        ("PerCPULists", m.nr_pcp_pages * kb),
+        ("Allocated", m.nr_allocated_pages * kb),
+        ("Reserved", m.nr_reserved_pages * kb),
+        ("GuardPages", m.nr_held_pages * kb),
+    ]
+    return "".join(f"{name + ':':<16s}{value:8d} kB\n" for name, value in rows)
+
+
+def vmstat(m: "Machine") -> str:
+    rows = [
+        ("nr_free_pages", m.nr_free_pages),
+        ("nr_pcp_pages", m.nr_pcp_pages),
+        ("pgalloc", m.nr_allocs),
+        ("pgfree", m.nr_frees),
+        ("pgalloc_fail", m.nr_alloc_failures),
+        ("pgalloc_fallback", m.nr_fallbacks),
+        ("pageblock_claims", m.nr_pageblock_claims),
+    ]
+    return "".join(f"{k} {v}\n" for k, v in rows)
+
+
+def free_summary(m: "Machine") -> dict:
+    """Free-page statistics as plain data (for summary.json)."""
+    fb = free_blocks(m)
+    zones = []
+    for z in populated_zones(m):
+        per_mt = {MIGRATETYPE_NAMES[mt]: [int(x) for x in fb[z.index, mt]] for mt in range(MIGRATE_TYPES)}
+        zones.append({
+            "node": z.node,
+            "zone": z.name,
+            "present_pages": m.zone_present[z.index],
+            "reserved_pages": m.zone_reserved[z.index],
+            "free_pages": m.zone_free[z.index],
+            "pcp_pages": m.zone_pcp[z.index],
+            "held_pages": m.zone_held[z.index],
+            "free_blocks_by_migratetype_and_order": per_mt,
+        })
+    return {
+        "free_pages": m.nr_free_pages,
+        "pcp_pages": m.nr_pcp_pages,
+        "allocated_pages": m.nr_allocated_pages,
+        "reserved_pages": m.nr_reserved_pages,
+        "held_pages": m.nr_held_pages,
+        "zones": zones,
+    }
