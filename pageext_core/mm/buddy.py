@@ -686,6 +686,20 @@ class BuddyAllocator:
         heads = np.flatnonzero((kinds == K_ALLOC) | (kinds == K_ALLOC_MOVABLE))
         return heads, (self.state[heads] & 15)
 
+    def free_pages_mask(self) -> np.ndarray:
+        """Boolean per pfn: the page is free (on a buddy list or a per-CPU list)."""
+        kinds = self.state >> 4
+        heads = np.flatnonzero((kinds == K_FREE) | (kinds == K_PCP))
+        return self.block_mask(heads, self.state[heads] & 15)
+
+    def block_mask(self, heads: np.ndarray, orders: np.ndarray) -> np.ndarray:
+        """Boolean per pfn covering the given blocks (vectorised)."""
+        n = len(self.state)
+        cover = np.zeros(n + 1, np.int32)
+        np.add.at(cover, heads, 1)
+        np.add.at(cover, np.minimum(heads + np.left_shift(1, orders.astype(np.int64)), n), -1)
+        return np.cumsum(cover[:n]) > 0
+
     # -- page flags ---------------------------------------------------------------------
 
     def _require_allocated(self, pfn: int, nr: int) -> None:

@@ -96,6 +96,13 @@ class PageContents:
         self.nr_unmapped += nr_pages - int(np.count_nonzero(seg))
         seg[:] = True
 
+    def unmap_mask(self, mask: np.ndarray) -> None:
+        """Unmap every pfn where ``mask`` is True (boot-time unmapping of all free pages)."""
+        if self._unmapped is None:
+            self._unmapped = np.zeros(self.max_pfn, np.bool_)
+        self._unmapped |= mask
+        self.nr_unmapped = int(np.count_nonzero(self._unmapped))
+
     def map(self, pfn: int, nr_pages: int = 1) -> None:
         if self._unmapped is None:
             return

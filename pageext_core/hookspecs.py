@@ -1,0 +1,218 @@
+"""The page_ext client contract: every hook a client may implement.
+
+This is the first file a plugin author reads.  A client is a class (one
+instance per boot; keep your state on ``self``) or a module, registered in
+the ``pageext.clients`` entry-point group or passed to ``pageext_core.boot``.
+Mark implementations with ``pageext_core.hookimpl``.  As with every pluggy
+hook, an implementation may accept any subset of the arguments listed, by
+name.
+
+Phases, in the order they happen at boot:
+
+1. ``pageext_params``  — the boot parameters a client owns (asked of every client)
+2. ``pageext_need``    — is the client enabled for this boot? (asked of every client)
+3. ``pageext_fields`` / ``pageext_flags`` — its per-page bytes and flag bits (needed clients)
+4. ``pageext_init``    — once, after the tables exist, with the client's own view
+5. event hooks         — resolved once at boot into plain call lists (hot path)
+6. reports, summary, findings — on demand
+
+Hot-path hooks of clients that are not needed are never called, and with
+no client needed the allocator makes no call at all.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+
+import pluggy
+
+if TYPE_CHECKING:
+    from pageext_core.bootparams import BootConfig, BootParam
+    from pageext_core.mm.machine import Machine
+    from pageext_core.mm.printk import KernelLog
+    from pageext_core.page_ext import PageExt
+    from pageext_core.reports import Finding
+    from pageext_core.storage import PageExtView
+
+PROJECT = "pageext"
+ENTRY_POINT_GROUP = "pageext.clients"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+FieldSpec = Union[str, "tuple[str, int | tuple[int, ...]]"]
+"""A field's numpy dtype string (``"u4"``, ``"S16"``) or ``(dtype, shape)``."""
+
+ReportFn = Callable[..., "str | Sequence[str]"]
+"""A report: called with its keyword parameters, returns text (or text chunks)."""
+
+
+# -- 1-3. boot: parameters, need, layout ------------------------------------------------
+
+
+@hookspec
+def pageext_params() -> "Sequence[BootParam]":
+    """Boot parameters this client owns.
+
+    Called once per boot for every installed client, before the command line
+    is parsed.  Return ``BootParam`` objects (name, type, default, one-line
+    doc, optional validator with the kernel's message).  A parameter no
+    client owns gets the kernel's "Unknown kernel command line parameters"
+    warning.  Not on the hot path.
+    """
+
+
+@hookspec
+def pageext_need(boot: "BootConfig") -> bool:
+    """Is this client enabled for this boot?
+
+    Asked once per client, before anything is allocated; the answer is
+    attributed to the client (never merged with others').  Return ``False``
+    and the client costs no memory and no time.  Usually
+    ``return boot["my_param"]``.  Not on the hot path.
+    """
+
+
+@hookspec
+def pageext_fields(boot: "BootConfig") -> "Mapping[str, FieldSpec]":
+    """Per-page bytes this client stores: field name → dtype (or ``(dtype, shape)``).
+
+    Asked only of needed clients.  Fields are laid out in the order given,
+    each at its natural alignment; an empty mapping is fine for clients that
+    only use flag bits.  Not on the hot path.
+    """
+
+
+@hookspec
+def pageext_flags(boot: "BootConfig") -> "Sequence[str]":
+    """Names of the bits this client wants in the shared 8-byte flags word.
+
+    Asked only of needed clients; bits are handed out at boot in client
+    order.  The flags word exists only if some needed client asks for a bit.
+    Not on the hot path.
+    """
+
+
+# -- 4. init ------------------------------------------------------------------------------
+
+
+@hookspec
+def pageext_init(view: "PageExtView", machine: "Machine", boot: "BootConfig",
+                 page_ext: "PageExt", log: "KernelLog") -> None:
+    """Called once after the page_ext tables exist, for needed clients only.
+
+    ``view`` reads and writes this client's own fields and flag bits (one
+    pfn, a whole block, or vectorised scans); keep it on ``self``.
+    ``page_ext`` gives access to other clients' services (``owner_dump``).
+    Pages allocated before this point (boot-time allocations) have no record.
+    Not on the hot path.
+    """
+
+
+# -- 5. events (hot path) -------------------------------------------------------------------
+
+
+@hookspec
+def pageext_on_alloc(pfn: int, order: int, gfp_mask: int, migratetype: int) -> None:
+    """After an allocation of 2^order pages at ``pfn`` completed.
+
+    HOT PATH: called on every allocation, directly (not through pluggy).
+    A raise undoes the allocation and reports the client, hook and pfn.
+    """
+
+
+@hookspec
+def pageext_on_free(pfn: int, order: int) -> None:
+    """Before a free of 2^order pages at ``pfn`` is applied.
+
+    HOT PATH.  The pages still hold their contents and records.  A raise
+    leaves the block allocated and reports the client, hook and pfn.
+    """
+
+
+@hookspec
+def pageext_on_split(pfn: int, order: int, migratetype: int) -> bool:
+    """``expand`` split off the 2^order block at ``pfn`` while serving a request.
+
+    Return True to hold the block (it stays off the free lists, uncounted as
+    free, until a freed buddy meets it: ``pageext_on_merge``).  Guard pages
+    are built on this.  HOT PATH on splits; the first client to hold wins.
+    """
+
+
+@hookspec
+def pageext_on_merge(pfn: int, order: int) -> bool:
+    """A freed block meets the held 2^order block at ``pfn`` (its buddy).
+
+    Return True to release it so the two merge, as the kernel clears a guard
+    page.  Called only for blocks a client held.  HOT PATH on frees.
+    """
+
+
+@hookspec
+def pageext_on_split_page(pfn: int, order: int) -> None:
+    """An allocated order-n block became 2^n order-0 pages (``split_page``).
+
+    Per-page records should take the new order.  Not on the hot path.
+    """
+
+
+@hookspec
+def pageext_on_migrate(old_pfn: int, new_pfn: int, order: int, reason: str) -> None:
+    """A block's contents moved from ``old_pfn`` to the freshly allocated ``new_pfn``.
+
+    Called after the new block's ``on_alloc`` and before the old block is
+    freed; page_owner copies its record here and notes the reason.
+    """
+
+
+@hookspec
+def pageext_on_fault(pfn: int, offset: int, write: bool) -> "str | None":
+    """An access hit an unmapped page: return text for the fault report, or None.
+
+    debug_pagealloc says the page is free, guard says it is a guard page;
+    the texts of all needed clients are joined into the ``PageFault``.
+    """
+
+
+# -- 6. reports, services, results ---------------------------------------------------------------
+
+
+@hookspec
+def pageext_report() -> "Mapping[str, ReportFn]":
+    """The named reports this client offers (the debugfs files of this world).
+
+    Names may nest with ``/`` (``page_owner_stacks/show_stacks``); each
+    function is called on demand with its keyword parameters and returns
+    text.  Asked of needed clients only.
+    """
+
+
+@hookspec
+def pageext_report_sections() -> "Mapping[str, Callable[[Machine, int], str]]":
+    """Sections this client adds to a core report, per node.
+
+    page_owner adds "Number of mixed blocks" to ``pagetypeinfo`` with
+    ``{"pagetypeinfo": fn}``; ``fn(machine, nid)`` returns the text.
+    """
+
+
+@hookspec(firstresult=True)
+def pageext_owner_dump(pfn: int) -> "str | None":
+    """page_owner's view of a page, in ``dump_page_owner`` wording.
+
+    Implemented by page_owner; other clients call ``page_ext.owner_dump(pfn)``
+    when they report a bad page, and get None when page_owner is off.
+    """
+
+
+@hookspec
+def pageext_summary() -> "Mapping[str, Any]":
+    """Figures for ``summary.json`` (plain JSON data), under the client's name."""
+
+
+@hookspec
+def pageext_findings() -> "Sequence[Finding]":
+    """Bugs this client caught (use-after-free, corruption, guard hits).
+
+    Any finding makes ``pageext run --fail-on-findings`` exit 1.
+    """

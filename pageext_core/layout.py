@@ -1,0 +1,171 @@
+"""The page_ext record layout, computed at boot from the needed clients.
+
+The rule is mainline's:
+
+1. the record starts empty;
+2. if any needed client asks for flag bits, the record starts with one
+   8-byte flags word, and bits are handed out in client order;
+3. needed clients are placed in a fixed order — sorted by client name, so
+   the layout does not depend on install or discovery order — each at the
+   size so far rounded up to its own alignment; inside a client, fields go
+   in the order it declared them, each at its natural alignment (a C struct);
+4. the record size is the end of the last client rounded up to the largest
+   alignment in the record (so every record in a table stays aligned);
+   nothing else is added;
+5. no needed client: record size 0 and nothing is allocated.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+FLAGS_FIELD = "__page_ext_flags"
+FLAGS_BYTES = 8
+
+
+class LayoutError(ValueError):
+    """A client's fields or flags cannot be laid out (bad dtype, duplicate name, too many bits)."""
+
+
+@dataclass(frozen=True)
+class FieldLayout:
+    name: str
+    offset: int  # from the start of the record
+    dtype: np.dtype
+    shape: tuple[int, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class ClientLayout:
+    """Where one client's bytes and bits are."""
+
+    name: str
+    offset: int
+    size: int
+    fields: tuple[FieldLayout, ...]
+    flag_bits: Mapping[str, int] = field(default_factory=dict)  # name -> bit number
+
+    def flag_mask(self, name: str) -> int:
+        try:
+            return 1 << self.flag_bits[name]
+        except KeyError:
+            raise KeyError(f"client {self.name!r} declared no flag {name!r} (it has {sorted(self.flag_bits)})") from None
+
+
+@dataclass(frozen=True)
+class Layout:
+    record_size: int
+    has_flags: bool
+    clients: tuple[ClientLayout, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The full record as a numpy structured dtype."""
+        names, formats, offsets = [], [], []
+        if self.has_flags:
+            names.append(FLAGS_FIELD)
+            formats.append(np.dtype("<u8"))
+            offsets.append(0)
+        for c in self.clients:
+            for f in c.fields:
+                names.append(f"{c.name}.{f.name}")
+                formats.append((f.dtype, f.shape) if f.shape else f.dtype)
+                offsets.append(f.offset)
+        return np.dtype({"names": names, "formats": formats, "offsets": offsets,
+                         "itemsize": max(self.record_size, 1)})
+
+    def client(self, name: str) -> ClientLayout:
+        for c in self.clients:
+            if c.name == name:
+                return c
+        raise KeyError(f"client {name!r} is not in the page_ext layout (not needed this boot?)")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "record_size": self.record_size,
+            "flags_word": self.has_flags,
+            "clients": [
+                {"name": c.name, "offset": c.offset, "size": c.size,
+                 "fields": [{"name": f.name, "offset": f.offset, "dtype": f.dtype.str, "shape": list(f.shape)}
+                            for f in c.fields],
+                 "flag_bits": dict(c.flag_bits)}
+                for c in self.clients
+            ],
+        }
+
+
+def _field_dtype(client: str, name: str, spec: Any) -> tuple[np.dtype, tuple[int, ...]]:
+    shape: tuple[int, ...] = ()
+    if isinstance(spec, tuple):
+        if len(spec) != 2:
+            raise LayoutError(f"client {client!r} field {name!r}: expected dtype or (dtype, shape), got {spec!r}")
+        spec, shp = spec
+        shape = (shp,) if isinstance(shp, int) else tuple(shp)
+    try:
+        dt = np.dtype(spec)
+    except TypeError as exc:
+        raise LayoutError(f"client {client!r} field {name!r}: {spec!r} is not a numpy dtype ({exc})") from None
+    if dt.fields is not None or dt.hasobject or dt.itemsize == 0:
+        raise LayoutError(f"client {client!r} field {name!r}: use a plain fixed-size dtype, not {dt}")
+    if any(d <= 0 for d in shape):
+        raise LayoutError(f"client {client!r} field {name!r}: shape {shape} must be positive")
+    return dt, shape
+
+
+def _align(n: int, a: int) -> int:
+    return -(-n // a) * a
+
+
+def compute_layout(clients: Sequence[tuple[str, Mapping[str, Any], Sequence[str]]]) -> Layout:
+    """Lay out needed clients given as ``(name, fields, flag_names)``."""
+    ordered = sorted(clients, key=lambda c: c[0])
+    names = [c[0] for c in ordered]
+    if len(set(names)) != len(names):
+        raise LayoutError(f"duplicate client names in layout: {names}")
+    has_flags = any(flags for _, _, flags in ordered)
+    size = FLAGS_BYTES if has_flags else 0
+    max_align = FLAGS_BYTES if has_flags else 1
+    bit = 0
+    out: list[ClientLayout] = []
+    for name, fields, flags in ordered:
+        if not isinstance(fields, Mapping):
+            raise LayoutError(f"client {name!r}: pageext_fields must return a mapping, got {type(fields).__name__}")
+        placed: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
+        rel = 0
+        calign = 1
+        for fname, spec in fields.items():
+            if not isinstance(fname, str) or not fname.isidentifier():
+                raise LayoutError(f"client {name!r}: field name {fname!r} must be an identifier")
+            dt, shape = _field_dtype(name, fname, spec)
+            a = dt.alignment
+            rel = _align(rel, a)
+            placed.append((fname, dt, shape, rel))
+            rel += dt.itemsize * int(np.prod(shape, dtype=np.int64))
+            calign = max(calign, a)
+        csize = _align(rel, calign) if placed else 0
+        offset = _align(size, calign)
+        bits: dict[str, int] = {}
+        for fl in flags:
+            if fl in bits:
+                raise LayoutError(f"client {name!r} declares flag {fl!r} twice")
+            if bit >= FLAGS_BYTES * 8:
+                raise LayoutError(f"client {name!r}: the shared flags word has no bit left for {fl!r} (64 in use)")
+            bits[fl] = bit
+            bit += 1
+        out.append(ClientLayout(
+            name=name,
+            offset=offset,
+            size=csize,
+            fields=tuple(FieldLayout(f, offset + r, dt, shp) for f, dt, shp, r in placed),
+            flag_bits=bits,
+        ))
+        size = offset + csize
+        max_align = max(max_align, calign)
+    record = _align(size, max_align) if size else 0
+    return Layout(record_size=record, has_flags=has_flags, clients=tuple(out))

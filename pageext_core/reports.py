@@ -1,0 +1,93 @@
+"""Reports, findings and writing them safely.
+
+A report is a named text produced on demand (the debugfs and procfs files
+of this world).  The core offers ``buddyinfo``, ``pagetypeinfo``,
+``meminfo``, ``vmstat`` and ``page_ext``; clients add theirs.  Names may
+nest with ``/`` and become subfolders when written; a name can never escape
+the output directory.  Files are written atomically (temporary file, then
+rename), so a crash never leaves half a report.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Iterable
+
+FINDING_KINDS = (
+    "use-after-free",
+    "memory-corruption",
+    "single-bit-error",
+    "guard-hit",
+    "bad-page-state",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A bug a client caught, with the kernel-style report that announced it."""
+
+    kind: str
+    pfn: int
+    time_ns: int
+    message: str
+    offset: int | None = None
+    client: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["pfn_hex"] = f"{self.pfn:#x}"
+        return d
+
+
+class ReportError(ValueError):
+    """A report name that is invalid or unknown, or a report that failed."""
+
+
+def check_report_name(name: str) -> PurePosixPath:
+    """A safe relative path for a report name: no absolute paths, no ``..``, no empty parts."""
+    if not isinstance(name, str) or not name:
+        raise ReportError(f"report name {name!r} must be a non-empty string")
+    if "\\" in name or "\x00" in name:
+        raise ReportError(f"report name {name!r} may not contain backslashes or NUL")
+    p = PurePosixPath(name)
+    if p.is_absolute() or name.startswith("~"):
+        raise ReportError(f"report name {name!r} is absolute; report names are relative (like page_owner_stacks/show_stacks)")
+    if any(part in ("..", ".", "") for part in name.split("/")):
+        raise ReportError(f"report name {name!r} has an empty, '.' or '..' part; it could escape the output directory")
+    return p
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file so that readers see the old content or the whole new one, never a part."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def report_path(out_dir: Path, name: str) -> Path:
+    """Where report ``name`` goes under ``out_dir`` (checked not to escape it)."""
+    rel = check_report_name(name)
+    root = Path(out_dir).resolve()
+    target = (root / Path(*rel.parts)).resolve()
+    if root != target and root not in target.parents:
+        raise ReportError(f"report name {name!r} resolves outside the output directory {root}")
+    return target
+
+
+def join_text(chunks: str | Iterable[str]) -> str:
+    return chunks if isinstance(chunks, str) else "".join(chunks)
