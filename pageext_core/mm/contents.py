@@ -167,6 +167,23 @@ class PageContents:
             pos += take
             i += take
 
+    def write_phys(self, pfn: int, offset: int, data: bytes | bytearray | memoryview) -> None:
+        """Write bytes bypassing the MMU (a DMA engine or a flipped bit): no mapping check, no fault."""
+        data = bytes(data)
+        start = pfn * PAGE_SIZE + offset
+        if offset < 0 or start < 0:
+            raise InvalidPfn(pfn, f"offset {offset} is before the start of memory")
+        for p in range(start // PAGE_SIZE, (start + max(len(data), 1) - 1) // PAGE_SIZE + 1):
+            self._pfn_check(p)
+        pos, i, n = start, 0, len(data)
+        while i < n:
+            p, off = divmod(pos, PAGE_SIZE)
+            take = min(n - i, PAGE_SIZE - off)
+            row = self._row_for(p)  # may grow (replace) the pool: take the row first
+            self._pool[row, off : off + take] = np.frombuffer(data, np.uint8, take, i)
+            pos += take
+            i += take
+
     def page_view(self, pfn: int) -> np.ndarray:
         """The page's 4096 bytes (read-only when the page has no backing)."""
         if self._slot is not None:

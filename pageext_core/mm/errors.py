@@ -7,6 +7,14 @@ allocator exactly as it was before the call.
 from __future__ import annotations
 
 
+PAGE_OFFSET = 0xFFFF888000000000  # x86_64 direct map base (4-level paging, no KASLR)
+
+
+def direct_map_address(pfn: int, offset: int = 0) -> int:
+    """Kernel virtual address of a byte in the direct map (what fault and hex dumps print)."""
+    return PAGE_OFFSET + (pfn << 12) + offset
+
+
 class MMError(Exception):
     """Base class of everything the machine model raises."""
 
@@ -75,10 +83,12 @@ class PageFault(MMError):
         self.write = write
         self.report = report
         kind = "write" if write else "read"
+        self.address = direct_map_address(pfn, offset)
         head = (
-            f"BUG: unable to handle page fault for address: pfn {pfn:#x} offset {offset:#x}\n"
+            f"BUG: unable to handle page fault for address: {self.address:016x}\n"
             f"#PF: supervisor {kind} access in kernel mode\n"
-            f"#PF: error_code(0x{2 if write else 0:04x}) - not-present page"
+            f"#PF: error_code(0x{2 if write else 0:04x}) - not-present page\n"
+            f"page: pfn {pfn:#x} offset {offset:#x}"
         )
         super().__init__(head + ("\n" + report if report else ""))
 
