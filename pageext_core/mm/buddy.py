@@ -703,6 +703,10 @@ class BuddyAllocator:
     # -- page flags ---------------------------------------------------------------------
 
     def _require_allocated(self, pfn: int, nr: int) -> None:
+        if 0 <= pfn < len(self.state):
+            s = self._st[pfn]
+            if s >> 4 in (K_ALLOC, K_ALLOC_MOVABLE, K_RESERVED) and nr <= 1 << (s & 15):
+                return  # the head of a block: the common case, answered without a search
         kind, order, head = self.page_kind(pfn)
         if kind not in (K_ALLOC, K_ALLOC_MOVABLE, K_RESERVED) or pfn + nr > head + (1 << order):
             self.check_pfn(pfn)
@@ -712,7 +716,10 @@ class BuddyAllocator:
     def set_page_flags(self, pfn: int, mask: int, nr: int = 1) -> None:
         """Set flag bits on ``nr`` pages of an allocated block (e.g. lru|active)."""
         self._require_allocated(pfn, nr)
-        self.pflags[pfn : pfn + nr] |= np.uint32(mask)
+        if nr == 1:
+            self._pf[pfn] |= mask
+        else:
+            self.pflags[pfn : pfn + nr] |= np.uint32(mask)
 
     def clear_page_flags(self, pfn: int, mask: int, nr: int = 1) -> None:
         self._require_allocated(pfn, nr)

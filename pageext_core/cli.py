@@ -1,0 +1,317 @@
+"""The ``pageext`` command line.
+
+    pageext run [SESSION] [--boot LINE] [--memory SIZE] [--set KEY=VALUE]...
+                [--out DIR] [--json] [--seed N] [--quiet] [--fail-on-findings]
+    pageext plugins [--boot LINE] [--json]
+    pageext report NAME [SESSION] [--param KEY=VALUE]...
+    pageext --version
+
+Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
+configuration error; 130 interrupted (reports of the state reached written).
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, Sequence
+
+import click
+
+from pageext_core.session.runner import EXIT_USAGE
+
+
+class UsageError(click.ClickException):
+    """A configuration problem: printed as ``pageext: error: ...``, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"pageext: error: {self.message}", err=True)
+
+
+def _versions() -> str:
+    from importlib.metadata import PackageNotFoundError, entry_points, version
+
+    from pageext_core.hookspecs import ENTRY_POINT_GROUP
+
+    try:
+        core = version("pageext-core")
+    except PackageNotFoundError:
+        from pageext_core import __version__ as core
+    lines = [f"pageext-core {core}"]
+    seen = set()
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        dist = getattr(ep, "dist", None)
+        key = (ep.name, dist.metadata["Name"] if dist else None)
+        if key in seen:
+            continue
+        seen.add(key)
+        lines.append(f"  {ep.name}: {key[1] or '?'} {dist.version if dist else '?'}")
+    lines.append(f"Python {sys.version.split()[0]}")
+    return "\n".join(lines)
+
+
+def _print_version(ctx: click.Context, _param: Any, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_versions())
+        ctx.exit(0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the core's and every installed plugin's version.")
+def main() -> None:
+    """pageext: page-level memory debugging experiments on a simulated Linux machine.
+
+    Exit codes: 0 success, 1 findings (with --fail-on-findings), 2 usage or
+    configuration error, 130 interrupted.
+    """
+
+
+def _session_errors(fn: Any) -> Any:
+    """Turn every configuration problem into exit code 2 with a one-line message."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from pageext_core.bootparams import BootParamError
+        from pageext_core.mm.errors import ConfigError
+        from pageext_core.registry import PluginLoadError
+        from pageext_core.reports import ReportError
+        from pageext_core.session.config import SessionError
+
+        try:
+            return fn(*args, **kwargs)
+        except (SessionError, ConfigError, PluginLoadError, BootParamError, ReportError) as exc:
+            raise UsageError(str(exc)) from None
+
+    return wrapper
+
+
+def _load(session: str | None, sets: Sequence[str], memory: str | None, seed: int | None) -> Any:
+    from pageext_core.session.config import load_session
+
+    overrides = list(sets)
+    if memory:
+        overrides.append(f"machine.memory={json.dumps(memory)}")
+    if seed is not None:
+        overrides.append(f"workload.seed={seed}")
+    return load_session(session, overrides=overrides)
+
+
+_common = [
+    click.option("--boot", "boot_line", default="", metavar="LINE",
+                 help="Kernel-style boot parameters, added after the session's (later wins)."),
+    click.option("--memory", metavar="SIZE", help="Machine memory, e.g. 4GiB (sets machine.memory)."),
+    click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+                 help="Change any session key, e.g. --set workload.operations=5000 (repeatable)."),
+    click.option("--seed", type=int, help="Workload seed (sets workload.seed)."),
+    click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
+                 help="Do not even import this plugin (repeatable; also PAGEEXT_DISABLE_PLUGINS)."),
+    click.option("--strict", is_flag=True, help="A plugin that fails to load is an error, not a warning."),
+]
+
+
+def common_options(fn: Any) -> Any:
+    for opt in reversed(_common):
+        fn = opt(fn)
+    return fn
+
+
+@main.command()
+@click.argument("session", required=False, type=click.Path(dir_okay=False))
+@common_options
+@click.option("--out", metavar="DIR", help="Output directory (default: [report] out, else out/<session name>).")
+@click.option("--report", "reports", multiple=True, metavar="NAME", help="Write only these reports (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout instead of the text summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a plugin reported findings.")
+@click.option("--dmesg", is_flag=True, help="Echo kernel log lines to stderr as they happen.")
+@click.option("--print-default", is_flag=True, help="Print the built-in session file and exit.")
+@_session_errors
+def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str, ...], seed: int | None,
+        disable: tuple[str, ...], strict: bool, out: str | None, reports: tuple[str, ...], as_json: bool,
+        quiet: bool, fail_on_findings: bool, dmesg: bool, print_default: bool) -> None:
+    """Run a session file (or the built-in default) and write its reports."""
+    from pageext_core.session.config import DEFAULT_SESSION
+    from pageext_core.session.runner import RunOptions, run_session
+
+    if print_default:
+        click.echo(DEFAULT_SESSION.read_text(), nl=False)
+        return
+    sess = _load(session, sets, memory, seed)
+    bar = _progress_bar(sess.workload.operations, quiet or as_json)
+    opts = RunOptions(
+        out=out, boot=boot_line, reports=list(reports) or None, disable=list(disable), strict=strict,
+        fail_on_findings=fail_on_findings, progress=bar.update if bar else None,
+        log_sink=(lambda line: click.echo(line, err=True)) if dmesg else None,
+    )
+    try:
+        outcome = run_session(sess, opts)
+    finally:
+        if bar:
+            bar.close()
+    if as_json:
+        click.echo(json.dumps(outcome.summary, indent=2))
+    elif not quiet:
+        click.echo(_text_summary(outcome))
+    if outcome.workload.interrupted:
+        click.echo(f"pageext: interrupted after {outcome.workload.operations} operations; "
+                   f"reports of the state reached are in {outcome.out_dir}", err=True)
+    sys.exit(outcome.exit_code)
+
+
+class _Bar:
+    """tqdm progress on a terminal; nothing at all when output is piped."""
+
+    def __init__(self, total: int) -> None:
+        from tqdm import tqdm
+
+        self._bar = tqdm(total=total, unit="op", unit_scale=True, leave=False, file=sys.stderr, mininterval=0.2)
+        self._done = 0
+
+    def update(self, done: int, total: int) -> None:
+        self._bar.update(done - self._done)
+        self._done = done
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def _progress_bar(total: int, silent: bool) -> _Bar | None:
+    if silent or total < 50_000 or not sys.stderr.isatty():
+        return None
+    return _Bar(total)
+
+
+def _text_summary(o: Any) -> str:
+    s = o.summary
+    m, w, pe = s["machine"], s["workload"], s["page_ext"]
+    from pageext_core.mm.geometry import format_size
+
+    enabled = [p["name"] for p in s["plugins"] if p["enabled"]]
+    lines = [
+        f"session   {s['session']['name']}",
+        f"machine   {format_size(m['memory_bytes'])}, {m['nodes']} node(s), {m['memory_model']}, "
+        f"{m['present_pages']} present pages",
+        f"boot      {s['boot']['cmdline'] or '(empty)'}",
+        f"page_ext  {', '.join(enabled) or 'no client enabled'}: record {pe['record_size']} bytes, "
+        f"{pe['bytes']} bytes",
+        f"workload  {w['kind']} seed {w['seed']}: {w['operations']} operations, {w['allocations']} allocations, "
+        f"{w['frees']} frees, {w['failures']} failures, {w['live_pages']} pages still allocated",
+    ]
+    f = s["findings"]
+    if f["count"]:
+        kinds = ", ".join(f"{n} {k}" for k, n in f["by_kind"].items())
+        lines.append(f"findings  {f['count']}: {kinds}")
+    else:
+        lines.append("findings  none")
+    p = s["planted"]
+    if p["planted"]:
+        lines.append(f"planted   {p['planted']} bugs, {p['detected']} detected, {p['missed']} missed")
+    for problem in s["plugin_problems"]:
+        lines.append(f"warning   {problem}")
+    for warning in s["boot"]["warnings"]:
+        lines.append(f"boot      {warning}")
+    if o.out_dir is not None:
+        lines.append(f"reports   {o.out_dir}/: {', '.join(o.files)}")
+    lines.append(f"time      {s['timing']['elapsed_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--boot", "boot_line", default="", metavar="LINE", help="Boot line to evaluate 'enabled' against.")
+@click.option("--memory", default="1GiB", show_default=True, metavar="SIZE", help="Machine size for the page_ext figures.")
+@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", help="Do not import this plugin.")
+@click.option("--strict", is_flag=True, help="A plugin that fails to load is an error.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_session_errors
+def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool, as_json: bool) -> None:
+    """List installed plugins: hooks, boot parameters, page_ext fields, and whether the boot line enables them."""
+    from pageext_core.dispatch import call_each
+    from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
+    from pageext_core.page_ext import boot
+    from pageext_core.registry import discover
+
+    size = parse_size(memory, "--memory")
+    pe = boot(MachineConfig(memory=size), boot_line, blocked=disable, strict=strict)
+    desc = pe.describe()
+    for d in desc["plugins"]:
+        if not d["enabled"]:  # what it would store if enabled (not allocated this boot)
+            c = pe.client(d["name"])
+            f = call_each(pe.pm, "pageext_fields", [c.name], boot=pe.boot).get(c.name) or {}
+            fl = call_each(pe.pm, "pageext_flags", [c.name], boot=pe.boot).get(c.name) or []
+            d["fields_if_enabled"] = {k: str(v) for k, v in f.items()}
+            d["flags_if_enabled"] = list(fl)
+    blocked = [{"name": i.name, "distribution": i.dist, "version": i.version}
+               for i in discover(blocked=disable) if i.blocked]
+    data = {"machine_memory": format_size(size), "boot": pe.boot.cmdline, "boot_warnings": pe.boot.warnings,
+            **desc, "blocked": blocked}
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for d in data["plugins"]:
+        state = "enabled" if d["enabled"] else "disabled"
+        click.echo(f"{d['name']:<18s} {d['distribution'] or '(direct)'} {d['version'] or ''}  [{state}]")
+        click.echo(f"    hooks:  {', '.join(d['hooks'])}")
+        for p in d["boot_params"]:
+            click.echo(f"    boot:   {p['name']} ({p['type']}, default {p['default']!r}; "
+                       f"TOML [boot.{d['name']}] {p['toml_key']}) {p['doc']}")
+        if d["enabled"]:
+            bits = ", ".join(f"{k}=bit {v}" for k, v in d["flag_bits"].items()) or "none"
+            click.echo(f"    page_ext: offset {d['offset']}, {d['size']} bytes/page, flag bits: {bits}")
+            click.echo(f"    fields: {', '.join(f'{k}:{v}' for k, v in d['fields'].items()) or 'none'}")
+        else:
+            click.echo("    page_ext: 0 bytes (not enabled by this boot line)")
+    for b in data["blocked"]:
+        click.echo(f"{b['name']:<18s} {b['distribution']} {b['version']}  [blocked: not imported]")
+    for problem in data["problems"]:
+        click.echo(f"warning: {problem}")
+    for w in data["boot_warnings"]:
+        click.echo(f"boot: {w}")
+    click.echo(f"record size {data['record_size']} bytes; page_ext {data['page_ext_bytes']} bytes "
+               f"on a {data['machine_memory']} machine (boot line: {data['boot'] or '(empty)'})")
+
+
+@main.command()
+@click.argument("name", required=False)
+@click.argument("session", required=False, type=click.Path(dir_okay=False))
+@common_options
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Report parameter, e.g. --param count_threshold=4 (repeatable).")
+@click.option("--out", metavar="DIR", help="Also write the report under DIR.")
+@click.option("--list", "list_", is_flag=True, help="List the reports this session offers.")
+@_session_errors
+def report(name: str | None, session: str | None, boot_line: str, memory: str | None, sets: tuple[str, ...],
+           seed: int | None, disable: tuple[str, ...], strict: bool, params: tuple[str, ...], out: str | None,
+           list_: bool) -> None:
+    """Run a session quietly and print one report (like reading its debugfs or proc file)."""
+    from pageext_core.reports import atomic_write, report_path
+    from pageext_core.session.runner import RunOptions, run_session
+
+    sess = _load(session, sets, memory, seed)
+    opts = RunOptions(boot=boot_line, disable=list(disable), strict=strict, write_files=False,
+                      reports=[name] if name and not list_ else None)
+    outcome = run_session(sess, opts)
+    pe = outcome.page_ext
+    if list_ or not name:
+        for n in pe.report_names():
+            click.echo(f"{n:<32s} {pe.report_owner(n)}")
+        return
+    kw: dict[str, Any] = {}
+    for item in params:
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        kw[k] = int(v) if v.lstrip("-").isdigit() else v
+    try:
+        text = pe.report(name, **kw)
+    except TypeError as exc:
+        raise UsageError(f"report {name!r}: {exc}") from None
+    if out:
+        atomic_write(report_path(__import__("pathlib").Path(out), name), text)
+    click.echo(text, nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,458 @@
+"""Session files: one TOML file describing an experiment, checked before anything runs.
+
+Every mistake is reported with ``file:line:col``, the key path and, for a
+misspelt key, the closest valid one::
+
+    session.toml:3:1: [machine] memroy: unknown key; did you mean 'memory'?
+
+Precedence for boot parameters (later wins): the file's
+``[boot.<client>]`` tables, then its ``[boot] cmdline``, then the CLI's
+``--boot``.  ``--set KEY=VALUE`` changes any key before validation, as if
+it were written in the file.
+"""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from pageext_core.mm.errors import ConfigError, GfpParseError
+from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
+from pageext_core.mm.gfp import parse_gfp
+from pageext_core.session.sourcemap import SourceMap
+
+DEFAULT_SESSION = Path(__file__).with_name("default.toml")
+
+FAULT_KINDS = ("use_after_free", "stray_write", "bit_flip", "corruption", "overrun", "underrun")
+
+
+class SessionError(ValueError):
+    """A session file (or an override) that cannot be used; the message says where and how to fix it."""
+
+
+@dataclass
+class HotplugEvent:
+    at: int  # operation index
+    action: str  # "online" or "offline"
+    block: int | None  # memory block index; None: the first hot-pluggable block
+
+
+@dataclass
+class WorkloadSpec:
+    kind: str = "synthetic"
+    seed: int = 0
+    operations: int = 20000
+    orders: dict[int, float] | None = None
+    gfp: dict[int, float] | None = None
+    lifetime: float = 2000.0
+    leak_fraction: float = 0.01
+    max_live_pages: int | None = None
+    think_time_ns: int = 20000
+    tasks: list[dict[str, Any]] | None = None
+    call_sites: int | None = None
+    hotplug: list[HotplugEvent] = field(default_factory=list)
+    faults: dict[str, int] = field(default_factory=dict)
+    function: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    base_dir: str | None = None  # a function's module may live next to the session file
+
+
+@dataclass
+class ReportSpec:
+    out: str | None = None
+    reports: list[str] | None = None  # None: every available report
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class PluginsSpec:
+    disable: list[str] = field(default_factory=list)
+    strict: bool = False
+    autoload: bool = True
+
+
+@dataclass
+class Session:
+    name: str
+    path: Path | None
+    machine: MachineConfig
+    cmdline: str
+    boot_tables: dict[str, dict[str, Any]]
+    plugins: PluginsSpec
+    workload: WorkloadSpec
+    report: ReportSpec
+    source: SourceMap
+    description: str = ""
+
+
+class _Checker:
+    """Walks the parsed TOML and turns every mistake into a located SessionError."""
+
+    def __init__(self, smap: SourceMap) -> None:
+        self.smap = smap
+
+    def fail(self, path: Sequence[Any], msg: str) -> SessionError:
+        table = ".".join(str(p) for p in path[:-1] if not isinstance(p, int))
+        key = path[-1] if path else ""
+        label = f"[{table}] {key}" if table else f"[{key}]"
+        if len(path) >= 2 and isinstance(path[-2], int):
+            label = f"[{'.'.join(str(p) for p in path[:-2])}] entry {path[-2] + 1}: {key}"
+        return SessionError(f"{self.smap.where([p for p in path if not isinstance(p, int)])}: {label}: {msg}")
+
+    def table(self, data: Any, path: Sequence[Any], allowed: Mapping[str, str]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.fail(path, f"expected a table, got {_show(data)}")
+        for key in data:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, list(allowed), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(allowed)}"
+                raise self.fail([*path, key], "unknown key" + hint)
+        return data
+
+    def typed(self, data: Mapping[str, Any], path: Sequence[Any], key: str, types: tuple[type, ...],
+              what: str, default: Any) -> Any:
+        if key not in data:
+            return default
+        v = data[key]
+        if isinstance(v, bool) and bool not in types:
+            raise self.fail([*path, key], f"expected {what}, got {_show(v)}")
+        if not isinstance(v, types):
+            raise self.fail([*path, key], f"expected {what}, got {_show(v)}")
+        return v
+
+    def int_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: int,
+             lo: int | None = None, hi: int | None = None) -> int:
+        v = self.typed(data, path, key, (int,), "an integer", default)
+        if key in data and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
+            raise self.fail([*path, key], f"{v} is out of range ({rng})")
+        return v
+
+    def float_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: float,
+               lo: float | None = None, hi: float | None = None) -> float:
+        v = self.typed(data, path, key, (int, float), "a number", default)
+        if key in data and ((lo is not None and v < lo) or (hi is not None and v > hi)):
+            raise self.fail([*path, key], f"{v} is out of range ({lo}..{hi})")
+        return float(v)
+
+    def bool_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: bool) -> bool:
+        return self.typed(data, path, key, (bool,), "true or false", default)
+
+    def str_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: str | None) -> str | None:
+        return self.typed(data, path, key, (str,), "a string", default)
+
+    def size(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: int) -> int:
+        if key not in data:
+            return default
+        v = data[key]
+        try:
+            return parse_size(v, key)
+        except ConfigError as exc:
+            raise self.fail([*path, key], str(exc).split(": ", 1)[-1]) from None
+
+    def strlist(self, data: Mapping[str, Any], path: Sequence[Any], key: str) -> list[str]:
+        v = self.typed(data, path, key, (list,), "a list of strings", [])
+        for i, item in enumerate(v):
+            if not isinstance(item, str):
+                raise self.fail([*path, key], f"item {i + 1} should be a string, got {_show(item)}")
+        return list(v)
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, dict):
+        return "a table"
+    if isinstance(v, list):
+        return "a list"
+    return f"{type(v).__name__} {v!r}"
+
+
+TOP = {
+    "session": "name and description",
+    "machine": "the simulated machine",
+    "boot": "boot parameters: cmdline and per-client tables",
+    "plugins": "which clients to load",
+    "workload": "what the session does",
+    "report": "which reports to write, and where",
+}
+MACHINE = {
+    "memory": "RAM, e.g. \"4GiB\", or one size per node", "nodes": "NUMA nodes", "memory_model": "SPARSEMEM or FLATMEM",
+    "cpus": "CPUs (each has per-CPU lists)", "movablecore": "bytes of ZONE_MOVABLE", "hotplug": "hot-pluggable memory, offline at boot",
+    "hotplug_movable": "online hot-plugged memory into ZONE_MOVABLE", "memory_block_size": "hotplug unit",
+    "kernel_image": "reserved at 16 MiB", "reserve_memmap": "reserve 64 bytes per page for struct page",
+    "x86_holes": "legacy and PCI holes", "holes": "extra holes: [[start, end], ...]", "max_order": "MAX_PAGE_ORDER",
+    "pageblock_order": "pageblock order", "section_size_bits": "log2 of the section size in bytes",
+    "dma_limit": "end of ZONE_DMA", "dma32_limit": "end of ZONE_DMA32",
+}
+PLUGINS = {"disable": "clients not to load", "strict": "a client that fails to load is an error", "autoload": "load installed clients"}
+WORKLOAD = {
+    "kind": "synthetic or function", "seed": "random seed", "operations": "allocations + frees",
+    "orders": "order weights, e.g. {0 = 70, 3 = 10}", "gfp": "gfp mask weights, e.g. {GFP_KERNEL = 3}",
+    "lifetime": "mean lifetime of an allocation, in operations", "leak_fraction": "fraction never freed",
+    "max_live_pages": "stop allocating (free instead) above this many live pages",
+    "think_time_ns": "mean simulated time between operations", "tasks": "[{pid, tgid, comm, user}]",
+    "call_sites": "distinct allocation stacks", "hotplug": "[{at, action, block}]", "faults": "bugs to plant",
+    "function": "\"module:function\" to run instead", "params": "a table passed to the function",
+}
+REPORT = {"out": "output directory", "reports": "report names, or [\"all\"]", "params": "per-report parameters"}
+SESSION = {"name": "session name", "description": "what it is for"}
+
+
+def load_session(path: str | Path | None = None, *, overrides: Sequence[str] = (), text: str | None = None) -> Session:
+    """Read and check a session file (the embedded default when ``path`` is None)."""
+    if text is None:
+        p = Path(path) if path is not None else DEFAULT_SESSION
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise SessionError(f"{p}: no such session file") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SessionError(f"{p}: cannot read it: {exc}") from None
+        filename = str(p)
+    else:
+        p = Path(path) if path is not None else None
+        filename = str(p) if p else "<session>"
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SessionError(f"{filename}: TOML syntax error: {exc}") from None
+    smap = SourceMap(text, filename)
+    for ov in overrides:
+        _apply_override(data, ov)
+    name = p.stem if p is not None and path is not None else "default"
+    sess = _check(data, smap, name, p if path is not None else None)
+    if p is not None and path is not None:
+        sess.workload.base_dir = str(p.resolve().parent)
+    return sess
+
+
+def _apply_override(data: dict[str, Any], item: str) -> None:
+    key, eq, raw = item.partition("=")
+    if not eq or not key.strip():
+        raise SessionError(f"--set {item!r}: expected KEY=VALUE, e.g. --set workload.operations=5000")
+    path = [k.strip() for k in key.strip().split(".")]
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare word: take it as a string
+    cur = data
+    for k in path[:-1]:
+        nxt = cur.setdefault(k, {})
+        if not isinstance(nxt, dict):
+            raise SessionError(f"--set {item!r}: {k!r} is not a table")
+        cur = nxt
+    cur[path[-1]] = value
+
+
+def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None) -> Session:
+    c = _Checker(smap)
+    c.table(data, [], TOP)
+    sess = c.table(data.get("session", {}), ["session"], SESSION)
+    machine = _check_machine(c, data.get("machine", {}))
+    boot = data.get("boot", {})
+    if not isinstance(boot, dict):
+        raise c.fail(["boot"], "expected a table")
+    cmdline = ""
+    tables: dict[str, dict[str, Any]] = {}
+    for key, value in boot.items():
+        if key == "cmdline":
+            if not isinstance(value, str):
+                raise c.fail(["boot", "cmdline"], f"expected a string, got {_show(value)}")
+            cmdline = value
+        elif isinstance(value, dict):
+            tables[key] = value
+        else:
+            raise c.fail(["boot", key], "unknown key; [boot] takes cmdline = \"...\" and [boot.<client>] tables")
+    plugins = c.table(data.get("plugins", {}), ["plugins"], PLUGINS)
+    ps = PluginsSpec(
+        disable=c.strlist(plugins, ["plugins"], "disable"),
+        strict=c.bool_(plugins, ["plugins"], "strict", False),
+        autoload=c.bool_(plugins, ["plugins"], "autoload", True),
+    )
+    workload = _check_workload(c, data.get("workload", {}))
+    rep = c.table(data.get("report", {}), ["report"], REPORT)
+    reports = c.strlist(rep, ["report"], "reports") if "reports" in rep else None
+    if reports is not None and "all" in reports:
+        reports = None
+    params = rep.get("params", {})
+    if not isinstance(params, dict) or any(not isinstance(v, dict) for v in params.values()):
+        raise c.fail(["report", "params"], "expected a table of tables: [report.params.\"name\"] key = value")
+    return Session(
+        name=c.str_(sess, ["session"], "name", None) or name,
+        path=path,
+        machine=machine,
+        cmdline=cmdline,
+        boot_tables=tables,
+        plugins=ps,
+        workload=workload,
+        report=ReportSpec(out=c.str_(rep, ["report"], "out", None), reports=reports, params=params),
+        source=smap,
+        description=c.str_(sess, ["session"], "description", "") or "",
+    )
+
+
+def _check_machine(c: _Checker, m: Any) -> MachineConfig:
+    P = ["machine"]
+    c.table(m, P, MACHINE)
+    d = MachineConfig()
+    if "memory" in m and isinstance(m["memory"], list):
+        sizes = []
+        for i, v in enumerate(m["memory"]):
+            try:
+                sizes.append(parse_size(v, "memory"))
+            except ConfigError as exc:
+                raise c.fail([*P, "memory"], f"node {i}: {str(exc).split(': ', 1)[-1]}") from None
+        memory: int | tuple[int, ...] = tuple(sizes)
+        nodes_default = len(sizes)
+    else:
+        memory = c.size(m, P, "memory", d.memory)  # type: ignore[arg-type]
+        nodes_default = 1
+    holes = []
+    for i, h in enumerate(m.get("holes", [])):
+        if not (isinstance(h, list) and len(h) == 2):
+            raise c.fail([*P, "holes"], f"hole {i + 1}: expected [start, end], e.g. [\"2GiB\", \"2176MiB\"]")
+        try:
+            holes.append((parse_size(h[0], "hole start"), parse_size(h[1], "hole end")))
+        except ConfigError as exc:
+            raise c.fail([*P, "holes"], f"hole {i + 1}: {exc}") from None
+    model = c.str_(m, P, "memory_model", d.memory_model)
+    if model is not None and model.upper() not in ("SPARSEMEM", "FLATMEM"):
+        raise c.fail([*P, "memory_model"], f"{model!r}: expected \"SPARSEMEM\" or \"FLATMEM\"")
+    cfg = MachineConfig(
+        memory=memory,
+        nodes=c.int_(m, P, "nodes", nodes_default, 1, 64),
+        memory_model=(model or d.memory_model).upper(),
+        cpus=c.int_(m, P, "cpus", d.cpus, 1, 4096),
+        max_order=c.int_(m, P, "max_order", d.max_order, 1, 14),
+        pageblock_order=c.int_(m, P, "pageblock_order", d.pageblock_order, 0, 14),
+        section_size_bits=c.int_(m, P, "section_size_bits", d.section_size_bits, 13, 40),
+        x86_holes=c.bool_(m, P, "x86_holes", d.x86_holes),
+        holes=tuple(holes),
+        movablecore=c.size(m, P, "movablecore", 0),
+        kernel_image=c.size(m, P, "kernel_image", d.kernel_image),
+        reserve_memmap=c.bool_(m, P, "reserve_memmap", d.reserve_memmap),
+        hotplug=c.size(m, P, "hotplug", 0),
+        hotplug_movable=c.bool_(m, P, "hotplug_movable", False),
+        memory_block_size=c.size(m, P, "memory_block_size", 0),
+        dma_limit=c.size(m, P, "dma_limit", d.dma_limit),
+        dma32_limit=c.size(m, P, "dma32_limit", d.dma32_limit),
+    )
+    from pageext_core.mm.geometry import build_geometry
+
+    try:
+        build_geometry(cfg)
+    except ConfigError as exc:
+        raise SessionError(f"{c.smap.where(P)}: [machine]: {exc}") from None
+    return cfg
+
+
+def _weights(c: _Checker, w: Mapping[str, Any], path: list[Any], key: str, parse: Any) -> dict[int, float] | None:
+    if key not in w:
+        return None
+    table = w[key]
+    if not isinstance(table, dict) or not table:
+        raise c.fail([*path, key], "expected a non-empty table of weights, e.g. {0 = 70, 1 = 20}")
+    out: dict[int, float] = {}
+    for k, v in table.items():
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise c.fail([*path, key, k], f"weight must be a non-negative number, got {_show(v)}")
+        try:
+            out[parse(k)] = out.get(parse(k), 0.0) + float(v)
+        except (ValueError, GfpParseError) as exc:
+            raise c.fail([*path, key, k], str(exc)) from None
+    if sum(out.values()) <= 0:
+        raise c.fail([*path, key], "weights add up to zero")
+    return out
+
+
+def _order(k: str) -> int:
+    try:
+        o = int(k)
+    except ValueError:
+        raise ValueError(f"{k!r} is not an order (0..10)") from None
+    if not 0 <= o <= 14:
+        raise ValueError(f"order {o} is outside 0..14")
+    return o
+
+
+def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
+    P = ["workload"]
+    c.table(w, P, WORKLOAD)
+    kind = c.str_(w, P, "kind", None) or ("function" if "function" in w else "synthetic")
+    if kind not in ("synthetic", "function"):
+        raise c.fail([*P, "kind"], f"{kind!r}: expected \"synthetic\" or \"function\"")
+    function = c.str_(w, P, "function", None)
+    if kind == "function":
+        if not function or ":" not in function:
+            raise c.fail([*P, "function"], "a function workload needs function = \"package.module:function\"")
+    elif function is not None:
+        raise c.fail([*P, "function"], "set kind = \"function\" (or drop kind) to run a function workload")
+    faults_t = w.get("faults", {})
+    c.table(faults_t, [*P, "faults"], {k: "how many to plant" for k in FAULT_KINDS})
+    faults = {k: c.int_(faults_t, [*P, "faults"], k, 0, 0, 1_000_000) for k in FAULT_KINDS if k in faults_t}
+    events = []
+    hot = w.get("hotplug", [])
+    if not isinstance(hot, list):
+        raise c.fail([*P, "hotplug"], "expected a list of tables: hotplug = [{at = 1000, action = \"online\"}]")
+    for i, ev in enumerate(hot):
+        EP = [*P, "hotplug", i]
+        c.table(ev, EP, {"at": "operation index", "action": "online or offline", "block": "memory block index"})
+        if "at" not in ev or "action" not in ev:
+            raise c.fail([*P, "hotplug"], f"entry {i + 1} needs at = <operation> and action = \"online\"|\"offline\"")
+        action = c.str_(ev, EP, "action", None)
+        if action not in ("online", "offline"):
+            raise c.fail([*EP, "action"], f"{action!r}: expected \"online\" or \"offline\"")
+        events.append(HotplugEvent(at=c.int_(ev, EP, "at", 0, 0), action=action,  # type: ignore[arg-type]
+                                   block=c.int_(ev, EP, "block", -1, 0) if "block" in ev else None))
+    tasks = w.get("tasks")
+    if tasks is not None:
+        if not isinstance(tasks, list) or not tasks:
+            raise c.fail([*P, "tasks"], "expected a non-empty list of {pid = 1, comm = \"systemd\"} tables")
+        for i, t in enumerate(tasks):
+            TP = [*P, "tasks", i]
+            c.table(t, TP, {"pid": "process id", "tgid": "thread group id", "comm": "command name",
+                            "user": "a user-space task (allocates movable pages)", "weight": "share of allocations"})
+            c.int_(t, TP, "pid", 0, 0)
+            c.int_(t, TP, "tgid", 0, 0)
+            if not isinstance(t.get("comm", ""), str):
+                raise c.fail([*TP, "comm"], "expected a string")
+            c.bool_(t, TP, "user", False)
+            c.float_(t, TP, "weight", 1.0, 0.0)
+            if "pid" not in t or "comm" not in t:
+                raise c.fail([*P, "tasks"], f"task {i + 1} needs pid and comm")
+    params = w.get("params", {})
+    if not isinstance(params, dict):
+        raise c.fail([*P, "params"], "expected a table")
+    return WorkloadSpec(
+        kind=kind,
+        seed=c.int_(w, P, "seed", 0, 0),
+        operations=c.int_(w, P, "operations", 20000, 0, 10**9),
+        orders=_weights(c, w, P, "orders", _order),
+        gfp=_weights(c, w, P, "gfp", parse_gfp),
+        lifetime=c.float_(w, P, "lifetime", 2000.0, 1.0),
+        leak_fraction=c.float_(w, P, "leak_fraction", 0.01, 0.0, 1.0),
+        max_live_pages=c.int_(w, P, "max_live_pages", 0, 1) or None,
+        think_time_ns=c.int_(w, P, "think_time_ns", 20000, 0),
+        tasks=tasks,
+        call_sites=c.int_(w, P, "call_sites", 0, 1, 10000) or None,
+        hotplug=events,
+        faults=faults,
+        function=function,
+        params=params,
+    )
+
+
+def describe_machine(cfg: MachineConfig) -> str:
+    mem = cfg.memory
+    text = "+".join(format_size(x) for x in mem) if isinstance(mem, tuple) else format_size(mem)
+    return f"{text}, {cfg.nodes} node(s), {cfg.memory_model}, {cfg.cpus} CPU(s)"

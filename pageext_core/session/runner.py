@@ -1,0 +1,189 @@
+"""Running a session: boot, workload, reports, ``summary.json``, ``dmesg.log``.
+
+Exit codes: 0 success; 1 the session ran and a client reported findings
+while ``fail_on_findings`` was set; 2 usage or configuration error (raised as
+``SessionError`` before anything is written); 130 interrupted (the reports
+of the state reached are still written).
+
+``summary.json`` is deterministic for a given session and seed except for
+the ``timing`` object, the one place that holds wall-clock figures.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pageext_core
+from pageext_core.bootparams import BootParamError
+from pageext_core.mm import stats
+from pageext_core.mm.constants import PAGE_SIZE
+from pageext_core.mm.errors import ConfigError
+from pageext_core.page_ext import PageExt, boot
+from pageext_core.registry import PluginLoadError
+from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
+from pageext_core.session.config import Session, SessionError
+from pageext_core.session.workload import WorkloadResult, match_planted, run_workload
+
+SUMMARY_SCHEMA = "pageext.summary/1"
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+@dataclass
+class RunOptions:
+    out: str | None = None
+    boot: str = ""
+    reports: list[str] | None = None
+    disable: list[str] = field(default_factory=list)
+    strict: bool = False
+    fail_on_findings: bool = False
+    write_files: bool = True
+    progress: Callable[[int, int], None] | None = None  # (done, total)
+    log_sink: Callable[[str], None] | None = None
+
+
+@dataclass
+class RunOutcome:
+    session: Session
+    page_ext: PageExt
+    workload: WorkloadResult
+    summary: dict[str, Any]
+    out_dir: Path | None
+    files: list[str]
+    exit_code: int
+
+
+def boot_session(sess: Session, opts: RunOptions) -> PageExt:
+    """Boot the session's machine; every configuration problem becomes a located SessionError."""
+    cmdline = " ".join(x for x in (sess.cmdline, opts.boot) if x)
+    try:
+        return boot(
+            sess.machine,
+            cmdline,
+            boot_tables=sess.boot_tables,
+            blocked=[*sess.plugins.disable, *opts.disable],
+            autoload=sess.plugins.autoload,
+            strict=sess.plugins.strict or opts.strict,
+            log_sink=opts.log_sink,
+        )
+    except BootParamError as exc:
+        raise SessionError(f"{sess.source.where(['boot'])}: {exc}") from None
+    except (ConfigError, PluginLoadError) as exc:
+        raise SessionError(f"{sess.source.filename}: {exc}") from None
+
+
+def selected_reports(sess: Session, pe: PageExt, override: list[str] | None) -> list[str]:
+    available = pe.report_names()
+    wanted = override if override else sess.report.reports
+    if not wanted or "all" in wanted:
+        return available
+    for name in wanted:
+        check_report_name(name)
+        if name not in available:
+            import difflib
+
+            close = difflib.get_close_matches(name, available, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            where = sess.source.where(["report", "reports"]) if not override else "--report"
+            raise SessionError(f"{where}: no report {name!r}{hint} (with this boot line: {', '.join(available)})")
+    for name in sess.report.params:
+        if name not in available:
+            raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] {name!r} is not a report")
+    return list(dict.fromkeys(wanted))
+
+
+def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
+    """Run a checked session end to end; see the module docstring for the exit codes."""
+    opts = opts or RunOptions()
+    t0 = time.perf_counter()
+    pe = boot_session(sess, opts)
+    t_boot = time.perf_counter() - t0
+    names = selected_reports(sess, pe, opts.reports)
+    total = sess.workload.operations
+    progress = (lambda done: opts.progress(done, total)) if opts.progress else None
+    interrupted = False
+    t1 = time.perf_counter()
+    wres = WorkloadResult(kind=sess.workload.kind, seed=sess.workload.seed)
+    try:
+        run_workload(pe, sess.workload, progress, wres)
+    except KeyboardInterrupt:
+        interrupted = True
+    t_work = time.perf_counter() - t1
+    wres.interrupted = wres.interrupted or interrupted
+    if interrupted:
+        pe.machine.log.warn("pageext: workload interrupted; reports show the state reached")
+    findings = pe.findings()
+    detection = match_planted(wres.planted, findings)
+    texts: dict[str, str] = {}
+    for name in names:
+        try:
+            texts[name] = pe.report(name, **sess.report.params.get(name, {}))
+        except TypeError as exc:
+            raise SessionError(f"{sess.source.where(['report', 'params', name])}: report {name!r}: {exc}") from None
+    out_dir: Path | None = None
+    files: list[str] = []
+    if opts.write_files:
+        out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
+        for name, text in texts.items():
+            atomic_write(report_path(out_dir, name), text)
+            files.append(name)
+        files += ["dmesg.log", "summary.json"]
+    summary = build_summary(sess, pe, wres, findings, detection, files,
+                            {"boot_seconds": round(t_boot, 6), "workload_seconds": round(t_work, 6),
+                             "elapsed_seconds": round(time.perf_counter() - t0, 6)})
+    if out_dir is not None:
+        atomic_write(out_dir / "dmesg.log", pe.machine.log.text())
+        atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
+    if interrupted:
+        code = EXIT_INTERRUPTED
+    elif opts.fail_on_findings and findings:
+        code = EXIT_FINDINGS
+    else:
+        code = EXIT_OK
+    return RunOutcome(sess, pe, wres, summary, out_dir, files, code)
+
+
+def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: list[Any],
+                  detection: dict[str, Any], files: list[str], timing: dict[str, float]) -> dict[str, Any]:
+    """The documented, stable ``summary.json`` (schema ``pageext.summary/1``)."""
+    m = pe.machine
+    g = m.geometry
+    by_kind: dict[str, int] = {}
+    for f in findings:
+        by_kind[f.kind] = by_kind.get(f.kind, 0) + 1
+    desc = pe.describe()
+    return {
+        "schema": SUMMARY_SCHEMA,
+        "pageext_version": pageext_core.__version__,
+        "session": {"name": sess.name, "file": str(sess.path) if sess.path else None, "description": sess.description},
+        "machine": {
+            "memory_bytes": sum(n.end_pfn - n.start_pfn for n in g.nodes) * PAGE_SIZE,
+            "pages": g.max_pfn,
+            "present_pages": m.nr_present_pages,
+            "memory_model": m.config.memory_model,
+            "nodes": len(g.nodes),
+            "cpus": m.config.cpus,
+            "zones": [{"node": z.node, "zone": z.name, "start_pfn": z.start_pfn, "end_pfn": z.end_pfn,
+                       "present_pages": m.zone_present[z.index]} for z in g.zones if z.spanned_pages],
+        },
+        "boot": {"cmdline": pe.boot.cmdline, "warnings": list(pe.boot.warnings)},
+        "plugins": desc["plugins"],
+        "plugin_problems": desc["problems"],
+        "page_ext": {
+            "record_size": pe.record_size,
+            "bytes": pe.nbytes,
+            "tables": len(pe.tables.tables) if pe.tables else 0,
+            "simulated_pages": pe.tables.sim_pages if pe.tables else 0,
+        },
+        "workload": wres.as_dict() | {"alloc_failures_logged": m.nr_alloc_failures},
+        "free_pages": stats.free_summary(m),
+        "findings": {"count": len(findings), "by_kind": dict(sorted(by_kind.items())),
+                     "items": [f.as_dict() for f in findings]},
+        "planted": detection,
+        "clients": pe.client_summaries(),
+        "log": {"lines": len(m.log.lines), "suppressed": m.log.suppressed()},
+        "reports": files,
+        "timing": timing,
+    }
