@@ -1,21 +1,63 @@
 """pageext: a simulated physical memory with Linux's page_ext debug framework.
 
 ``boot()`` gives a machine with its page_ext clients; ``hookimpl`` marks a
-client's hooks (the contract is in ``pageext_core.hookspecs``).
+client's hooks (the contract is in ``pageext_core.hookspecs``).  Names are
+imported on first use, so ``import pageext_core`` (and the CLI and the pytest
+kit that live in this package) start fast.
 """
-from pageext_core.bootparams import BootConfig, BootParam, kstrtobool, parse_boot
-from pageext_core.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
-from pageext_core.layout import Layout, compute_layout
-from pageext_core.mm import Machine, MachineConfig, parse_gfp, parse_size
-from pageext_core.page_ext import PageExt, boot
-from pageext_core.registry import PluginLoadError
-from pageext_core.reports import Finding
-from pageext_core.storage import NoExtension, PageExtView
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BootConfig", "BootParam", "ENTRY_POINT_GROUP", "Finding", "Layout", "Machine", "MachineConfig",
-    "NoExtension", "PageExt", "PageExtView", "PluginLoadError", "boot", "compute_layout", "hookimpl",
-    "hookspec", "kstrtobool", "parse_boot", "parse_gfp", "parse_size",
-]
+_EXPORTS = {
+    "BootConfig": "pageext_core.bootparams",
+    "BootParam": "pageext_core.bootparams",
+    "kstrtobool": "pageext_core.bootparams",
+    "parse_boot": "pageext_core.bootparams",
+    "ENTRY_POINT_GROUP": "pageext_core.hookspecs",
+    "hookimpl": "pageext_core.hookspecs",
+    "hookspec": "pageext_core.hookspecs",
+    "Layout": "pageext_core.layout",
+    "compute_layout": "pageext_core.layout",
+    "Machine": "pageext_core.mm",
+    "MachineConfig": "pageext_core.mm",
+    "parse_gfp": "pageext_core.mm",
+    "parse_size": "pageext_core.mm",
+    "PageExt": "pageext_core.page_ext",
+    "boot": "pageext_core.page_ext",
+    "PluginLoadError": "pageext_core.registry",
+    "Finding": "pageext_core.reports",
+    "NoExtension": "pageext_core.storage",
+    "PageExtView": "pageext_core.storage",
+    "check_conformance": "pageext_core.conformance",
+    "ConformanceError": "pageext_core.conformance",
+}
+
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pageext_core.bootparams import BootConfig, BootParam, kstrtobool, parse_boot
+    from pageext_core.conformance import ConformanceError, check_conformance
+    from pageext_core.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
+    from pageext_core.layout import Layout, compute_layout
+    from pageext_core.mm import Machine, MachineConfig, parse_gfp, parse_size
+    from pageext_core.page_ext import PageExt, boot
+    from pageext_core.registry import PluginLoadError
+    from pageext_core.reports import Finding
+    from pageext_core.storage import NoExtension, PageExtView
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pageext_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -313,5 +313,21 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
     click.echo(text, nl=False)
 
 
+@main.command("new-plugin")
+@click.argument("name")
+@click.option("--dir", "parent", default=".", show_default=True, type=click.Path(file_okay=False),
+              help="Folder to create the plugin's folder in.")
+def new_plugin(name: str, parent: str) -> None:
+    """Write a ready-to-install plugin distribution NAME (pyproject, client, test, README)."""
+    from pageext_core.scaffold import ScaffoldError, create
+
+    try:
+        target = create(name, parent)
+    except ScaffoldError as exc:
+        raise UsageError(str(exc)) from None
+    click.echo(f"created {target}/ (distribution pageext-{name.replace('_', '-')}, entry point {name!r})")
+    click.echo(f"next: cd {target} && pip install -e . && pytest && pageext plugins --boot \"{name}=on\"")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
