@@ -253,8 +253,6 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     error instead of a logged warning.
     """
     config = config or MachineConfig()
-    if config.memory_model == "FLATMEM" and config.hotplug:
-        raise ConfigError("memory hotplug needs SPARSEMEM (FLATMEM has one page_ext table per node, fixed at boot)")
     infos = discover(blocked=blocked, autoload=autoload)
     for p in plugins:
         infos.append(direct(p[1], p[0]) if isinstance(p, tuple) else direct(p))

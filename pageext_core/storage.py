@@ -180,11 +180,13 @@ class PageExtTables:
             return
         sections = list(range(start >> self.shift, ((start + nr - 1) >> self.shift) + 1))
         if event == MEM_GOING_ONLINE:
+            self._event_sections = []
             try:
                 self._event_sections = self.allocate_sections(sections)
             except PageExtAllocError as exc:
                 raise HotplugError(str(exc)) from exc
         elif event == MEM_CANCEL_ONLINE:
+            # Sent to the whole chain: free only what this event allocated (nothing, if we failed).
             self.free_sections(self._event_sections)
             self._event_sections = []
         elif event == MEM_OFFLINE:

@@ -227,12 +227,20 @@ def build_geometry(cfg: MachineConfig) -> Geometry:
             f"section_size_bits {cfg.section_size_bits}: a section must hold a whole "
             f"max-order block (at least {cfg.max_order + PAGE_SHIFT})"
         )
+    if cfg.memory_model == "FLATMEM" and cfg.hotplug:
+        raise ConfigError("hotplug needs SPARSEMEM: FLATMEM has one fixed memmap (and page_ext table) per node")
     if cfg.nodes < 1 or cfg.nodes > 64:
         raise ConfigError(f"nodes {cfg.nodes}: expected 1..64")
     if cfg.cpus < 1 or cfg.cpus > 4096:
         raise ConfigError(f"cpus {cfg.cpus}: expected 1..4096")
     block_bytes = PAGE_SIZE << cfg.max_order
     section_bytes = 1 << cfg.section_size_bits
+    for size in cfg.memory if isinstance(cfg.memory, tuple) else (cfg.memory,):
+        if not isinstance(size, int) or isinstance(size, bool):
+            raise ConfigError(
+                f"memory {size!r}: expected a size in bytes (an int); convert text such as '4GiB' "
+                "with parse_size('4GiB')"
+            )
     if isinstance(cfg.memory, tuple):
         sizes = list(cfg.memory)
         if len(sizes) != cfg.nodes:

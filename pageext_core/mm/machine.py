@@ -37,7 +37,7 @@ from pageext_core.mm.geometry import (
     count_pages,
     format_size,
 )
-from pageext_core.mm.buddy import GFP_BIT_NOWARN
+from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from pageext_core.mm.pageflags import PG_reserved, format_pageflags
 from pageext_core.mm.printk import KernelLog
@@ -185,11 +185,13 @@ class Machine(BuddyAllocator):
             f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
         )
 
-    def _free_ranges_bulk(self, ranges: Sequence[tuple[int, int]]) -> None:
+    def _free_ranges_bulk(self, ranges: Sequence[tuple[int, int]], tail: bool = False) -> None:
         """Free page ranges into maximal aligned blocks, vectorised for the bulk.
 
         Lists are filled so that the lowest pfns are handed out first, as the
-        kernel's boot-time frees to the list tails make happen.
+        kernel's boot-time frees to the list tails make happen.  With
+        ``tail`` (hot-added memory, as since Linux 5.10) the new blocks go
+        below what is already listed, so they are used last.
         """
         maxo = self.max_order
         big = 1 << maxo
@@ -229,8 +231,15 @@ class Machine(BuddyAllocator):
                 grown[:n0] = self._fl_arr[li][:n0]
                 self._fl_arr[li] = grown
                 self._fl_mv[li] = memoryview(grown)
-            self._fl_arr[li][n0:need] = heads
-            self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
+            arr = self._fl_arr[li]
+            if tail and n0:
+                # The stack is popped from its end: put the new blocks at its start.
+                arr[len(heads):need] = arr[:n0].copy()
+                arr[: len(heads)] = heads
+                self.pflags[arr[:need].astype(np.int64)] = np.arange(need, dtype=np.uint32)
+            else:
+                arr[n0:need] = heads
+                self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
             self._fl_n[li] = need
             self._nonempty[zm] |= 1 << o
 
@@ -366,6 +375,8 @@ class Machine(BuddyAllocator):
         order = (nr_pages - 1).bit_length()
         if order > self.max_order:
             raise ValueError(f"{nr_pages} pages is more than one max-order block ({1 << self.max_order} pages)")
+        # As the kernel does: a compound block could not be split into order-0 pages.
+        gfp_mask &= ~GFP_BIT_COMP
         pfn = self.alloc_pages(gfp_mask, order)
         if pfn is None:
             return None
@@ -381,7 +392,8 @@ class Machine(BuddyAllocator):
 
         Contents are copied and clients told (page_owner copies its record and
         records the reason); the old block is freed.  None when no target block
-        could be allocated, with nothing changed.
+        could be allocated: the block stays where it was (the failed attempt is
+        counted like any allocation failure).
         """
         if reason not in MIGRATE_REASONS:
             raise ValueError(f"migrate reason {reason!r}: expected one of {', '.join(MIGRATE_REASONS)}")
@@ -439,19 +451,17 @@ class Machine(BuddyAllocator):
             raise HotplugError(f"memory block {index} [{blk.start_pfn:#x}, {blk.end_pfn:#x}) is already online")
         ranges = [(blk.start_pfn, blk.end_pfn)] if blk.hotplug else _intersect(self.geometry.ram, blk.start_pfn, blk.end_pfn)
         start, nr = blk.start_pfn, blk.nr_pages
-        done: list[MemoryNotifier] = []
         for fn in self.memory_notifiers:
             try:
                 fn(MEM_GOING_ONLINE, start, nr)
             except Exception as exc:
-                self._notify(MEM_CANCEL_ONLINE, start, nr, done + [fn])
+                self._notify(MEM_CANCEL_ONLINE, start, nr)
                 self.log.warn(f"memory block {index}: online failed: {exc}")
                 raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
-            done.append(fn)
         self._set_present(ranges, True)
         for z in self.geometry.zones:
             self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self._free_ranges_bulk(ranges)
+        self._free_ranges_bulk(ranges, tail=True)
         blk.online = True
         self._build_zonelists()
         self._notify(MEM_ONLINE, start, nr)
@@ -475,14 +485,12 @@ class Machine(BuddyAllocator):
                 f"(order {int(seg[busy[0]]) & 15}); free or migrate it first")
         ranges = [r for r in self._present if r[0] < end and r[1] > start]
         ranges = _intersect(ranges, start, end)
-        done: list[MemoryNotifier] = []
         for fn in self.memory_notifiers:
             try:
                 fn(MEM_GOING_OFFLINE, start, end - start)
             except Exception as exc:
-                self._notify(MEM_CANCEL_OFFLINE, start, end - start, done + [fn])
+                self._notify(MEM_CANCEL_OFFLINE, start, end - start)
                 raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
-            done.append(fn)
         heads = np.flatnonzero(kinds == _b.K_FREE)
         for off in heads.tolist():
             p = start + off

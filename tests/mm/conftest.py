@@ -1,0 +1,72 @@
+"""Fixtures shared by the machine-model tests (tests/mm).
+
+``tiny`` builds small machines whose layout is easy to reason about by hand;
+``snapshot`` captures every piece of allocator state so a test can prove an
+operation that raised changed nothing.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pageext_core.mm import MachineConfig, Machine, MiB
+
+# 64 MiB, no x86 holes, nothing reserved: DMA = pfns [0, 4096) = 4 order-10
+# blocks, DMA32 = [4096, 16384) = 12 order-10 blocks, every page free.
+TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
+
+
+def _snapshot(m: Machine) -> dict:
+    lists = []
+    for li, n in enumerate(m._fl_n):
+        lists.append(sorted(int(x) for x in m._fl_arr[li][:n]))
+    return {
+        "state": m.state.copy(),
+        "pflags": m.pflags.copy(),
+        "pb_mt": m.pb_mt.copy(),
+        "free_lists": lists,
+        "nonempty": list(m._nonempty),
+        "zone_free": list(m.zone_free),
+        "zone_pcp": list(m.zone_pcp),
+        "zone_held": list(m.zone_held),
+        "zone_present": list(m.zone_present),
+        "zone_reserved": list(m.zone_reserved),
+        "pcp": [[list(pl) for pl in lists_] for lists_ in m._pcp],
+        "counters": (m.nr_allocs, m.nr_frees, m.nr_alloc_failures, m.nr_fallbacks, m.nr_pageblock_claims,
+                     list(m.alloc_failures_by_order)),
+        "clock": m.clock_ns,
+        "log_lines": len(m.log.lines),
+        "present": m.present_ranges,
+        "blocks_online": [b.online for b in m.memory_blocks],
+        "backed": m.contents.backed_pages,
+    }
+
+
+def _assert_same(before: dict, after: dict) -> None:
+    for key, value in before.items():
+        other = after[key]
+        if isinstance(value, np.ndarray):
+            diff = np.flatnonzero(value != other)
+            assert diff.size == 0, f"{key} changed at indexes {diff[:8].tolist()}"
+        else:
+            assert value == other, f"{key} changed: {value!r} -> {other!r}"
+
+
+@pytest.fixture
+def tiny() -> Machine:
+    return Machine(TINY)
+
+
+@pytest.fixture
+def snapshot():
+    """``snap = snapshot(m)`` ... ``snap.assert_unchanged()``."""
+
+    class Snap:
+        def __init__(self, m: Machine) -> None:
+            self.m = m
+            self.before = _snapshot(m)
+
+        def assert_unchanged(self) -> None:
+            _assert_same(self.before, _snapshot(self.m))
+
+    return Snap
