@@ -18,7 +18,16 @@ PARAM_TYPES = ("bool", "int", "str", "flag")
 
 
 class BootParamError(ValueError):
-    """A boot line or table that cannot be read at all (bad quoting, wrong TOML type)."""
+    """A boot line or table that cannot be read at all (bad quoting, wrong TOML type).
+
+    ``client`` and ``key`` say which ``[boot.<client>]`` entry it is about
+    (None for the command line), so a session can point at the exact line.
+    """
+
+    def __init__(self, message: str, client: str | None = None, key: str | None = None) -> None:
+        super().__init__(message)
+        self.client = client
+        self.key = key
 
 
 def kstrtobool(value: str | None) -> bool:
@@ -189,15 +198,21 @@ def parse_boot(params: Iterable[BootParam], cmdline: str = "",
         if not owned:
             known = sorted({p.owner for p in by_name.values()})
             raise BootParamError(f"[boot.{client}]: no installed client {client!r} owns boot parameters"
-                                 + (f" (clients with parameters: {', '.join(known)})" if known else ""))
+                                 + (f" (clients with parameters: {', '.join(known)})" if known else ""), client)
         if not isinstance(table, Mapping):
-            raise BootParamError(f"[boot.{client}] must be a table")
+            raise BootParamError(f"[boot.{client}] must be a table", client)
         for key, value in table.items():
             p = owned.get(key)
             if p is None:
-                raise BootParamError(f"[boot.{client}] {key}: unknown key; {client} has "
-                                     + ", ".join(sorted(owned)))
-            tokens.append((p.name, p.to_raw(value)))
+                import difflib
+
+                close = difflib.get_close_matches(key, list(owned), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else f"{client} has {', '.join(sorted(owned))}"
+                raise BootParamError(f"[boot.{client}] {key}: unknown key; {hint}", client, key)
+            try:
+                tokens.append((p.name, p.to_raw(value)))
+            except BootParamError as exc:
+                raise BootParamError(f"[boot.{client}] {key}: {exc}", client, key) from None
     tokens.extend(split_cmdline(cmdline))
     cfg = BootConfig(params=by_name, values={})
     seen_text = []
@@ -208,11 +223,11 @@ def parse_boot(params: Iterable[BootParam], cmdline: str = "",
         if p is None:
             cfg.unknown.append(name if raw is None else f"{name}={raw}")
             continue
-        cfg.given[key] = raw
         try:
             cfg.values[key] = p.convert(raw)
+            cfg.given[key] = raw
         except ValueError as exc:
-            cfg.values.pop(key, None)
+            # Ignored, as the kernel ignores it: an earlier good value stays.
             cfg.warnings.append(str(exc))
     cfg.cmdline = " ".join(seen_text)
     if cfg.unknown:

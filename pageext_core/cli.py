@@ -17,7 +17,8 @@ from typing import Any, Sequence
 
 import click
 
-from pageext_core.session.runner import EXIT_USAGE
+EXIT_USAGE = 2  # = pageext_core.session.runner.EXIT_USAGE; importing the runner here would load numpy
+# and the allocator for --help and --version too
 
 
 class UsageError(click.ClickException):
@@ -291,14 +292,14 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
 
     sess = _load(session, sets, memory, seed)
     opts = RunOptions(boot=boot_line, disable=list(disable), strict=strict, write_files=False,
-                      reports=[name] if name and not list_ else None)
+                      reports=[name] if name and not list_ else None, reports_label="pageext report")
     outcome = run_session(sess, opts)
     pe = outcome.page_ext
     if list_ or not name:
         for n in pe.report_names():
             click.echo(f"{n:<32s} {pe.report_owner(n)}")
         return
-    kw: dict[str, Any] = {}
+    kw: dict[str, Any] = dict(sess.report.params.get(name, {}))  # the session's, then --param
     for item in params:
         k, eq, v = item.partition("=")
         if not eq:

@@ -169,7 +169,8 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
         bad = BAD_VALUES.get(p.type)
         if bad is None:
             continue
-        pe_bad = boot_with(f"{boot_on} {p.name}={bad}")
+        # On its own (after boot_off): a rejected value keeps an earlier good one, as in the kernel.
+        pe_bad = boot_with(f"{boot_off} {p.name}={bad}")
         said = [w for w in pe_bad.boot.warnings if p.name in w or bad in w]
         ok = bool(said) and not pe_bad.boot.is_set(p.name)
         report.add(f"boot parameter {p.name}={bad} rejected", ok,

@@ -68,7 +68,11 @@ def call_each(pm: pluggy.PluginManager, hook: str, names: Sequence[str], **kwarg
 
 
 def first_true(fns: Sequence[Callable[..., Any]]) -> Callable[..., bool] | None:
-    """One callable asking each in turn until one says yes (split/merge hooks); None for none."""
+    """One callable asking each in turn until one says yes (split/merge hooks); None for none.
+
+    When one of them raises, the exception is tagged with the function that
+    raised (``__pageext_hook__``) so the error can name that client alone.
+    """
     if not fns:
         return None
     if len(fns) == 1:
@@ -76,8 +80,12 @@ def first_true(fns: Sequence[Callable[..., Any]]) -> Callable[..., bool] | None:
 
     def any_of(*args: Any) -> bool:
         for f in fns:
-            if f(*args):
-                return True
+            try:
+                if f(*args):
+                    return True
+            except Exception as exc:
+                exc.__pageext_hook__ = f  # type: ignore[attr-defined]
+                raise
         return False
 
     return any_of

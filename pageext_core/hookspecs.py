@@ -62,13 +62,14 @@ def pageext_params() -> "Sequence[BootParam]":
 
 
 @hookspec
-def pageext_need(boot: "BootConfig") -> bool:
+def pageext_need(boot: "BootConfig", log: "KernelLog") -> bool:
     """Is this client enabled for this boot?
 
     Asked once per client, before anything is allocated; the answer is
     attributed to the client (never merged with others').  Return ``False``
     and the client costs no memory and no time.  Usually
-    ``return boot["my_param"]``.  Not on the hot path.
+    ``return boot["my_param"]``; ``log`` lets it say why it declines (the
+    kernel's "... disabled" lines).  Not on the hot path.
     """
 
 

@@ -19,7 +19,7 @@ import pluggy
 
 from pageext_core import hookspecs
 from pageext_core.bootparams import BootConfig, BootParam, describe, parse_boot
-from pageext_core.dispatch import call_each, first_true, ordered_impls, resolve
+from pageext_core.dispatch import EVENT_HOOKS, call_each, first_true, ordered_impls, resolve
 from pageext_core.layout import ClientLayout, Layout, compute_layout
 from pageext_core.mm import stats
 from pageext_core.mm.errors import ConfigError
@@ -30,6 +30,7 @@ from pageext_core.reports import Finding, ReportError, check_report_name, join_t
 from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 
 CORE_REPORTS = ("buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext")
+SECTIONED_REPORTS = ("pagetypeinfo",)  # core reports that print clients' per-node sections
 
 
 @dataclass
@@ -133,8 +134,9 @@ class PageExt:
                 self._report_fns[rname] = (name, fn)
         for name, mapping in call_each(self.pm, "pageext_report_sections", self.enabled).items():
             for rname, fn in (mapping or {}).items():
-                if rname not in CORE_REPORTS:
-                    raise ReportError(f"client {name!r} adds a section to {rname!r}, which is not a core report")
+                if rname not in SECTIONED_REPORTS:
+                    raise ReportError(f"client {name!r} adds a section to {rname!r}; only "
+                                      f"{', '.join(SECTIONED_REPORTS)} takes sections from clients")
                 self._sections.setdefault(rname, []).append(fn)
 
     def report_names(self) -> list[str]:
@@ -150,6 +152,8 @@ class PageExt:
         """Produce one report's text, like reading its file."""
         self._collect_reports()
         m = self.machine
+        if params and name in CORE_REPORTS:
+            raise TypeError(f"{name} takes no parameters, got {', '.join(sorted(params))}")
         if name == "buddyinfo":
             return stats.buddyinfo(m)
         if name == "pagetypeinfo":
@@ -227,6 +231,13 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo) -> Client:
     except pluggy.PluginValidationError as exc:
         raise PluginLoadError(f"{info.describe()}: {exc}") from exc
     hooks = [h.name for h in (pm.get_hookcallers(obj) or [])]
+    wrapped = [h for h in hooks if h in EVENT_HOOKS and any(
+        i.plugin is obj and (i.wrapper or i.hookwrapper) for i in getattr(pm.hook, h).get_hookimpls())]
+    if wrapped:
+        pm.unregister(obj)
+        raise PluginLoadError(
+            f"{info.describe()}: hot-path hook(s) {', '.join(wrapped)} cannot be wrappers: event hooks are "
+            "called directly, not through pluggy; implement them as plain hooks")
     unknown = [h for h in hooks if not getattr(pm.hook, h).has_spec()]
     if unknown:
         pm.unregister(obj)
@@ -310,8 +321,11 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     for w in cfg.warnings:
         machine.log.warn(w)
 
+    # A client's own frames are not part of "who allocated" when it captures a stack.
+    machine.depot.skip_modules(*{(getattr(c.obj, "__module__", None) or getattr(c.obj, "__name__", "")).split(".")[0]
+                                 for c in clients} - {"__main__", "builtins"})
     names = [c.name for c in clients]
-    needs = call_each(pm, "pageext_need", names, boot=cfg)
+    needs = call_each(pm, "pageext_need", names, boot=cfg, log=machine.log)
     for c in clients:
         c.need = bool(needs.get(c.name, False))
     needed = [c for c in clients if c.need]

@@ -356,6 +356,7 @@ class BuddyAllocator:
         raise err
 
     def _hook_error(self, h: object, hook: str, pfn: int, order: int, exc: BaseException, undone: str) -> HookError:
+        h = getattr(exc, "__pageext_hook__", h)  # a combined split/merge call-out names the one that raised
         owner, name = self.callout_owner.get(id(h), (getattr(h, "__qualname__", repr(h)), hook))
         return HookError(owner, name, pfn, order, exc, undone)
 

@@ -177,7 +177,10 @@ def parse_size(value: int | str, what: str = "size") -> int:
     try:
         n = float(num) if "." in num else int(num)
     except ValueError:
-        raise ConfigError(f"{what}: cannot read size {value!r}") from None
+        raise ConfigError(f"{what}: cannot read size {value!r}; write a number with a unit: "
+                          "B, KiB, MiB, GiB or TiB (e.g. '4GiB', '512MiB')") from None
+    if n < 0:
+        raise ConfigError(f"{what}: size {value!r} is negative")
     out = int(n * units[unit])
     if out != n * units[unit]:
         raise ConfigError(f"{what}: {value!r} is not a whole number of bytes")
@@ -227,6 +230,9 @@ def build_geometry(cfg: MachineConfig) -> Geometry:
             f"section_size_bits {cfg.section_size_bits}: a section must hold a whole "
             f"max-order block (at least {cfg.max_order + PAGE_SHIFT})"
         )
+    for field_name in ("hotplug", "movablecore", "kernel_image", "memory_block_size"):
+        if getattr(cfg, field_name) < 0:
+            raise ConfigError(f"{field_name} {getattr(cfg, field_name)}: must not be negative")
     if cfg.memory_model == "FLATMEM" and cfg.hotplug:
         raise ConfigError("hotplug needs SPARSEMEM: FLATMEM has one fixed memmap (and page_ext table) per node")
     if cfg.nodes < 1 or cfg.nodes > 64:

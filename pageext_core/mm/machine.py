@@ -334,6 +334,11 @@ class Machine(BuddyAllocator):
             self._stack_handle = self.depot.save(frames[: self.stack_max_frames])
         return self._stack_handle
 
+    @property
+    def explicit_stack(self) -> int:
+        """Depot handle set by ``set_stack``/``context`` (0: none); never captures a Python stack."""
+        return self._stack_handle
+
     def current_stack(self) -> int:
         """Depot handle of the stack the current event is attributed to."""
         h = self._stack_handle

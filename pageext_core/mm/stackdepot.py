@@ -17,7 +17,8 @@ DEFAULT_MAX_FRAMES = 16
 RECORD_HEADER_BYTES = 24
 FRAME_BYTES = 8
 
-_SKIP_PREFIXES = ("pageext_core.", "pageext_page_owner", "pageext_debug_pagealloc", "pageext_guard", "pluggy")
+# The allocator's and the framework's own frames; boot adds each client's package.
+_SKIP_PREFIXES = ("pageext_core.", "pluggy")
 
 
 class StackDepot:
@@ -26,8 +27,13 @@ class StackDepot:
     def __init__(self) -> None:
         self._by_frames: dict[tuple[str, ...], int] = {}
         self._stacks: list[tuple[str, ...]] = [()]
+        # Python stacks are keyed by (id(code), line): hashing a code object is
+        # not cached by CPython and costs about 1 µs; _codes keeps each code
+        # alive so its id cannot be reused.
         self._by_key: dict[tuple, int] = {}
-        self._code_names: dict[CodeType, tuple[str, int, int]] = {}
+        self._codes: dict[int, CodeType] = {}
+        self._code_names: dict[int, tuple[str, int, int, str]] = {}
+        self.skip_prefixes: tuple[str, ...] = _SKIP_PREFIXES
         self.saves = 0
         self.stored_frames = 0
 
@@ -74,32 +80,43 @@ class StackDepot:
         tuple and a dict lookup.
         """
         f = frame if frame is not None else sys._getframe(1)
-        while f is not None and f.f_globals.get("__name__", "").startswith(_SKIP_PREFIXES):
+        skip = self.skip_prefixes
+        while f is not None and f.f_globals.get("__name__", "").startswith(skip):
             f = f.f_back
         key = []
+        codes = self._codes
         while f is not None and len(key) < max_frames:
-            key.append((f.f_code, f.f_lineno))
+            code = f.f_code
+            cid = id(code)
+            if cid not in codes:
+                codes[cid] = code
+            key.append((cid, f.f_lineno))
             f = f.f_back
         tkey = tuple(key)
         h = self._by_key.get(tkey)
         if h is None:
-            h = self.save([self._frame_name(code, line) for code, line in tkey])
+            h = self.save([self._frame_name(cid, line) for cid, line in tkey])
             self._by_key[tkey] = h
         else:
             self.saves += 1
         return h
 
-    def _frame_name(self, code: CodeType, lineno: int | None) -> str:
-        info = self._code_names.get(code)
+    def skip_modules(self, *prefixes: str) -> None:
+        """Also leave out frames of these modules (page_ext clients' own code) when capturing."""
+        self.skip_prefixes = tuple(dict.fromkeys(self.skip_prefixes + tuple(p for p in prefixes if p)))
+
+    def _frame_name(self, cid: int, lineno: int | None) -> str:
+        info = self._code_names.get(cid)
         if info is None:
+            code = self._codes[cid]
             lines = [ln for _, _, ln in code.co_lines() if ln is not None]
             first = code.co_firstlineno
             size = (max(lines) - first + 1) if lines else 1
             name = getattr(code, "co_qualname", code.co_name)
-            info = self._code_names[code] = (name, first, size)
-        name, first, size = info
+            module = code.co_filename.rsplit("/", 1)[-1].removesuffix(".py")
+            info = self._code_names[cid] = (name, first, size, module)
+        name, first, size, module = info
         off = (lineno or first) - first
-        module = code.co_filename.rsplit("/", 1)[-1].removesuffix(".py")
         return f"{name}+{off:#x}/{size:#x} [{module}]"
 
     def handles(self) -> Iterable[int]:

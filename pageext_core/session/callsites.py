@@ -35,7 +35,13 @@ class CallSite:
     lifetime_scale: float = 1.0
 
     def stack(self, variant: int) -> tuple[str, ...]:
-        return ALLOC_PREFIX + self.frames + self.callers[variant % len(self.callers)]
+        callers = self.callers[variant % len(self.callers)]
+        k = variant // len(self.callers)
+        if k:  # every caller used: the same caller, another call site in it (a distinct stack)
+            name, _, rest = callers[0].partition("+0x")
+            off, _, size = rest.partition("/0x")
+            callers = (f"{name}+{(int(off, 16) + 4 * k) % int(size, 16):#x}/0x{size}",) + callers[1:]
+        return ALLOC_PREFIX + self.frames + callers
 
 
 def _site(name: str, gfp: str, orders: dict[int, float], frames: list[str], free: list[str],

@@ -153,7 +153,7 @@ class _Checker:
             return default
         v = data[key]
         try:
-            return parse_size(v, key)
+            return _size(v, key)
         except ConfigError as exc:
             raise self.fail([*path, key], str(exc).split(": ", 1)[-1]) from None
 
@@ -163,6 +163,14 @@ class _Checker:
             if not isinstance(item, str):
                 raise self.fail([*path, key], f"item {i + 1} should be a string, got {_show(item)}")
         return list(v)
+
+
+def _size(v: Any, what: str) -> int:
+    """``parse_size``, refusing negative sizes (it accepts ``"-1GiB"``)."""
+    n = parse_size(v, what)
+    if n < 0:
+        raise ConfigError(f"{what}: size {v!r} is negative")
+    return n
 
 
 def _show(v: Any) -> str:
@@ -240,7 +248,14 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
     key, eq, raw = item.partition("=")
     if not eq or not key.strip():
         raise SessionError(f"--set {item!r}: expected KEY=VALUE, e.g. --set workload.operations=5000")
-    path = [k.strip() for k in key.strip().split(".")]
+    try:  # a TOML key path, so quoted parts work: report.params."a/b".x
+        node: Any = tomllib.loads(f"{key} = 0")
+    except tomllib.TOMLDecodeError:
+        raise SessionError(f"--set {item!r}: {key.strip()!r} is not a key path like workload.operations") from None
+    path = []
+    while isinstance(node, dict):
+        (k, node), = node.items()
+        path.append(k)
     try:
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
@@ -280,6 +295,9 @@ def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None) 
         autoload=c.bool_(plugins, ["plugins"], "autoload", True),
     )
     workload = _check_workload(c, data.get("workload", {}))
+    for o in workload.orders or {}:
+        if o > machine.max_order:
+            raise c.fail(["workload", "orders", str(o)], f"order {o} is above the machine's max_order {machine.max_order}")
     rep = c.table(data.get("report", {}), ["report"], REPORT)
     reports = c.strlist(rep, ["report"], "reports") if "reports" in rep else None
     if reports is not None and "all" in reports:
@@ -309,7 +327,7 @@ def _check_machine(c: _Checker, m: Any) -> MachineConfig:
         sizes = []
         for i, v in enumerate(m["memory"]):
             try:
-                sizes.append(parse_size(v, "memory"))
+                sizes.append(_size(v, "memory"))
             except ConfigError as exc:
                 raise c.fail([*P, "memory"], f"node {i}: {str(exc).split(': ', 1)[-1]}") from None
         memory: int | tuple[int, ...] = tuple(sizes)
@@ -379,7 +397,7 @@ def _order(k: str) -> int:
     try:
         o = int(k)
     except ValueError:
-        raise ValueError(f"{k!r} is not an order (0..10)") from None
+        raise ValueError(f"{k!r} is not an order (a whole number, 0..max_order)") from None
     if not 0 <= o <= 14:
         raise ValueError(f"order {o} is outside 0..14")
     return o

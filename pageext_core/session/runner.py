@@ -11,13 +11,15 @@ the ``timing`` object, the one place that holds wall-clock figures.
 from __future__ import annotations
 
 import json
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import pageext_core
-from pageext_core.bootparams import BootParamError
+from pageext_core.bootparams import BootParamError, split_cmdline
 from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
@@ -25,7 +27,7 @@ from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import PluginLoadError
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
-from pageext_core.session.workload import WorkloadResult, match_planted, run_workload
+from pageext_core.session.workload import WorkloadResult, load_function, match_planted, run_workload
 
 SUMMARY_SCHEMA = "pageext.summary/1"
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -42,6 +44,7 @@ class RunOptions:
     write_files: bool = True
     progress: Callable[[int, int], None] | None = None  # (done, total)
     log_sink: Callable[[str], None] | None = None
+    reports_label: str = "--report"  # how to name ``reports`` in errors
 
 
 @dataclass
@@ -69,15 +72,32 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
             log_sink=opts.log_sink,
         )
     except BootParamError as exc:
-        raise SessionError(f"{sess.source.where(['boot'])}: {exc}") from None
+        where, msg = _locate_boot_error(sess, opts, exc)
+        raise SessionError(f"{where}: {msg}") from None
     except (ConfigError, PluginLoadError) as exc:
         raise SessionError(f"{sess.source.filename}: {exc}") from None
 
 
-def selected_reports(sess: Session, pe: PageExt, override: list[str] | None) -> list[str]:
+def _locate_boot_error(sess: Session, opts: RunOptions, exc: BootParamError) -> tuple[str, str]:
+    """Where a boot error is: its ``[boot.<client>]`` key, the file's cmdline, or ``--boot``."""
+    where = sess.source.where
+    if exc.client is not None:
+        path = ["boot", exc.client] + ([exc.key] if exc.key is not None else [])
+        return where(path), str(exc)
+    try:
+        split_cmdline(sess.cmdline)
+    except BootParamError:
+        return where(["boot", "cmdline"]), str(exc)
+    return "--boot", str(exc)
+
+
+def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opts_label: str = "--report") -> list[str]:
     available = pe.report_names()
-    wanted = override if override else sess.report.reports
-    if not wanted or "all" in wanted:
+    wanted = override if override is not None else sess.report.reports
+    for name in sess.report.params:
+        if name not in available:
+            raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] {name!r} is not a report")
+    if wanted is None or "all" in wanted:
         return available
     for name in wanted:
         check_report_name(name)
@@ -86,30 +106,61 @@ def selected_reports(sess: Session, pe: PageExt, override: list[str] | None) -> 
 
             close = difflib.get_close_matches(name, available, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            where = sess.source.where(["report", "reports"]) if not override else "--report"
+            where = sess.source.where(["report", "reports"]) if override is None else opts_label
             raise SessionError(f"{where}: no report {name!r}{hint} (with this boot line: {', '.join(available)})")
-    for name in sess.report.params:
-        if name not in available:
-            raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] {name!r} is not a report")
     return list(dict.fromkeys(wanted))
 
 
 def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     """Run a checked session end to end; see the module docstring for the exit codes."""
     opts = opts or RunOptions()
+    if sess.workload.kind == "function":  # fail before booting, at the key
+        try:
+            load_function(sess.workload.function or "", sess.workload.base_dir)
+        except SessionError as exc:
+            raise SessionError(f"{sess.source.where(['workload', 'function'])}: {exc}") from None
+    if opts.write_files:  # an output "directory" that is a file: a usage error, found before the run
+        out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
+        bad = next((d for d in (out_dir, *out_dir.parents) if d.exists() and not d.is_dir()), None)
+        if bad is not None:
+            where = "--out" if opts.out else sess.source.where(["report", "out"])
+            raise SessionError(f"{where}: cannot write reports to {out_dir}: {bad} is not a directory")
     t0 = time.perf_counter()
     pe = boot_session(sess, opts)
     t_boot = time.perf_counter() - t0
-    names = selected_reports(sess, pe, opts.reports)
+    names = selected_reports(sess, pe, opts.reports, opts.reports_label)
     total = sess.workload.operations
-    progress = (lambda done: opts.progress(done, total)) if opts.progress else None
     interrupted = False
+    # Ctrl-C during the synthetic workload stops it between two operations (at
+    # its next progress call), never inside the allocator: the state reached
+    # stays consistent for the reports.  A second Ctrl-C stops at once.
+    ctrl_c: list[int] = []
+
+    def progress(done: int) -> None:
+        if ctrl_c == [1]:
+            ctrl_c.append(2)
+            raise KeyboardInterrupt
+        if opts.progress:
+            opts.progress(done, total)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if ctrl_c:
+            raise KeyboardInterrupt
+        ctrl_c.append(1)
+
+    defer = (sess.workload.kind == "synthetic" and threading.current_thread() is threading.main_thread()
+             and signal.getsignal(signal.SIGINT) is not None)  # None: a handler Python cannot restore
+    old_handler = signal.signal(signal.SIGINT, on_sigint) if defer else None
     t1 = time.perf_counter()
     wres = WorkloadResult(kind=sess.workload.kind, seed=sess.workload.seed)
     try:
         run_workload(pe, sess.workload, progress, wres)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if defer:
+            signal.signal(signal.SIGINT, old_handler)
+    interrupted = interrupted or bool(ctrl_c)
     t_work = time.perf_counter() - t1
     wres.interrupted = wres.interrupted or interrupted
     if interrupted:

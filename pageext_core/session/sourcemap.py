@@ -37,8 +37,10 @@ class SourceMap:
             k = _KEY.match(line)
             if not k:
                 continue
-            path = table + _split_key(k.group(2))
-            self._pos.setdefault(path, (lineno, len(k.group(1)) + 1))
+            parts = _split_key(k.group(2))
+            path = table + parts
+            for i in range(1, len(parts) + 1):  # a.b.c = 1 also places a and a.b (first use wins)
+                self._pos.setdefault(table + parts[:i], (lineno, len(k.group(1)) + 1))
             rest = line[k.end():]
             if "{" in rest:
                 base = k.end()

@@ -222,10 +222,10 @@ class Synthetic:
             res.interrupted = True
             raise
         finally:
-            self.progress(res.operations)
             res.live_blocks = len(self.live)
             res.live_pages = self.live_pages
             res.leaked_blocks = len(self.live) - len(self.heap)
+            self.progress(res.operations)
         return res
 
     def _pick_task(self) -> int:
@@ -432,12 +432,12 @@ class Synthetic:
 
 # Which finding kinds count as catching a planted bug.
 DETECTS = {
-    "use_after_free": ("use-after-free", "wild-access"),
-    "stray_write": ("use-after-free", "wild-access", "memory-corruption", "single-bit-error"),
+    "use_after_free": ("use-after-free", "wild-access", "stray-access"),
+    "stray_write": ("use-after-free", "wild-access", "stray-access", "memory-corruption", "single-bit-error"),
     "bit_flip": ("single-bit-error",),
     "corruption": ("memory-corruption",),
-    "overrun": ("guard-hit", "use-after-free", "wild-access"),
-    "underrun": ("guard-hit", "use-after-free", "wild-access"),
+    "overrun": ("guard-hit", "use-after-free", "wild-access", "stray-access"),
+    "underrun": ("guard-hit", "use-after-free", "wild-access", "stray-access"),
 }
 
 
