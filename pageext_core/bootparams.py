@@ -31,13 +31,16 @@ class BootParamError(ValueError):
 
 
 def kstrtobool(value: str | None) -> bool:
-    """The kernel's boolean rule: y/Y/1/on → True, n/N/0/off → False (yes/no too)."""
+    """The kernel's boolean rule, by first letter: y/t/e/1 and "on" → True; n/f/d/0 and "off" → False.
+
+    So yes/no, true/false, enable/disable, on/off and 1/0 all work, in any case.
+    """
     if value is None or not value:
         raise ValueError("missing value")
     c = value[0].lower()
-    if c in "y1":
+    if c in "yte1":
         return True
-    if c in "n0":
+    if c in "nfd0":
         return False
     if c == "o" and len(value) > 1:
         c2 = value[1].lower()

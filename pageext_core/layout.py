@@ -107,6 +107,8 @@ def _field_dtype(client: str, name: str, spec: Any) -> tuple[np.dtype, tuple[int
             raise LayoutError(f"client {client!r} field {name!r}: expected dtype or (dtype, shape), got {spec!r}")
         spec, shp = spec
         shape = (shp,) if isinstance(shp, int) else tuple(shp)
+    if spec is None:
+        raise LayoutError(f"client {client!r} field {name!r}: None is not a dtype (numpy would read it as float64)")
     try:
         dt = np.dtype(spec)
     except TypeError as exc:

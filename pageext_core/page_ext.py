@@ -129,7 +129,7 @@ class PageExt:
             for rname, fn in (mapping or {}).items():
                 check_report_name(rname)
                 if rname in CORE_REPORTS or rname in self._report_fns:
-                    owner = "the core" if rname in CORE_REPORTS else self._report_fns[rname][0]
+                    owner = "the core" if rname in CORE_REPORTS else repr(self._report_fns[rname][0])
                     raise ReportError(f"client {name!r} offers report {rname!r}, which {owner} already offers")
                 self._report_fns[rname] = (name, fn)
         for name, mapping in call_each(self.pm, "pageext_report_sections", self.enabled).items():
@@ -273,20 +273,20 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
 
     def trouble(msg: str, exc: BaseException | None = None) -> None:
         if strict:
-            raise PluginLoadError(msg + " (strict mode)") from exc
-        problems.append(msg)
+            raise PluginLoadError(msg + " (strict mode: a plugin that cannot be loaded is an error)") from exc
+        problems.append(msg + "; booting without it")
 
     clients: list[Client] = []
     for info in infos:
         if info.blocked:
             continue
         if info.error is not None:
-            trouble(f"{info.describe()} failed to import: {info.error}; booting without it")
+            trouble(f"{info.describe()} failed to import: {info.error}")
             continue
         try:
             clients.append(_register(pm, info))
         except PluginLoadError as exc:
-            trouble(f"{exc}; booting without it", exc)
+            trouble(str(exc), exc)
 
     # Boot parameters: each owned by exactly one client.
     owners: dict[str, str] = {}
@@ -306,7 +306,7 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
             pm.unregister(c.obj)
             clients.remove(c)
             trouble(f"{exc}" if isinstance(exc, PluginLoadError) else
-                    f"{c.info.describe()} raised in pageext_params: {type(exc).__name__}: {exc}; booting without it", exc)
+                    f"{c.info.describe()} raised in pageext_params: {type(exc).__name__}: {exc}", exc)
             continue
         for p in mine:
             owners[p.name] = c.name
@@ -324,14 +324,28 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     # A client's own frames are not part of "who allocated" when it captures a stack.
     machine.depot.skip_modules(*{(getattr(c.obj, "__module__", None) or getattr(c.obj, "__name__", "")).split(".")[0]
                                  for c in clients} - {"__main__", "builtins"})
-    names = [c.name for c in clients]
-    needs = call_each(pm, "pageext_need", names, boot=cfg, log=machine.log)
+    def ask(hook: str, who: list[Client], **kwargs: Any) -> dict[str, Any]:
+        """Call a boot-time hook client by client; a client that raises is named, and dropped unless strict."""
+        out: dict[str, Any] = {}
+        for c in list(who):
+            try:
+                out.update(call_each(pm, hook, [c.name], **kwargs))
+            except Exception as exc:
+                trouble(f"{c.info.describe()} raised in {hook}: {type(exc).__name__}: {exc}", exc)
+                machine.log.warn(f"pageext: {problems[-1]}")
+                pm.unregister(c.obj)
+                clients.remove(c)
+                who.remove(c)
+        return out
+
+    needs = ask("pageext_need", list(clients), boot=cfg, log=machine.log)
     for c in clients:
         c.need = bool(needs.get(c.name, False))
     needed = [c for c in clients if c.need]
+    fields = ask("pageext_fields", needed, boot=cfg)
+    flags = ask("pageext_flags", needed, boot=cfg)
+    needed = [c for c in needed if c in clients]
     needed_names = [c.name for c in needed]
-    fields = call_each(pm, "pageext_fields", needed_names, boot=cfg)
-    flags = call_each(pm, "pageext_flags", needed_names, boot=cfg)
     for c in needed:
         c.fields = dict(fields.get(c.name) or {})
         c.flags = tuple(flags.get(c.name) or ())
@@ -365,7 +379,10 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     for name, impl in ordered_impls(pm, "pageext_init", needed_names):
         c = pe.client(name)
         kwargs = {"view": c.view, "machine": machine, "boot": cfg, "page_ext": pe, "log": machine.log}
-        impl.function(*[kwargs[a] for a in impl.argnames])
+        try:
+            impl.function(*[kwargs[a] for a in impl.argnames])
+        except Exception as exc:  # its memory is laid out by now: this one cannot be skipped
+            raise PluginLoadError(f"{c.info.describe()} raised in pageext_init: {type(exc).__name__}: {exc}") from exc
     install_callouts(pe)
     return pe
 

@@ -116,7 +116,7 @@ class PageExtTables:
                     continue
                 self._allocate_section(s)
                 done.append(s)
-        except PageExtAllocError:
+        except BaseException:  # -ENOMEM, or a client raising in a call-out of the allocation
             self.free_sections(done)
             raise
         return done
@@ -140,16 +140,19 @@ class PageExtTables:
         got: list[tuple[int, int]] = []
         with m.context(cpu=cpu):
             left = pages
-            while left:
-                chunk = min(left, max_block)
-                pfn = m.alloc_pages_exact(chunk, GFP_PAGE_EXT)
-                if pfn is None:
-                    for p, n in got:
-                        m.free_pages_exact(p, n)
-                    raise PageExtAllocError(
-                        f"page_ext: cannot allocate {pages} pages for section {section}: out of memory (-ENOMEM)")
-                got.append((pfn, chunk))
-                left -= chunk
+            try:
+                while left:
+                    chunk = min(left, max_block)
+                    pfn = m.alloc_pages_exact(chunk, GFP_PAGE_EXT)
+                    if pfn is None:
+                        raise PageExtAllocError(
+                            f"page_ext: cannot allocate {pages} pages for section {section}: out of memory (-ENOMEM)")
+                    got.append((pfn, chunk))
+                    left -= chunk
+            except BaseException:  # give back what this table got, whatever went wrong
+                for p, n in got:
+                    m.free_pages_exact(p, n)
+                raise
         return got
 
     def free_sections(self, sections: list[int]) -> None:
