@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 FINDING_KINDS = (
     "use-after-free",
+    "stray-access",
     "memory-corruption",
     "single-bit-error",
     "guard-hit",

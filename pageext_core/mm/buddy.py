@@ -336,8 +336,6 @@ class BuddyAllocator:
         if order and gfp_mask & GFP_BIT_COMP:
             self._pf[pfn] = 1 << PG_head
         self.nr_allocs += 1
-        if gfp_mask & GFP_BIT_ZERO:
-            self.contents.zero(pfn, 1 << order)
         if self._deferred_hook_error is not None:
             self._undo_alloc(pfn, order, self._deferred_hook_error)
         hooks = self._cb_alloc
@@ -347,6 +345,9 @@ class BuddyAllocator:
                     h(pfn, order, gfp_mask, mt)
             except Exception as exc:  # a client bug: undo, then report it
                 self._undo_alloc(pfn, order, self._hook_error(h, "on_alloc", pfn, order, exc, "the allocation was undone"))
+        if gfp_mask & GFP_BIT_ZERO:
+            # After the call-outs, as post_alloc_hook checks poison before zeroing.
+            self.contents.zero(pfn, 1 << order)
         return pfn
 
     def _undo_alloc(self, pfn: int, order: int, err: HookError) -> None:
@@ -552,6 +553,7 @@ class BuddyAllocator:
         s = self._st[pfn]
         if (s != ALLOC_K | order and s != ALLOCM_K | order) or self._pf[pfn] & FLAGS_CHECK_AT_FREE:
             self._bad_free(pfn, order)
+        self.clock_ns += self.op_cost_ns  # before the call-outs: a free has its own timestamp
         hooks = self._cb_free
         if hooks:
             try:
@@ -559,7 +561,6 @@ class BuddyAllocator:
                     h(pfn, order)
             except Exception as exc:
                 raise self._hook_error(h, "on_free", pfn, order, exc, "the block stays allocated") from exc
-        self.clock_ns += self.op_cost_ns
         self.nr_frees += 1
         self._release(pfn, order)
         err = self._deferred_hook_error

@@ -1,16 +1,354 @@
-"""The debug_pagealloc page_ext client (entry point ``debug_pagealloc`` in ``pageext.clients``)."""
+"""The debug_pagealloc page_ext client (entry point ``debug_pagealloc`` in ``pageext.clients``).
+
+Two mechanisms, as in the kernel:
+
+- unmapping (``debug_pagealloc=on``): a freed block leaves the direct map and
+  comes back on allocation, so any access to free memory faults at once;
+- poisoning (``debug_pagealloc=on`` or ``page_poison=on``): a freed block is
+  filled with PAGE_POISON (0xaa) and checked when it is handed out again.
+
+Per page it keeps two bits in the shared flags word and no other bytes:
+``POISON`` (the page holds poison that must be checked, the 2014 series'
+``PAGE_EXT_DEBUG_POISON``) and ``FREED`` (the page has been freed since
+boot, which tells a use-after-free from a stray access to memory nobody was
+ever given).
+
+Hot path: ``on_free`` and ``on_alloc`` run on every allocator operation.
+Order-0 blocks take a path of plain memoryview reads and writes on the
+flags word (tables located once per section and cached); larger blocks
+take numpy slices.  The poison check costs two array reads per page unless
+the page has backing bytes or another fill byte, and only then does
+``find_mismatch`` compare whole pages.
+"""
 from __future__ import annotations
 
-from pageext_core import BootConfig, BootParam, hookimpl
+from collections import Counter
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from pageext_core import BootConfig, BootParam, Finding, hookimpl
+from pageext_core.mm import buddy as _buddy
+from pageext_core.mm.constants import PAGE_SIZE
+from pageext_core.mm.machine import MEM_ONLINE
+
+from pageext_debug_pagealloc.report import (
+    PAGE_POISON,
+    STRAY_ACCESS,
+    USE_AFTER_FREE,
+    classify,
+    corruption_report,
+    fault_report,
+)
+
+if TYPE_CHECKING:
+    from pageext_core.mm.machine import Machine
+    from pageext_core.mm.printk import KernelLog
+    from pageext_core.page_ext import PageExt
+    from pageext_core.storage import PageExtView
+
+MODE_OFF = "off"
+MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison
+MODE_PAGE_POISON = "page_poison"  # poison only
+AND_REDUCE = np.bitwise_and.reduce
+RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks after the function
+_FREE_KINDS = (_buddy.K_FREE, _buddy.K_PCP)
+
+
+def boot_mode(boot: BootConfig) -> str:
+    """Which mechanisms this boot line asks for.
+
+    ``disable_debug_pagealloc`` (2014) wins over ``debug_pagealloc=on``
+    wherever it stands on the line: it existed to switch off a feature that
+    was otherwise on.  It does not cancel an explicit ``page_poison=on``.
+    """
+    if boot["debug_pagealloc"] and not boot["disable_debug_pagealloc"]:
+        return MODE_DEBUG_PAGEALLOC
+    if boot["page_poison"]:
+        return MODE_PAGE_POISON
+    return MODE_OFF
 
 
 class DebugPagealloc:
-    """Poison and unmap freed pages.  Off unless ``debug_pagealloc=on``."""
+    """Poison and unmap freed pages.  Off unless ``debug_pagealloc=on`` or ``page_poison=on``."""
+
+    name = "debug_pagealloc"  # the entry point's name, also when handed to ``boot(plugins=...)``
+
+    def __init__(self) -> None:
+        self.mode = MODE_OFF
+        self.unmap = False
+        self.findings: list[Finding] = []
+        self.pages_poisoned = 0  # pages that became poison: free memory at init and hot-add, then every free
+        self.pages_checked = 0  # poisoned pages handed out, i.e. checked (or proven clean)
+        self.pages_compared = 0  # of those, pages whose bytes had to be compared
+        self.poisoned_at_init = 0
+        self.unmapped_at_init = 0
+        self.reports_printed = 0
+        self.reports_suppressed = 0
+        self.disabled_by = ""
+
+    # -- boot -------------------------------------------------------------------------
 
     @hookimpl
     def pageext_params(self) -> list[BootParam]:
-        return [BootParam("debug_pagealloc", "bool", False, "unmap and poison freed pages", key="enabled")]
+        return [
+            BootParam("debug_pagealloc", "bool", False,
+                      "unmap freed pages from the direct map and poison them with 0xaa", key="enabled"),
+            BootParam("disable_debug_pagealloc", "flag", False,
+                      "2014 spelling: switch debug_pagealloc off (wins over debug_pagealloc=on)", key="disable"),
+            BootParam("page_poison", "bool", False,
+                      "poison freed pages with 0xaa and check them on allocation, without unmapping",
+                      key="poison"),
+        ]
 
     @hookimpl
     def pageext_need(self, boot: BootConfig) -> bool:
-        return bool(boot["debug_pagealloc"])
+        self.mode = boot_mode(boot)
+        self.unmap = self.mode == MODE_DEBUG_PAGEALLOC
+        if boot["debug_pagealloc"] and boot["disable_debug_pagealloc"]:
+            self.disabled_by = "disable_debug_pagealloc"
+        return self.mode != MODE_OFF
+
+    @hookimpl
+    def pageext_flags(self) -> list[str]:
+        return ["POISON", "FREED"]
+
+    @hookimpl
+    def pageext_init(self, view: "PageExtView", machine: "Machine", page_ext: "PageExt", log: "KernelLog") -> None:
+        self.view = view
+        self.machine = machine
+        self.page_ext = page_ext
+        self.log = log
+        self.contents = machine.contents
+        self.POISON = view.flag("POISON")
+        self.FREED = view.flag("FREED")
+        self._free_bits = self.POISON | self.FREED
+        self._keep_on_alloc = ~self.POISON & 0xFFFFFFFFFFFFFFFF
+        self._free_bits_np = np.uint64(self._free_bits)
+        self._poison_np = np.uint64(self.POISON)
+        self._keep_on_alloc_np = np.uint64(self._keep_on_alloc)
+        if view.record_size % 8:
+            raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
+        self._stride = view.record_size // 8
+        self._shift = machine.geometry.section_shift
+        self._nr_sections = machine.geometry.nr_sections
+        self._reset_word_cache()
+        if self.unmap:
+            log.info("debug_pagealloc: enabled: free pages are unmapped from the direct map "
+                     f"and poisoned with {PAGE_POISON:#04x}")
+        else:
+            log.info(f"page_poison: enabled: free pages are poisoned with {PAGE_POISON:#04x} "
+                     "and checked on allocation; pages stay mapped")
+            if self.disabled_by:
+                log.info(f"debug_pagealloc: disabled by {self.disabled_by}")
+        self.poisoned_at_init, self.unmapped_at_init = self._poison_free_range(0, machine.geometry.max_pfn)
+        self.pages_poisoned = self.poisoned_at_init
+        what = "debug_pagealloc: unmapped and poisoned" if self.unmap else "page_poison: poisoned"
+        log.info(f"{what} {self.poisoned_at_init} free pages ({self.poisoned_at_init * PAGE_SIZE // 1024}K)")
+        machine.memory_notifiers.append(self._memory_event)
+
+    def _poison_free_range(self, lo: int, hi: int) -> tuple[int, int]:
+        """Poison (and unmap) every free page in ``[lo, hi)``: vectorised, no backing created.
+
+        Fills go per run of consecutive free pages (few at boot), flag bits per
+        page_ext table, unmapping in one mask.  FREED is not set: these pages
+        were never handed out.
+        """
+        full = self.machine.free_pages_mask()
+        if lo or hi != len(full):
+            keep = np.zeros_like(full)
+            keep[lo:hi] = full[lo:hi]
+            full = keep
+        edges = np.diff(np.concatenate(([0], full.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        for s, e in zip(starts.tolist(), ends.tolist()):
+            self.contents.fill(s, e - s, PAGE_POISON)
+        poison = np.uint64(self.POISON)
+        for base, recs, _ in self.view.scan():
+            sub = full[base : base + len(recs)]
+            if not sub.any():
+                continue
+            _, _, words, first = self.view.locate(base)
+            flags = np.asarray(words)[first : first + len(sub) * self._stride : self._stride]
+            flags[sub] |= poison
+        n = int(np.count_nonzero(full))
+        if self.unmap and n:
+            self.contents.unmap_mask(full)
+        return n, n if self.unmap else 0
+
+    def _memory_event(self, event: str, start: int, nr: int) -> None:
+        """Hotplug: tables come and go (drop cached ones); new free memory is poisoned like boot memory."""
+        self._reset_word_cache()
+        if event == MEM_ONLINE:
+            done, _ = self._poison_free_range(start, start + nr)
+            self.pages_poisoned += done
+
+    def _reset_word_cache(self) -> None:
+        self._words: list[tuple[memoryview, int, np.ndarray] | None] = [None] * self._nr_sections
+
+    def _locate(self, pfn: int) -> tuple[memoryview, int, np.ndarray]:
+        """The flags words of the table holding ``pfn``: ``(memoryview, k, numpy view)``.
+
+        The word of page ``p`` is ``k + p * stride``; cached per section until
+        a hotplug event changes the tables.
+        """
+        _, _, words, idx = self.view.locate(pfn)
+        ent = (words, idx - pfn * self._stride, np.asarray(words))
+        self._words[pfn >> self._shift] = ent  # type: ignore[assignment]
+        return ent  # type: ignore[return-value]
+
+    # -- hot path -------------------------------------------------------------------------
+
+    @hookimpl(trylast=True)
+    def pageext_on_free(self, pfn: int, order: int) -> None:
+        """Poison, mark and unmap the block; last, so other clients still see a mapped page."""
+        c = self.contents
+        words, k, arr = self._words[pfn >> self._shift] or self._locate(pfn)
+        i = k + pfn * self._stride
+        if order:
+            n = 1 << order
+            seg = arr[i : i + n * self._stride : self._stride]
+            seg |= self._free_bits_np
+            if not self.contents.is_filled(pfn, n, PAGE_POISON):
+                c.fill(pfn, n, PAGE_POISON)
+            if self.unmap:
+                c.unmap(pfn, n)
+            self.pages_poisoned += n
+            return
+        words[i] |= self._free_bits
+        if not self.contents.is_filled(pfn, 1, PAGE_POISON):
+            c.fill(pfn, 1, PAGE_POISON)
+        if self.unmap:
+            c.unmap(pfn, 1)
+        self.pages_poisoned += 1
+
+    @hookimpl(tryfirst=True)
+    def pageext_on_alloc(self, pfn: int, order: int, gfp_mask: int, migratetype: int) -> None:
+        """Map the block again and check its poison; first, before page_owner records the new owner."""
+        c = self.contents
+        words, k, arr = self._words[pfn >> self._shift] or self._locate(pfn)
+        i = k + pfn * self._stride
+        if not order:
+            w = words[i]
+            if w & self.POISON:
+                words[i] = w & self._keep_on_alloc
+                if not self.contents.is_filled(pfn, 1, PAGE_POISON):
+                    self._verify(pfn, 1, None, 1)
+                else:
+                    self.pages_checked += 1
+            if self.unmap:
+                c.map(pfn, 1)
+            return
+        n = 1 << order
+        seg = arr[i : i + n * self._stride : self._stride]
+        # One reduction answers the usual case (every page poisoned); the
+        # mask of poisoned pages is built only for a partly poisoned block.
+        if AND_REDUCE(seg) & self._poison_np:
+            nr, which = n, None
+        else:
+            which = (seg & self._poison_np) != 0
+            nr = int(np.count_nonzero(which))
+        if nr:
+            seg &= self._keep_on_alloc_np
+            if not (self.contents.is_filled(pfn, n, PAGE_POISON) if which is None
+                    else self.contents.is_filled(pfn, len(which), PAGE_POISON, which)):
+                self._verify(pfn, n, which, nr)
+            else:
+                self.pages_checked += nr
+        if self.unmap:
+            c.map(pfn, n)
+
+    def _verify(self, pfn: int, nr: int, which: np.ndarray | None, count: int) -> None:
+        """Poisoned pages that no longer read as pure poison: compare them byte by byte.
+
+        ``__GFP_ZERO`` blocks are checked too: the core zeroes after the
+        call-outs, as the kernel checks poison before zeroing.
+        """
+        self.pages_checked += count
+        self._check(pfn, nr, which)
+
+    # -- reports ----------------------------------------------------------------------------
+
+    def _check(self, pfn: int, nr: int, which: np.ndarray | None) -> None:
+        """Compare the poisoned pages of a block with 0xaa and report every damaged one."""
+        self.pages_compared += nr if which is None else int(np.count_nonzero(which))
+        for p, first, last, data in self.contents.find_mismatch(pfn, nr, PAGE_POISON):
+            if which is None or which[p - pfn]:
+                self._report_corruption(p, first, last, data)
+
+    def _report_corruption(self, pfn: int, first: int, last: int, data: bytes) -> None:
+        m = self.machine
+        kind = classify(first, last, data)
+        text = corruption_report(m, self.page_ext, pfn, first, last, data, kind)
+        printed = self.log.ratelimited(RATELIMIT_KEY, text, "err")
+        if printed:
+            self.reports_printed += 1
+        else:
+            self.reports_suppressed += 1
+        bad = int(np.count_nonzero(np.frombuffer(data, np.uint8) != PAGE_POISON))
+        self.findings.append(Finding(kind=kind, pfn=pfn, time_ns=m.clock_ns, message=text, offset=first, detail={
+            "first_bad": first, "last_bad": last, "bad_bytes": bad, "printed": printed,
+        }))
+
+    @hookimpl
+    def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
+        """Explain a fault on a page this client unmapped: only pages that are free right now."""
+        kind, order, head = self.machine.page_kind(pfn)
+        if kind not in _FREE_KINDS:
+            return None
+        freed = bool(int(self.view.flags_of(pfn)[0]) & self.FREED)
+        fkind = USE_AFTER_FREE if freed else STRAY_ACCESS
+        text = fault_report(self.machine, self.page_ext, pfn, offset, write, fkind)
+        self.log.err(text)
+        self.findings.append(Finding(kind=fkind, pfn=pfn, time_ns=self.machine.clock_ns, message=text,
+                                     offset=offset, detail={
+                                         "write": write, "block_head": head, "block_order": order,
+                                         "on_pcp_list": kind == _buddy.K_PCP,
+                                     }))
+        return text
+
+    @hookimpl
+    def pageext_report(self) -> dict[str, Callable[..., str]]:
+        return {"debug_pagealloc": self.report_text}
+
+    def report_text(self) -> str:
+        """Header with mode and counts, then every finding as the kernel printed it."""
+        counts = Counter(f.kind for f in self.findings)
+        by_kind = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
+        mode = {MODE_DEBUG_PAGEALLOC: "debug_pagealloc=on: unmap and poison freed pages",
+                MODE_PAGE_POISON: "page_poison=on: poison freed pages, no unmapping"}[self.mode]
+        out = [
+            f"mode: {mode}",
+            f"findings: {len(self.findings)}" + (f" ({by_kind})" if by_kind else ""),
+            f"corruption reports: {self.reports_printed} printed, {self.reports_suppressed} suppressed by rate limiting",
+            f"pages poisoned: {self.pages_poisoned}, checked: {self.pages_checked}, "
+            f"compared byte by byte: {self.pages_compared}",
+            f"pages unmapped now: {self.contents.nr_unmapped}",
+        ]
+        for f in self.findings:
+            out.append("")
+            if f.detail.get("printed") is False:
+                out.append("(not printed: rate limited)")
+            out.append(f.message)
+        return "\n".join(out) + "\n"
+
+    @hookimpl
+    def pageext_summary(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "unmap": self.unmap,
+            "poison": True,
+            "findings": dict(sorted(Counter(f.kind for f in self.findings).items())),
+            "pages_poisoned": self.pages_poisoned,
+            "pages_checked": self.pages_checked,
+            "pages_compared": self.pages_compared,
+            "poisoned_at_init": self.poisoned_at_init,
+            "unmapped_at_init": self.unmapped_at_init,
+            "reports_printed": self.reports_printed,
+            "reports_suppressed": self.reports_suppressed,
+            "unmapped_pages": self.contents.nr_unmapped,
+        }
+
+    @hookimpl
+    def pageext_findings(self) -> list[Finding]:
+        return list(self.findings)

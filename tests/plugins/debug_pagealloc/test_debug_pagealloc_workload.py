@@ -1,0 +1,82 @@
+"""A clean workload raises nothing, and poisoning creates no backing bytes."""
+from __future__ import annotations
+
+import random
+import time
+
+from pageext_core.mm import PAGE_SIZE, check_invariants
+from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+
+from debug_pagealloc_support import boot_dpa, client, headlines
+
+ORDERS = (0,) * 12 + (1, 1, 2, 2, 3, 4, 5)
+GFPS = (GFP_KERNEL, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_ZERO)
+
+
+def run_workload(pe, ops: int, seed: int, *, writes: bool, max_held: int = 1500) -> int:
+    """``ops`` random allocations and frees; with ``writes`` some blocks are written, read and freed."""
+    m = pe.machine
+    rng = random.Random(seed)
+    alloc, free = m.alloc_pages, m.free_pages
+    held: list[tuple[int, int]] = []
+    choice, rand, randrange = rng.choice, rng.random, rng.randrange
+    done = 0
+    for _ in range(ops):
+        if held and (len(held) >= max_held or rand() < 0.5):
+            j = randrange(len(held))
+            held[j], held[-1] = held[-1], held[j]
+            p, o = held.pop()
+            free(p, o)
+        else:
+            o = choice(ORDERS)
+            p = alloc(choice(GFPS), o)
+            if p is None:
+                continue
+            held.append((p, o))
+            if writes and rand() < 0.05:
+                last = p + (1 << o) - 1
+                m.write(last, randrange(PAGE_SIZE - 8), b"payload!")
+                m.read(p, 0, 64)
+        done += 1
+    for p, o in held:
+        free(p, o)
+    return done
+
+
+def test_a_million_clean_operations_find_nothing() -> None:
+    pe = boot_dpa()
+    t0 = time.perf_counter()
+    done = run_workload(pe, 1_000_000, seed=20141125, writes=True)
+    elapsed = time.perf_counter() - t0
+    assert done > 990_000
+    assert pe.findings() == []
+    assert headlines(pe) == []
+    c = client(pe)
+    assert c.pages_checked > 300_000
+    assert c.pages_compared == 0  # written pages got their poison back on free: nothing to compare
+    m = pe.machine
+    assert m.contents.nr_unmapped == int(m.free_pages_mask().sum())
+    assert m.contents.backed_pages == 0  # every written block was freed, and poison gave its rows back
+    check_invariants(m)
+    # 11-41 s measured on a shared machine (load average 3-6): the bound catches a hot path
+    # gone pathological (a Python loop over pages or bytes), not machine noise.
+    assert elapsed < 120, f"1,000,000 operations took {elapsed:.1f} s"
+
+
+def test_page_poison_only_workload_finds_nothing() -> None:
+    pe = boot_dpa("page_poison=on")
+    run_workload(pe, 100_000, seed=7, writes=True)
+    assert pe.findings() == []
+    assert pe.machine.contents.nr_unmapped == 0
+
+
+def test_poisoning_costs_no_page_contents_memory_when_nothing_writes() -> None:
+    pe = boot_dpa()
+    m = pe.machine
+    c = m.contents
+    run_workload(pe, 100_000, seed=3, writes=False)
+    assert client(pe).pages_poisoned > 100_000  # many pages poisoned...
+    assert c.backed_pages == 0  # ...none of them got 4 KiB of backing
+    # What remains is one fill byte and one mapped flag per pfn: the pool of 4 KiB rows never grew.
+    assert c.host_bytes <= 2 * m.geometry.max_pfn
+    assert pe.findings() == []
