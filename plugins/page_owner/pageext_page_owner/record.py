@@ -1,0 +1,246 @@
+"""page_owner's per-page record and the allocator events that write it (the hot path).
+
+The fields are mainline's ``struct page_owner``; only their order differs.
+Everything an allocation writes is one contiguous run at the front of the
+record and everything a free writes is the run after it, so each event is
+one ``struct.pack_into`` on the head page, and a 2^order block copies that
+one run to its other pages with a single numpy assignment (and never
+overwrites a page's own free history, as the kernel's per-page loop does
+not either).
+
+Hot-path rules kept here: the event hooks take the full canonical argument
+list (a subset would make the dispatcher wrap them in an adapter), read
+``self`` attributes bound at init, and redo per-task work (comm bytes) only
+when ``machine.current`` changes.
+"""
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from pageext_core import hookimpl
+from pageext_core.mm.constants import MIGRATE_REASONS
+
+if TYPE_CHECKING:
+    from pageext_core.mm.machine import Machine, Task
+    from pageext_core.storage import PageExtView
+
+# Field name -> numpy dtype, in record order (offsets relative to the client's region).
+FIELDS: dict[str, str] = {
+    # written on allocation: one run, bytes [0, ALLOC_BYTES)
+    "ts_nsec": "<u8",
+    "order": "<u2",
+    "last_migrate_reason": "<i2",  # index into MIGRATE_REASONS, -1 = never migrated
+    "gfp_mask": "<u4",
+    "handle": "<u4",  # allocation stack (depot handle)
+    "pid": "<i4",
+    "tgid": "<i4",
+    "comm": "S16",
+    # written on free: the run after it, bytes [ALLOC_BYTES, RECORD_BYTES)
+    "free_handle": "<u4",
+    "free_ts_nsec": "<u8",
+    "free_pid": "<i4",
+    "free_tgid": "<i4",
+}
+FLAGS = ("OWNER", "OWNER_ALLOCATED")
+
+# pid, tgid and comm change only with the task: packed once per task into one blob.
+TASK_STRUCT = struct.Struct("<ii16s")
+ALLOC_STRUCT = struct.Struct(f"<QHhII{TASK_STRUCT.size}s")  # ts, order, reason, gfp, handle, task blob
+FREE_STRUCT = struct.Struct("<IQii")  # free handle, free ts, free pid, free tgid
+ALLOC_BYTES = ALLOC_STRUCT.size  # 44
+FREE_OFFSET = ALLOC_BYTES
+FREE_BYTES = FREE_STRUCT.size  # 20
+RECORD_BYTES = ALLOC_BYTES + FREE_BYTES  # 64
+# Where each field must land for the structs above to be right (checked at init).
+EXPECTED_OFFSETS = {
+    "ts_nsec": 0, "order": 8, "last_migrate_reason": 10, "gfp_mask": 12, "handle": 16, "pid": 20,
+    "tgid": 24, "comm": 28, "free_handle": 44, "free_ts_nsec": 48, "free_pid": 56, "free_tgid": 60,
+}
+NO_MIGRATION = -1  # (the hot path writes the literal: a constant is cheaper than a global)
+_OR = np.bitwise_or
+_AND = np.bitwise_and
+
+
+class OwnerRecord(NamedTuple):
+    """One page's record as plain Python values (what reports format)."""
+
+    pfn: int
+    ts_nsec: int
+    order: int
+    last_migrate_reason: int
+    gfp_mask: int
+    handle: int
+    pid: int
+    tgid: int
+    comm: bytes
+    free_handle: int
+    free_ts_nsec: int
+    free_pid: int
+    free_tgid: int
+
+    @property
+    def migrate_reason(self) -> str | None:
+        """The last migrate reason's name, or None when the page never moved."""
+        r = self.last_migrate_reason
+        return MIGRATE_REASONS[r] if 0 <= r < len(MIGRATE_REASONS) else None
+
+    @property
+    def comm_text(self) -> str:
+        return self.comm.decode("utf-8", "replace")
+
+
+assert OwnerRecord._fields[1:] == tuple(FIELDS), "OwnerRecord must list FIELDS in record order"
+
+
+class Where:
+    """Where each section's records are, found with ``view.locate`` once per section.
+
+    The hot path needs, per event, the table's bytes, its flags words and
+    where the pfn's record starts; asking ``locate`` every time costs more
+    than the rest of the event, so its answer is kept per section (a list
+    index) with numpy views of the same table for the block copies.
+    Memory hotplug creates and frees tables, so the cache is dropped on
+    every memory event.
+    """
+
+    def __init__(self, view: "PageExtView", machine: "Machine") -> None:
+        self._locate = view.locate
+        self._rs = view.record_size
+        self._coff = view.offset
+        self.shift = machine.geometry.section_shift
+        self.sections: list[tuple | None] = [None] * machine.geometry.nr_sections
+
+    def load(self, pfn: int) -> tuple:
+        """The pfn's section entry (raises ``NoExtension`` where there is no table).
+
+        ``(raw, words, rs, kb, wpr, kw, (base, alloc_runs, free_runs, flags))``:
+        a pfn's client bytes start at ``pfn * rs + kb`` in ``raw`` and its
+        flags word is ``words[pfn * wpr + kw]``.  The last item serves block
+        copies: the table's first pfn, then one numpy element per record for
+        its alloc run, its free run and its flags word.
+        """
+        raw, off, words, _ = self._locate(pfn)
+        rs = self._rs
+        wpr = rs >> 3
+        base = pfn - (off - self._coff) // rs
+        runs = np.frombuffer(raw, np.dtype({
+            "names": ["alloc", "free"], "formats": [f"V{ALLOC_BYTES}", f"V{FREE_BYTES}"],
+            "offsets": [self._coff, self._coff + FREE_OFFSET], "itemsize": rs}))
+        arrays = (base, runs["alloc"], runs["free"], np.frombuffer(raw, np.uint64)[::wpr])
+        ent = (raw, words, rs, self._coff - base * rs, wpr, -base * wpr, arrays)
+        self.sections[pfn >> self.shift] = ent
+        return ent
+
+    def clear(self, *_: Any) -> None:
+        self.sections[:] = [None] * len(self.sections)
+
+
+class OwnerEvents:
+    """The allocator call-outs: page_owner's part of the hot path.
+
+    ``bind`` is called from ``pageext_init`` with the client's view; until
+    then no event can arrive (call-outs are installed after init).
+    """
+
+    _view: "PageExtView"
+    _machine: "Machine"
+
+    def bind(self, view: "PageExtView", machine: "Machine") -> None:
+        check_layout(view)
+        self._view = view
+        self._machine = machine
+        self._where = where = Where(view, machine)
+        self._sections = where.sections
+        self._shift = where.shift
+        self._coff = view.offset  # client region inside a record
+        self._current_stack = machine.current_stack
+        self._owner = view.flag("OWNER")
+        self._allocated = view.flag("OWNER_ALLOCATED")
+        self._both = self._owner | self._allocated
+        self._keep_unallocated = ~self._allocated & 0xFFFFFFFFFFFFFFFF
+        # 0-d arrays, not numpy scalars: the ufunc call is about a third cheaper.
+        self._np_both = np.array(self._both, np.uint64)
+        self._np_keep_unallocated = np.array(self._keep_unallocated, np.uint64)
+        self._pack_alloc = ALLOC_STRUCT.pack_into
+        self._pack_free = FREE_STRUCT.pack_into
+        self._task: "Task | None" = None
+        self._task_blob = b""
+        self._pid = self._tgid = 0
+        self.migrations = 0
+        self.split_pages = 0
+        machine.memory_notifiers.append(where.clear)
+
+    def _switch_task(self, task: "Task") -> None:
+        """Per-task values, worked out once per task rather than per event."""
+        self._task = task
+        self._pid = task.pid
+        self._tgid = task.tgid
+        self._task_blob = TASK_STRUCT.pack(task.pid, task.tgid, task.comm.encode()[:15])
+
+    # -- hot path ------------------------------------------------------------------
+
+    @hookimpl
+    def pageext_on_alloc(self, pfn: int, order: int, gfp_mask: int, migratetype: int) -> None:
+        """Record who allocated the block: the head by ``pack_into``, the rest by one copy."""
+        raw, words, rs, kb, wpr, kw, arrays = self._sections[pfn >> self._shift] or self._where.load(pfn)
+        m = self._machine
+        if m.current is not self._task:
+            self._switch_task(m.current)
+        self._pack_alloc(raw, pfn * rs + kb, m.clock_ns, order, -1, gfp_mask, self._current_stack(),
+                         self._task_blob)
+        if order:
+            base, alloc_runs, _, flags = arrays
+            i = pfn - base
+            end = i + (1 << order)
+            alloc_runs[i + 1 : end] = alloc_runs[i : i + 1]
+            seg = flags[i:end]
+            _OR(seg, self._np_both, out=seg)
+        else:
+            words[pfn * wpr + kw] |= self._both
+
+    @hookimpl
+    def pageext_on_free(self, pfn: int, order: int) -> None:
+        """Record who freed the block; the pages stay OWNER but are no longer OWNER_ALLOCATED."""
+        raw, words, rs, kb, wpr, kw, arrays = self._sections[pfn >> self._shift] or self._where.load(pfn)
+        m = self._machine
+        if m.current is not self._task:
+            self._switch_task(m.current)
+        self._pack_free(raw, pfn * rs + kb + FREE_OFFSET, self._current_stack(), m.clock_ns, self._pid, self._tgid)
+        if order:
+            base, _, free_runs, flags = arrays
+            i = pfn - base
+            end = i + (1 << order)
+            free_runs[i + 1 : end] = free_runs[i : i + 1]
+            seg = flags[i:end]
+            _AND(seg, self._np_keep_unallocated, out=seg)
+        else:
+            words[pfn * wpr + kw] &= self._keep_unallocated
+
+    # -- rarer events --------------------------------------------------------------------
+
+    @hookimpl
+    def pageext_on_split_page(self, pfn: int, order: int) -> None:
+        """``split_page``: every page of the block becomes its own order-0 allocation."""
+        self._view.block(pfn, order)["order"] = 0
+        self.split_pages += 1 << order
+
+    @hookimpl
+    def pageext_on_migrate(self, old_pfn: int, new_pfn: int, order: int, reason: str) -> None:
+        """The new block takes over the old block's records (page by page) plus the reason."""
+        new = self._view.block(new_pfn, order)
+        new[:] = self._view.block(old_pfn, order)  # client fields only
+        new["last_migrate_reason"] = MIGRATE_REASONS.index(reason)
+        self.migrations += 1
+
+
+def check_layout(view: "PageExtView") -> None:
+    """The structs assume our field offsets; fail loudly at boot if the core placed them otherwise."""
+    got = {name: view.dtype.fields[name][1] - view.offset for name in FIELDS}
+    if got != EXPECTED_OFFSETS or view.size != RECORD_BYTES:
+        raise RuntimeError(f"page_owner: unexpected record layout {got} (size {view.size}); "
+                           f"the hot path packs {EXPECTED_OFFSETS} (size {RECORD_BYTES})")
+    if view.record_size % 8:
+        raise RuntimeError(f"page_owner: record size {view.record_size} is not a multiple of the flags word")
