@@ -235,7 +235,7 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     from pageext_core.registry import discover
 
     size = parse_size(memory, "--memory")
-    pe = boot(MachineConfig(memory=size), boot_line, blocked=disable, strict=strict)
+    pe = boot(MachineConfig(memory=size), boot_line, blocked=disable, strict=strict or None)
     desc = pe.describe()
     for d in desc["plugins"]:
         if not d["enabled"]:  # what it would store if enabled (not allocated this boot)

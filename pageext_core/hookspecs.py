@@ -62,14 +62,16 @@ def pageext_params() -> "Sequence[BootParam]":
 
 
 @hookspec
-def pageext_need(boot: "BootConfig", log: "KernelLog") -> bool:
+def pageext_need(boot: "BootConfig", log: "KernelLog", machine: "Machine") -> bool:
     """Is this client enabled for this boot?
 
     Asked once per client, before anything is allocated; the answer is
     attributed to the client (never merged with others').  Return ``False``
     and the client costs no memory and no time.  Usually
     ``return boot["my_param"]``; ``log`` lets it say why it declines (the
-    kernel's "... disabled" lines).  Not on the hot path.
+    kernel's "... disabled" lines); ``machine`` (booted up to memblock:
+    geometry known, nothing allocated yet) lets it check a parameter against
+    the machine (e.g. an order against ``max_order``).  Not on the hot path.
     """
 
 

@@ -25,7 +25,7 @@ from pageext_core.mm import stats
 from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import MachineConfig
 from pageext_core.mm.machine import Machine
-from pageext_core.registry import PluginInfo, PluginLoadError, direct, discover
+from pageext_core.registry import PluginInfo, PluginLoadError, direct, discover, env_strict
 from pageext_core.reports import Finding, ReportError, check_report_name, join_text
 from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 
@@ -253,7 +253,7 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo) -> Client:
 def boot(config: MachineConfig | None = None, cmdline: str = "", *,
          boot_tables: Mapping[str, Mapping[str, Any]] | None = None,
          plugins: Iterable[Any] = (), blocked: Iterable[str] = (), autoload: bool | None = None,
-         strict: bool = False, log_sink: Callable[[str], None] | None = None,
+         strict: bool | None = None, log_sink: Callable[[str], None] | None = None,
          fail_table_allocation: Callable[[int], bool] | None = None) -> PageExt:
     """Boot a machine with every installed (and given) client; see the module docstring.
 
@@ -261,9 +261,12 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     ``[boot.<client>]`` tables (applied first, the line wins).  ``plugins``
     are extra clients (classes, instances or modules); a ``(name, obj)``
     pair names one.  ``strict`` turns a plugin that cannot be loaded into an
-    error instead of a logged warning.
+    error instead of a logged warning; by default it follows the
+    ``PAGEEXT_STRICT`` environment variable (the test suite sets it).
     """
     config = config or MachineConfig()
+    if strict is None:
+        strict = env_strict()
     infos = discover(blocked=blocked, autoload=autoload)
     for p in plugins:
         infos.append(direct(p[1], p[0]) if isinstance(p, tuple) else direct(p))
@@ -338,7 +341,7 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
                 who.remove(c)
         return out
 
-    needs = ask("pageext_need", list(clients), boot=cfg, log=machine.log)
+    needs = ask("pageext_need", list(clients), boot=cfg, log=machine.log, machine=machine)
     for c in clients:
         c.need = bool(needs.get(c.name, False))
     needed = [c for c in clients if c.need]

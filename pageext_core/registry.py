@@ -17,6 +17,7 @@ from pageext_core.hookspecs import ENTRY_POINT_GROUP
 
 ENV_DISABLE = "PAGEEXT_DISABLE_PLUGINS"
 ENV_NO_AUTOLOAD = "PAGEEXT_DISABLE_PLUGIN_AUTOLOAD"
+ENV_STRICT = "PAGEEXT_STRICT"
 
 
 class PluginLoadError(RuntimeError):
@@ -49,6 +50,11 @@ _loaded: dict[tuple[str, str], tuple[Any, str | None]] = {}
 def env_blocked() -> set[str]:
     raw = os.environ.get(ENV_DISABLE, "")
     return {w.strip() for w in raw.split(",") if w.strip()}
+
+
+def env_strict() -> bool:
+    """``PAGEEXT_STRICT=1``: a plugin that cannot be loaded is an error (the test suite sets it)."""
+    return os.environ.get(ENV_STRICT, "").strip().lower() not in ("", "0", "no", "off", "false")
 
 
 def autoload_disabled() -> bool:

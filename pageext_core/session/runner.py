@@ -68,7 +68,7 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
             boot_tables=sess.boot_tables,
             blocked=[*sess.plugins.disable, *opts.disable],
             autoload=sess.plugins.autoload,
-            strict=sess.plugins.strict or opts.strict,
+            strict=True if (sess.plugins.strict or opts.strict) else None,  # None: PAGEEXT_STRICT decides
             log_sink=opts.log_sink,
         )
     except BootParamError as exc:

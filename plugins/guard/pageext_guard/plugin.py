@@ -1,16 +1,247 @@
-"""The guard-page page_ext client (entry point ``guard`` in ``pageext.clients``)."""
+"""The guard-page page_ext client (entry point ``guard`` in ``pageext.clients``).
+
+With ``debug_pagealloc=on debug_guardpage_minorder=N``, every block that
+the allocator's ``expand`` splits off below order N while serving a request
+is held back as a guard block: off the free lists, not counted as free,
+unmapped, so an overrun past an allocation (or an underrun before one)
+faults at once.  When a freed block meets its guard buddy the guard is
+cleared and the two merge, so guards never leak memory.
+
+Per page, in page_ext: the ``GUARD`` bit in the shared flags word and the
+block's order in a one-byte ``order`` field, both on the head page only, as
+the 2014 series kept them.  Tail pages carry nothing: a lookup by any pfn
+tries the N possible aligned heads (``guard_block``), and the hot path
+writes one flags word and one byte whatever the block's size.
+"""
 from __future__ import annotations
 
-from pageext_core import BootConfig, BootParam, hookimpl
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+from pageext_core import BootConfig, BootParam, Finding, NoExtension, hookimpl
+from pageext_core.mm.errors import PageFault
+
+from pageext_guard import params
+from pageext_guard import report as _report
+
+if TYPE_CHECKING:
+    from pageext_core import PageExt, PageExtView
+    from pageext_core.mm.contents import PageContents
+    from pageext_core.mm.machine import Machine
+    from pageext_core.mm.printk import KernelLog
+
+CLIENT = "guard"
+FLAG = "GUARD"
 
 
 class Guard:
-    """Guard pages around allocations.  Off unless ``debug_guardpage_minorder=N`` (N > 0)."""
+    """Guard pages around allocations.  Off unless ``debug_pagealloc=on debug_guardpage_minorder=N`` (N > 0)."""
+
+    def __init__(self) -> None:
+        self.minorder = 0
+        self.active = False
+        self.boot_messages: list[str] = []
+        self.hits: list[Finding] = []
+        self.nr_created = 0
+        self.nr_released = 0
+        self._view: PageExtView | None = None
+        self._machine: Machine | None = None
+        self._contents: PageContents | None = None
+        self._page_ext: PageExt | None = None
+        self._bit = 0
+        self._stride = 0  # 8-byte words per record
+        self._obyte = 0  # byte of ``order`` inside a record
+        self._shift = 0
+        self._words: list[tuple[memoryview, memoryview, int] | None] = []
+
+    # -- boot ------------------------------------------------------------------------------
 
     @hookimpl
     def pageext_params(self) -> list[BootParam]:
-        return [BootParam("debug_guardpage_minorder", "int", 0, "orders below N become guard blocks", key="minorder")]
+        return [params.boot_param()]
 
     @hookimpl
-    def pageext_need(self, boot: BootConfig) -> bool:
-        return bool(boot["debug_guardpage_minorder"])
+    def pageext_need(self, boot: BootConfig, log: "KernelLog", machine: "Machine") -> bool:
+        """On only with a good N > 0 and debug_pagealloc on; says why in the log otherwise.
+
+        The parser knows only the default geometry's bound; this machine's
+        ``max_order`` is checked here, before anything is allocated.
+        """
+        n = int(boot[params.PARAM])
+        if n > params.limit_for(machine.max_order):
+            self._say(log, params.bad_value(str(n)), "warn")
+            n = 0
+        elif boot.is_set(params.PARAM):
+            self._say(log, params.setting(n), "info")
+        self.minorder = n
+        if n and not params.debug_pagealloc_on(boot):
+            self._say(log, params.ignored_without_debug_pagealloc(n), "info")
+            return False
+        return n > 0
+
+    def _say(self, log: "KernelLog", text: str, level: str) -> None:
+        self.boot_messages.append(text)
+        log.printk(text, level)
+
+    @hookimpl
+    def pageext_fields(self) -> Mapping[str, str]:
+        return {"order": "u1"}
+
+    @hookimpl
+    def pageext_flags(self) -> list[str]:
+        return [FLAG]
+
+    @hookimpl
+    def pageext_init(self, view: "PageExtView", machine: "Machine", page_ext: "PageExt", log: "KernelLog") -> None:
+        self._view = view
+        self._machine = machine
+        self._contents = machine.contents
+        self._page_ext = page_ext
+        self._bit = view.flag(FLAG)
+        if view.record_size % 8:
+            raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
+        self._stride = view.record_size // 8
+        self._obyte = view.dtype.fields["order"][1]
+        self._shift = machine.geometry.section_shift
+        self._reset_cache()
+        machine.memory_notifiers.append(self._memory_event)
+        self.active = self.minorder > 0
+
+    def _reset_cache(self) -> None:
+        assert self._machine is not None
+        self._words = [None] * self._machine.geometry.nr_sections
+
+    def _memory_event(self, event: str, start: int, nr: int) -> None:
+        """Hotplug makes and frees tables: forget the cached ones."""
+        self._reset_cache()
+
+    def _table_of(self, pfn: int) -> tuple[memoryview, memoryview, int]:
+        """``(bytes, words, k)`` of the table holding ``pfn``: its flags word is ``k + pfn * stride``.
+
+        Cached per section until a hotplug event, so the hot path does one
+        list lookup instead of a ``locate`` call.
+        """
+        raw, _, words, wi = self._view.locate(pfn)  # type: ignore[union-attr]
+        assert words is not None
+        ent = (raw, words, wi - pfn * self._stride)
+        self._words[pfn >> self._shift] = ent
+        return ent
+
+    # -- hot path: the allocator's split and merge --------------------------------------------------
+
+    @hookimpl
+    def pageext_on_split(self, pfn: int, order: int, migratetype: int) -> bool:
+        """Hold a split-off half below minorder: mark its head, unmap its pages."""
+        if order >= self.minorder:
+            return False
+        raw, words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
+        wi = k + pfn * self._stride
+        words[wi] |= self._bit
+        raw[(wi << 3) + self._obyte] = order
+        # The block was free, and debug_pagealloc keeps free blocks unmapped as a whole
+        # (it unmaps what is freed and maps what is allocated), so when both ends are
+        # unmapped so is the rest; otherwise unmap it all ourselves.
+        contents: PageContents = self._contents  # type: ignore[assignment]  # set by init
+        if contents.is_mapped(pfn) or (order and contents.is_mapped(pfn + (1 << order) - 1)):
+            contents.unmap(pfn, 1 << order)
+        self.nr_created += 1
+        return True
+
+    @hookimpl
+    def pageext_on_merge(self, pfn: int, order: int) -> bool:
+        """A freed buddy meets our guard: clear it so they merge (pages stay unmapped: they are free)."""
+        raw, words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
+        wi = k + pfn * self._stride
+        w = words[wi]
+        if not w & self._bit:
+            return False  # held by another client
+        at = (wi << 3) + self._obyte
+        if raw[at] != order:
+            raise RuntimeError(f"guard block at pfn {pfn:#x} has order {raw[at]}, the allocator says {order}")
+        words[wi] = w & ~self._bit
+        raw[at] = 0
+        self.nr_released += 1
+        return True
+
+    # -- lookups --------------------------------------------------------------------------
+
+    def guard_block(self, pfn: int) -> tuple[int, int] | None:
+        """(head pfn, order) of the guard block covering ``pfn``, or None."""
+        view = self._view
+        if view is None:
+            return None
+        for order in range(self.minorder):
+            head = pfn >> order << order
+            try:
+                if not view.test_flag(head, self._bit):
+                    continue
+            except NoExtension:
+                return None
+            if int(view.get(head, "order")) == order:
+                return head, order
+        return None
+
+    def _is_guard_head(self, pfn: int, order: int) -> bool:
+        return self.guard_block(pfn) == (pfn, order)
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    @hookimpl
+    def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
+        """Explain an access to a guard page and record the hit; None for any other page."""
+        found = self.guard_block(pfn)
+        if found is None:
+            return None
+        gpfn, gorder = found
+        m = self._machine
+        assert m is not None and self._page_ext is not None
+        below = _report.neighbour(m, gpfn - 1, "below", self._is_guard_head)
+        above = _report.neighbour(m, gpfn + (1 << gorder), "above", self._is_guard_head)
+        buddy = _report.neighbour(m, gpfn ^ (1 << gorder), "buddy", self._is_guard_head)
+        suspect = _report.pick_suspect(pfn, offset, gpfn, gorder, below, above, buddy)
+        dump = self._page_ext.owner_dump(suspect.pfn) if suspect is not None else None
+        text = _report.hit_text(pfn, offset, write, gpfn, gorder, self.minorder, below, above, buddy, suspect, dump)
+        full = str(PageFault(pfn, offset, write, text))
+        m.log.err(full)  # the oops, as dmesg would show it
+        headline = (f"guard page hit: {'write' if write else 'read'} at pfn {pfn:#x} offset {offset:#x}, "
+                    f"order-{gorder} guard block at pfn {gpfn:#x}"
+                    + (f", next to the allocated order-{suspect.order} block at pfn {suspect.pfn:#x}" if suspect else ""))
+        self.hits.append(Finding(
+            kind="guard-hit", pfn=pfn, time_ns=m.clock_ns, message=full, offset=offset, client=CLIENT,
+            detail={
+                "headline": headline,
+                "write": write,
+                "guard_pfn": gpfn,
+                "guard_order": gorder,
+                "minorder": self.minorder,
+                "block_pfn": suspect.pfn if suspect else None,
+                "block_order": suspect.order if suspect else None,
+                "side": ("left" if suspect.side == "above" else "right") if suspect else None,
+                "owner_dump": dump is not None,
+            },
+        ))
+        return text
+
+    # -- reports and results ------------------------------------------------------------------
+
+    def counts(self) -> _report.GuardCounts:
+        assert self._view is not None
+        return _report.count_guards(self._view)
+
+    @hookimpl
+    def pageext_report(self) -> Mapping[str, Callable[..., str]]:
+        return {"guard": self._guard_report}
+
+    def _guard_report(self) -> str:
+        assert self._machine is not None
+        return _report.guard_report(self._machine, self.counts(), self.minorder, self.hits,
+                                    self.nr_created, self.nr_released)
+
+    @hookimpl
+    def pageext_summary(self) -> Mapping[str, Any]:
+        assert self._machine is not None
+        return _report.summary(self._machine, self.counts(), self.minorder, self.active, len(self.hits),
+                               self.nr_created, self.nr_released)
+
+    @hookimpl
+    def pageext_findings(self) -> list[Finding]:
+        return list(self.hits)

@@ -1,0 +1,77 @@
+"""The ``debug_guardpage_minorder=N`` boot parameter and the rules around it.
+
+The kernel reads N with ``kstrtoul`` (base 10, unsigned) and accepts
+0 <= N <= MAX_PAGE_ORDER / 2; anything else is logged as
+``Bad debug_guardpage_minorder value`` and ignored.  N only takes effect when
+debug_pagealloc is on; that parameter belongs to the debug_pagealloc client
+and may be absent (client blocked or not installed), which counts as off.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pageext_core import BootParam
+from pageext_core.mm.constants import MAX_PAGE_ORDER
+
+if TYPE_CHECKING:
+    from pageext_core import BootConfig
+
+PARAM = "debug_guardpage_minorder"
+TOML_KEY = "minorder"
+
+# The kernel's bound is a compile-time constant; the parser cannot see the
+# machine, so a machine built with a smaller max_order is checked again at
+# need time (``limit_for``).
+PARSE_LIMIT = MAX_PAGE_ORDER // 2
+
+
+def bad_value(raw: str | None) -> str:
+    """The kernel's message for a rejected value (``%s`` of NULL prints ``(null)``)."""
+    return f"Bad {PARAM} value: {'(null)' if raw is None else raw}"
+
+
+def setting(value: int) -> str:
+    return f"Setting {PARAM} to {value}"
+
+
+def ignored_without_debug_pagealloc(value: int) -> str:
+    return f"{PARAM}={value} ignored: debug_pagealloc is off, no guard pages"
+
+
+def parse_minorder(raw: str | None, limit: int = PARSE_LIMIT) -> int:
+    """N from the command-line text, as ``kstrtoul(buf, 10, ...)`` plus the range check.
+
+    Raises ``ValueError`` carrying the kernel's message, which the framework
+    logs before ignoring the parameter.
+    """
+    if raw is None:
+        raise ValueError(bad_value(raw))
+    text = raw[:-1] if raw.endswith("\n") else raw  # kstrto* accept one trailing newline
+    digits = text[1:] if text.startswith("+") else text
+    if not digits or not (digits.isascii() and digits.isdigit()):
+        raise ValueError(bad_value(raw))
+    value = int(digits)
+    if value > limit:
+        raise ValueError(bad_value(raw))
+    return value
+
+
+def limit_for(max_order: int) -> int:
+    """Largest accepted N on a machine whose largest block has order ``max_order``."""
+    return max_order // 2
+
+
+def boot_param() -> BootParam:
+    return BootParam(
+        PARAM, "int", 0,
+        f"split-off blocks below this order become guard pages (0..{PARSE_LIMIT}; needs debug_pagealloc=on)",
+        key=TOML_KEY, parse=parse_minorder,
+    )
+
+
+def debug_pagealloc_on(boot: "BootConfig") -> bool:
+    """debug_pagealloc as its client sees it; off when nobody owns the parameter.
+
+    The 2014 spelling ``disable_debug_pagealloc`` turns it off again.
+    """
+    return bool(boot.get("debug_pagealloc")) and not boot.get("disable_debug_pagealloc")
