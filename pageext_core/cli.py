@@ -209,7 +209,10 @@ def _text_summary(o: Any) -> str:
         lines.append("findings  none")
     p = s["planted"]
     if p["planted"]:
-        lines.append(f"planted   {p['planted']} bugs, {p['detected']} detected, {p['missed']} missed")
+        text = f"planted   {p['planted']} bugs, {p['detected']} detected, {p['missed']} missed"
+        if p["undetectable"]:
+            text += f", {p['undetectable']} landed in another live allocation (invisible to page-level checks)"
+        lines.append(text)
     for problem in s["plugin_problems"]:
         lines.append(f"warning   {problem}")
     for warning in s["boot"]["warnings"]:

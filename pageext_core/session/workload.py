@@ -442,8 +442,14 @@ DETECTS = {
 
 
 def match_planted(planted: list[dict[str, Any]], findings: list[Any]) -> dict[str, Any]:
-    """Compare planted bugs with what the clients found: same pfn, a fitting kind, not earlier."""
-    detected = 0
+    """Compare planted bugs with what the clients found: same pfn, a fitting kind, not earlier.
+
+    A write that landed in another live allocation (an overrun into the next
+    block) is silent corruption: no page-level debug feature can see it, in
+    the kernel either.  Such plants are counted as ``undetectable``, apart
+    from ``missed`` (which are detectable plants nobody reported).
+    """
+    detected = missed = undetectable = 0
     items = []
     for p in planted:
         if "skipped" in p:
@@ -451,8 +457,15 @@ def match_planted(planted: list[dict[str, Any]], findings: list[Any]) -> dict[st
             continue
         kinds = DETECTS.get(p["kind"], ())
         hit = next((f for f in findings if f.pfn == p["pfn"] and f.kind in kinds and f.time_ns >= p["time_ns"]), None)
+        detectable = p.get("target") != "allocated page"
         if hit is not None:
             detected += 1
-        items.append({**p, "detected_by": None if hit is None else {"client": hit.client, "kind": hit.kind}})
+        elif detectable:
+            missed += 1
+        else:
+            undetectable += 1
+        items.append({**p, "detectable": detectable,
+                      "detected_by": None if hit is None else {"client": hit.client, "kind": hit.kind}})
     real = [p for p in planted if "skipped" not in p]
-    return {"planted": len(real), "detected": detected, "missed": len(real) - detected, "items": items}
+    return {"planted": len(real), "detected": detected, "missed": missed, "undetectable": undetectable,
+            "items": items}

@@ -124,7 +124,7 @@ def test_summary_has_every_documented_key(tmp_path: Path) -> None:
     assert fp["free_pages"] + fp["pcp_pages"] + fp["allocated_pages"] + fp["reserved_pages"] + fp["held_pages"] \
         == m["present_pages"]
     assert s["findings"] == {"count": 0, "by_kind": {}, "items": []}
-    assert s["planted"] == {"planted": 0, "detected": 0, "missed": 0, "items": []}
+    assert s["planted"] == {"planted": 0, "detected": 0, "missed": 0, "undetectable": 0, "items": []}
     assert s["clients"] == {}
     assert s["log"]["lines"] == len(out.page_ext.machine.log.lines)
     assert s["reports"] == ["buddyinfo", "meminfo", "dmesg.log", "summary.json"]

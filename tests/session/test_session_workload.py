@@ -323,6 +323,7 @@ def test_match_planted_needs_same_pfn_fitting_kind_and_not_earlier() -> None:
     by = [i["detected_by"] for i in got["items"]]
     assert by == [None, None, {"client": "guard", "kind": "guard-hit"},
                   {"client": "debug_pagealloc", "kind": "stray-access"}, None]
+
     assert got["items"][4]["skipped"] == "no page"
 
 
@@ -396,3 +397,12 @@ def test_load_function_errors(tmp_path: Path) -> None:
         load_function("fw_err_mod:go", str(tmp_path))
     with pytest.raises(SessionError, match=r"^\[workload\] function 'fw_err_mod:VALUE' is not callable$"):
         load_function("fw_err_mod:VALUE", str(tmp_path))
+
+
+def test_overrun_into_a_live_allocation_is_undetectable_not_missed() -> None:
+    # Silent corruption of the next allocation: no page-level feature can see it.
+    into_live = {**_p("overrun", 500, 50), "target": "allocated page"}
+    into_guard = {**_p("overrun", 600, 50), "target": "guard page"}
+    got = match_planted([into_live, into_guard], [])
+    assert (got["planted"], got["detected"], got["missed"], got["undetectable"]) == (2, 0, 1, 1)
+    assert [i["detectable"] for i in got["items"]] == [False, True]
