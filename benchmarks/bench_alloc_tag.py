@@ -23,7 +23,6 @@ Run: ``.venv/bin/python -m benchmarks alloc_tag`` (``--quick`` for a smoke test)
 """
 from __future__ import annotations
 
-import gc
 import sys
 from pathlib import Path
 from typing import Callable
@@ -31,7 +30,7 @@ from typing import Callable
 import pageext_core as pc
 from pageext_core.mm import GiB, MachineConfig
 
-from benchmarks._harness import Result, list_floor
+from benchmarks._harness import Result, interleaved, list_floor, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "alloc_tag"
@@ -67,20 +66,6 @@ def candidates(plan: Plan, explicit: bool) -> tuple[dict[str, Callable[[], float
     return fns, pes
 
 
-def best_of(cands: dict[str, Callable[[], float]], rounds: int) -> dict[str, float]:
-    """Best self-timed seconds of each candidate, run alternately so noise hits all alike."""
-    best = {name: float("inf") for name in cands}
-    for _ in range(rounds):
-        for name, fn in cands.items():
-            gc.collect()
-            gc.disable()
-            try:
-                best[name] = min(best[name], fn())
-            finally:
-                gc.enable()
-    return best
-
-
 def run(quick: bool = False) -> list[Result]:
     n_ops, rounds = (4000, 3) if quick else (60_000, 7)
     plan = make_plan(n_ops)
@@ -88,7 +73,7 @@ def run(quick: bool = False) -> list[Result]:
     out: list[Result] = []
     for explicit, label in ((True, "explicit stack"), (False, "Python callers")):
         fns, pes = candidates(plan, explicit)
-        best = best_of(fns, rounds)
+        best = interleaved(fns, rounds, measure=self_timed)
         ns = {k: v / plan.n_ops * 1e9 for k, v in best.items()}
         tag_ratio = best["alloc_tag"] / best["off"]
         owner_ratio = best["page_owner"] / best["off"]

@@ -12,7 +12,6 @@ Run: ``.venv/bin/python -m benchmarks debug_pagealloc`` (``--quick`` for a smoke
 """
 from __future__ import annotations
 
-import gc
 import time
 
 import numpy as np
@@ -20,7 +19,9 @@ import numpy as np
 import pageext_core as pc
 from pageext_core.mm import GiB, MachineConfig, MiB, PAGE_SIZE
 
-from benchmarks._harness import Result, interleaved
+from typing import Callable
+
+from benchmarks._harness import Result, interleaved, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
 
 # The standard plan keeps ~280 MiB live: 1 GiB runs it without failures.
@@ -31,25 +32,18 @@ POISON = 0xAA
 MODES = {"off": "", "page_poison": "page_poison=on", "debug_pagealloc": "debug_pagealloc=on"}
 
 
-def timed_rounds(machines: dict[str, pc.Machine], plan: Plan, rounds: int) -> dict[str, float]:
-    """Best seconds per operation of each machine's timed loop, machines alternating in every round."""
-    best = {k: float("inf") for k in machines}
-    for _ in range(rounds):
-        for k, m in machines.items():
-            gc.collect()
-            gc.disable()
-            try:
-                done, seconds = run_plan(m, plan)
-            finally:
-                gc.enable()
-            best[k] = min(best[k], seconds / max(done, 1))
-    return best
+def per_op(m: pc.Machine, plan: Plan) -> Callable[[], float]:
+    """A candidate for ``interleaved``: seconds per operation of the plan's timed loop on ``m``."""
+    def run() -> float:
+        done, seconds = run_plan(m, plan)
+        return seconds / max(done, 1)
+    return run
 
 
 def throughput(quick: bool) -> list[Result]:
     plan = make_plan(20_000 if quick else 300_000)
     machines = {k: pc.boot(CONFIG, line).machine for k, line in MODES.items()}
-    best = timed_rounds(machines, plan, 3 if quick else 5)
+    best = interleaved({k: per_op(m, plan) for k, m in machines.items()}, 3 if quick else 5, measure=self_timed)
     detail = {"ops": plan.n_ops, "machine": "1 GiB", "plan": "benchmarks/_workload.py standard mix"}
     out = [Result(f"alloc/free, {k}", best[k] * 1e6, "us/op", detail=detail) for k in MODES]
     for k in ("page_poison", "debug_pagealloc"):

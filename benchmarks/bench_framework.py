@@ -30,7 +30,6 @@ Run: ``.venv/bin/python -m benchmarks framework`` (``--quick`` for a smoke test)
 """
 from __future__ import annotations
 
-import gc
 import json
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pageext_core.mm import GiB, MachineConfig, MiB, TiB
 from pageext_core.mm.geometry import build_geometry
 
 from benchmarks import _workload as wl
-from benchmarks._harness import Result, list_floor
+from benchmarks._harness import Result, interleaved, list_floor
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = MachineConfig(memory=1 * GiB)  # the standard plan runs without failures on 1 GiB
@@ -60,27 +59,24 @@ LINES = {
 }
 
 
+def _cpu_and_result(fn: Callable[[], Any]) -> tuple:
+    """This thread's CPU seconds for the call, then what it returned (run_plan: wall, ops; list_floor: wall)."""
+    t0 = time.thread_time()
+    got = fn()
+    dt = time.thread_time() - t0
+    return (dt, got[1], got[0]) if isinstance(got, tuple) else (dt, got)
+
+
 def interleaved_cpu(funcs: dict[str, Callable[[], Any]], rounds: int) -> tuple[dict[str, float], dict[str, Any]]:
-    """Best thread CPU time of each callable over ``rounds`` rounds, run alternately (and best return values)."""
-    best = {name: float("inf") for name in funcs}
-    returned: dict[str, Any] = {}
-    for _ in range(rounds):
-        for name, fn in funcs.items():
-            gc.collect()
-            gc.disable()
-            try:
-                t0 = time.thread_time()
-                got = fn()
-                dt = time.thread_time() - t0
-            finally:
-                gc.enable()
-            best[name] = min(best[name], dt)
-            if isinstance(got, tuple):  # run_plan: (ops done, wall seconds of its loop)
-                prev = returned.get(name)
-                returned[name] = got if prev is None or got[1] < prev[1] else prev
-            elif isinstance(got, float):  # list_floor: wall seconds
-                returned[name] = min(returned.get(name, got), got)
-    return best, returned
+    """Best thread CPU time of each callable, run alternately, and its best returned figures.
+
+    run_plan returns ``(ops done, wall seconds of its loop)`` (kept as such,
+    with the least wall time); list_floor returns wall seconds.
+    """
+    best = interleaved(funcs, rounds, measure=_cpu_and_result)
+    cpu = {k: v[0] for k, v in best.items()}
+    returned = {k: (v[2], v[1]) if len(v) == 3 else v[1] for k, v in best.items()}
+    return cpu, returned
 
 
 # -- overhead when off -------------------------------------------------------------------------

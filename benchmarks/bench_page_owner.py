@@ -14,7 +14,6 @@ Run: ``.venv/bin/python -m benchmarks page_owner`` (``--quick`` for a smoke test
 """
 from __future__ import annotations
 
-import gc
 import random
 import sys
 import time
@@ -27,7 +26,7 @@ from pageext_core.mm import MachineConfig, MiB
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, FRAME_BYTES
 from pageext_page_owner.record import FIELDS, RECORD_BYTES
 
-from benchmarks._harness import Result, list_floor
+from benchmarks._harness import Result, interleaved, list_floor, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
 
 CONFIG = MachineConfig(memory=1024 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -62,24 +61,6 @@ def candidates(plan: Plan) -> dict[str, Callable[[], tuple[float, float]]]:
 
         out[name] = timed
     return out
-
-
-def best_of(cands: dict[str, Callable[[], tuple[float, float]]], rounds: int) -> dict[str, tuple[float, float]]:
-    """Best self-timed ``(wall, cpu)`` of each candidate, run alternately as ``interleaved`` does.
-
-    (``interleaved`` times the whole call; here the candidates time themselves.)
-    """
-    best = {name: (float("inf"), float("inf")) for name in cands}
-    for _ in range(rounds):
-        for name, fn in cands.items():
-            gc.collect()
-            gc.disable()
-            try:
-                wall, cpu = fn()
-            finally:
-                gc.enable()
-            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
-    return best
 
 
 def replay_with_sites(m: pc.Machine, plan: Plan, alloc_sites: list[int], free_sites: list[int],
@@ -187,7 +168,7 @@ def memory_figures(plan: Plan, nsites: int) -> list[Result]:
 def run(quick: bool = False) -> list[Result]:
     n_ops, rounds, nsites = (4000, 3, 64) if quick else (60_000, 7, 400)
     plan = make_plan(n_ops)
-    best = best_of(candidates(plan), rounds)
+    best = interleaved(candidates(plan), rounds, measure=self_timed)  # (wall, cpu) each
     ns = {k: wall / plan.n_ops * 1e9 for k, (wall, _) in best.items()}
     ratio = best["on"][0] / best["off"][0]
     cpu_ratio = best["on"][1] / best["off"][1]

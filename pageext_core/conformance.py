@@ -22,7 +22,6 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from pageext_core.bootparams import BootParam
 from pageext_core.hookspecs import hookimpl
 from pageext_core.layout import FLAGS_FIELD
 from pageext_core.mm.geometry import MachineConfig

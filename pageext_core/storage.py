@@ -122,7 +122,6 @@ class PageExtTables:
         return done
 
     def _allocate_section(self, section: int) -> None:
-        m = self.machine
         per = 1 << self.shift
         pages = -(-per * self.record_size // PAGE_SIZE)
         if self.fail_allocation is not None and self.fail_allocation(section):

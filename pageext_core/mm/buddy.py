@@ -22,7 +22,7 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 import numpy as np
 
@@ -44,7 +44,6 @@ from pageext_core.mm.errors import (
     BadPageState,
     DoubleFree,
     InvalidOrder,
-    InvalidPfn,
     MMError,
     OrderMismatch,
 )
@@ -54,7 +53,6 @@ from pageext_core.mm.pageflags import (
     PG_head,
     PG_locked,
     PG_mlocked,
-    PG_reserved,
     PG_writeback,
     flag_names,
 )

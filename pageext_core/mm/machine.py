@@ -27,11 +27,12 @@ from pageext_core.mm.constants import (
     ZONE_NAMES,
 )
 from pageext_core.mm.contents import PageContents
-from pageext_core.mm.errors import BadPageState, ConfigError, HotplugError, InvalidPfn
+from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,
     _intersect,
+    _merge,
     _subtract,
     build_geometry,
     count_pages,
@@ -117,7 +118,7 @@ class Machine(BuddyAllocator):
     def _log_layout(self) -> None:
         g = self.geometry
         log = self.log.info
-        log(f"Linux version 6.12.0-pageext (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
+        log("Linux version 6.12.0-pageext (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
         log(f"Memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
         log("Zone ranges:")
         for zt, name in enumerate(ZONE_NAMES[:ZONE_MOVABLE]):
@@ -520,12 +521,7 @@ class Machine(BuddyAllocator):
             cur = _subtract(cur, r)
         if present:
             cur = cur + list(ranges)
-        merged: list[tuple[int, int]] = []
-        for s, e in sorted(cur):
-            if merged and s <= merged[-1][1]:
-                merged[-1] = (merged[-1][0], max(merged[-1][1], e))
-            else:
-                merged.append((s, e))
+        merged = _merge(cur)
         self._present = merged
         self._present_starts = [s for s, _ in merged]
 

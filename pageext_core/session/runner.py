@@ -25,7 +25,7 @@ from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import PluginLoadError
-from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
+from pageext_core.reports import atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import WorkloadResult, load_function, match_planted, run_workload
 

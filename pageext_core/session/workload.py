@@ -26,8 +26,7 @@ import numpy as np
 
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import PAGE_SIZE
-from pageext_core.mm.errors import HotplugError, MMError, PageFault
-from pageext_core.mm.gfp import GFP_KERNEL, gfp_migratetype
+from pageext_core.mm.errors import HotplugError, PageFault
 from pageext_core.mm.machine import Task
 from pageext_core.session.callsites import BUILTIN_SITES, DEFAULT_TASKS, CallSite
 from pageext_core.session.config import SessionError, WorkloadSpec

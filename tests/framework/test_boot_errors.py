@@ -56,7 +56,7 @@ def test_client_raising_at_boot_is_named_and_dropped(where: str) -> None:
     assert [c.name for c in pe.clients] == []
     assert pe.nbytes == 0
     (problem,) = pe.problems
-    assert f"plugin 'grumpy'" in problem and f"raised in pageext_{where}" in problem and problem.endswith("booting without it")
+    assert "plugin 'grumpy'" in problem and f"raised in pageext_{where}" in problem and problem.endswith("booting without it")
     assert any("raised in pageext_" in line for line in pe.machine.log.grep("pageext:"))
 
 

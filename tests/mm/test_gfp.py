@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from pageext_core.mm import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE, Machine
+from pageext_core.mm import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, MIGRATE_UNMOVABLE
 from pageext_core.mm import gfp as G
 from pageext_core.mm.constants import ZONE_DMA, ZONE_DMA32, ZONE_MOVABLE, ZONE_NORMAL
 from pageext_core.mm.errors import GfpParseError

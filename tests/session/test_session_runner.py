@@ -443,7 +443,7 @@ def test_same_file_and_seed_give_identical_bytes(tmp_path: Path) -> None:
     p = write_session(tmp_path, text)
     runs = []
     for i, seed in enumerate((1, 1, 2)):
-        out = run_session(load_session(p, overrides=[f"workload.seed={seed}"]), RunOptions(out=str(tmp_path / f"o{i}")))
+        run_session(load_session(p, overrides=[f"workload.seed={seed}"]), RunOptions(out=str(tmp_path / f"o{i}")))
         files = tree(tmp_path / f"o{i}")
         summary = json.loads(files.pop("summary.json"))
         assert summary["timing"]

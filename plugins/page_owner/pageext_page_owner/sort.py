@@ -786,36 +786,41 @@ class Report:
     unparsed: int
 
 
-def render_text(rep: Report) -> Iterator[bytes]:
-    """The kernel tool's output, byte for byte."""
+def _chunks(lines: Iterator[bytes], size: int = 4096) -> Iterator[bytes]:
+    """Join output lines into big chunks: one write per few thousand groups, not one per group."""
     buf: list[bytes] = []
-    if not rep.cull:
-        for g in rep.groups:
-            buf.append(b"%d times, %d pages, allocated by %s:\n%s\n" % (g.times, g.pages, alloc_label(g.alloc), g.text))
-            if len(buf) >= 4096:
-                yield b"".join(buf)
-                buf.clear()
-    else:
-        shown = rep.shown
-        for g in rep.groups:
-            parts = [b"%d times, %d pages" % (g.times, g.pages)]
-            if "pid" in shown:
-                parts.append(b", PID %d" % g.pid)
-            if "tgid" in shown:
-                parts.append(b", TGID %d" % g.tgid)
-            if "comm" in shown:
-                parts.append(b", task_comm_name: " + g.comm)
-            if "allocator" in rep.cull:
-                parts.append(b", allocated by " + alloc_label(g.alloc))
-            if "stacktrace" in rep.cull:
-                parts.append(b":\n" + g.stacktrace)
-            parts.append(b"\n")
-            buf.append(b"".join(parts))
-            if len(buf) >= 4096:
-                yield b"".join(buf)
-                buf.clear()
+    for line in lines:
+        buf.append(line)
+        if len(buf) >= size:
+            yield b"".join(buf)
+            buf.clear()
     if buf:
         yield b"".join(buf)
+
+
+def _key_fields(g: Group, shown: list[str], cull: list[str]) -> bytes:
+    """The kernel's cull header fields after the counts: PID, TGID, comm, allocator, then the stack."""
+    parts = []
+    if "pid" in shown:
+        parts.append(b", PID %d" % g.pid)
+    if "tgid" in shown:
+        parts.append(b", TGID %d" % g.tgid)
+    if "comm" in shown:
+        parts.append(b", task_comm_name: " + g.comm)
+    if "allocator" in cull:
+        parts.append(b", allocated by " + alloc_label(g.alloc))
+    if "stacktrace" in cull:
+        parts.append(b":\n" + g.stacktrace)
+    return b"".join(parts)
+
+
+def render_text(rep: Report) -> Iterator[bytes]:
+    """The kernel tool's output, byte for byte."""
+    if not rep.cull:
+        return _chunks(b"%d times, %d pages, allocated by %s:\n%s\n" % (g.times, g.pages, alloc_label(g.alloc), g.text)
+                       for g in rep.groups)
+    return _chunks(b"%d times, %d pages%s\n" % (g.times, g.pages, _key_fields(g, rep.shown, rep.cull))
+                   for g in rep.groups)
 
 
 def _group_dict(g: Group, rep: Report) -> dict:
@@ -1025,27 +1030,10 @@ def render_diff_text(d: DiffReport) -> Iterator[bytes]:
     yield b"total: " + _diff_counts(
         d.new_pages - d.old_pages, d.new_times - d.old_times, d.old_times, d.old_pages, d.new_times, d.new_pages
     ) + b"\n\n"
-    buf: list[bytes] = []
-    for r in d.rows:
-        g = r.rep
-        parts = [_diff_counts(r.delta_pages, r.delta_times, r.old_times, r.old_pages, r.new_times, r.new_pages)]
-        if "pid" in d.shown:
-            parts.append(b", PID %d" % g.pid)
-        if "tgid" in d.shown:
-            parts.append(b", TGID %d" % g.tgid)
-        if "comm" in d.shown:
-            parts.append(b", task_comm_name: " + g.comm)
-        if "allocator" in d.cull:
-            parts.append(b", allocated by " + alloc_label(g.alloc))
-        if "stacktrace" in d.cull:
-            parts.append(b":\n" + g.stacktrace)
-        parts.append(b"\n")
-        buf.append(b"".join(parts))
-        if len(buf) >= 4096:
-            yield b"".join(buf)
-            buf.clear()
-    if buf:
-        yield b"".join(buf)
+    yield from _chunks(
+        _diff_counts(r.delta_pages, r.delta_times, r.old_times, r.old_pages, r.new_times, r.new_pages)
+        + _key_fields(r.rep, d.shown, d.cull) + b"\n"
+        for r in d.rows)
 
 
 def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
