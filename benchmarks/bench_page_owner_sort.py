@@ -25,12 +25,26 @@ from pathlib import Path
 from benchmarks._harness import Result
 from pageext_page_owner.gendump import write_dump
 
-TOOL = [sys.executable, "-m", "pageext_page_owner.sort"]
+# The tool runs under a tiny wrapper that reports its peak RSS as VmHWM at exit.
+# ru_maxrss would not do: Linux carries the high-water mark across fork and
+# exec, so a child of a big benchmark process starts out "using" its parent's
+# memory; VmHWM belongs to the new address space and starts from zero.
+HWM_WRAPPER = (
+    "import atexit, runpy, sys\n"
+    "def hwm():\n"
+    "    for line in open('/proc/self/status'):\n"
+    "        if line.startswith('VmHWM:'):\n"
+    "            sys.stderr.write('pageext-bench-vmhwm-kib ' + line.split()[1] + '\\n')\n"
+    "atexit.register(hwm)\n"
+    "sys.argv = ['page_owner_sort'] + sys.argv[1:]\n"
+    "runpy.run_module('pageext_page_owner.sort', run_name='__main__')\n"
+)
+TOOL = [sys.executable, "-c", HWM_WRAPPER]
 TARGET_RATE = 100_000  # records/s: a million-record dump in seconds, not minutes
 
 
 def _run_tool(args: list[str]) -> tuple[float, float, int]:
-    """Run the tool once; (wall seconds, CPU seconds of the main process, its peak RSS in bytes)."""
+    """Run the tool once; (wall seconds, CPU seconds of the main process, its own peak RSS in bytes)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(TOOL + args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
@@ -41,7 +55,10 @@ def _run_tool(args: list[str]) -> tuple[float, float, int]:
         proc.stderr.close()
     if proc.returncode != 0:
         raise RuntimeError(f"page_owner_sort {' '.join(args)} failed ({proc.returncode}): {err}")
-    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
+    hwm = [int(line.split()[1]) for line in err.splitlines() if line.startswith("pageext-bench-vmhwm-kib ")]
+    if not hwm:
+        raise RuntimeError(f"page_owner_sort {' '.join(args)}: no VmHWM reported (stderr: {err[-500:]})")
+    return wall, usage.ru_utime + usage.ru_stime, hwm[-1] * 1024
 
 
 def _best(args: list[str], rounds: int) -> tuple[float, float, int]:

@@ -37,6 +37,7 @@ class PageContents:
         self._zero_slots = bytes(4 << 14)
         self._rows: dict[int, bytes] = {}
         self._unmapped: np.ndarray | None = None  # pfn -> True when not in the direct map
+        self._unmapped_mv: memoryview | None = None
         self._pool = np.zeros((0, PAGE_SIZE), np.uint8)
         self._free_rows: list[int] = []
         self._rows_used = 0
@@ -95,23 +96,39 @@ class PageContents:
 
     # -- mapping ------------------------------------------------------------------
 
-    def unmap(self, pfn: int, nr_pages: int = 1) -> None:
-        """Remove pages from the direct map: the next access faults."""
+    def _unmapped_array(self) -> np.ndarray:
         if self._unmapped is None:
             self._unmapped = np.zeros(self.max_pfn, np.bool_)
-        seg = self._unmapped[pfn : pfn + nr_pages]
+            self._unmapped_mv = memoryview(self._unmapped)
+        return self._unmapped
+
+    def unmap(self, pfn: int, nr_pages: int = 1) -> None:
+        """Remove pages from the direct map: the next access faults."""
+        arr = self._unmapped_array()
+        if nr_pages == 1:  # the common case (debug_pagealloc frees order-0 pages): no numpy call
+            mv = self._unmapped_mv
+            if not mv[pfn]:
+                mv[pfn] = True
+                self.nr_unmapped += 1
+            return
+        seg = arr[pfn : pfn + nr_pages]
         self.nr_unmapped += nr_pages - int(np.count_nonzero(seg))
         seg[:] = True
 
     def unmap_mask(self, mask: np.ndarray) -> None:
         """Unmap every pfn where ``mask`` is True (boot-time unmapping of all free pages)."""
-        if self._unmapped is None:
-            self._unmapped = np.zeros(self.max_pfn, np.bool_)
-        self._unmapped |= mask
-        self.nr_unmapped = int(np.count_nonzero(self._unmapped))
+        arr = self._unmapped_array()
+        arr |= mask
+        self.nr_unmapped = int(np.count_nonzero(arr))
 
     def map(self, pfn: int, nr_pages: int = 1) -> None:
         if self._unmapped is None:
+            return
+        if nr_pages == 1:
+            mv = self._unmapped_mv
+            if mv[pfn]:
+                mv[pfn] = False
+                self.nr_unmapped -= 1
             return
         seg = self._unmapped[pfn : pfn + nr_pages]
         self.nr_unmapped -= int(np.count_nonzero(seg))
