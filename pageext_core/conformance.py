@@ -6,8 +6,9 @@ and checks that the client
 1. needs no memory and gets no call-outs when its ``need`` says no;
 2. writes only the bytes of the fields it declared (never padding, never
    another client's bytes, never another client's flag bits) — verified by
-   booting it next to a sentinel client and comparing every table byte
-   before and after a busy workload;
+   booting it next to a sentinel client, switching off every other
+   client's event hooks, and comparing every table byte before and after a
+   busy workload;
 3. produces each of its reports without error on a fresh and on a busy machine;
 4. rejects bad boot-parameter values with a message (the value is ignored);
 5. leaves the allocator's invariants intact.
@@ -134,8 +135,10 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
         problems.append("it has hot-path call-outs while not needed")
     report.add("no memory and no calls when not needed", not problems, "; ".join(problems))
 
-    # 2. writes only its own bytes (next to a sentinel)
+    # 2. writes only its own bytes (next to a sentinel; other clients' event hooks
+    #    switched off, so every byte that changes was written by this client)
     pe = boot_with(boot_on, [_Sentinel()])
+    _only_calls_of(pe, cname)
     spec = WorkloadSpec(seed=seed, operations=operations, lifetime=200, leak_fraction=0.05)
     if pe.client(cname).layout is None:
         report.add("writes only its own fields", True, "declares no page_ext bytes")
@@ -177,6 +180,19 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
     if raise_on_failure and not report.ok:
         raise ConformanceError(str(report))
     return report
+
+
+def _only_calls_of(pe: PageExt, cname: str) -> None:
+    """Keep the allocator's call-outs of one client; drop every other client's."""
+    m = pe.machine
+    mine = {key for key, (owner, _) in m.callout_owner.items() if owner == cname}
+    for attr in ("_cb_alloc", "_cb_free", "_cb_split_page", "_cb_migrate"):
+        setattr(m, attr, tuple(f for f in getattr(m, attr) if id(f) in mine))
+    for attr in ("_cb_split", "_cb_merge"):
+        f = getattr(m, attr)
+        if f is not None and id(f) not in mine:
+            setattr(m, attr, None)
+    m.contents.fault_handlers[:] = [f for f in m.contents.fault_handlers if id(f) in mine]
 
 
 def _own_reports(pe: PageExt, cname: str) -> list[str]:
