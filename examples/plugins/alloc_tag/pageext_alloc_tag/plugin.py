@@ -205,7 +205,7 @@ class AllocTag:
         # An explicit stack (workloads, machine.context) is a depot handle; the
         # machine offers no public read of it that does not capture a Python
         # stack into the depot, which is exactly the cost this client avoids.
-        h = self._machine._stack_handle
+        h = self._machine.explicit_stack
         tag = self._by_handle.get(h) if h else self._python_tag(_getframe(1))
         if tag is None:
             tag = self._handle_tag(h)

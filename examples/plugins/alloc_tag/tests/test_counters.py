@@ -1,6 +1,8 @@
 """Live counters: frees, split_page, alloc_pages_exact, migration, hotplug, and random runs vs a reference."""
 from __future__ import annotations
 
+import sys
+
 import random
 
 import numpy as np
@@ -119,7 +121,9 @@ def test_hotplug_tables_are_followed_and_charged_to_page_ext():
     m, tag = pe.machine, pe.plugin("alloc_tag")
     view = pe.client("alloc_tag").view
     m.online_memory_block(4)
-    (storage,) = [r for r in tag.rows() if r.tag.endswith(" func:PageExtTables._alloc_sim")]
+    # The qualified name needs Python 3.11 (co_qualname); 3.10 names the bare function.
+    func = "PageExtTables._alloc_sim" if sys.version_info >= (3, 11) else "_alloc_sim"
+    (storage,) = [r for r in tag.rows() if r.tag.endswith(f" func:{func}")]
     assert storage.tag.startswith("pageext_core/storage.py:")
     assert (storage.bytes, storage.calls) == (2 * TABLE_PAGES * 4096, 2 * TABLE_PAGES)
     for round_ in range(2):
