@@ -6,6 +6,7 @@ import importlib
 import json
 import pkgutil
 import sys
+import traceback
 from pathlib import Path
 
 import benchmarks
@@ -25,13 +26,20 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     wanted = {n if n.startswith("bench_") else f"bench_{n}" for n in args.names}
     out: dict[str, list[dict]] = {}
+    failed: list[str] = []
     for name in discover():
         if wanted and name not in wanted:
             continue
         if not args.json:
             print(f"== {name}", flush=True)
-        mod = importlib.import_module(f"benchmarks.{name}")
-        results: list[Result] = mod.run(quick=args.quick)
+        try:
+            mod = importlib.import_module(f"benchmarks.{name}")
+            results: list[Result] = mod.run(quick=args.quick)
+        except Exception:  # one broken module must not lose the others' figures
+            failed.append(name)
+            out[name] = [{"name": "benchmark failed", "error": traceback.format_exc()}]
+            print(f"benchmark {name} failed:\n{traceback.format_exc()}", file=sys.stderr, flush=True)
+            continue
         out[name] = [r.as_dict() for r in results]
         if not args.json:
             for r in results:
@@ -41,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         print()
+    if failed:
+        print(f"benchmarks failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -30,14 +30,14 @@ from pageext_page_owner.gendump import write_dump
 # exec, so a child of a big benchmark process starts out "using" its parent's
 # memory; VmHWM belongs to the new address space and starts from zero.
 HWM_WRAPPER = (
-    "import atexit, runpy, sys\n"
+    "import atexit, sys\n"
     "def hwm():\n"
     "    for line in open('/proc/self/status'):\n"
     "        if line.startswith('VmHWM:'):\n"
     "            sys.stderr.write('pageext-bench-vmhwm-kib ' + line.split()[1] + '\\n')\n"
     "atexit.register(hwm)\n"
-    "sys.argv = ['page_owner_sort'] + sys.argv[1:]\n"
-    "runpy.run_module('pageext_page_owner.sort', run_name='__main__')\n"
+    "from pageext_page_owner.sort import main\n"  # imported, not run as __main__: --jobs workers pickle its functions
+    "sys.exit(main(sys.argv[1:]))\n"
 )
 TOOL = [sys.executable, "-c", HWM_WRAPPER]
 TARGET_RATE = 100_000  # records/s: a million-record dump in seconds, not minutes
