@@ -522,7 +522,6 @@ class BuddyAllocator:
     def drain_all_pages(self) -> int:
         """Return every per-CPU page to the buddy lists; the number of pages moved."""
         moved = 0
-        nz = self.nr_zones
         for lists in self._pcp:
             for idx, pl in enumerate(lists):
                 if not pl:
@@ -534,7 +533,6 @@ class BuddyAllocator:
                 for p in cold:
                     self._free_one(p, 0, zone)
                 moved += len(cold)
-        assert nz == self.nr_zones
         return moved
 
     # -- free -----------------------------------------------------------------------
@@ -657,12 +655,15 @@ class BuddyAllocator:
 
     def block_head(self, pfn: int) -> int | None:
         """Head pfn of the block covering ``pfn`` (free, allocated, held...), or None."""
+        # Tail pages have state 0, so the first non-empty state found while
+        # aligning pfn down to ever larger orders is the only block that can
+        # cover it: it does when its order reaches that alignment.
         st = self._st
         for o in range(self.max_order + 1):
             head = pfn & ~((1 << o) - 1)
             s = st[head]
             if s and (s & 15) >= o:
-                return head if (s & 15) >= o and head + (1 << (s & 15)) > pfn else None
+                return head
         return None
 
     def page_kind(self, pfn: int) -> tuple[int, int, int]:
