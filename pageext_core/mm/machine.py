@@ -19,6 +19,7 @@ import numpy as np
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.buddy import BuddyAllocator
 from pageext_core.mm.constants import (
+    MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
@@ -104,6 +105,9 @@ class Machine(BuddyAllocator):
         g = self.geometry
         self.contents = PageContents(g.max_pfn, self.check_pfn)
         self.memory_notifiers: list[MemoryNotifier] = []
+        # Whoever holds pfns (a workload, a test) and must follow a block that
+        # migration moves: called with (old_pfn, new_pfn, order, reason).
+        self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
         self._init_allocator()
         self._present: list[tuple[int, int]] = list(g.ram)
         self._present_starts = [s for s, _ in self._present]
@@ -419,6 +423,8 @@ class Machine(BuddyAllocator):
             h(pfn, new, order, reason)
         self._pf[pfn] = 0
         self.free_pages(pfn, order)
+        for observer in self.migrate_observers:
+            observer(pfn, new, order, reason)
         return new
 
     # -- memory hotplug ---------------------------------------------------------------------
@@ -473,8 +479,18 @@ class Machine(BuddyAllocator):
         self._notify(MEM_ONLINE, start, nr)
         self.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
 
-    def offline_memory_block(self, index: int) -> None:
-        """Take a memory block offline; fails with nothing changed if any page in it is in use."""
+    def offline_memory_block(self, index: int, migrate: bool = False) -> None:
+        """Take a memory block offline.
+
+        Without ``migrate``, any page in use makes it fail (-EBUSY) with
+        nothing changed.  With ``migrate`` it does what the kernel does: the
+        block's pageblocks are isolated (nothing new is allocated there) and
+        its movable allocations are migrated out (reason ``memory_hotplug``);
+        an unmovable, reserved or held page still fails it (-EBUSY), and so
+        does a migration with nowhere to go (-ENOMEM): the isolation is then
+        undone, and blocks already migrated stay where they went, as in the
+        kernel.
+        """
         blk = self._block(index)
         if not blk.online:
             raise HotplugError(f"memory block {index} is already offline")
@@ -482,22 +498,33 @@ class Machine(BuddyAllocator):
         self.drain_all_pages()
         seg = self.state[start:end]
         kinds = seg >> 4
-        busy = np.flatnonzero((kinds != _b.K_FREE) & (kinds != _b.K_NONE))
+        busy_mask = (kinds != _b.K_FREE) & (kinds != _b.K_NONE)
+        if migrate:
+            busy_mask &= kinds != _b.K_ALLOC_MOVABLE
+        busy = np.flatnonzero(busy_mask)
         if busy.size:
             p = start + int(busy[0])
             k = int(kinds[busy[0]])
+            hint = "it cannot be migrated" if migrate else "free it, or offline with migration"
             raise HotplugError(
                 f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {_b.KIND_NAMES[k]} "
-                f"(order {int(seg[busy[0]]) & 15}); free or migrate it first")
-        ranges = [r for r in self._present if r[0] < end and r[1] > start]
-        ranges = _intersect(ranges, start, end)
-        for fn in self.memory_notifiers:
-            try:
-                fn(MEM_GOING_OFFLINE, start, end - start)
-            except Exception as exc:
-                self._notify(MEM_CANCEL_OFFLINE, start, end - start)
-                raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
-        heads = np.flatnonzero(kinds == _b.K_FREE)
+                f"(order {int(seg[busy[0]]) & 15}); {hint}")
+        saved = self._isolate(start, end) if migrate else None
+        try:
+            if migrate:
+                self._migrate_out(index, start, end)
+            for fn in self.memory_notifiers:
+                try:
+                    fn(MEM_GOING_OFFLINE, start, end - start)
+                except Exception as exc:
+                    self._notify(MEM_CANCEL_OFFLINE, start, end - start)
+                    raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
+        except BaseException:
+            if saved is not None:
+                self._unisolate(start, end, saved)
+            raise
+        ranges = _intersect([r for r in self._present if r[0] < end and r[1] > start], start, end)
+        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE)
         for off in heads.tolist():
             p = start + off
             o = self._st[p] & 15
@@ -514,6 +541,49 @@ class Machine(BuddyAllocator):
         self._build_zonelists()
         self._notify(MEM_OFFLINE, start, end - start)
         self.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
+
+    def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
+        """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
+        pbo = self.pageblock_order
+        first = start >> pbo
+        pbmt = self._pbmt
+        moved = []
+        for off in np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE).tolist():
+            p = start + off
+            o = self._st[p] & 15
+            zi = self.zone_of_pfn(p)
+            self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
+            moved.append((p, o, zi))
+        self.pb_mt[first : first + len(mts)] = mts
+        for p, o, zi in moved:
+            mt = pbmt[p >> pbo]
+            if o >= pbo:  # a free block over several pageblocks has one type
+                self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
+            self._push(zi * MIGRATE_TYPES + mt, o, p)
+
+    def _isolate(self, start: int, end: int) -> np.ndarray:
+        """MIGRATE_ISOLATE the block's pageblocks: their free memory is never handed out; the old types."""
+        pbo = self.pageblock_order
+        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
+        self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
+        return saved
+
+    def _unisolate(self, start: int, end: int, saved: np.ndarray) -> None:
+        self._retype(start, end, saved)
+
+    def _migrate_out(self, index: int, start: int, end: int) -> None:
+        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_ALLOC_MOVABLE)
+        pages = 0
+        for off in heads.tolist():
+            p = start + off
+            o = self._st[p] & 15
+            if self.migrate_pages(p, o, "memory_hotplug") is None:
+                raise HotplugError(f"memory block {index}: offline failed (-ENOMEM): nowhere outside the block "
+                                   f"to migrate pfn {p:#x} (order {o}) to")
+            pages += 1 << o
+        self.drain_all_pages()
+        if heads.size:
+            self.log.info(f"memory block {index}: migrated {heads.size} blocks ({pages} pages) out before offlining")
 
     def _set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
         cur = list(self._present)

@@ -42,6 +42,7 @@ class HotplugEvent:
     at: int  # operation index
     action: str  # "online" or "offline"
     block: int | None  # memory block index; None: the first hot-pluggable block
+    migrate: bool = False  # offline: migrate movable pages out first, as the kernel does
 
 
 @dataclass
@@ -424,14 +425,19 @@ def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
         raise c.fail([*P, "hotplug"], "expected a list of tables: hotplug = [{at = 1000, action = \"online\"}]")
     for i, ev in enumerate(hot):
         EP = [*P, "hotplug", i]
-        c.table(ev, EP, {"at": "operation index", "action": "online or offline", "block": "memory block index"})
+        c.table(ev, EP, {"at": "operation index", "action": "online or offline", "block": "memory block index",
+                         "migrate": "offline: migrate movable pages out first"})
         if "at" not in ev or "action" not in ev:
             raise c.fail([*P, "hotplug"], f"entry {i + 1} needs at = <operation> and action = \"online\"|\"offline\"")
         action = c.str_(ev, EP, "action", None)
         if action not in ("online", "offline"):
             raise c.fail([*EP, "action"], f"{action!r}: expected \"online\" or \"offline\"")
+        migrate = c.bool_(ev, EP, "migrate", False)
+        if migrate and action != "offline":
+            raise c.fail([*EP, "migrate"], "migrate applies to action = \"offline\" only")
         events.append(HotplugEvent(at=c.int_(ev, EP, "at", 0, 0), action=action,  # type: ignore[arg-type]
-                                   block=c.int_(ev, EP, "block", -1, 0) if "block" in ev else None))
+                                   block=c.int_(ev, EP, "block", -1, 0) if "block" in ev else None,
+                                   migrate=migrate))
     tasks = w.get("tasks")
     if tasks is not None:
         if not isinstance(tasks, list) or not tasks:

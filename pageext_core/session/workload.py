@@ -163,6 +163,8 @@ class Synthetic:
         self.live_pages = 0
         self.recently_freed: deque[tuple[int, int, int]] = deque(maxlen=32)  # (pfn, order, task)
         self.seq = 0
+        # A block migrated (offline with migration) lives on at another pfn: follow it.
+        self.moved: dict[int, int] = {}
 
     def _variants(self, want: int | None) -> list[tuple[CallSite, int]]:
         base = [(s, 0) for s in BUILTIN_SITES]
@@ -195,6 +197,7 @@ class Synthetic:
         think = spec.think_time_ns
         rng = self.rng
         cap = spec.max_live_pages
+        self.m.migrate_observers.append(self._migrated)
         try:
             for i in range(spec.operations):
                 while hi < len(hot) and hot[hi].at <= i:
@@ -221,6 +224,7 @@ class Synthetic:
             res.interrupted = True
             raise
         finally:
+            self.m.migrate_observers.remove(self._migrated)
             res.live_blocks = len(self.live)
             res.live_pages = self.live_pages
             res.leaked_blocks = len(self.live) - len(self.heap)
@@ -260,8 +264,16 @@ class Synthetic:
             heapq.heappush(self.heap, (i + life, self.seq, pfn, order, site, t))
         return pfn
 
+    def _migrated(self, old: int, new: int, order: int, reason: str) -> None:
+        entry = self.live.pop(old, None)
+        if entry is not None:
+            self.live[new] = entry
+            self.moved[old] = new
+
     def _free(self, item: tuple[int, int, int, int, int, int]) -> None:
         _, _, pfn, order, site, t = item
+        while pfn in self.moved:  # the heap still names where the block was allocated
+            pfn = self.moved.pop(pfn)
         m = self.m
         m.current = self.tasks[t]
         m.cpu = self.task_cpu[t]
@@ -287,8 +299,13 @@ class Synthetic:
         else:
             index = ev.block
         entry: dict[str, Any] = {"at": ev.at, "action": ev.action, "block": index, "time_ns": m.clock_ns}
+        if ev.migrate:
+            entry["migrate"] = True
         try:
-            (m.online_memory_block if ev.action == "online" else m.offline_memory_block)(index)
+            if ev.action == "online":
+                m.online_memory_block(index)
+            else:
+                m.offline_memory_block(index, migrate=ev.migrate)
             entry["ok"] = True
         except HotplugError as exc:
             entry["ok"] = False

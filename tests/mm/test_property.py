@@ -247,6 +247,37 @@ class AllocatorModel(RuleBasedStateMachine):
             assert not blk.online
             assert not any(s < blk.end_pfn and e > blk.start_pfn for s, e in m.present_ranges)
 
+    @rule(data=st.data())
+    @guarded
+    def offline_migrating(self, data) -> None:
+        """The kernel's offline: isolate, migrate movable blocks out, fail on anything else."""
+        m = self.m
+        online = [b for b in m.memory_blocks if b.online]
+        if not online:
+            return
+        blk = data.draw(st.sampled_from(online))
+        moves: list[tuple[int, int, int]] = []
+        m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order)),)
+        try:
+            m.offline_memory_block(blk.index, migrate=True)
+            done = True
+        except HotplugError as exc:
+            assert "-EBUSY" in str(exc) or "-ENOMEM" in str(exc), str(exc)
+            done = False
+        finally:
+            m._cb_migrate = ()
+        for old, new, order in moves:  # migrated blocks stay migrated, even when the offline fails
+            locked, comp = old in self.locked, old in self.comp
+            self._drop(old)
+            self._take(new, order, G.GFP_HIGHUSER_MOVABLE)
+            if locked:
+                self.locked.add(new)
+            if comp:
+                self.comp.add(new)
+        assert blk.online is not done
+        if done:
+            assert not self.owned[blk.start_pfn : blk.end_pfn].any()
+
     @precondition(lambda self: any(o for o in self.live.values()))
     @rule(data=st.data())
     @guarded

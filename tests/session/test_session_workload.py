@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import pytest
 
 from pageext_core import hookimpl
-from pageext_core.mm import MachineConfig, MiB
+from pageext_core.mm import MachineConfig, MiB, check_invariants
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.reports import Finding
@@ -230,6 +230,38 @@ def test_hotplug_events_are_recorded() -> None:
     assert first.online is (not h[4]["ok"])
     if not h[4]["ok"]:
         assert h[4]["error"]
+
+
+def test_offline_with_migration_moves_live_blocks_and_the_workload_follows_them() -> None:
+    # 1 CPU, hot memory onlined into ZONE_MOVABLE at op 0: the node's only
+    # movable zone, so movable allocations land there, until the offline at
+    # op 600 migrates them out; the workload then frees them where they went.
+    cfg = MachineConfig(memory=128 * MiB, cpus=1, hotplug=128 * MiB, hotplug_movable=True,
+                        x86_holes=False, kernel_image=0)
+    events = [HotplugEvent(0, "online", None), HotplugEvent(600, "offline", None, migrate=True)]
+    pe, _, res = run(WorkloadSpec(seed=3, operations=1500, lifetime=400, hotplug=events), cfg)
+    m = pe.machine
+    hot = next(b for b in m.memory_blocks if b.hotplug)
+    assert [e["ok"] for e in res.hotplug] == [True, True] and res.hotplug[1]["migrate"] is True
+    assert not hot.online
+    [line] = m.log.grep("migrated")
+    migrated = int(line.split("migrated ")[1].split()[0])
+    assert migrated > 0, "nothing landed in the hot block: the test would prove nothing"
+    heads, orders = m.allocated_blocks()
+    live = dict(zip(heads.tolist(), orders.tolist()))
+    tables = pe.tables.sim_pages if pe.tables else 0  # page_ext's own order-0 pages, not the workload's
+    assert res.live_blocks == len(live) - tables
+    assert res.live_pages == sum(1 << o for o in live.values()) - tables
+    assert not any(hot.start_pfn <= p < hot.end_pfn for p in live)
+    check_invariants(m)
+
+
+def test_migrate_is_for_offline_only(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('[workload]\nhotplug = [{ at = 1, action = "online", migrate = true }]\n')
+    with pytest.raises(SessionError, match=r"s.toml:2:\d+: \[workload.hotplug\] entry 1: migrate: "
+                                           r"migrate applies to action = \"offline\" only"):
+        load_session(p)
 
 
 def test_hotplug_without_hotpluggable_memory_is_recorded_as_failed() -> None:

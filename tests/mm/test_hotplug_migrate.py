@@ -1,0 +1,114 @@
+"""Offlining with migration: the kernel's offline_pages, isolating the block and migrating movable pages out."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pageext_core.mm import HotplugError, Machine, MachineConfig, MiB, check_invariants
+from pageext_core.mm import gfp as G
+from pageext_core.mm.constants import MIGRATE_ISOLATE, MIGRATE_MOVABLE
+
+# 8 MiB sections and memory blocks: block i is pfns [2048 i, 2048 (i + 1)).
+# DMA is blocks 0-1, DMA32 blocks 2-7; every page free at boot.
+SMALL = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False, section_size_bits=23)
+BLOCK = 2048
+
+
+def block_of(m: Machine, pfn: int) -> int:
+    return next(b.index for b in m.memory_blocks if b.start_pfn <= pfn < b.end_pfn)
+
+
+def test_movable_pages_are_migrated_out_with_their_contents() -> None:
+    m = Machine(SMALL)
+    moves: list[tuple[int, int, int, str]] = []
+    m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order, reason)),)
+    # GFP_HIGHUSER_MOVABLE takes DMA32's lowest pfns first: block 2 (pfns 4096..6143).
+    blocks = [(m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, o), o) for o in (0, 1, 2, 0, 3)]
+    assert all(block_of(m, p) == 2 for p, _ in blocks)
+    m.write(blocks[2][0], 0x123, b"survives")
+    m.offline_memory_block(2, migrate=True)
+    assert not m.memory_blocks[2].online
+    assert sorted((old, order) for old, _, order, _ in moves) == sorted(blocks)
+    assert {reason for *_, reason in moves} == {"memory_hotplug"}
+    new = dict((old, new) for old, new, _, _ in moves)
+    assert all(not 4096 <= n < 4096 + BLOCK for n in new.values())
+    assert all(m.is_allocated(n) for n in new.values())
+    assert m.read(new[blocks[2][0]], 0x123, 8) == b"survives"
+    # Everything still allocated is the migrated copies: nothing leaked, nothing lost.
+    heads, orders = m.allocated_blocks()
+    assert sorted(zip(heads.tolist(), orders.tolist())) == sorted((new[p], o) for p, o in blocks)
+    check_invariants(m)
+
+
+def test_without_migration_the_same_block_is_busy(snapshot) -> None:
+    m = Machine(SMALL)
+    m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, 0)
+    m.drain_all_pages()
+    snap = snapshot(m)
+    with pytest.raises(HotplugError, match=r"offline failed \(-EBUSY\): pfn 0x1000 is allocated \(order 0\); "
+                                           r"free it, or offline with migration"):
+        m.offline_memory_block(2)
+    snap.assert_unchanged()
+
+
+def test_unmovable_page_fails_it_with_nothing_changed(snapshot) -> None:
+    m = Machine(SMALL)
+    m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, 1)      # movable, block 2
+    kernel = m.alloc_pages(G.GFP_KERNEL, 0)        # unmovable, same zone, steals from block 2's free pages
+    assert block_of(m, kernel) == 2
+    m.drain_all_pages()
+    snap = snapshot(m)
+    with pytest.raises(HotplugError, match=rf"-EBUSY\): pfn {kernel:#x} is allocated .*it cannot be migrated"):
+        m.offline_memory_block(2, migrate=True)
+    snap.assert_unchanged()  # checked before isolating: no pageblock changed type, nothing moved
+    check_invariants(m)
+
+
+def test_nowhere_to_migrate_to_undoes_the_isolation() -> None:
+    # A 16 MiB machine: blocks 0 and 1 (all DMA). Fill it with movable pages,
+    # free three in block 1: block 0's pages cannot all leave.
+    m = Machine(SMALL.with_(memory=16 * MiB))
+    pages = []
+    while (p := m.alloc_pages(G.GFP_HIGHUSER_MOVABLE | G.__GFP_NOWARN, 0)) is not None:
+        pages.append(p)
+    in_block1 = [p for p in pages if block_of(m, p) == 1][:3]
+    for p in in_block1:
+        m.free_pages(p, 0)
+    m.drain_all_pages()
+    types_before = m.pb_mt.copy()
+    with pytest.raises(HotplugError, match=r"memory block 0: offline failed \(-ENOMEM\): nowhere outside the block"):
+        m.offline_memory_block(0, migrate=True)
+    assert m.memory_blocks[0].online
+    assert np.array_equal(m.pb_mt, types_before)           # isolation undone
+    assert MIGRATE_ISOLATE not in set(m.pb_mt[: BLOCK >> m.pageblock_order].tolist())
+    assert m.nr_free_pages == 3                              # the three migrated pages' old homes, free again
+    # Three pages did move (into block 1's three holes) and stay moved, as in the kernel.
+    assert sum(1 for p in range(BLOCK, 2 * BLOCK) if m.is_allocated(p)) == BLOCK
+    check_invariants(m)
+
+
+def test_isolated_free_memory_is_never_handed_out() -> None:
+    m = Machine(SMALL)
+    saved = m._isolate(4096, 4096 + BLOCK)
+    assert set(m.pb_mt[4096 >> 9 : (4096 + BLOCK) >> 9].tolist()) == {MIGRATE_ISOLATE}
+    got = [m.alloc_pages(G.GFP_KERNEL, o) for o in (0, 3, 9, 10) for _ in range(3)]
+    assert all(p is not None and not 4096 <= p < 4096 + BLOCK for p in got)
+    check_invariants(m)
+    m._unisolate(4096, 4096 + BLOCK, saved)
+    assert set(m.pb_mt[4096 >> 9 : (4096 + BLOCK) >> 9].tolist()) == {MIGRATE_MOVABLE}
+    check_invariants(m)
+
+
+def test_offline_with_migration_then_online_again() -> None:
+    m = Machine(SMALL)
+    boot_free = m.nr_free_pages
+    live = [m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, 0) for _ in range(40)]
+    m.offline_memory_block(2, migrate=True)
+    m.online_memory_block(2)
+    check_invariants(m)
+    heads, _ = m.allocated_blocks()
+    for p in heads.tolist():
+        m.free_pages(p, 0)
+    m.drain_all_pages()
+    assert m.nr_free_pages == boot_free and len(live) == 40
+    check_invariants(m)
