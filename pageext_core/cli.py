@@ -7,7 +7,9 @@
     pageext --version
 
 Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
-configuration error; 130 interrupted (reports of the state reached written).
+configuration error; 3 the session stopped on an error while running (reports
+of the state reached written); 130 interrupted (reports of the state reached
+written).
 """
 from __future__ import annotations
 
@@ -65,7 +67,8 @@ def main() -> None:
     """pageext: page-level memory debugging experiments on a simulated Linux machine.
 
     Exit codes: 0 success, 1 findings (with --fail-on-findings), 2 usage or
-    configuration error, 130 interrupted.
+    configuration error, 3 the session stopped on an error while running,
+    130 interrupted.
     """
 
 
@@ -92,11 +95,11 @@ def _session_errors(fn: Any) -> Any:
 def _load(session: str | None, sets: Sequence[str], memory: str | None, seed: int | None) -> Any:
     from pageext_core.session.config import load_session
 
-    overrides = list(sets)
+    overrides: list[str | tuple[str, str]] = list(sets)
     if memory:
-        overrides.append(f"machine.memory={json.dumps(memory)}")
+        overrides.append((f"machine.memory={json.dumps(memory)}", f"--memory {memory}"))
     if seed is not None:
-        overrides.append(f"workload.seed={seed}")
+        overrides.append((f"workload.seed={seed}", f"--seed {seed}"))
     return load_session(session, overrides=overrides)
 
 
@@ -159,6 +162,9 @@ def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str
     if outcome.workload.interrupted:
         click.echo(f"pageext: interrupted after {outcome.workload.operations} operations; "
                    f"reports of the state reached are in {outcome.out_dir}", err=True)
+    if outcome.workload.error:
+        where = f"; reports of the state reached are in {outcome.out_dir}" if outcome.out_dir else ""
+        click.echo(f"pageext: error: the session stopped: {outcome.workload.error}{where}", err=True)
     sys.exit(outcome.exit_code)
 
 
@@ -293,6 +299,8 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
     from pageext_core.reports import atomic_write, report_path
     from pageext_core.session.runner import RunOptions, run_session
 
+    if list_ and name and session is None:  # pageext report --list my.toml
+        session, name = name, None
     sess = _load(session, sets, memory, seed)
     opts = RunOptions(boot=boot_line, disable=list(disable), strict=strict, write_files=False,
                       reports=[name] if name and not list_ else None, reports_label="pageext report")
@@ -307,14 +315,26 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
         k, eq, v = item.partition("=")
         if not eq:
             raise UsageError(f"--param {item!r}: expected KEY=VALUE")
-        kw[k] = int(v) if v.lstrip("-").isdigit() else v
-    try:
-        text = pe.report(name, **kw)
-    except TypeError as exc:
-        raise UsageError(f"report {name!r}: {exc}") from None
+        kw[k] = _toml_value(v)
+    from pageext_core.session.runner import check_report_params
+
+    check_report_params(sess, pe, {name: kw}, label="--param")
+    text = pe.report(name, **kw)
     if out:
         atomic_write(report_path(__import__("pathlib").Path(out), name), text)
     click.echo(text, nl=False)
+
+
+def _toml_value(raw: str) -> Any:
+    """A --param value as TOML reads it (4, true, "x"); a bare word is a string."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
 
 
 @main.command("new-plugin")

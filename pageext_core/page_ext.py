@@ -29,7 +29,9 @@ from pageext_core.registry import PluginInfo, PluginLoadError, direct, discover,
 from pageext_core.reports import Finding, ReportError, check_report_name, join_text
 from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 
-CORE_REPORTS = ("buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext")
+# pagetypeinfo comes last: with page_owner on, reading it drains the per-CPU
+# lists (as in the kernel), so the others are read from the state before.
+CORE_REPORTS = ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo")
 SECTIONED_REPORTS = ("pagetypeinfo",)  # core reports that print clients' per-node sections
 
 
@@ -147,6 +149,18 @@ class PageExt:
     def report_owner(self, name: str) -> str:
         self._collect_reports()
         return "core" if name in CORE_REPORTS else self._report_fns[name][0]
+
+    def report_params(self, name: str) -> tuple[list[str], bool]:
+        """(parameter names a report takes, whether it takes any keyword): for checking before a run."""
+        self._collect_reports()
+        if name in CORE_REPORTS:
+            return [], False
+        import inspect
+
+        sig = inspect.signature(self._report_fns[name][1])
+        names = [p.name for p in sig.parameters.values()
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        return names, any(p.kind == p.VAR_KEYWORD for p in sig.parameters.values())
 
     def report(self, name: str, **params: Any) -> str:
         """Produce one report's text, like reading its file."""

@@ -99,6 +99,17 @@ def discover(blocked: Iterable[str] = (), autoload: bool | None = None) -> list[
     return out
 
 
+def installed_names() -> set[str]:
+    """Entry point and distribution names of every installed client (nothing is imported)."""
+    names: set[str] = set()
+    for ep in _entry_points():
+        names.add(ep.name)
+        dist = getattr(ep, "dist", None)
+        if dist is not None:
+            names.add(dist.metadata["Name"])
+    return names
+
+
 def direct(obj: Any, name: str | None = None) -> PluginInfo:
     """A client handed to ``boot(plugins=...)`` rather than installed."""
     if name is None:

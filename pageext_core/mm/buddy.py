@@ -363,10 +363,14 @@ class BuddyAllocator:
         self.nr_alloc_failures += 1
         self.alloc_failures_by_order[order] += 1
         if not gfp_mask & GFP_BIT_NOWARN:
+            # warn_alloc: the headline (with the task's cpuset and allowed nodes), then its stack.
+            nodes = len(self.geometry.nodes)
+            mems = "0" if nodes == 1 else f"0-{nodes - 1}"
             self.log.warn_ratelimited(
                 "warn_alloc",
-                f"{self.current.comm}: page allocation failure: order:{order}, "
-                f"mode:{format_gfp_mask(gfp_mask)}, nodemask=(null)",
+                "\n".join([f"{self.current.comm}: page allocation failure: order:{order}, "
+                           f"mode:{format_gfp_mask(gfp_mask)}, nodemask=(null),cpuset=/,mems_allowed={mems}",
+                           self.cpu_line(), *self.call_trace_lines()]),
             )
 
     def _rmqueue(self, zone: int, order: int, mt: int) -> int:

@@ -14,6 +14,11 @@ MiB: Final = 1 << 20
 GiB: Final = 1 << 30
 TiB: Final = 1 << 40
 
+# The kernel this machine claims to be (log lines, oopses, CPU lines).
+KERNEL_RELEASE: Final = "6.12.0-pageext"
+# Taint letters after the first one (P, or G when not set), in print_tainted's order.
+TAINT_LETTERS: Final = "FSRMBUDAWCIOELKXTN"
+
 # Zone types, in the kernel's order (lower zones first).
 ZONE_DMA: Final = 0
 ZONE_DMA32: Final = 1

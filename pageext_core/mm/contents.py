@@ -43,6 +43,8 @@ class PageContents:
         self._rows_used = 0
         self.nr_unmapped = 0
         self.fault_handlers: list[FaultHandler] = []
+        # Called with each fault and the handlers' texts before it is raised: the machine logs the oops.
+        self.oops: Callable[[PageFault, list[str]], None] | None = None
 
     # -- bookkeeping ------------------------------------------------------------
 
@@ -152,16 +154,20 @@ class PageContents:
             if seg.any():
                 bad = first + int(np.argmax(seg))
                 fault_off = 0 if bad != first else start % PAGE_SIZE
-                raise PageFault(bad, fault_off, write, self._fault_report(bad, fault_off, write))
+                texts = self._fault_texts(bad, fault_off, write)
+                fault = PageFault(bad, fault_off, write, "\n".join(texts))
+                if self.oops is not None:
+                    self.oops(fault, texts)
+                raise fault
         return start, n
 
-    def _fault_report(self, pfn: int, offset: int, write: bool) -> str:
+    def _fault_texts(self, pfn: int, offset: int, write: bool) -> list[str]:
         parts = []
         for handler in self.fault_handlers:
             text = handler(pfn, offset, write)
             if text:
                 parts.append(text)
-        return "\n".join(parts)
+        return parts
 
     # -- access ---------------------------------------------------------------------
 

@@ -82,15 +82,18 @@ class PageFault(MMError):
         self.offset = offset
         self.write = write
         self.report = report
-        kind = "write" if write else "read"
         self.address = direct_map_address(pfn, offset)
-        head = (
-            f"BUG: unable to handle page fault for address: {self.address:016x}\n"
-            f"#PF: supervisor {kind} access in kernel mode\n"
-            f"#PF: error_code(0x{2 if write else 0:04x}) - not-present page\n"
-            f"page: pfn {pfn:#x} offset {offset:#x}"
-        )
+        head = "\n".join(self.header_lines()) + f"\npage: pfn {pfn:#x} offset {offset:#x}"
         super().__init__(head + ("\n" + report if report else ""))
+
+    def header_lines(self) -> list[str]:
+        """The oops's first lines, as x86 prints them for a not-present page."""
+        kind = "write" if self.write else "read"
+        return [
+            f"BUG: unable to handle page fault for address: {self.address:016x}",
+            f"#PF: supervisor {kind} access in kernel mode",
+            f"#PF: error_code(0x{2 if self.write else 0:04x}) - not-present page",
+        ]
 
 
 class HotplugError(MMError):

@@ -19,16 +19,18 @@ import numpy as np
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.buddy import BuddyAllocator
 from pageext_core.mm.constants import (
+    KERNEL_RELEASE,
     MIGRATE_ISOLATE,
     MIGRATE_MOVABLE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
+    TAINT_LETTERS,
     ZONE_MOVABLE,
     ZONE_NAMES,
 )
 from pageext_core.mm.contents import PageContents
-from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn
+from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn, PageFault
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,
@@ -104,6 +106,9 @@ class Machine(BuddyAllocator):
         self.depot = StackDepot()
         g = self.geometry
         self.contents = PageContents(g.max_pfn, self.check_pfn)
+        self.contents.oops = self._log_oops
+        self.taint: set[str] = set()
+        self.nr_oopses = 0
         self.memory_notifiers: list[MemoryNotifier] = []
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
@@ -122,7 +127,7 @@ class Machine(BuddyAllocator):
     def _log_layout(self) -> None:
         g = self.geometry
         log = self.log.info
-        log("Linux version 6.12.0-pageext (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
+        log(f"Linux version {KERNEL_RELEASE} (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
         log(f"Memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
         log("Zone ranges:")
         for zt, name in enumerate(ZONE_NAMES[:ZONE_MOVABLE]):
@@ -310,6 +315,34 @@ class Machine(BuddyAllocator):
         elif kind == _b.K_HELD:
             lines.append("page_type: guard")
         return "\n".join(lines)
+
+    # -- oopses, CPU lines, call traces ------------------------------------------------
+
+    def taint_text(self) -> str:
+        """``Not tainted`` or the kernel's ``Tainted: G      D ...`` column string."""
+        if not self.taint:
+            return "Not tainted"
+        return "Tainted: " + ("P" if "P" in self.taint else "G") + "".join(
+            c if c in self.taint else " " for c in TAINT_LETTERS)
+
+    def cpu_line(self) -> str:
+        """``dump_stack``'s first line for the current task."""
+        t = self.current
+        return f"CPU: {self.cpu} UID: 0 PID: {t.pid} Comm: {t.comm} {self.taint_text()} {KERNEL_RELEASE} #1"
+
+    def call_trace_lines(self) -> list[str]:
+        """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
+        frames = self.depot.fetch(self.current_stack())
+        return ["Call Trace:", " <TASK>", *(f" {f}" for f in frames), " </TASK>"]
+
+    def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
+        """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
+        self.nr_oopses += 1
+        lines = [*fault.header_lines(),
+                 f"Oops: {0x0002 if fault.write else 0x0000:04x} [#{self.nr_oopses}] SMP",
+                 self.cpu_line(), *self.call_trace_lines(), *texts]
+        self.log.printk("\n".join(lines), "err")
+        self.taint.add("D")
 
     # -- context: task, CPU, clock, stack -----------------------------------------
 

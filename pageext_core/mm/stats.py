@@ -53,8 +53,12 @@ def pageblock_counts(m: "Machine") -> np.ndarray:
 
 
 def pagetypeinfo(m: "Machine", sections: Iterable[PagetypeinfoSection] = ()) -> str:
-    """``/proc/pagetypeinfo`` per node; the per-CPU lists are drained first, as the kernel's readers do."""
-    m.drain_all_pages()
+    """``/proc/pagetypeinfo`` per node.
+
+    The free counts are read as they are (per-CPU pages are not on the free
+    lists, as in buddyinfo); only a client's section may drain first, as
+    page_owner's mixed-block count does in the kernel.
+    """
     fb = free_blocks(m)
     bc = pageblock_counts(m)
     sections = list(sections)

@@ -52,6 +52,11 @@ def _site(name: str, gfp: str, orders: dict[int, float], frames: list[str], free
 
 
 SYSCALL = ["do_syscall_64+0x82/0x170", "entry_SYSCALL_64_after_hwframe+0x76/0x7e"]
+# Planted bugs: a copy through a stale or overrunning pointer, and a stray write by a broken driver.
+ACCESS_FRAME = "memcpy_orig+0x10/0x120"
+STRAY_STACK = ("memset_orig+0x33/0xb0", "bad_driver_reset_ring+0x5e/0x120 [bad_driver]",
+               "bad_driver_work+0x9d/0x140 [bad_driver]", "process_one_work+0x17c/0x3a0",
+               "worker_thread+0x265/0x380", "kthread+0xe4/0x110", "ret_from_fork+0x34/0x50")
 FAULT = ["handle_mm_fault+0x10f/0x2d0", "do_user_addr_fault+0x215/0x6f0", "exc_page_fault+0x7e/0x180",
          "asm_exc_page_fault+0x26/0x30"]
 KTHREAD = ["process_one_work+0x17c/0x3a0", "worker_thread+0x265/0x380", "kthread+0xe4/0x110",
@@ -61,12 +66,12 @@ BUILTIN_SITES: tuple[CallSite, ...] = (
     _site("slab", "GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", {0: 4, 1: 2, 2: 1, 3: 3},
           ["alloc_pages_mpol_noprof+0x95/0x1c0", "allocate_slab+0x2a9/0x3d0", "___slab_alloc+0x4e3/0xc20",
            "__kmalloc_cache_noprof+0x2b8/0x340"],
-          ["free_frozen_pages+0x2f1/0x4e0", "__free_slab+0xa6/0xd0", "kmem_cache_free+0x34d/0x3f0"],
+          ["free_unref_page+0x1e1/0x4f0", "__free_slab+0xa6/0xd0", "kmem_cache_free+0x34d/0x3f0"],
           [["kernfs_fop_open+0x2a5/0x3c0", "do_dentry_open+0x1a3/0x4e0", "path_openat+0x3ed/0x1200"] + SYSCALL,
            ["alloc_pipe_info+0x6a/0x1f0", "create_pipe_files+0x4c/0x230", "__do_pipe_flags+0x33/0xf0"] + SYSCALL,
            ["seq_open+0x3c/0x90", "single_open+0x5f/0xc0", "proc_single_open+0x1b/0x30"] + SYSCALL,
            ["mem_cgroup_css_alloc+0x18e/0x6d0", "cgroup_apply_control_enable+0x146/0x340"] + KTHREAD],
-          user=True, kernel=True, flags="slab", weight=3.0),
+          user=True, kernel=True, weight=3.0),  # slab is a page type since 6.10, not PG_slab
     _site("anon", "GFP_HIGHUSER_MOVABLE|__GFP_COMP", {0: 1},
           ["alloc_pages_mpol_noprof+0x95/0x1c0", "vma_alloc_folio_noprof+0x64/0xd0", "do_anonymous_page+0x327/0x8a0",
            "__handle_mm_fault+0xb1b/0x1120"],
@@ -111,11 +116,11 @@ BUILTIN_SITES: tuple[CallSite, ...] = (
     _site("dentry", "GFP_KERNEL|__GFP_RECLAIMABLE|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", {0: 3, 1: 1},
           ["alloc_pages_mpol_noprof+0x95/0x1c0", "allocate_slab+0x2a9/0x3d0", "___slab_alloc+0x4e3/0xc20",
            "kmem_cache_alloc_lru_noprof+0x2d8/0x320", "__d_alloc+0x30/0x210"],
-          ["free_frozen_pages+0x2f1/0x4e0", "__free_slab+0xa6/0xd0", "shrink_slab+0x2f1/0x4c0"],
+          ["free_unref_page+0x1e1/0x4f0", "__free_slab+0xa6/0xd0", "shrink_slab+0x2f1/0x4c0"],
           [["d_alloc_parallel+0x55/0x410", "lookup_open.isra.0+0x1d7/0x640", "path_openat+0x2ad/0x1200",
             "do_filp_open+0xb2/0x160"] + SYSCALL,
            ["d_alloc_pseudo+0x1d/0x50", "alloc_file_pseudo+0x66/0xf0", "sock_alloc_file+0x48/0xc0"] + SYSCALL],
-          user=True, kernel=True, flags="slab", weight=1.5, lifetime=3.0),
+          user=True, kernel=True, weight=1.5, lifetime=3.0),
     _site("pcpu", "GFP_KERNEL", {0: 1},
           ["alloc_pages_mpol_noprof+0x95/0x1c0", "pcpu_populate_chunk+0x11c/0x3c0", "pcpu_alloc_noprof+0x40f/0x7a0"],
           ["free_unref_page+0x1e1/0x4f0", "pcpu_depopulate_chunk+0x9b/0x140", "pcpu_balance_workfn+0x2f0/0x4a0"] + KTHREAD,

@@ -13,6 +13,7 @@ it were written in the file.
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,7 +141,8 @@ class _Checker:
                lo: float | None = None, hi: float | None = None) -> float:
         v = self.typed(data, path, key, (int, float), "a number", default)
         if key in data and ((lo is not None and v < lo) or (hi is not None and v > hi)):
-            raise self.fail([*path, key], f"{v} is out of range ({lo}..{hi})")
+            bound = f"at least {lo}" if hi is None else f"at most {hi}" if lo is None else f"{lo}..{hi}"
+            raise self.fail([*path, key], f"{v} is out of range: expected {bound}")
         return float(v)
 
     def bool_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: bool) -> bool:
@@ -217,8 +219,13 @@ REPORT = {"out": "output directory", "reports": "report names, or [\"all\"]", "p
 SESSION = {"name": "session name", "description": "what it is for"}
 
 
-def load_session(path: str | Path | None = None, *, overrides: Sequence[str] = (), text: str | None = None) -> Session:
-    """Read and check a session file (the embedded default when ``path`` is None)."""
+def load_session(path: str | Path | None = None, *, overrides: Sequence[str | tuple[str, str]] = (),
+                 text: str | None = None) -> Session:
+    """Read and check a session file (the embedded default when ``path`` is None).
+
+    ``overrides`` are ``KEY=VALUE`` strings (``--set``), or ``(KEY=VALUE,
+    label)`` pairs whose label names the option in errors (``--memory 4XB``).
+    """
     if text is None:
         p = Path(path) if path is not None else DEFAULT_SESSION
         try:
@@ -237,7 +244,9 @@ def load_session(path: str | Path | None = None, *, overrides: Sequence[str] = (
         raise SessionError(f"{filename}: TOML syntax error: {exc}") from None
     smap = SourceMap(text, filename)
     for ov in overrides:
-        _apply_override(data, ov)
+        item, label = (ov, f"--set {ov}") if isinstance(ov, str) else ov
+        path = _apply_override(data, item)
+        smap.override(path, label)
     name = p.stem if p is not None and path is not None else "default"
     sess = _check(data, smap, name, p if path is not None else None)
     if p is not None and path is not None:
@@ -245,7 +254,7 @@ def load_session(path: str | Path | None = None, *, overrides: Sequence[str] = (
     return sess
 
 
-def _apply_override(data: dict[str, Any], item: str) -> None:
+def _apply_override(data: dict[str, Any], item: str) -> list[str]:
     key, eq, raw = item.partition("=")
     if not eq or not key.strip():
         raise SessionError(f"--set {item!r}: expected KEY=VALUE, e.g. --set workload.operations=5000")
@@ -268,6 +277,7 @@ def _apply_override(data: dict[str, Any], item: str) -> None:
             raise SessionError(f"--set {item!r}: {k!r} is not a table")
         cur = nxt
     cur[path[-1]] = value
+    return path
 
 
 def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None) -> Session:
@@ -306,8 +316,12 @@ def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None) 
     params = rep.get("params", {})
     if not isinstance(params, dict) or any(not isinstance(v, dict) for v in params.values()):
         raise c.fail(["report", "params"], "expected a table of tables: [report.params.\"name\"] key = value")
+    sname = c.str_(sess, ["session"], "name", None) or name
+    if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", sname) or ".." in sname:
+        raise c.fail(["session", "name"], f"{sname!r} must be a plain name (letters, digits, '.', '_', '-'): "
+                                          "it names the default output directory out/<name>")
     return Session(
-        name=c.str_(sess, ["session"], "name", None) or name,
+        name=sname,
         path=path,
         machine=machine,
         cmdline=cmdline,

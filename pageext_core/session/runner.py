@@ -2,15 +2,20 @@
 
 Exit codes: 0 success; 1 the session ran and a client reported findings
 while ``fail_on_findings`` was set; 2 usage or configuration error (raised as
-``SessionError`` before anything is written); 130 interrupted (the reports
-of the state reached are still written).
+``SessionError``, found before the workload runs, nothing written); 3 the
+session stopped on an error while running (a plugin or a function workload
+raised: the reports of the state reached are written, with the error in
+``summary.json`` and ``dmesg.log``); 130 interrupted (the reports of the
+state reached are still written).
 
 ``summary.json`` is deterministic for a given session and seed except for
 the ``timing`` object, the one place that holds wall-clock figures.
 """
 from __future__ import annotations
 
+import difflib
 import json
+import os
 import signal
 import threading
 import time
@@ -24,13 +29,13 @@ from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
 from pageext_core.page_ext import PageExt, boot
-from pageext_core.registry import PluginLoadError
-from pageext_core.reports import atomic_write, check_report_name, report_path
+from pageext_core.registry import PluginLoadError, installed_names
+from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import WorkloadResult, load_function, match_planted, run_workload
 
 SUMMARY_SCHEMA = "pageext.summary/1"
-EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 @dataclass
@@ -61,6 +66,7 @@ class RunOutcome:
 def boot_session(sess: Session, opts: RunOptions) -> PageExt:
     """Boot the session's machine; every configuration problem becomes a located SessionError."""
     cmdline = " ".join(x for x in (sess.cmdline, opts.boot) if x)
+    _check_blocked(sess, opts)
     try:
         return boot(
             sess.machine,
@@ -91,24 +97,134 @@ def _locate_boot_error(sess: Session, opts: RunOptions, exc: BootParamError) -> 
     return "--boot", str(exc)
 
 
+def _check_blocked(sess: Session, opts: RunOptions) -> None:
+    """A plugin named in --disable-plugin or [plugins] disable must exist: a typo would block nothing."""
+    if not sess.plugins.autoload:
+        return
+    installed = installed_names()
+    for name, where in [*((n, "--disable-plugin") for n in opts.disable),
+                        *((n, sess.source.where(["plugins", "disable"])) for n in sess.plugins.disable)]:
+        if name not in installed:
+            close = difflib.get_close_matches(name, sorted(installed), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise SessionError(f"{where}: no installed plugin is called {name!r}; {hint}"
+                               f"(installed: {', '.join(sorted(installed)) or 'none'})")
+
+
+def _why_missing(pe: PageExt, name: str, available: list[str]) -> str:
+    """Why a report is not there: a plugin installed but off, one that failed to load, or a typo."""
+    off = [c.name for c in pe.clients if not c.need and (name == c.name or name.startswith(c.name + "_")
+                                                        or name.startswith(c.name + "/"))]
+    if off:
+        return (f"; it comes from {off[0]!r}, which is installed but not enabled by this boot line "
+                f"(see pageext plugins)")
+    failed = [p for p in pe.problems if name.split("/")[0].split("_")[0] in p]
+    if failed:
+        return f"; a plugin failed to load: {failed[0]}"
+    close = difflib.get_close_matches(name, available, n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opts_label: str = "--report") -> list[str]:
     available = pe.report_names()
     wanted = override if override is not None else sess.report.reports
     for name in sess.report.params:
         if name not in available:
-            raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] {name!r} is not a report")
+            raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] no report "
+                               f"{name!r}{_why_missing(pe, name, available)}")
     if wanted is None or "all" in wanted:
         return available
     for name in wanted:
         check_report_name(name)
         if name not in available:
-            import difflib
-
-            close = difflib.get_close_matches(name, available, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
             where = sess.source.where(["report", "reports"]) if override is None else opts_label
-            raise SessionError(f"{where}: no report {name!r}{hint} (with this boot line: {', '.join(available)})")
+            raise SessionError(f"{where}: no report {name!r}{_why_missing(pe, name, available)} "
+                               f"(this session offers: {', '.join(available)})")
     return list(dict.fromkeys(wanted))
+
+
+def check_report_params(sess: Session, pe: PageExt, params: dict[str, dict[str, Any]], label: str | None = None) -> None:
+    """Parameter names and values, checked before the workload: a report is tried on the fresh machine."""
+    for name, given in params.items():
+        where = label or sess.source.where(["report", "params", name])
+        known, any_kw = pe.report_params(name)
+        for key in given:
+            if key not in known and not any_kw:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    f"it takes {', '.join(known)}" if known else "it takes no parameters")
+                raise SessionError(f"{label or sess.source.where(['report', 'params', name, key])}: report "
+                                   f"{name!r} has no parameter {key!r}; {hint}")
+        try:
+            pe.report(name, **given)
+        except (TypeError, ValueError) as exc:
+            raise SessionError(f"{where}: report {name!r}: {exc}") from None
+
+
+def check_hotplug_events(sess: Session, pe: PageExt) -> None:
+    """Hotplug events must name a memory block this machine has."""
+    blocks = pe.machine.memory_blocks
+    ids = {b.index for b in blocks}
+    for i, ev in enumerate(sess.workload.hotplug):
+        where = sess.source.where(["workload", "hotplug"])
+        if ev.block is None and not any(b.hotplug for b in blocks):
+            raise SessionError(f"{where}: entry {i + 1}: the machine has no hot-pluggable memory; "
+                               "add [machine] hotplug = \"...\" or give block = <index>")
+        if ev.block is not None and ev.block not in ids:
+            raise SessionError(f"{where}: entry {i + 1}: block {ev.block}: this machine's memory blocks are "
+                               f"{_ranges_text(sorted(ids))}")
+
+
+def _ranges_text(ids: list[int]) -> str:
+    out: list[str] = []
+    for i in ids:
+        if out and out[-1][1] == i - 1:
+            out[-1] = (out[-1][0], i)
+        else:
+            out.append((i, i))
+    return ", ".join(f"{a}" if a == b else f"{a}..{b}" for a, b in out)
+
+
+def check_out_dir(out_dir: Path, where: str) -> None:
+    """The output directory must be (or be creatable as) a writable directory: found before the run."""
+    bad = next((d for d in (out_dir, *out_dir.parents) if d.exists() and not d.is_dir()), None)
+    if bad is not None:
+        raise SessionError(f"{where}: cannot write reports to {out_dir}: {bad} is not a directory")
+    existing = next(d for d in (out_dir, *out_dir.parents) if d.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise SessionError(f"{where}: cannot write reports to {out_dir}: {existing} is not writable")
+
+
+def make_out_dir(out_dir: Path, where: str) -> None:
+    """Create the output directory before the workload (even root cannot create one in /proc)."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SessionError(f"{where}: cannot write reports to {out_dir}: {exc.strerror or exc}") from None
+
+
+def remove_stale_reports(out_dir: Path, keep: list[str]) -> None:
+    """Delete report files an earlier run wrote here and this one does not (its summary.json lists them)."""
+    old = out_dir / "summary.json"
+    try:
+        prev = json.loads(old.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(prev, dict) or prev.get("schema") != SUMMARY_SCHEMA:
+        return
+    for name in prev.get("reports", []):
+        if name in keep or name in ("dmesg.log", "summary.json"):
+            continue
+        try:
+            path = report_path(out_dir, name)
+        except ReportError:
+            continue
+        if path.is_file():
+            path.unlink()
+            parent = path.parent
+            while parent != out_dir.resolve() and not any(parent.iterdir()):
+                parent.rmdir()
+                parent = parent.parent
 
 
 def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
@@ -119,16 +235,20 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             load_function(sess.workload.function or "", sess.workload.base_dir)
         except SessionError as exc:
             raise SessionError(f"{sess.source.where(['workload', 'function'])}: {exc}") from None
-    if opts.write_files:  # an output "directory" that is a file: a usage error, found before the run
+    if opts.write_files:  # found before the run, not after it
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
-        bad = next((d for d in (out_dir, *out_dir.parents) if d.exists() and not d.is_dir()), None)
-        if bad is not None:
-            where = "--out" if opts.out else sess.source.where(["report", "out"])
-            raise SessionError(f"{where}: cannot write reports to {out_dir}: {bad} is not a directory")
+        check_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     t0 = time.perf_counter()
     pe = boot_session(sess, opts)
     t_boot = time.perf_counter() - t0
+    # Boot leaves a few pages on per-CPU lists (the page_ext tables' tails):
+    # the workload starts with them drained, whatever reports are asked for.
+    pe.machine.drain_all_pages()
     names = selected_reports(sess, pe, opts.reports, opts.reports_label)
+    check_report_params(sess, pe, dict(sess.report.params))
+    check_hotplug_events(sess, pe)
+    if opts.write_files:  # the last check, so a configuration error leaves nothing behind
+        make_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     total = sess.workload.operations
     interrupted = False
     # Ctrl-C during the synthetic workload stops it between two operations (at
@@ -153,10 +273,17 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     old_handler = signal.signal(signal.SIGINT, on_sigint) if defer else None
     t1 = time.perf_counter()
     wres = WorkloadResult(kind=sess.workload.kind, seed=sess.workload.seed)
+    failure: BaseException | None = None
     try:
         run_workload(pe, sess.workload, progress, wres)
     except KeyboardInterrupt:
         interrupted = True
+    except SessionError:
+        raise
+    except Exception as exc:  # a plugin or a function workload raised: keep the state reached
+        failure = exc
+        wres.error = f"{type(exc).__name__}: {exc}"
+        pe.machine.log.err(f"pageext: the session stopped: {wres.error}")
     finally:
         if defer:
             signal.signal(signal.SIGINT, old_handler)
@@ -171,12 +298,15 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     for name in names:
         try:
             texts[name] = pe.report(name, **sess.report.params.get(name, {}))
-        except TypeError as exc:
-            raise SessionError(f"{sess.source.where(['report', 'params', name])}: report {name!r}: {exc}") from None
+        except Exception as exc:  # a report that worked on the fresh machine failed on the busy one
+            failure = failure or exc
+            wres.error = wres.error or f"report {name!r}: {type(exc).__name__}: {exc}"
+            pe.machine.log.err(f"pageext: report {name} failed: {type(exc).__name__}: {exc}")
     out_dir: Path | None = None
     files: list[str] = []
     if opts.write_files:
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
+        remove_stale_reports(out_dir, list(texts))
         for name, text in texts.items():
             atomic_write(report_path(out_dir, name), text)
             files.append(name)
@@ -189,6 +319,8 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
     if interrupted:
         code = EXIT_INTERRUPTED
+    elif failure is not None:
+        code = EXIT_FAILED
     elif opts.fail_on_findings and findings:
         code = EXIT_FINDINGS
     else:
@@ -228,7 +360,7 @@ def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: li
             "tables": len(pe.tables.tables) if pe.tables else 0,
             "simulated_pages": pe.tables.sim_pages if pe.tables else 0,
         },
-        "workload": wres.as_dict() | {"alloc_failures_logged": m.nr_alloc_failures},
+        "workload": wres.as_dict() | {"allocator_failures": m.nr_alloc_failures},
         "free_pages": stats.free_summary(m),
         "findings": {"count": len(findings), "by_kind": dict(sorted(by_kind.items())),
                      "items": [f.as_dict() for f in findings]},

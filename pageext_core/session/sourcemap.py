@@ -27,6 +27,7 @@ class SourceMap:
     def __init__(self, text: str, filename: str = "<session>") -> None:
         self.filename = filename
         self._pos: dict[tuple[str, ...], tuple[int, int]] = {}
+        self._overrides: dict[tuple[str, ...], str] = {}
         table: tuple[str, ...] = ()
         for lineno, line in enumerate(text.splitlines(), 1):
             h = _HEADER.match(line)
@@ -47,9 +48,21 @@ class SourceMap:
                 for m in _INLINE_KEY.finditer(rest):
                     self._pos.setdefault(path + _split_key(m.group(2)), (lineno, base + m.start(2) + 1))
 
+    def override(self, path: Sequence[str], label: str) -> None:
+        """A key set on the command line (``--set``, ``--memory``): errors about it name the flag."""
+        self._overrides[tuple(str(x) for x in path)] = label
+
     def where(self, path: Sequence[str]) -> str:
-        """``file:line:col`` of the longest known prefix of ``path`` (``file`` alone if none)."""
+        """``file:line:col`` of the longest known prefix of ``path`` (``file`` alone if none).
+
+        A key given on the command line is reported as that option instead.
+        """
         p = tuple(str(x) for x in path)
+        q = p
+        while q:
+            if q in self._overrides:
+                return self._overrides[q]
+            q = q[:-1]
         while p:
             if p in self._pos:
                 line, col = self._pos[p]

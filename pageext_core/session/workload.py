@@ -28,7 +28,9 @@ from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import HotplugError, PageFault
 from pageext_core.mm.machine import Task
-from pageext_core.session.callsites import BUILTIN_SITES, DEFAULT_TASKS, CallSite
+from pageext_core.session.callsites import ACCESS_FRAME, BUILTIN_SITES, DEFAULT_TASKS, STRAY_STACK, CallSite
+
+STRAY_TASK = Task(203, 203, "kworker/0:3")  # the broken driver's work item runs here
 from pageext_core.session.config import SessionError, WorkloadSpec
 
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ class WorkloadResult:
     live_blocks: int = 0
     live_pages: int = 0
     interrupted: bool = False
+    error: str | None = None  # why the session stopped early, when a plugin or the function raised
     hotplug: list[dict[str, Any]] = field(default_factory=list)
     planted: list[dict[str, Any]] = field(default_factory=list)
     result: Any = None
@@ -149,6 +152,10 @@ class Synthetic:
         depth = m.stack_max_frames
         self.alloc_handle = [depot.save(s.stack(v)[:depth]) for s, v in self.sites]
         self.free_handle = [depot.save(s.free_frames[:depth]) for s, _ in self.sites]
+        # A planted bug's access: a copy into the block by the code that allocated it.
+        self.access_handle = [depot.save((ACCESS_FRAME,) + s.callers[v % len(s.callers)][: depth - 1])
+                              for s, v in self.sites]
+        self.stray_handle = depot.save(STRAY_STACK[:depth])
         # Sites each task may use, with weights.
         self.task_sites: list[tuple[list[int], list[float]]] = []
         for user in self.task_user:
@@ -161,7 +168,7 @@ class Synthetic:
         self.heap: list[tuple[int, int, int, int, int, int]] = []  # (due op, seq, pfn, order, site, task)
         self.live: dict[int, tuple[int, int, int]] = {}  # pfn -> (order, site, task)
         self.live_pages = 0
-        self.recently_freed: deque[tuple[int, int, int]] = deque(maxlen=32)  # (pfn, order, task)
+        self.recently_freed: deque[tuple[int, int, int, int]] = deque(maxlen=32)  # (pfn, order, task, site)
         self.seq = 0
         # A block migrated (offline with migration) lives on at another pfn: follow it.
         self.moved: dict[int, int] = {}
@@ -282,7 +289,7 @@ class Synthetic:
         del self.live[pfn]
         self.live_pages -= 1 << order
         self.res.frees += 1
-        self.recently_freed.append((pfn, order, t))
+        self.recently_freed.append((pfn, order, t, site))
 
     # -- hotplug ------------------------------------------------------------------------
 
@@ -342,11 +349,11 @@ class Synthetic:
 
     def _plant_use_after_free(self) -> None:
         m, rng = self.m, self.rng
-        for pfn, order, t in reversed(self.recently_freed):
+        for pfn, order, t, site in reversed(self.recently_freed):
             if m.is_free(pfn):
                 page = pfn + rng.randrange(1 << order)
                 off = rng.randrange(0, PAGE_SIZE - 8, 8)
-                with m.context(task=self.tasks[t], cpu=self.task_cpu[t]):
+                with m.context(task=self.tasks[t], cpu=self.task_cpu[t], stack=self.access_handle[site]):
                     fault = self._write(page, off, b"\xde\xad\xbe\xef\x00\x00\x00\x01")
                 self._record("use_after_free", page, off, fault, "freed block", block_pfn=pfn, order=order)
                 return
@@ -358,6 +365,7 @@ class Synthetic:
         return heads
 
     def _plant_stray_write(self) -> None:
+        m = self.m
         heads = self._free_pages_never_used()
         if not heads.size:
             self.res.planted.append({"kind": "stray_write", "skipped": "no untouched free max-order block"})
@@ -365,7 +373,8 @@ class Synthetic:
         head = int(heads[self.rng.randrange(heads.size)])
         page = head + self.rng.randrange(1 << self.m.max_order)
         off = self.rng.randrange(0, PAGE_SIZE - 8, 8)
-        fault = self._write(page, off, b"\x0b\xad\xf0\x0d\x0b\xad\xf0\x0d")
+        with m.context(task=STRAY_TASK, stack=self.stray_handle):
+            fault = self._write(page, off, b"\x0b\xad\xf0\x0d\x0b\xad\xf0\x0d")
         self._record("stray_write", page, off, fault, "free memory never handed out")
 
     def _reused_free_page(self) -> tuple[int, int, int] | None:
@@ -439,7 +448,7 @@ class Synthetic:
                 continue
             kind_now, _, _ = m.page_kind(page)
             target = {_b.K_HELD: "guard page", _b.K_FREE: "free page", _b.K_PCP: "free page"}.get(kind_now, "allocated page")
-            with m.context(task=self.tasks[t], cpu=self.task_cpu[t]):
+            with m.context(task=self.tasks[t], cpu=self.task_cpu[t], stack=self.access_handle[site]):
                 fault = self._write(page, off, b"\xcc" * 8)
             self._record(kind, page, off, fault, target, block_pfn=head, order=order)
             return

@@ -95,7 +95,7 @@ def test_exhaustion_fails_counts_and_logs(tiny: Machine):
     assert tiny.nr_alloc_failures == 1
     assert tiny.alloc_failures_by_order[10] == 1
     assert tiny.log.grep("page allocation failure") == [
-        "kworker/0:1: page allocation failure: order:10, mode:0x100cca(GFP_HIGHUSER_MOVABLE), nodemask=(null)"
+        "kworker/0:1: page allocation failure: order:10, mode:0x100cca(GFP_HIGHUSER_MOVABLE), nodemask=(null),cpuset=/,mems_allowed=0"
     ]
     assert tiny.log.lines[-1][1] == "warn"
     check_invariants(tiny)
@@ -117,13 +117,17 @@ def test_failure_warnings_are_rate_limited(tiny: Machine):
         tiny.alloc_pages(KERNEL, 10)
     for _ in range(13):
         assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
-    text = "swapper/0: page allocation failure: order:10, mode:0xdc0(GFP_KERNEL|__GFP_ZERO), nodemask=(null)"
+    text = "swapper/0: page allocation failure: order:10, mode:0xdc0(GFP_KERNEL|__GFP_ZERO), nodemask=(null),cpuset=/,mems_allowed=0"
     assert tiny.log.grep("page allocation failure") == [text] * 10  # burst of 10
     assert tiny.log.grep("suppressed") == []
     tiny.advance(5 * 10**9)  # the 5 s window closes
     assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
-    tail = [t for _, _, t in tiny.log.lines[-2:]]
-    assert tail == ["warn_alloc: 3 callbacks suppressed", text]
+    lines = [t for _, _, t in tiny.log.lines]
+    i = lines.index("warn_alloc: 3 callbacks suppressed")
+    # As warn_alloc prints it: the headline, then the task's CPU line and stack.
+    assert lines[i + 1] == text
+    assert lines[i + 2] == "CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.0-pageext #1"
+    assert lines[i + 3 : i + 5] == ["Call Trace:", " <TASK>"] and lines[-1] == " </TASK>"
     assert tiny.log.suppressed() == {"warn_alloc": 3}
     assert tiny.nr_alloc_failures == 14
 

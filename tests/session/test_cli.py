@@ -47,14 +47,11 @@ ERRORS = [
     pytest.param('[machine]\nmemory = "66MiB"\n', [], 1,
                  "[machine]: node 0 memory 66MiB: must be a positive multiple of 4MiB (one max-order block)",
                  id="geometry"),
-    pytest.param('[machine]\nmemory = "64MiB"\n', ["--memory", "3XB"], 2,
-                 "[machine] memory: cannot read size '3XB'; write a number with a unit: B, KiB, MiB, GiB or TiB "
-                 "(e.g. '4GiB', '512MiB')", id="memory-option"),
     pytest.param(TINY.replace('"meminfo"]', '"memnfo"]'), [], TINY.count("\n", 0, TINY.index("reports =")) + 1,
                  "no report 'memnfo'; did you mean 'meminfo'? "
-                 "(with this boot line: buddyinfo, pagetypeinfo, meminfo, vmstat, page_ext)", id="unknown-report"),
+                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo)", id="unknown-report"),
     pytest.param(TINY + '\n[report.params.vmstats]\nx = 1\n', [], len(TINY.splitlines()) + 2,
-                 "[report.params] 'vmstats' is not a report", id="unknown-report-params"),
+                 "[report.params] no report 'vmstats'; did you mean 'vmstat'?", id="unknown-report-params"),
     pytest.param('[machine]\nmemory = "64MiB"\n\n[boot.page_owner]\nenabld = true\n', [], 5,
                  "[boot.page_owner] enabld: unknown key; did you mean 'enabled'?", id="boot-table-key"),
     pytest.param('[machine]\nmemory = "64MiB"\n\n[boot.page_owner]\nenabled = 1\n', [], 5,
@@ -66,6 +63,21 @@ ERRORS = [
                  "[workload] function 'pageext_no_such_mod:run': cannot import 'pageext_no_such_mod': "
                  "No module named 'pageext_no_such_mod'", id="function-import"),
 ]
+
+
+def test_option_errors_name_the_option_not_a_file_line(tmp_path: Path) -> None:
+    # A value given on the command line is reported as that option, not as a line of the file.
+    p = write_session(tmp_path, '[machine]\nmemory = "64MiB"\ncpus = 1\n')
+    r = cli("run", p, "--out", tmp_path / "out", "--memory", "3XB")
+    assert (r.exit_code, r.stderr) == (2, "pageext: error: --memory 3XB: [machine] memory: cannot read size '3XB'; "
+                                          "write a number with a unit: B, KiB, MiB, GiB or TiB (e.g. '4GiB', '512MiB')\n")
+    r = cli("run", p, "--out", tmp_path / "out", "--set", "machine.cpus=abc")
+    assert (r.exit_code, r.stderr) == (2, "pageext: error: --set machine.cpus=abc: [machine] cpus: "
+                                          "expected an integer, got 'abc'\n")
+    r = cli("run", "--out", tmp_path / "out", "--set", "workload.operatons=5")
+    assert r.exit_code == 2 and r.stderr.startswith(
+        "pageext: error: --set workload.operatons=5: [workload] operatons: unknown key; did you mean 'operations'?")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("text, args, line, message", ERRORS)
@@ -95,7 +107,7 @@ def test_toml_syntax_error_exit_2(tmp_path: Path) -> None:
     (["--report", "../evil"], "report name '../evil' has an empty, '.' or '..' part; it could escape the output "
                               "directory"),
     (["--report", "vmstats"], "--report: no report 'vmstats'; did you mean 'vmstat'? "
-                              "(with this boot line: buddyinfo, pagetypeinfo, meminfo, vmstat, page_ext)"),
+                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo)"),
     (["--boot", 'page_owner="on'], "--boot: boot line: unterminated quote in 'page_owner=\"on' (column 1)"),
 ])
 def test_option_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -249,7 +261,7 @@ def test_report_list(tmp_path: Path) -> None:
     r = cli("report", "--list", write_session(tmp_path, WITH_PAGE_OWNER))
     assert r.exit_code == 0
     listed = [line.split() for line in r.stdout.splitlines()]
-    assert listed[:5] == [[n, "core"] for n in ("buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext")]
+    assert listed[:5] == [[n, "core"] for n in ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo")]
     assert ["page_owner_stacks/show_stacks", "page_owner"] in listed and ["page_owner", "page_owner"] in listed
 
 
@@ -257,7 +269,7 @@ def test_report_list_and_report_of_the_default_session() -> None:
     r = cli("report", "--list")
     assert r.exit_code == 0
     names = [line.split()[0] for line in r.stdout.splitlines()]
-    assert names[:5] == ["buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext"]
+    assert names[:5] == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo"]
     assert {"page_owner", "page_owner_leaks", "page_owner_stacks/show_stacks", "debug_pagealloc", "guard"} <= set(names)
     r = cli("report", "buddyinfo")
     assert r.exit_code == 0 and r.stderr == ""

@@ -53,8 +53,8 @@ def test_one_file_per_report_plus_dmesg_and_summary(tmp_path: Path) -> None:
 def test_all_reports_when_none_listed(tmp_path: Path) -> None:
     out = run_tiny(tmp_path, TINY.replace('reports = ["buddyinfo", "meminfo"]', 'reports = ["all"]'))
     assert sorted(tree(tmp_path / "out")) == sorted(
-        ["buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext", "dmesg.log", "summary.json"])
-    assert out.summary["reports"] == ["buddyinfo", "pagetypeinfo", "meminfo", "vmstat", "page_ext",
+        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "dmesg.log", "summary.json"])
+    assert out.summary["reports"] == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo",
                                       "dmesg.log", "summary.json"]
 
 
@@ -116,7 +116,7 @@ def test_summary_has_every_documented_key(tmp_path: Path) -> None:
     assert s["page_ext"] == {"record_size": 0, "bytes": 0, "tables": 0, "simulated_pages": 0}
     w = s["workload"]
     assert set(w) == {"kind", "seed", "operations", "allocations", "frees", "failures", "leaked_blocks", "live_blocks",
-                      "live_pages", "interrupted", "hotplug", "alloc_failures_logged"}
+                      "live_pages", "interrupted", "error", "hotplug", "allocator_failures"}
     assert (w["kind"], w["seed"], w["operations"], w["interrupted"]) == ("synthetic", 1, 400, False)
     assert w["allocations"] + w["frees"] == 400
     fp = s["free_pages"]
@@ -370,7 +370,7 @@ def test_unknown_report_name_with_suggestion(tmp_path: Path) -> None:
         run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
     line = TINY.splitlines().index('reports = ["buddyinfo", "meminfo"]') + 1
     assert str(ei.value) == (f"{p}:{line}:1: no report 'memnfo'; did you mean 'meminfo'? "
-                             "(with this boot line: buddyinfo, pagetypeinfo, meminfo, vmstat, page_ext)")
+                             "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo)")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SessionError, match=r"^--report: no report 'vmstats'; did you mean 'vmstat'\?"):
         run_session(load_session(p), RunOptions(write_files=False, reports=["vmstats"]))
@@ -392,7 +392,8 @@ def test_report_params_reach_the_report(tmp_path: Path, monkeypatch: pytest.Monk
     with_clients(monkeypatch, ReportClient({"r/x": rep}))
     text = TINY.replace('["buddyinfo", "meminfo"]', '["r/x"]') + '\n[report.params."r/x"]\nlimit = 4\nmode = "a"\n'
     run_tiny(tmp_path, text)
-    assert got == [{"limit": 4, "mode": "a"}]
+    # Once on the fresh machine before the workload (to catch bad values early), once for the file.
+    assert got == [{"limit": 4, "mode": "a"}, {"limit": 4, "mode": "a"}]
 
 
 def test_report_params_for_unknown_reports_are_errors_even_with_all(tmp_path: Path) -> None:
@@ -402,7 +403,7 @@ def test_report_params_for_unknown_reports_are_errors_even_with_all(tmp_path: Pa
         with pytest.raises(SessionError) as ei:
             run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
         line = len(text.splitlines()) - 1
-        assert str(ei.value) == f"{p}:{line}:1: [report.params] 'buddyinf' is not a report"
+        assert str(ei.value) == f"{p}:{line}:1: [report.params] no report 'buddyinf'; did you mean 'buddyinfo'?"
         assert not (tmp_path / "out").exists()
 
 
@@ -412,8 +413,8 @@ def test_report_params_a_report_does_not_take(tmp_path: Path, monkeypatch: pytes
     p = write_session(tmp_path, text)
     with pytest.raises(SessionError) as ei:
         run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
-    line = len(text.splitlines()) - 1
-    assert str(ei.value).startswith(f"{p}:{line}:1: report 'plain': ") and "bogus" in str(ei.value)
+    line = len(text.splitlines())  # the key's own line
+    assert str(ei.value) == f"{p}:{line}:1: report 'plain' has no parameter 'bogus'; it takes no parameters"
     assert not (tmp_path / "out").exists()
 
 

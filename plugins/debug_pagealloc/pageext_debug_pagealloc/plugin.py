@@ -298,8 +298,7 @@ class DebugPagealloc:
             return None
         freed = bool(int(self.view.flags_of(pfn)[0]) & self.FREED)
         fkind = USE_AFTER_FREE if freed else STRAY_ACCESS
-        text = fault_report(self.machine, self.page_ext, pfn, offset, write, fkind)
-        self.log.err(text)
+        text = fault_report(self.machine, self.page_ext, pfn, offset, write, fkind)  # the core logs the oops
         self.findings.append(Finding(kind=fkind, pfn=pfn, time_ns=self.machine.clock_ns, message=text,
                                      offset=offset, detail={
                                          "write": write, "block_head": head, "block_order": order,

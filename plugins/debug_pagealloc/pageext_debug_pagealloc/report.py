@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
 
 PAGE_POISON = 0xAA
-KERNEL_RELEASE = "6.12.0-pageext"
+from pageext_core.mm.constants import KERNEL_RELEASE  # noqa: E402 - the release the machine claims
 
 SINGLE_BIT = "single-bit-error"
 CORRUPTION = "memory-corruption"
@@ -44,13 +44,8 @@ def classify(first: int, last: int, data: bytes) -> str:
 
 
 def stack_lines(machine: "Machine") -> list[str]:
-    """``dump_stack``: who is running, then the current stack."""
-    t = machine.current
-    frames = machine.depot.format(machine.current_stack()).rstrip("\n")
-    lines = [f"CPU: {machine.cpu} PID: {t.pid} Comm: {t.comm} Not tainted {KERNEL_RELEASE} #1", "Call Trace:"]
-    if frames:
-        lines.extend(frames.split("\n"))
-    return lines
+    """``dump_stack``: who is running (with the kernel's taint), then the current stack."""
+    return [machine.cpu_line(), *machine.call_trace_lines()]
 
 
 def dump_page_lines(machine: "Machine", page_ext: "PageExt", pfn: int, reason: str) -> list[str]:
@@ -81,7 +76,7 @@ def fault_report(machine: "Machine", page_ext: "PageExt", pfn: int, offset: int,
         head = f"pagealloc: use-after-free: {where}: the page was freed and is still free"
     else:
         head = f"pagealloc: access to free memory: {where}: the page is free and was never allocated since boot"
+    # The core's oops already shows the CPU line and the Call Trace of the access.
     lines = [head]
-    lines.extend(stack_lines(machine))
     lines.extend(dump_page_lines(machine, page_ext, pfn, FREE_PAGE_REASON))
     return "\n".join(lines)

@@ -200,8 +200,7 @@ class Guard:
         suspect = _report.pick_suspect(pfn, offset, gpfn, gorder, below, above, buddy)
         dump = self._page_ext.owner_dump(suspect.pfn) if suspect is not None else None
         text = _report.hit_text(pfn, offset, write, gpfn, gorder, self.minorder, below, above, buddy, suspect, dump)
-        full = str(PageFault(pfn, offset, write, text))
-        m.log.err(full)  # the oops, as dmesg would show it
+        full = str(PageFault(pfn, offset, write, text))  # the core logs the oops with this text
         headline = (f"guard page hit: {'write' if write else 'read'} at pfn {pfn:#x} offset {offset:#x}, "
                     f"order-{gorder} guard block at pfn {gpfn:#x}"
                     + (f", next to the allocated order-{suspect.order} block at pfn {suspect.pfn:#x}" if suspect else ""))

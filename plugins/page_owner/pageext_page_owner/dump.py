@@ -69,8 +69,9 @@ class Dumper:
         self._stacks: dict[int, str] = {}
         self._stacks2014: dict[int, str] = {}
 
-    def formatter(self, fmt: str) -> Callable[[OwnerRecord], str]:
-        """The record formatter for a dump format name."""
+    def formatter(self, fmt: str | int) -> Callable[[OwnerRecord], str]:
+        """The record formatter for a dump format name (``2014`` may come as a number from TOML or --param)."""
+        fmt = str(fmt)
         if fmt == "current":
             return self.current
         if fmt == "2014":

@@ -153,7 +153,8 @@ class PageOwner(OwnerEvents):
         return {"pagetypeinfo": self.mixed_blocks}
 
     def mixed_blocks(self, machine: "Machine", nid: int) -> str:
-        """pagetypeinfo's "Number of mixed blocks" section for one node."""
+        """pagetypeinfo's "Number of mixed blocks" section for one node (per-CPU lists drained first, as the kernel does)."""
+        machine.drain_all_pages()
         return mixed_blocks_section(machine, self._ready(), self._allocated, nid)
 
     @hookimpl
