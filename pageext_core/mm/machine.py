@@ -464,26 +464,30 @@ class Machine(BuddyAllocator):
 
     @property
     def memory_blocks(self) -> list[MemoryBlock]:
-        """Boot RAM and hot-pluggable memory, in memory-block units."""
+        """Boot RAM and hot-pluggable memory, in memory-block units, by address.
+
+        A block's ``index`` is the kernel's: its start address divided by the
+        block size (``/sys/devices/system/memory/memoryN``).
+        """
         if not hasattr(self, "_blocks"):
             g = self.geometry
             size = (self.config.memory_block_size or (1 << self.config.section_size_bits)) // PAGE_SIZE
-            blocks: list[MemoryBlock] = []
             starts: set[int] = set()
             for lo, hi in g.ram:
                 starts.update(range(lo // size * size, hi, size))
-            for start in sorted(starts):
-                blocks.append(MemoryBlock(len(blocks), start, start + size, True, False))
-            for lo, hi in g.hotplug_blocks:
-                blocks.append(MemoryBlock(len(blocks), lo, hi, False, True))
+            blocks = [MemoryBlock(start // size, start, start + size, True, False) for start in sorted(starts)]
+            blocks += [MemoryBlock(lo // size, lo, hi, False, True) for lo, hi in g.hotplug_blocks]
             self._blocks = blocks
+            self._blocks_by_id = {b.index: b for b in blocks}
         return self._blocks
 
     def _block(self, index: int) -> MemoryBlock:
-        blocks = self.memory_blocks
-        if not 0 <= index < len(blocks):
-            raise HotplugError(f"memory block {index}: this machine has blocks 0..{len(blocks) - 1}")
-        return blocks[index]
+        blk = self._blocks_by_id.get(index) if self.memory_blocks else None
+        if blk is None:
+            ids = sorted(self._blocks_by_id)
+            raise HotplugError(f"memory block {index}: this machine has no such block "
+                               f"(memory{ids[0]}..memory{ids[-1]}; see machine.memory_blocks)")
+        return blk
 
     def _notify(self, event: str, start: int, nr: int, notifiers: Sequence[MemoryNotifier] | None = None) -> None:
         for fn in (self.memory_notifiers if notifiers is None else notifiers):

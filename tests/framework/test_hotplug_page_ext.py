@@ -2,7 +2,8 @@
 
 The machine: 1 GiB of boot RAM (sections 0-7, no holes, nothing reserved)
 and 512 MiB of hot-pluggable memory at 4 GiB in memory blocks of two
-sections: block 4 = sections 32 and 33, block 5 = sections 34 and 35.
+sections: block 16 (the kernel's memory16: 4 GiB / 256 MiB) = sections 32 and 33,
+block 17 = sections 34 and 35.
 The record is 16 bytes, so a section's table is 16 * 32768 = 512 KiB of
 host memory and 128 simulated pages (an order-7 block).
 """
@@ -19,7 +20,7 @@ from pageext_core.mm.machine import MEM_GOING_ONLINE
 
 HOT = MachineConfig(memory=1 * GiB, hotplug=512 * MiB, memory_block_size=256 * MiB,
                     x86_holes=False, kernel_image=0, reserve_memmap=False)
-BLOCK4 = 32 * PAGES_PER_SECTION  # first pfn of memory block 4
+BLOCK4 = 32 * PAGES_PER_SECTION  # first pfn of memory block 16 (the first hot-pluggable one)
 BLOCK5 = 34 * PAGES_PER_SECTION
 SECTION_BYTES = 16 * PAGES_PER_SECTION
 SECTION_SIM_PAGES = 128
@@ -56,7 +57,8 @@ def assert_same(before: dict, after: dict) -> None:
 def test_machine_layout_is_what_the_tests_assume():
     m = boot_with(("c", rec16()), config=HOT).machine
     blocks = [(b.index, b.start_pfn, b.end_pfn, b.online, b.hotplug) for b in m.memory_blocks]
-    assert blocks[4:] == [(4, BLOCK4, BLOCK4 + 65536, False, True), (5, BLOCK5, BLOCK5 + 65536, False, True)]
+    # Numbered as the kernel does: start address / block size (4 GiB / 256 MiB = 16).
+    assert blocks[4:] == [(16, BLOCK4, BLOCK4 + 65536, False, True), (17, BLOCK5, BLOCK5 + 65536, False, True)]
     assert all(b.online and not b.hotplug for b in m.memory_blocks[:4])
 
 
@@ -69,7 +71,7 @@ def test_online_allocates_the_new_sections_and_offline_frees_them():
     assert before["nbytes"] == 8 * SECTION_BYTES
     assert c.view.lookup(BLOCK4) is None
 
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     assert sorted(pe.tables.tables) == list(range(8)) + [32, 33]
     assert pe.nbytes == before["nbytes"] + 2 * SECTION_BYTES
     assert pe.tables.sim_pages == before["sim_pages"] + 2 * SECTION_SIM_PAGES
@@ -84,7 +86,7 @@ def test_online_allocates_the_new_sections_and_offline_frees_them():
     assert c.view.lookup(BLOCK5) is None
     check_invariants(m)
 
-    m.offline_memory_block(4)
+    m.offline_memory_block(16)
     assert_same(before, state_of(pe))
     assert c.view.lookup(BLOCK4) is None
     check_invariants(m)
@@ -94,15 +96,15 @@ def test_records_of_onlined_memory_are_usable_and_fresh_after_reonline():
     c = rec16()
     pe = boot_with(("c", c), config=HOT)
     m = pe.machine
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     # GFP_KERNEL prefers ZONE_NORMAL, which is only the new block
     p = m.alloc_pages(GFP_KERNEL, 2)
     assert BLOCK4 <= p < BLOCK4 + 65536
     assert c.events[-1] == ("alloc", p, 2)
     c.view.block(p, 2)["count"] = 5
     m.free_pages(p, 2)
-    m.offline_memory_block(4)
-    m.online_memory_block(4)
+    m.offline_memory_block(16)
+    m.online_memory_block(16)
     assert c.view.get(p, "count") == 0  # a new table, not the old one
 
 
@@ -112,7 +114,7 @@ def test_failed_table_allocation_rolls_back_the_whole_event(inject):
 
     def fail_33(section: int) -> bool:
         asked.append(section)
-        return section == 33  # the second section of block 4
+        return section == 33  # the second section of block 16
 
     c = rec16()
     if inject == "boot argument":
@@ -125,19 +127,19 @@ def test_failed_table_allocation_rolls_back_the_whole_event(inject):
     before = state_of(pe)
     free_before = free_total(m)
 
-    with pytest.raises(HotplugError, match="memory block 4.*online failed.*section 33"):
-        m.online_memory_block(4)
+    with pytest.raises(HotplugError, match="memory block 16.*online failed.*section 33"):
+        m.online_memory_block(16)
     assert asked == [32, 33]  # section 32's table was allocated, then freed again
     assert free_total(m) == free_before
     assert_same(before, state_of(pe))
     assert not m.memory_blocks[4].online
     assert not m.pfn_valid(BLOCK4)
     assert c.view.lookup(BLOCK4) is None
-    assert any("memory block 4: online failed" in t for t in log_lines(pe))
+    assert any("memory block 16: online failed" in t for t in log_lines(pe))
     check_invariants(m)
 
     pe.tables.fail_allocation = None
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     assert sorted(pe.tables.tables) == list(range(8)) + [32, 33]
     assert pe.nbytes == before["nbytes"] + 2 * SECTION_BYTES
     assert m.memory_blocks[4].online
@@ -148,11 +150,11 @@ def test_failed_online_leaves_other_blocks_tables_alone():
     c = rec16()
     pe = boot_with(("c", c), config=HOT)
     m = pe.machine
-    m.online_memory_block(5)
+    m.online_memory_block(17)
     before = state_of(pe)
     pe.tables.fail_allocation = lambda s: s == 33
     with pytest.raises(HotplugError):
-        m.online_memory_block(4)
+        m.online_memory_block(16)
     assert_same(before, state_of(pe))
     assert c.view.lookup(BLOCK5) is not None
 
@@ -177,7 +179,7 @@ def test_client_raising_during_online_leaves_nothing_behind(fields, orders):
     before = state_of(pe)
     c.armed = True
     with pytest.raises(HotplugError, match="'c' raised in pageext_on_alloc.*client exploded"):
-        m.online_memory_block(4)
+        m.online_memory_block(16)
     assert [e[2] for e in c.events if e[0] == "alloc"] == orders
     assert_same(before, state_of(pe))
     check_invariants(m)
@@ -195,7 +197,7 @@ def test_another_notifier_vetoing_online_frees_the_tables_of_the_event():
 
     m.memory_notifiers.append(veto)  # after page_ext's, which has already allocated
     with pytest.raises(HotplugError, match="no thanks"):
-        m.online_memory_block(4)
+        m.online_memory_block(16)
     assert_same(before, state_of(pe))
     check_invariants(m)
 
@@ -204,15 +206,15 @@ def test_offline_refused_while_a_page_is_in_use_keeps_the_tables():
     c = rec16()
     pe = boot_with(("c", c), config=HOT)
     m = pe.machine
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     p = m.alloc_pages(GFP_KERNEL, 0)
     nbytes = pe.nbytes
     with pytest.raises(HotplugError, match="-EBUSY"):
-        m.offline_memory_block(4)
+        m.offline_memory_block(16)
     assert pe.nbytes == nbytes
     assert c.view.lookup(p) is not None
     m.free_pages(p, 0)
-    m.offline_memory_block(4)
+    m.offline_memory_block(16)
     assert pe.nbytes == nbytes - 2 * SECTION_BYTES
 
 
@@ -220,6 +222,6 @@ def test_no_page_ext_no_notifier():
     pe = boot_with(("c", Fixed({"x": "u4"}, need=False)), config=HOT)
     m = pe.machine
     assert m.memory_notifiers == []
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     assert pe.nbytes == 0 and pe.tables is None
     check_invariants(m)

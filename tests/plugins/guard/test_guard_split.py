@@ -184,7 +184,7 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
     m = pe.machine
     base = 0x100000
     for rnd in range(2):  # online, use, offline, and again: tables are freed and made anew
-        m.online_memory_block(1)
+        m.online_memory_block(32)  # the kernel's memory32: 4 GiB / 128 MiB
         pfn = m.alloc_pages(GFP_KERNEL, 1)
         assert pfn == base
         assert held_blocks(m, base, base + 32768) == {base + 2: 1, base + 4: 2}
@@ -194,7 +194,7 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
         m.free_pages(pfn, 1)
         assert held_blocks(m) == {}
         check_invariants(m)
-        m.offline_memory_block(1)
+        m.offline_memory_block(32)
     assert len(guard_of(pe).hits) == 2
 
 

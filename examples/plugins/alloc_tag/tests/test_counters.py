@@ -112,7 +112,7 @@ def test_compressed_tags_run_out_after_32767_call_sites():
 
 HOT = MachineConfig(memory=1 * GiB, hotplug=512 * MiB, memory_block_size=256 * MiB,
                     x86_holes=False, kernel_image=0, reserve_memmap=False)
-BLOCK4 = 32 * PAGES_PER_SECTION  # memory block 4: sections 32 and 33, the only ZONE_NORMAL memory
+BLOCK4 = 32 * PAGES_PER_SECTION  # memory block 16 (4 GiB / 256 MiB): sections 32 and 33, the only ZONE_NORMAL memory
 TABLE_PAGES = PAGES_PER_SECTION * 4 // 4096  # one section's 4-byte tags: 32 pages
 
 
@@ -120,7 +120,7 @@ def test_hotplug_tables_are_followed_and_charged_to_page_ext():
     pe = boot_tag(config=HOT)
     m, tag = pe.machine, pe.plugin("alloc_tag")
     view = pe.client("alloc_tag").view
-    m.online_memory_block(4)
+    m.online_memory_block(16)
     # The qualified name needs Python 3.11 (co_qualname); 3.10 names the bare function.
     func = "PageExtTables._alloc_sim" if sys.version_info >= (3, 11) else "_alloc_sim"
     (storage,) = [r for r in tag.rows() if r.tag.endswith(f" func:{func}")]
@@ -132,9 +132,9 @@ def test_hotplug_tables_are_followed_and_charged_to_page_ext():
         assert BLOCK4 <= pfn < BLOCK4 + 2 * PAGES_PER_SECTION  # GFP_KERNEL prefers ZONE_NORMAL
         assert tag.texts[int(view.get(pfn, "tag"))] == PIPE_TAG  # written into the current table
         m.free_pages(pfn, 0)
-        m.offline_memory_block(4)
+        m.offline_memory_block(16)
         assert live(tag) == {}  # the tables' pages were freed too
-        m.online_memory_block(4)  # new tables: the old ones must not be written any more
+        m.online_memory_block(16)  # new tables: the old ones must not be written any more
 
 
 # -- many random operations against a simple reference ----------------------------------------------
