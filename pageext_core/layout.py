@@ -1,6 +1,8 @@
 """The page_ext record layout, computed at boot from the needed clients.
 
-The rule is mainline's:
+The rule is mainline's (offsets in a fixed client order, a shared flags
+word only when needed), with the alignment a numpy record needs, which the
+kernel gets for free because its clients' structs are multiples of 8:
 
 1. the record starts empty;
 2. if any needed client asks for flag bits, the record starts with one

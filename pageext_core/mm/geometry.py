@@ -369,6 +369,10 @@ def build_geometry(cfg: MachineConfig) -> Geometry:
     if cfg.kernel_image:
         ks = (16 * MiB) >> PAGE_SHIFT
         ke = ks + (-(-cfg.kernel_image // PAGE_SIZE))
+        if ke > nodes[0].end_pfn:
+            raise ConfigError(
+                f"kernel_image {format_size(cfg.kernel_image)}: the kernel is loaded at 16 MiB and must fit in "
+                f"node 0 ({format_size(nodes[0].end_pfn * PAGE_SIZE)}); make it smaller, or 0 for none")
         reserved.extend(_intersect(ram_pfn, ks, ke))
     if cfg.reserve_memmap:
         # memblock allocates the memmap top-down in each node's boot RAM.

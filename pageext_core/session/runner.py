@@ -342,7 +342,10 @@ def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: li
         "pageext_version": pageext_core.__version__,
         "session": {"name": sess.name, "file": str(sess.path) if sess.path else None, "description": sess.description},
         "machine": {
-            "memory_bytes": sum(n.end_pfn - n.start_pfn for n in g.nodes) * PAGE_SIZE,
+            # Installed RAM, as configured; the address span (PCI hole included) is separate.
+            "memory_bytes": sum(m.config.memory) if isinstance(m.config.memory, tuple) else m.config.memory,
+            "hotplug_bytes": m.config.hotplug,
+            "spanned_bytes": g.max_pfn * PAGE_SIZE,
             "pages": g.max_pfn,
             "present_pages": m.nr_present_pages,
             "memory_model": m.config.memory_model,

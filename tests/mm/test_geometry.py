@@ -314,3 +314,14 @@ def test_one_tib_machine_boots_quickly_in_little_host_memory():
     finally:
         del m
         gc.collect()
+
+
+def test_kernel_image_must_fit_in_node_0() -> None:
+    from pageext_core.mm import ConfigError, MachineConfig
+    from pageext_core.mm.geometry import build_geometry
+
+    with pytest.raises(ConfigError, match=r"kernel_image 2GiB: the kernel is loaded at 16 MiB and must fit in node 0 "
+                                          r"\(1GiB\); make it smaller, or 0 for none"):
+        build_geometry(MachineConfig(memory=1 << 30, kernel_image=2 << 30))
+    # 16 MiB at 16 MiB on a 64 MiB machine fits (the default).
+    build_geometry(MachineConfig(memory=64 << 20))

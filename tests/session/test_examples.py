@@ -51,6 +51,15 @@ def test_example_runs_and_writes_its_reports(tmp_path: Path, session: Path) -> N
     if session.stem == "numa_hotplug":
         events = s["workload"]["hotplug"]
         assert [(e["at"], e["action"]) for e in events] == [(2000, "online"), (20000, "offline")]
-        assert events[0]["ok"] is True
+        assert events[0]["ok"] is True and events[1]["ok"] is True and events[1]["migrate"] is True
+        # The offline migrated pages out of the block, and page_owner names the reason.
+        assert any("migrated" in line and "before offlining" in line for line in files["dmesg.log"].decode().splitlines())
+        assert b"last migrate reason: memory_hotplug" in files["page_owner"]
+    if session.stem == "fragmentation":
+        # What the example promises: pageblocks that ended up mixed, counted by page_owner.
+        text = files["pagetypeinfo"].decode()
+        rows = text.split("Number of mixed blocks")[1].strip().splitlines()[1:]
+        mixed = sum(int(x) for row in rows for x in row.split()[4:])
+        assert mixed > 0, text
     if session.stem == "function_workload":
         assert s["workload"]["kind"] == "function" and s["workload"]["result"] == {"slots": 64, "live": 64}

@@ -106,7 +106,8 @@ def test_summary_has_every_documented_key(tmp_path: Path) -> None:
     assert s["schema"] == "pageext.summary/1" and s["pageext_version"] == pageext_core.__version__
     assert s["session"] == {"name": "tiny", "file": str(tmp_path / "s.toml"), "description": ""}
     m = s["machine"]
-    assert set(m) == {"memory_bytes", "pages", "present_pages", "memory_model", "nodes", "cpus", "zones"}
+    assert set(m) == {"memory_bytes", "hotplug_bytes", "spanned_bytes", "pages", "present_pages", "memory_model",
+                      "nodes", "cpus", "zones"}
     assert (m["memory_model"], m["nodes"], m["cpus"]) == ("SPARSEMEM", 1, 1)
     assert m["present_pages"] == out.page_ext.machine.nr_present_pages <= m["memory_bytes"] // 4096
     assert [z["zone"] for z in m["zones"]] == ["DMA", "DMA32"]
