@@ -101,13 +101,19 @@ def meminfo(m: "Machine") -> str:
 
 
 def vmstat(m: "Machine") -> str:
+    """Counters in ``/proc/vmstat``'s ``name value`` shape.
+
+    ``nr_free_pages`` is the kernel's; the others are the model's own, named
+    so they cannot be mistaken for kernel counters that mean something else
+    (the kernel's ``pgalloc_<zone>``/``pgfree`` count pages, these count calls).
+    """
     rows = [
         ("nr_free_pages", m.nr_free_pages),
-        ("nr_pcp_pages", m.nr_pcp_pages),
-        ("pgalloc", m.nr_allocs),
-        ("pgfree", m.nr_frees),
-        ("pgalloc_fail", m.nr_alloc_failures),
-        ("pgalloc_fallback", m.nr_fallbacks),
+        ("pcp_pages", m.nr_pcp_pages),
+        ("alloc_calls", m.nr_allocs),
+        ("free_calls", m.nr_frees),
+        ("alloc_failures", m.nr_alloc_failures),
+        ("alloc_fallbacks", m.nr_fallbacks),
         ("pageblock_claims", m.nr_pageblock_claims),
     ]
     return "".join(f"{k} {v}\n" for k, v in rows)

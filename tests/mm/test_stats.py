@@ -161,9 +161,9 @@ def test_vmstat_counts_events(tiny: Machine):
         tiny.alloc_pages(G.GFP_KERNEL | G.__GFP_NOWARN, 10)
     text = stats.vmstat(tiny)
     values = dict(line.split() for line in text.splitlines())
-    assert values["pgalloc"] == "17"  # 1 + 16 order-10 blocks; the 17th failed
-    assert values["pgfree"] == "1"
-    assert values["pgalloc_fail"] == "1"
+    assert values["alloc_calls"] == "17"  # 1 + 16 order-10 blocks; the 17th failed
+    assert values["free_calls"] == "1"
+    assert values["alloc_failures"] == "1"
     assert values["nr_free_pages"] == "0"
     assert int(values["pageblock_claims"]) == 32  # every pageblock went Unmovable
 
