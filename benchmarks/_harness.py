@@ -10,7 +10,7 @@ import gc
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 
 @dataclass
@@ -80,6 +80,18 @@ def rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         resident_pages = int(f.read().split()[1])
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def run_parts(parts: "Sequence[Callable[[bool], list[Result]]]", quick: bool) -> list[Result]:
+    """Run a module's measuring functions in turn; each result notes how long its part took."""
+    out: list[Result] = []
+    for part in parts:
+        t0 = time.perf_counter()
+        got = part(quick)
+        for r in got:
+            r.detail.setdefault("seconds_for_part", round(time.perf_counter() - t0, 2))
+        out.extend(got)
+    return out
 
 
 def list_floor(ops: int) -> float:

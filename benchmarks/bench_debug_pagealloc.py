@@ -12,7 +12,6 @@ Run: ``.venv/bin/python -m benchmarks debug_pagealloc`` (``--quick`` for a smoke
 """
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
@@ -21,7 +20,7 @@ from pageext_core.mm import GiB, MachineConfig, MiB, PAGE_SIZE
 
 from typing import Callable
 
-from benchmarks._harness import Result, interleaved, self_timed
+from benchmarks._harness import Result, interleaved, run_parts, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
 
 # The standard plan keeps ~280 MiB live: 1 GiB runs it without failures.
@@ -156,11 +155,4 @@ def memory(quick: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    out: list[Result] = []
-    for part in (throughput, poisoning, memory):
-        t0 = time.perf_counter()
-        got = part(quick)
-        for r in got:
-            r.detail.setdefault("seconds_for_part", round(time.perf_counter() - t0, 2))
-        out.extend(got)
-    return out
+    return run_parts((throughput, poisoning, memory), quick)

@@ -43,7 +43,7 @@ from pageext_core.mm import GiB, MachineConfig, MiB, TiB
 from pageext_core.mm.geometry import build_geometry
 
 from benchmarks import _workload as wl
-from benchmarks._harness import Result, interleaved, list_floor
+from benchmarks._harness import Result, interleaved, list_floor, run_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = MachineConfig(memory=1 * GiB)  # the standard plan runs without failures on 1 GiB
@@ -300,11 +300,4 @@ def table_bytes(quick: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    out: list[Result] = []
-    for part in (overhead_off, noop_clients, table_bytes):
-        t0 = time.perf_counter()
-        got = part(quick)
-        for r in got:
-            r.detail.setdefault("seconds_for_part", round(time.perf_counter() - t0, 2))
-        out.extend(got)
-    return out
+    return run_parts((overhead_off, noop_clients, table_bytes), quick)

@@ -14,13 +14,12 @@ Run: ``.venv/bin/python -m benchmarks guard`` (``--quick`` for a smoke test).
 from __future__ import annotations
 
 import gc
-import time
 
 import pageext_core as pc
 from pageext_core.mm import GiB, MachineConfig
 from pageext_core.mm.gfp import GFP_KERNEL
 
-from benchmarks._harness import Result, interleaved
+from benchmarks._harness import Result, interleaved, run_parts
 from benchmarks._workload import Plan, make_plan, run_plan
 
 # The standard plan keeps ~280 MiB live; 1 GiB runs it without failures.
@@ -171,12 +170,6 @@ def held_memory(quick: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    out: list[Result] = []
-    for part in (throughput, hook_cost, held_memory):
-        t0 = time.perf_counter()
-        got = part(quick)
-        for r in got:
-            r.detail.setdefault("seconds_for_part", round(time.perf_counter() - t0, 2))
-        out.extend(got)
+    out = run_parts((throughput, hook_cost, held_memory), quick)
     out.append(hooks_share(out))
     return out

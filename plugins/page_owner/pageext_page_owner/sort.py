@@ -839,15 +839,22 @@ def _group_dict(g: Group, rep: Report) -> dict:
         if rep.sort and rep.sort[0][0] == "alloc_ts":
             d["ts_ns"] = None if g.ts == U64_MAX else g.ts
         return d
-    if "pid" in rep.shown:
+    d.update(_key_dict(g, rep.shown, rep.cull))
+    return d
+
+
+def _key_dict(g: Group, shown: list[str], cull: list[str]) -> dict[str, object]:
+    """The key fields of a culled group, for json/csv (the text form is ``_key_fields``)."""
+    d: dict[str, object] = {}
+    if "pid" in shown:
         d["pid"] = g.pid
-    if "tgid" in rep.shown:
+    if "tgid" in shown:
         d["tgid"] = g.tgid
-    if "comm" in rep.shown:
+    if "comm" in shown:
         d["comm"] = _txt(g.comm)
-    if "allocator" in rep.cull:
+    if "allocator" in cull:
         d["allocator"] = _txt(alloc_label(g.alloc)).strip()
-    if "stacktrace" in rep.cull:
+    if "stacktrace" in cull:
         d["frames"] = _frames(g.stacktrace)
         d["stacktrace"] = _txt(g.stacktrace)
     return d
@@ -1045,18 +1052,7 @@ def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
         "new_times": r.new_times,
         "new_pages": r.new_pages,
     }
-    g = r.rep
-    if "pid" in d.shown:
-        out["pid"] = g.pid
-    if "tgid" in d.shown:
-        out["tgid"] = g.tgid
-    if "comm" in d.shown:
-        out["comm"] = _txt(g.comm)
-    if "allocator" in d.cull:
-        out["allocator"] = _txt(alloc_label(g.alloc)).strip()
-    if "stacktrace" in d.cull:
-        out["frames"] = _frames(g.stacktrace)
-        out["stacktrace"] = _txt(g.stacktrace)
+    out.update(_key_dict(r.rep, d.shown, d.cull))
     return out
 
 
