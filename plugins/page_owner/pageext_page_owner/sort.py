@@ -864,6 +864,15 @@ def _sort_desc(order: Sequence[tuple[str, int]]) -> list[str]:
     return [("-" if s < 0 else "+") + n for n, s in order]
 
 
+def _json_document(head: dict, groups: Iterable[dict]) -> Iterator[bytes]:
+    """One JSON object: ``head``'s keys, then ``"groups"``, one group per line, written in chunks."""
+    text = json.dumps(head, indent=1)
+    yield (text[:-2] + ',\n "groups": [').encode()
+    lines = (("\n  " if i == 0 else ",\n  ") + json.dumps(g) for i, g in enumerate(groups))
+    yield from _chunks(line.encode() for line in lines)
+    yield b"\n ]\n}\n"
+
+
 def render_json(rep: Report) -> Iterator[bytes]:
     """One JSON document; groups are streamed one per line so huge reports stay cheap."""
     head = {
@@ -875,18 +884,7 @@ def render_json(rep: Report) -> Iterator[bytes]:
         "cull": rep.cull,
         "sort": _sort_desc(rep.sort),
     }
-    text = json.dumps(head, indent=1)
-    yield (text[:-2] + ',\n "groups": [').encode()
-    sep = "\n  "
-    buf: list[str] = []
-    for g in rep.groups:
-        buf.append(sep + json.dumps(_group_dict(g, rep)))
-        sep = ",\n  "
-        if len(buf) >= 4096:
-            yield "".join(buf).encode()
-            buf.clear()
-    buf.append("\n ]\n}\n")
-    yield "".join(buf).encode()
+    return _json_document(head, (_group_dict(g, rep) for g in rep.groups))
 
 
 def _csv_rows(header: list[str], rows: Iterable[list[object]]) -> Iterator[bytes]:
@@ -1071,18 +1069,7 @@ def render_diff_json(d: DiffReport) -> Iterator[bytes]:
             "new_pages": d.new_pages,
         },
     }
-    text = json.dumps(head, indent=1)
-    yield (text[:-2] + ',\n "groups": [').encode()
-    sep = "\n  "
-    buf: list[str] = []
-    for r in d.rows:
-        buf.append(sep + json.dumps(_diff_row_dict(r, d)))
-        sep = ",\n  "
-        if len(buf) >= 4096:
-            yield "".join(buf).encode()
-            buf.clear()
-    buf.append("\n ]\n}\n")
-    yield "".join(buf).encode()
+    return _json_document(head, (_diff_row_dict(r, d) for r in d.rows))
 
 
 def render_diff_csv(d: DiffReport) -> Iterator[bytes]:
