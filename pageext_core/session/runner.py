@@ -118,11 +118,11 @@ def _why_missing(pe: PageExt, name: str, available: list[str]) -> str:
     if off:
         return (f"; it comes from {off[0]!r}, which is installed but not enabled by this boot line "
                 f"(see pageext plugins)")
-    failed = [p for p in pe.problems if name.split("/")[0].split("_")[0] in p]
-    if failed:
-        return f"; a plugin failed to load: {failed[0]}"
     close = difflib.get_close_matches(name, available, n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    if pe.problems:  # the report may belong to a plugin that could not be loaded
+        hint += f" (a plugin failed to load: {pe.problems[0]})"
+    return hint
 
 
 def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opts_label: str = "--report") -> list[str]:

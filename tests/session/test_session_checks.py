@@ -188,3 +188,28 @@ def test_reports_of_an_earlier_run_are_removed_not_left_stale(tmp_path: Path, mo
     assert (out / "mine.txt").read_text() == "a user's own file"  # only files a run wrote are removed
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "dmesg.log", "summary.json", "mine.txt"])
+
+
+class Misspelt:
+    name = "typo"
+
+    @hookimpl
+    def pageext_report(self) -> dict[str, Any]:
+        return {"typo": lambda: "x\n"}
+
+    def pageext_on_aloc(self, pfn: int) -> None:  # marked below: a hook no spec has
+        pass
+
+
+Misspelt.pageext_on_aloc = hookimpl(Misspelt.pageext_on_aloc)  # type: ignore[method-assign]
+
+
+def test_missing_report_mentions_a_plugin_that_failed_to_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PAGEEXT_STRICT", raising=False)  # lenient loading: the broken plugin is skipped
+    with_clients(monkeypatch, Misspelt())
+    p = write_session(tmp_path, TINY.replace('["buddyinfo", "meminfo"]', '["typo"]'))
+    with pytest.raises(SessionError) as ei:
+        run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
+    msg = str(ei.value)
+    assert "no report 'typo'" in msg
+    assert "(a plugin failed to load: plugin 'typo'" in msg and "'pageext_on_aloc'" in msg
