@@ -30,6 +30,7 @@ _EXPORTS = {
     "boot": "pageext_core.page_ext",
     "PluginLoadError": "pageext_core.registry",
     "Finding": "pageext_core.reports",
+    "FindingKinds": "pageext_core.reports",
     "NoExtension": "pageext_core.storage",
     "PageExtView": "pageext_core.storage",
     "check_conformance": "pageext_core.conformance",
@@ -46,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.mm import Machine, MachineConfig, parse_gfp, parse_size
     from pageext_core.page_ext import PageExt, boot
     from pageext_core.registry import PluginLoadError
-    from pageext_core.reports import Finding
+    from pageext_core.reports import Finding, FindingKinds
     from pageext_core.storage import NoExtension, PageExtView
 
 

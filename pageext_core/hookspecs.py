@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
     from pageext_core.page_ext import PageExt
-    from pageext_core.reports import Finding
+    from pageext_core.reports import Finding, FindingKinds
     from pageext_core.storage import PageExtView
 
 PROJECT = "pageext"
@@ -218,4 +218,22 @@ def pageext_findings() -> "Sequence[Finding]":
     """Bugs this client caught (use-after-free, corruption, guard hits).
 
     Any finding makes ``pageext run --fail-on-findings`` exit 1.
+    """
+
+
+@hookspec
+def pageext_finding_kinds() -> "FindingKinds":
+    """The finding kinds this client reports, and which planted bugs each catches.
+
+    Return a ``FindingKinds``: ``reports`` lists every ``Finding.kind`` the
+    client may produce; ``catches`` maps a planted bug kind of the session
+    workload to the finding kinds by which this client, as booted, reports
+    it (debug_pagealloc catches a use-after-free as a fault with
+    ``debug_pagealloc=on`` but as ``memory-corruption`` at the next
+    allocation with ``page_poison=on`` alone, so the answer may depend on the
+    boot line: that is why this is a hook, asked after ``pageext_init``, and
+    not a class attribute).  The session runner matches planted bugs to
+    findings from these declarations alone; a client that does not
+    implement it catches nothing there.  Asked of needed clients only, once
+    per session.  Not on the hot path.
     """

@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 FINDING_KINDS = (
     "use-after-free",
@@ -36,11 +36,40 @@ class Finding:
     offset: int | None = None
     client: str = ""
     detail: dict[str, Any] = field(default_factory=dict)
+    length: int | None = None
+    """Bytes from ``offset`` the finding covers (a damaged range); None: just the byte at ``offset``."""
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["pfn_hex"] = f"{self.pfn:#x}"
         return d
+
+
+@dataclass(frozen=True)
+class FindingKinds:
+    """What a client declares about its findings (``pageext_finding_kinds``), for this boot.
+
+    ``reports``: every ``Finding.kind`` the client may produce.  ``catches``:
+    for each planted bug kind of the session workload (``use_after_free``,
+    ``stray_write``, ``bit_flip``, ``corruption``, ``overrun``, ``underrun``)
+    the finding kinds by which this client, as booted, reports such a bug.
+    The session runner scores planted bugs from these declarations only.
+    """
+
+    reports: tuple[str, ...] = ()
+    catches: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def check(self, client: str) -> None:
+        """Every caught-as kind must be one the client reports; a ValueError names what is wrong."""
+        for planted, kinds in self.catches.items():
+            if isinstance(kinds, str):
+                raise ValueError(f"client {client!r}: pageext_finding_kinds: catches[{planted!r}] must be a "
+                                 f"sequence of finding kinds, not the string {kinds!r}")
+            bad = [k for k in kinds if k not in self.reports]
+            if bad:
+                raise ValueError(f"client {client!r}: pageext_finding_kinds: catches[{planted!r}] names "
+                                 f"{', '.join(map(repr, bad))}, which is not in its reports "
+                                 f"({', '.join(self.reports) or 'none'}); add it to reports")
 
 
 class ReportError(ValueError):

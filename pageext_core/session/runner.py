@@ -32,7 +32,13 @@ from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import PluginLoadError, installed_names
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
-from pageext_core.session.workload import WorkloadResult, load_function, match_planted, run_workload
+from pageext_core.session.workload import (
+    WorkloadResult,
+    declared_finding_kinds,
+    load_function,
+    match_planted,
+    run_workload,
+)
 
 SUMMARY_SCHEMA = "pageext.summary/1"
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -247,6 +253,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     names = selected_reports(sess, pe, opts.reports, opts.reports_label)
     check_report_params(sess, pe, dict(sess.report.params))
     check_hotplug_events(sess, pe)
+    catches = declared_finding_kinds(pe)  # what each client says it catches, checked before the run
     if opts.write_files:  # the last check, so a configuration error leaves nothing behind
         make_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     total = sess.workload.operations
@@ -293,7 +300,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     if interrupted:
         pe.machine.log.warn("pageext: workload interrupted; reports show the state reached")
     findings = pe.findings()
-    detection = match_planted(wres.planted, findings)
+    detection = match_planted(wres.planted, findings, catches)
     texts: dict[str, str] = {}
     for name in names:
         try:

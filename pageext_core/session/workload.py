@@ -20,14 +20,16 @@ import random
 import sys
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from pageext_core.dispatch import call_each
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import HotplugError, PageFault
 from pageext_core.mm.machine import Task
+from pageext_core.reports import Finding, FindingKinds
 from pageext_core.session.callsites import ACCESS_FRAME, BUILTIN_SITES, DEFAULT_TASKS, STRAY_STACK, CallSite
 
 STRAY_TASK = Task(203, 203, "kworker/0:3")  # the broken driver's work item runs here
@@ -120,6 +122,7 @@ def _run_function(pe: "PageExt", spec: WorkloadSpec, progress: Progress, res: Wo
     fn = load_function(spec.function or "", spec.base_dir)
     m = pe.machine
     a0, f0, x0 = m.nr_allocs, m.nr_frees, m.nr_alloc_failures
+    pages0, blocks0 = m.nr_allocated_pages, _allocated_blocks(m)
     ctx = WorkloadContext(m, pe, random.Random(spec.seed), dict(spec.params), spec, progress, res)
     try:
         res.result = fn(ctx)
@@ -128,7 +131,16 @@ def _run_function(pe: "PageExt", spec: WorkloadSpec, progress: Progress, res: Wo
         res.frees = m.nr_frees - f0
         res.failures = m.nr_alloc_failures - x0
         res.operations = res.allocations + res.frees
+        # What the function left allocated: the machine's count now less the count it started from.
+        res.live_pages = m.nr_allocated_pages - pages0
+        res.live_blocks = _allocated_blocks(m) - blocks0
     return res
+
+
+def _allocated_blocks(m: Any) -> int:
+    """Allocated blocks on the machine (head pages of allocated blocks, movable or not): one scan."""
+    kinds = m.state >> 4
+    return int(np.count_nonzero((kinds == _b.K_ALLOC) | (kinds == _b.K_ALLOC_MOVABLE)))
 
 
 class Synthetic:
@@ -172,6 +184,12 @@ class Synthetic:
         self.seq = 0
         # A block migrated (offline with migration) lives on at another pfn: follow it.
         self.moved: dict[int, int] = {}
+        # Max-order blocks any page of which was ever handed out, kept only when stray
+        # writes are planted: a stray write must land in memory nobody was ever given.
+        self.used_blocks: np.ndarray | None = None
+        if spec.faults.get("stray_write"):
+            self.used_blocks = np.zeros((m.geometry.max_pfn >> m.max_order) + 1, dtype=bool)
+            self._mark_tables()
 
     def _variants(self, want: int | None) -> list[tuple[CallSite, int]]:
         base = [(s, 0) for s in BUILTIN_SITES]
@@ -263,6 +281,8 @@ class Synthetic:
             return None
         if s.page_flags:
             m.set_page_flags(pfn, s.page_flags)
+        if self.used_blocks is not None:
+            self.used_blocks[pfn >> m.max_order] = True
         self.live[pfn] = (order, site, t)
         self.live_pages += 1 << order
         if rng.random() >= self.spec.leak_fraction:
@@ -272,6 +292,8 @@ class Synthetic:
         return pfn
 
     def _migrated(self, old: int, new: int, order: int, reason: str) -> None:
+        if self.used_blocks is not None:
+            self.used_blocks[new >> self.m.max_order] = True
         entry = self.live.pop(old, None)
         if entry is not None:
             self.live[new] = entry
@@ -318,6 +340,18 @@ class Synthetic:
             entry["ok"] = False
             entry["error"] = str(exc)
         self.res.hotplug.append(entry)
+        if self.used_blocks is not None:  # onlining allocates page_ext tables for the new sections
+            self._mark_tables()
+
+    def _mark_tables(self) -> None:
+        """Mark the blocks page_ext tables were carved from (``alloc_pages_exact`` handed out and freed the tails)."""
+        tables = self.pe.tables
+        if tables is None or self.used_blocks is None:
+            return
+        shift = self.m.max_order
+        for t in tables.tables.values():
+            for p, _ in t.sim_chunks:
+                self.used_blocks[p >> shift] = True
 
     # -- planted bugs -------------------------------------------------------------------
 
@@ -331,10 +365,12 @@ class Synthetic:
         plan.sort(reverse=True)
         return plan
 
-    def _record(self, kind: str, pfn: int, offset: int, faulted: PageFault | None, target: str, **extra: Any) -> None:
+    def _record(self, kind: str, pfn: int, offset: int, nbytes: int, faulted: PageFault | None, target: str,
+                **extra: Any) -> None:
         self.res.planted.append({
-            "kind": kind, "pfn": pfn, "pfn_hex": f"{pfn:#x}", "offset": offset, "time_ns": self.m.clock_ns,
-            "op": self.res.operations, "target": target, "faulted": faulted is not None, **extra,
+            "kind": kind, "pfn": pfn, "pfn_hex": f"{pfn:#x}", "offset": offset, "bytes": nbytes,
+            "time_ns": self.m.clock_ns, "op": self.res.operations, "target": target, "faulted": faulted is not None,
+            **extra,
         })
 
     def _write(self, pfn: int, offset: int, data: bytes) -> PageFault | None:
@@ -355,13 +391,16 @@ class Synthetic:
                 off = rng.randrange(0, PAGE_SIZE - 8, 8)
                 with m.context(task=self.tasks[t], cpu=self.task_cpu[t], stack=self.access_handle[site]):
                     fault = self._write(page, off, b"\xde\xad\xbe\xef\x00\x00\x00\x01")
-                self._record("use_after_free", page, off, fault, "freed block", block_pfn=pfn, order=order)
+                self._record("use_after_free", page, off, 8, fault, "freed block", block_pfn=pfn, order=order)
                 return
         self.res.planted.append({"kind": "use_after_free", "skipped": "no recently freed block is still free"})
 
     def _free_pages_never_used(self) -> np.ndarray:
+        """Heads of free max-order blocks no page of which was ever handed out (``used_blocks``)."""
         st = self.m.state
         heads = np.flatnonzero(st == ((_b.K_FREE << 4) | self.m.max_order))
+        if self.used_blocks is not None:
+            heads = heads[~self.used_blocks[heads >> self.m.max_order]]
         return heads
 
     def _plant_stray_write(self) -> None:
@@ -375,7 +414,7 @@ class Synthetic:
         off = self.rng.randrange(0, PAGE_SIZE - 8, 8)
         with m.context(task=STRAY_TASK, stack=self.stray_handle):
             fault = self._write(page, off, b"\x0b\xad\xf0\x0d\x0b\xad\xf0\x0d")
-        self._record("stray_write", page, off, fault, "free memory never handed out")
+        self._record("stray_write", page, off, 8, fault, "free memory never handed out")
 
     def _reused_free_page(self) -> tuple[int, int, int] | None:
         """A free page the next order-0 allocation of (task, site) will be given (top of a per-CPU list).
@@ -394,6 +433,8 @@ class Synthetic:
                 if pfn is None:
                     self.res.failures += 1
                     continue
+                if self.used_blocks is not None:
+                    self.used_blocks[pfn >> m.max_order] = True
                 m.set_stack(self.free_handle[site])
                 m.free_pages(pfn, 0)
                 self.res.frees += 1
@@ -414,7 +455,7 @@ class Synthetic:
         else:
             new = bytes(b ^ 0xFF for b in old)
         m.contents.write_phys(pfn, off, new)  # memory went bad while the page was free
-        self._record(kind, pfn, off, None, "free page (the next allocation reuses it)", bytes=nbytes)
+        self._record(kind, pfn, off, nbytes, None, "free page (the next allocation reuses it)")
         # The next allocation of the same kind on the same CPU takes this page from the per-CPU list.
         got_pfn = self._alloc(self.res.operations, task=t, site=site, gfp=self.sites[site][0].gfp, order=0)
         self.res.planted[-1]["reallocated"] = got_pfn == pfn
@@ -450,47 +491,112 @@ class Synthetic:
             target = {_b.K_HELD: "guard page", _b.K_FREE: "free page", _b.K_PCP: "free page"}.get(kind_now, "allocated page")
             with m.context(task=self.tasks[t], cpu=self.task_cpu[t], stack=self.access_handle[site]):
                 fault = self._write(page, off, b"\xcc" * 8)
-            self._record(kind, page, off, fault, target, block_pfn=head, order=order)
+            self._record(kind, page, off, 8, fault, target, block_pfn=head, order=order)
             return
         self.res.planted.append({"kind": kind, "skipped": "no allocation with a valid neighbour"})
 
 
-# Which finding kinds count as catching a planted bug.
-DETECTS = {
-    "use_after_free": ("use-after-free", "wild-access", "stray-access"),
-    "stray_write": ("use-after-free", "wild-access", "stray-access", "memory-corruption", "single-bit-error"),
-    "bit_flip": ("single-bit-error",),
-    "corruption": ("memory-corruption",),
-    "overrun": ("guard-hit", "use-after-free", "wild-access", "stray-access"),
-    "underrun": ("guard-hit", "use-after-free", "wild-access", "stray-access"),
-}
+def declared_finding_kinds(pe: "PageExt") -> dict[str, FindingKinds]:
+    """Each enabled client's ``pageext_finding_kinds`` answer, checked (a broken one is a SessionError).
+
+    Asked once, before the workload, so a plugin's bad declaration stops the
+    session before anything runs or is written.
+    """
+    out: dict[str, FindingKinds] = {}
+    for name in pe.enabled:
+        try:
+            got = call_each(pe.pm, "pageext_finding_kinds", [name]).get(name)
+        except Exception as exc:
+            raise SessionError(f"plugin {name!r}: pageext_finding_kinds raised {type(exc).__name__}: {exc}") from None
+        if got is None:
+            continue
+        if not isinstance(got, FindingKinds):
+            raise SessionError(f"plugin {name!r}: pageext_finding_kinds returned {type(got).__name__}; "
+                               "return a pageext_core.FindingKinds(reports=..., catches=...)")
+        try:
+            got.check(name)
+        except ValueError as exc:
+            raise SessionError(str(exc)) from None
+        out[name] = got
+    return out
 
 
-def match_planted(planted: list[dict[str, Any]], findings: list[Any]) -> dict[str, Any]:
-    """Compare planted bugs with what the clients found: same pfn, a fitting kind, not earlier.
+def _fits(p: dict[str, Any], f: Finding, catches: Mapping[str, FindingKinds]) -> bool:
+    """Can finding ``f`` be the report of planted bug ``p``?
+
+    Same pfn; not before the bug; a kind by which ``f``'s client declares it
+    catches ``p``'s kind; and where both are known, the finding's bytes
+    overlap the planted write's.
+    """
+    if f.pfn != p["pfn"] or f.time_ns < p["time_ns"]:
+        return False
+    decl = catches.get(f.client)
+    if decl is None or f.kind not in decl.catches.get(p["kind"], ()):
+        return False
+    if f.offset is not None and p.get("offset") is not None:
+        lo, hi = p["offset"], p["offset"] + int(p.get("bytes") or 1)
+        if f.offset + (f.length or 1) <= lo or f.offset >= hi:
+            return False
+    return True
+
+
+def match_planted(planted: list[dict[str, Any]], findings: Sequence[Finding],
+                  catches: Mapping[str, FindingKinds]) -> dict[str, Any]:
+    """Match planted bugs with what the clients found, one to one; count detected, missed, undetectable.
+
+    A planted bug and a finding may be paired when they fit (``_fits``,
+    from the clients' ``pageext_finding_kinds`` declarations).  Among those
+    pairs a maximum matching is chosen (augmenting paths, Kuhn's algorithm:
+    bugs in the order they were planted, findings in their list order, so
+    the choice is deterministic): each finding catches at most one bug and
+    each bug is caught by at most one finding.  ``detected_by`` is the index
+    of its finding in ``findings``, or None.
 
     A write that landed in another live allocation (an overrun into the next
     block) is silent corruption: no page-level debug feature can see it, in
-    the kernel either.  Such plants are counted as ``undetectable``, apart
-    from ``missed`` (which are detectable plants nobody reported).
+    the kernel either.  Such plants are ``undetectable``, never matched (a
+    later finding on that page is another bug's), and counted apart from
+    ``missed`` (detectable plants nobody reported).
     """
+    by_pfn: dict[int, list[int]] = {}
+    for fi, f in enumerate(findings):
+        by_pfn.setdefault(f.pfn, []).append(fi)
+    edges: dict[int, list[int]] = {}
+    for pi, p in enumerate(planted):
+        if "skipped" in p or p.get("target") == "allocated page":
+            continue
+        edges[pi] = [fi for fi in by_pfn.get(p["pfn"], ()) if _fits(p, findings[fi], catches)]
+    owner: dict[int, int] = {}  # finding index -> planted index
+
+    def augment(pi: int, seen: set[int]) -> bool:
+        for fi in edges[pi]:
+            if fi in seen:
+                continue
+            seen.add(fi)
+            if fi not in owner or augment(owner[fi], seen):
+                owner[fi] = pi
+                return True
+        return False
+
+    for pi in edges:
+        if edges[pi]:
+            augment(pi, set())
+    caught = {pi: fi for fi, pi in owner.items()}
     detected = missed = undetectable = 0
     items = []
-    for p in planted:
+    for pi, p in enumerate(planted):
         if "skipped" in p:
             items.append({**p, "detected_by": None})
             continue
-        kinds = DETECTS.get(p["kind"], ())
-        hit = next((f for f in findings if f.pfn == p["pfn"] and f.kind in kinds and f.time_ns >= p["time_ns"]), None)
-        detectable = p.get("target") != "allocated page"
+        detectable = pi in edges
+        hit = caught.get(pi)
         if hit is not None:
             detected += 1
         elif detectable:
             missed += 1
         else:
             undetectable += 1
-        items.append({**p, "detectable": detectable,
-                      "detected_by": None if hit is None else {"client": hit.client, "kind": hit.kind}})
+        items.append({**p, "detectable": detectable, "detected_by": hit})
     real = [p for p in planted if "skipped" not in p]
     return {"planted": len(real), "detected": detected, "missed": missed, "undetectable": undetectable,
             "items": items}

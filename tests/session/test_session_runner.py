@@ -468,7 +468,8 @@ def test_findings_give_exit_code_1_only_when_asked(tmp_path: Path, monkeypatch: 
     assert out.exit_code == EXIT_OK and f["count"] > 0 and f["by_kind"] == {"bad-page-state": f["count"]}
     assert {i["client"] for i in f["items"]} == {"finder"}
     assert [i["time_ns"] for i in f["items"]] == sorted(i["time_ns"] for i in f["items"])
-    assert set(f["items"][0]) == {"kind", "pfn", "pfn_hex", "time_ns", "message", "offset", "client", "detail"}
+    assert set(f["items"][0]) == {"kind", "pfn", "pfn_hex", "time_ns", "message", "offset", "length", "client",
+                                  "detail"}
     with_clients(monkeypatch, FindingClient(order=2))
     assert run_tiny(tmp_path, text, fail_on_findings=True).exit_code == EXIT_FINDINGS
     with_clients(monkeypatch, FindingClient(order=9))  # no order-9 allocation: no finding

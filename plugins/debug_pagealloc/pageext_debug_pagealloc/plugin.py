@@ -27,13 +27,15 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
-from pageext_core import BootConfig, BootParam, Finding, hookimpl
+from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
 from pageext_core.mm import buddy as _buddy
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.machine import MEM_ONLINE
 
 from pageext_debug_pagealloc.report import (
+    CORRUPTION,
     PAGE_POISON,
+    SINGLE_BIT,
     STRAY_ACCESS,
     USE_AFTER_FREE,
     classify,
@@ -286,7 +288,8 @@ class DebugPagealloc:
         else:
             self.reports_suppressed += 1
         bad = int(np.count_nonzero(np.frombuffer(data, np.uint8) != PAGE_POISON))
-        self.findings.append(Finding(kind=kind, pfn=pfn, time_ns=m.clock_ns, message=text, offset=first, detail={
+        self.findings.append(Finding(kind=kind, pfn=pfn, time_ns=m.clock_ns, message=text, offset=first,
+                                     length=last - first + 1, detail={
             "first_bad": first, "last_bad": last, "bad_bytes": bad, "printed": printed,
         }))
 
@@ -351,3 +354,27 @@ class DebugPagealloc:
     @hookimpl
     def pageext_findings(self) -> list[Finding]:
         return list(self.findings)
+
+    @hookimpl
+    def pageext_finding_kinds(self) -> FindingKinds:
+        """What this boot's mode catches, and as what.
+
+        Unmapping (``debug_pagealloc=on``): a write to a free page faults at
+        once, so it never lands and the poison stays whole; a page freed
+        before is a use-after-free, one never handed out a stray access (an
+        overrun onto a free page may be either).  Poison alone
+        (``page_poison=on``): the write lands and is found as damaged poison
+        when the page is handed out again.  Flipped bits and corruption in a
+        free page are caught by the poison check in both modes.
+        """
+        poison = {"bit_flip": (SINGLE_BIT,), "corruption": (CORRUPTION,)}
+        if self.unmap:
+            return FindingKinds(
+                reports=(USE_AFTER_FREE, STRAY_ACCESS, SINGLE_BIT, CORRUPTION),
+                catches={"use_after_free": (USE_AFTER_FREE,), "stray_write": (STRAY_ACCESS,),
+                         "overrun": (USE_AFTER_FREE, STRAY_ACCESS), "underrun": (USE_AFTER_FREE, STRAY_ACCESS),
+                         **poison})
+        return FindingKinds(
+            reports=(SINGLE_BIT, CORRUPTION),
+            catches={"use_after_free": (CORRUPTION,), "stray_write": (CORRUPTION,),
+                     "overrun": (CORRUPTION,), "underrun": (CORRUPTION,), **poison})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from pageext_core import BootConfig, BootParam, Finding, NoExtension, hookimpl
+from pageext_core import BootConfig, BootParam, Finding, FindingKinds, NoExtension, hookimpl
 from pageext_core.mm.errors import PageFault
 
 from pageext_guard import params
@@ -244,3 +244,8 @@ class Guard:
     @hookimpl
     def pageext_findings(self) -> list[Finding]:
         return list(self.hits)
+
+    @hookimpl
+    def pageext_finding_kinds(self) -> FindingKinds:
+        """A write just past (or before) an allocation that lands on a guard page faults as a guard hit."""
+        return FindingKinds(reports=("guard-hit",), catches={"overrun": ("guard-hit",), "underrun": ("guard-hit",)})

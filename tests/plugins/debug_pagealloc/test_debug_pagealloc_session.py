@@ -44,8 +44,9 @@ def test_every_planted_bug_is_found_with_the_right_kind_and_pfn(cmdline: str, se
     want = {"use_after_free": {"use-after-free"}, "stray_write": {"stray-access"},
             "bit_flip": {"single-bit-error"}, "corruption": {"memory-corruption"}}
     for item in planted["items"]:
-        assert item["detected_by"]["client"] == "debug_pagealloc"
-        assert item["detected_by"]["kind"] in want[item["kind"]]
+        found = s["findings"]["items"][item["detected_by"]]
+        assert found["client"] == "debug_pagealloc" and found["pfn"] == item["pfn"]
+        assert found["kind"] in want[item["kind"]]
 
 
 def test_page_poison_alone_finds_the_flips_at_allocation() -> None:
@@ -54,8 +55,13 @@ def test_page_poison_alone_finds_the_flips_at_allocation() -> None:
     for item in s["planted"]["items"]:
         if item["kind"] in ("bit_flip", "corruption"):
             assert item["detected_by"] is not None, item
-        else:  # no fault at the write, so not matched as a use-after-free / stray access
-            assert item["detected_by"] is None
+        if item["detected_by"] is not None:  # no fault at the write: found as damaged poison, at its bytes
+            found = s["findings"]["items"][item["detected_by"]]
+            assert found["pfn"] == item["pfn"] and found["time_ns"] >= item["time_ns"]
+            assert found["offset"] <= item["offset"] + item["bytes"] - 1
+            assert item["offset"] <= found["offset"] + found["length"] - 1
+            if item["kind"] in ("use_after_free", "stray_write"):
+                assert found["kind"] == "memory-corruption"
     assert set(s["findings"]["by_kind"]) <= {"single-bit-error", "memory-corruption"}
 
 
