@@ -29,8 +29,8 @@ from pageext_core.registry import PluginInfo, PluginLoadError, direct, discover,
 from pageext_core.reports import Finding, ReportError, check_report_name, join_text
 from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 
-# pagetypeinfo comes last: with page_owner on, reading it drains the per-CPU
-# lists (as in the kernel), so the others are read from the state before.
+# Reading a report never changes the machine (no report drains the per-CPU
+# lists), so this order is only the order in which they are listed.
 CORE_REPORTS = ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo")
 SECTIONED_REPORTS = ("pagetypeinfo",)  # core reports that print clients' per-node sections
 

@@ -2,7 +2,9 @@
 
 Text shapes follow the kernel's so that scripts written for real machines
 read ours.  ``pagetypeinfo`` takes extra per-node sections from page_ext
-clients (page_owner adds "Number of mixed blocks").
+clients (page_owner adds "Number of mixed blocks").  Every function here
+only reads the machine: a report never drains the per-CPU lists, so reports
+and ``summary.json`` describe one moment whichever of them are asked for.
 """
 from __future__ import annotations
 
@@ -53,11 +55,15 @@ def pageblock_counts(m: "Machine") -> np.ndarray:
 
 
 def pagetypeinfo(m: "Machine", sections: Iterable[PagetypeinfoSection] = ()) -> str:
-    """``/proc/pagetypeinfo`` per node.
+    """``/proc/pagetypeinfo`` per node, read-only: one moment, as buddyinfo shows it.
 
     The free counts are read as they are (per-CPU pages are not on the free
-    lists, as in buddyinfo); only a client's section may drain first, as
-    page_owner's mixed-block count does in the kernel.
+    lists, as in buddyinfo).  Clients' sections must not change the machine
+    either: page_owner's mixed-block count, which the kernel reads after a
+    drain, is computed so that it equals the drained figures without draining.
+    (On a kernel with several nodes, that drain happens after node 0's free
+    counts are printed, so later nodes' counts are read after it; here every
+    node shows the same moment.)
     """
     fb = free_blocks(m)
     bc = pageblock_counts(m)

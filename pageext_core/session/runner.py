@@ -146,7 +146,10 @@ def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opt
             where = sess.source.where(["report", "reports"]) if override is None else opts_label
             raise SessionError(f"{where}: no report {name!r}{_why_missing(pe, name, available)} "
                                f"(this session offers: {', '.join(available)})")
-    return list(dict.fromkeys(wanted))
+    # Listed (and written) in the session's own order, not the order asked for:
+    # reports are read-only, so only summary.json's ``reports`` list would differ.
+    asked = set(wanted)
+    return [n for n in available if n in asked]
 
 
 def check_report_params(sess: Session, pe: PageExt, params: dict[str, dict[str, Any]], label: str | None = None) -> None:

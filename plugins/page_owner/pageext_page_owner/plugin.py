@@ -107,11 +107,11 @@ class PageOwner(OwnerEvents):
     def _records(self, start: int, fmt: str) -> Iterator[tuple[int, str]]:
         """(pfn, text) of each record at or after ``start``; the one path both readers use.
 
-        Per-CPU lists are drained first, as the kernel's reader does.
+        Read-only.  The kernel's reader drains the per-CPU lists first; what
+        it prints does not depend on that drain (see ``scan``), so we do not.
         """
         view = self._ready()
         formatter = self.dumper.formatter(fmt)
-        self.machine.drain_all_pages()
         for rec in scan.iter_heads(view, self._allocated, max(int(start), 0)):
             yield rec.pfn, formatter(rec)
 
@@ -153,8 +153,7 @@ class PageOwner(OwnerEvents):
         return {"pagetypeinfo": self.mixed_blocks}
 
     def mixed_blocks(self, machine: "Machine", nid: int) -> str:
-        """pagetypeinfo's "Number of mixed blocks" section for one node (per-CPU lists drained first, as the kernel does)."""
-        machine.drain_all_pages()
+        """pagetypeinfo's "Number of mixed blocks" for one node: the kernel's figures after its drain, read-only."""
         return mixed_blocks_section(machine, self._ready(), self._allocated, nid)
 
     @hookimpl

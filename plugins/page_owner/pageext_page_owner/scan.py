@@ -3,6 +3,17 @@
 Reports never walk pages in Python.  Each page_ext table is filtered with
 numpy (flag bits, order alignment), and only the pages a report prints are
 turned into ``OwnerRecord`` values.
+
+No scan drains the per-CPU lists, though the kernel's dump reader and
+pagetypeinfo's mixed-block count call ``drain_all_pages()`` first: what they
+print does not depend on it.  A page on a per-CPU list has been freed, so
+its ``OWNER_ALLOCATED`` bit is already clear and nothing here counts it.
+Returning it to the buddy lists only merges free blocks; a merge re-types
+pageblocks only when a free block of pageblock order or more joins its
+buddy, so no pageblock holding an allocated page changes type, and the page
+flags of allocated pages are untouched.  The figures read from the current
+state are therefore the ones the kernel prints after its drain, and reading
+leaves the machine exactly as it was (tests/session/test_report_consistency.py).
 """
 from __future__ import annotations
 
