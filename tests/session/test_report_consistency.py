@@ -38,7 +38,7 @@ from pageext_core.mm.constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_NOWARN
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, RunOutcome, build_summary, run_session
-from pageext_core.session.workload import match_planted
+from pageext_core.session.workload import declared_finding_kinds, match_planted
 
 from sessionsupport import load_summary
 
@@ -143,7 +143,7 @@ def read_everything(outcome: RunOutcome) -> dict[str, str]:
     pe.client_summaries()
     pe.describe()
     stats.free_summary(pe.machine)
-    build_summary(outcome.session, pe, outcome.workload, findings, match_planted(outcome.workload.planted, findings),
+    build_summary(outcome.session, pe, outcome.workload, findings, match_planted(outcome.workload.planted, findings, declared_finding_kinds(pe)),
                   [], {})
     return texts
 
