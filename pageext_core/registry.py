@@ -190,11 +190,16 @@ def _shown_path(path: Path) -> str:
         return str(path)
 
 
-def not_loaded_reason(plugin: ShippedPlugin, blocked: Iterable[str] = (), autoload: bool = True) -> str:
-    """Why a shipped plugin is not in this boot: ``which is not installed: <command>``, or disabled, or broken."""
+def not_loaded_reason(plugin: ShippedPlugin, blocked: Iterable[str] | None = None, autoload: bool = True) -> str:
+    """Why a shipped plugin is not in this boot: ``which is not installed: <command>``, or disabled, or broken.
+
+    ``blocked`` is what this run disabled; None when the caller cannot know.
+    """
     names = installed_names()
     if plugin.name not in names and plugin.dist not in names:
         return f"which is not installed: {install_command(plugin)}"
+    if blocked is None:
+        return "which is installed but was not loaded (disabled, or it failed to load)"
     block = set(blocked) | env_blocked()
     if plugin.name in block or plugin.dist in block:
         return "which is installed but disabled (--disable-plugin, [plugins] disable or PAGEEXT_DISABLE_PLUGINS)"
@@ -203,7 +208,7 @@ def not_loaded_reason(plugin: ShippedPlugin, blocked: Iterable[str] = (), autolo
     return "which is installed but failed to load"
 
 
-def explain_unknown_word(token: str, owned: Iterable[str], blocked: Iterable[str] = (),
+def explain_unknown_word(token: str, owned: Iterable[str], blocked: Iterable[str] | None = None,
                          autoload: bool = True) -> str:
     """What to tell the user about a boot word no loaded plugin owns (``token`` is ``name`` or ``name=value``).
 

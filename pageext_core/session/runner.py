@@ -139,6 +139,10 @@ def _locate_boot_error(sess: Session, opts: RunOptions, exc: BootParamError) -> 
     where = sess.source.where
     if exc.client is not None:
         path = ["boot", exc.client] + ([exc.key] if exc.key is not None else [])
+        if exc.key is None:  # about the whole table: an option that wrote into it is where it came from
+            given = [w for k in sess.boot_tables.get(exc.client, {}) if (w := where([*path, k])).startswith("--")]
+            if given:
+                return ", ".join(dict.fromkeys(given)), str(exc)
         return where(path), str(exc)
     try:
         split_cmdline(sess.cmdline)

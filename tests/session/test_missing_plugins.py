@@ -102,6 +102,22 @@ def test_word_of_a_missing_plugin_names_the_distribution_and_the_command(tmp_pat
     assert UNKNOWN.format(word) in (out / "dmesg.log").read_text()
 
 
+def test_boot_table_of_a_missing_plugin_names_it(tmp_path: Path, hide) -> None:
+    hide("page_owner")
+    p = write_session(tmp_path, LOADED + "\n[boot.page_owner]\nenabled = true\n")
+    line = len(LOADED.splitlines()) + 2
+    r = cli("run", p, "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert r.stderr == (f"pageext: error: {p}:{line}:1: [boot.page_owner]: page_owner is the pageext-page-owner "
+                        f"plugin, which is not installed: {install_command(shipped('page_owner'))}\n")
+    p = write_session(tmp_path, LOADED)  # the same table from an option: the option is named
+    r = cli("run", p, "--out", tmp_path / "out", "--set", "boot.page_owner.enabled=true")
+    assert r.exit_code == 2 and r.stderr.startswith(
+        "pageext: error: --set boot.page_owner.enabled=true: [boot.page_owner]: page_owner is the pageext-page-owner "
+        "plugin, which is not installed: ")
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_disabled_plugin_is_not_called_missing(tmp_path: Path) -> None:
     p = write_session(tmp_path, LOADED)
     r = cli("run", p, "--out", tmp_path / "out", "--boot", "page_owner=on", "--disable-plugin", "page_owner")
