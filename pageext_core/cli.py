@@ -285,9 +285,9 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     for b in data["blocked"]:
         click.echo(f"{b['name']:<18s} {b['distribution']} {b['version']}  [blocked: not imported]")
     for problem in data["problems"]:
-        click.echo(f"warning: {problem}")
+        _warn(problem)
     for w in data["boot_warnings"]:
-        click.echo(f"boot: {w}")
+        _warn(f"boot: {w}")
     click.echo(f"record size {data['record_size']} bytes; page_ext {data['page_ext_bytes']} bytes "
                f"on a {data['machine_memory']} machine (boot line: {data['boot'] or '(empty)'})")
 

@@ -126,3 +126,11 @@ def test_failed_online_gets_the_kernels_online_pages_line() -> None:
     assert res.hotplug_failures == 1 and res.hotplug[0]["ok"] is False
     texts = [t for _, _, t in pe.machine.log.lines]
     assert "online_pages [mem 0x100000000-0x107ffffff] failed" in texts
+
+
+def test_plugins_listing_warns_on_stderr() -> None:
+    r = cli("plugins", "--boot", "nosuchword=1")
+    assert r.exit_code == 0
+    assert "nosuchword" not in r.stdout.replace("(boot line: nosuchword=1)", "")
+    assert r.stderr.splitlines() == ['pageext: warning: boot: Unknown kernel command line parameters "nosuchword=1", '
+                                     'will be passed to user space.']
