@@ -227,7 +227,8 @@ MACHINE = {
     "pageblock_order": "pageblock order", "section_size_bits": "log2 of the section size in bytes",
     "dma_limit": "end of ZONE_DMA", "dma32_limit": "end of ZONE_DMA32",
 }
-PLUGINS = {"disable": "clients not to load", "strict": "a client that fails to load is an error", "autoload": "load installed clients"}
+PLUGINS = {"disable": "clients not to load", "strict": "a client that fails to load, or a boot word no client owns, is an error",
+           "autoload": "load installed clients"}
 WORKLOAD = {
     "kind": "synthetic or function", "seed": "random seed", "operations": "allocations + frees",
     "orders": "order weights, e.g. {0 = 70, 3 = 10}", "gfp": "gfp mask weights, e.g. {GFP_KERNEL = 3}",
