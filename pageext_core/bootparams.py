@@ -199,7 +199,13 @@ def parse_boot(params: Iterable[BootParam], cmdline: str = "",
     for client, table in (tables or {}).items():
         owned = {p.toml_key: p for p in by_name.values() if p.owner == client}
         if not owned:
+            from pageext_core.registry import not_loaded_reason, shipped
+
             known = sorted({p.owner for p in by_name.values()})
+            plugin = shipped(client)
+            if plugin is not None:  # a plugin of pageext's own that is not here: say how to get it
+                raise BootParamError(f"[boot.{client}]: {client} is the {plugin.dist} plugin, "
+                                     f"{not_loaded_reason(plugin)}", client)
             raise BootParamError(f"[boot.{client}]: no installed client {client!r} owns boot parameters"
                                  + (f" (clients with parameters: {', '.join(known)})" if known else ""), client)
         if not isinstance(table, Mapping):

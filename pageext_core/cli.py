@@ -112,8 +112,14 @@ _common = [
     click.option("--seed", type=int, help="Workload seed (sets workload.seed)."),
     click.option("--disable-plugin", "disable", multiple=True, metavar="NAME",
                  help="Do not even import this plugin (repeatable; also PAGEEXT_DISABLE_PLUGINS)."),
-    click.option("--strict", is_flag=True, help="A plugin that fails to load is an error, not a warning."),
+    click.option("--strict", is_flag=True, help="A plugin that fails to load, or a boot parameter no plugin owns, "
+                                                "is an error, not a warning."),
 ]
+
+
+def _warn(text: str) -> None:
+    """A warning for the user: always on stderr, with --quiet and --json too."""
+    click.echo(f"pageext: warning: {text}", err=True)
 
 
 def common_options(fn: Any) -> Any:
@@ -128,7 +134,7 @@ def common_options(fn: Any) -> Any:
 @click.option("--out", metavar="DIR", help="Output directory (default: [report] out, else out/<session name>).")
 @click.option("--report", "reports", multiple=True, metavar="NAME", help="Write only these reports (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout instead of the text summary.")
-@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but warnings and errors (on stderr).")
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a plugin reported findings.")
 @click.option("--dmesg", is_flag=True, help="Echo kernel log lines to stderr as they happen.")
 @click.option("--print-default", is_flag=True, help="Print the built-in session file and exit.")
@@ -148,7 +154,7 @@ def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str
     opts = RunOptions(
         out=out, boot=boot_line, reports=list(reports) or None, disable=list(disable), strict=strict,
         fail_on_findings=fail_on_findings, progress=bar.update if bar else None,
-        log_sink=(lambda line: click.echo(line, err=True)) if dmesg else None,
+        log_sink=(lambda line: click.echo(line, err=True)) if dmesg else None, warn=bar.warn if bar else _warn,
     )
     try:
         outcome = run_session(sess, opts)
@@ -180,6 +186,10 @@ class _Bar:
     def update(self, done: int, total: int) -> None:
         self._bar.update(done - self._done)
         self._done = done
+
+    def warn(self, text: str) -> None:
+        """A warning printed above the bar, not through it."""
+        self._bar.write(f"pageext: warning: {text}", file=sys.stderr)
 
     def close(self) -> None:
         self._bar.close()
@@ -219,10 +229,9 @@ def _text_summary(o: Any) -> str:
         if p["undetectable"]:
             text += f", {p['undetectable']} landed in another live allocation (invisible to page-level checks)"
         lines.append(text)
-    for problem in s["plugin_problems"]:
-        lines.append(f"warning   {problem}")
-    for warning in s["boot"]["warnings"]:
-        lines.append(f"boot      {warning}")
+    hot = w.get("hotplug") or []
+    if hot:
+        lines.append(f"hotplug   {len(hot)} event(s), {w.get('hotplug_failures', 0)} failed")
     if o.out_dir is not None:
         lines.append(f"reports   {o.out_dir}/: {', '.join(o.files)}")
     lines.append(f"time      {s['timing']['elapsed_seconds']:.2f} s")
@@ -276,9 +285,9 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     for b in data["blocked"]:
         click.echo(f"{b['name']:<18s} {b['distribution']} {b['version']}  [blocked: not imported]")
     for problem in data["problems"]:
-        click.echo(f"warning: {problem}")
+        _warn(problem)
     for w in data["boot_warnings"]:
-        click.echo(f"boot: {w}")
+        _warn(f"boot: {w}")
     click.echo(f"record size {data['record_size']} bytes; page_ext {data['page_ext_bytes']} bytes "
                f"on a {data['machine_memory']} machine (boot line: {data['boot'] or '(empty)'})")
 
@@ -303,7 +312,7 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
         session, name = name, None
     sess = _load(session, sets, memory, seed)
     opts = RunOptions(boot=boot_line, disable=list(disable), strict=strict, write_files=False,
-                      reports=[name] if name and not list_ else None, reports_label="pageext report")
+                      reports=[name] if name and not list_ else None, reports_label="pageext report", warn=_warn)
     outcome = run_session(sess, opts)
     pe = outcome.page_ext
     if list_ or not name:

@@ -8,10 +8,13 @@ and the exception; the machine boots without it unless strict mode is on.
 """
 from __future__ import annotations
 
+import difflib
 import os
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points  # group= and EntryPoint.dist: stdlib since 3.10
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from pageext_core.hookspecs import ENTRY_POINT_GROUP
 
@@ -116,3 +119,116 @@ def direct(obj: Any, name: str | None = None) -> PluginInfo:
         name = getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
         name = str(name).rsplit(".", 1)[-1]
     return PluginInfo(name=name, target=obj, source="direct")
+
+
+# -- the plugins shipped with pageext -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ShippedPlugin:
+    """A plugin distributed with pageext: what it owns, so its absence can be named.
+
+    ``reports`` are exact report names; ``folder`` is where its distribution
+    lives in a pageext checkout.  ``tests/framework`` checks this table
+    against what the installed plugins really register.
+    """
+
+    name: str
+    dist: str
+    folder: str
+    boot_words: tuple[str, ...]
+    reports: tuple[str, ...]
+
+
+SHIPPED: tuple[ShippedPlugin, ...] = (
+    ShippedPlugin("page_owner", "pageext-page-owner", "plugins/page_owner",
+                  ("page_owner", "page_owner_stack_depth"),
+                  ("page_owner", "page_owner_leaks", "page_owner_stacks/show_stacks")),
+    ShippedPlugin("debug_pagealloc", "pageext-debug-pagealloc", "plugins/debug_pagealloc",
+                  ("debug_pagealloc", "disable_debug_pagealloc", "page_poison"), ("debug_pagealloc",)),
+    ShippedPlugin("guard", "pageext-guard", "plugins/guard", ("debug_guardpage_minorder",), ("guard",)),
+)
+
+
+def shipped(name: str) -> ShippedPlugin | None:
+    """The shipped plugin with this entry point or distribution name."""
+    return next((p for p in SHIPPED if name in (p.name, p.dist)), None)
+
+
+def shipped_owner_of_word(word: str) -> ShippedPlugin | None:
+    """The shipped plugin owning a boot parameter (``-`` and ``_`` are the same, as in the kernel)."""
+    word = word.replace("-", "_")
+    return next((p for p in SHIPPED if word in p.boot_words), None)
+
+
+def shipped_owner_of_report(report: str) -> ShippedPlugin | None:
+    return next((p for p in SHIPPED if report in p.reports), None)
+
+
+def install_command(plugin: ShippedPlugin) -> str:
+    """How to install a shipped plugin here: from this checkout when there is one, else by name.
+
+    The interpreter is named when it is a virtual environment's (``pip`` alone
+    would install somewhere else unless the environment is activated).
+    """
+    folder = Path(__file__).resolve().parents[1] / plugin.folder
+    if (folder / "pyproject.toml").is_file():
+        target = _shown_path(folder)
+        if not target.startswith(("/", ".")):
+            target = "./" + target
+    else:
+        target = plugin.dist
+    pip = "pip" if sys.prefix == sys.base_prefix else f"{_shown_path(Path(sys.executable))} -m pip"
+    return f"{pip} install {target}"
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the current directory when it is below it, else absolute."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def not_loaded_reason(plugin: ShippedPlugin, blocked: Iterable[str] | None = None, autoload: bool = True) -> str:
+    """Why a shipped plugin is not in this boot: ``which is not installed: <command>``, or disabled, or broken.
+
+    ``blocked`` is what this run disabled; None when the caller cannot know.
+    """
+    names = installed_names()
+    if plugin.name not in names and plugin.dist not in names:
+        return f"which is not installed: {install_command(plugin)}"
+    if blocked is None:
+        return "which is installed but was not loaded (disabled, or it failed to load)"
+    block = set(blocked) | env_blocked()
+    if plugin.name in block or plugin.dist in block:
+        return "which is installed but disabled (--disable-plugin, [plugins] disable or PAGEEXT_DISABLE_PLUGINS)"
+    if not autoload or autoload_disabled():
+        return "which is installed but not loaded (autoload is off)"
+    return "which is installed but failed to load"
+
+
+def explain_unknown_word(token: str, owned: Iterable[str], blocked: Iterable[str] | None = None,
+                         autoload: bool = True) -> str:
+    """What to tell the user about a boot word no loaded plugin owns (``token`` is ``name`` or ``name=value``).
+
+    A shipped plugin's word names that plugin and how to get it; anything
+    else gets a did-you-mean among the loaded plugins' and the shipped
+    plugins' words.
+    """
+    name = token.partition("=")[0]
+    plugin = shipped_owner_of_word(name)
+    if plugin is not None:
+        return (f"boot parameter {token}: {name} belongs to the {plugin.dist} plugin, "
+                f"{not_loaded_reason(plugin, blocked, autoload)}")
+    candidates = [*owned, *(w for p in SHIPPED for w in p.boot_words)]
+    close = closest_word(name, candidates)
+    hint = f"; did you mean {close!r}?" if close else " (it is passed to user space, as the kernel does)"
+    return f"boot parameter {token}: no plugin owns {name!r}{hint}"
+
+
+def closest_word(word: str, candidates: Sequence[str]) -> str | None:
+    """A did-you-mean for a boot parameter name, or None."""
+    key = word.replace("-", "_")
+    close = difflib.get_close_matches(key, sorted(set(candidates)), n=1, cutoff=0.75)
+    return close[0] if close else None

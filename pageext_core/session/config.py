@@ -30,6 +30,7 @@ from pageext_core.mm.gfp import parse_gfp
 from pageext_core.session.sourcemap import SourceMap
 
 DEFAULT_SESSION = Path(__file__).with_name("default.toml")
+BUILTIN_NAME = "<built-in session>"  # how errors name the default session (pageext run --print-default shows it)
 
 FAULT_KINDS = ("use_after_free", "stray_write", "bit_flip", "corruption", "overrun", "underrun")
 
@@ -97,8 +98,29 @@ class Session:
 class _Checker:
     """Walks the parsed TOML and turns every mistake into a located SessionError."""
 
-    def __init__(self, smap: SourceMap) -> None:
+    def __init__(self, smap: SourceMap, overrides: Sequence[tuple[list[str], str]] = ()) -> None:
         self.smap = smap
+        self.overrides = list(overrides)  # (key path, option as given: --set/--memory/--seed)
+
+    def where_keys(self, table: str, keys: Sequence[str]) -> str:
+        """Where a check that involves several keys of ``[table]`` failed.
+
+        The options that set any of them (``--memory 63MiB, --set
+        machine.nodes=3``) when the user gave some; else the first of them
+        written in the file; else the table.  The built-in session is never
+        pointed into: it is named by the options that changed it.
+        """
+        rank = {k: i for i, k in enumerate(keys)}
+        mine = [(path, lbl) for path, lbl in self.overrides
+                if path[0] == table and (len(path) == 1 or path[1] in rank)]
+        involved = [lbl for path, lbl in sorted(mine, key=lambda o: rank.get(o[0][1], -1) if len(o[0]) > 1 else -1)]
+        if involved:
+            return ", ".join(dict.fromkeys(involved))
+        if self.smap.filename == BUILTIN_NAME:
+            touching = [lbl for path, lbl in self.overrides if path[0] == table] or [lbl for _, lbl in self.overrides]
+            return ", ".join(dict.fromkeys(touching)) or BUILTIN_NAME
+        head = self.smap.where([table])
+        return next((w for w in (self.smap.where([table, k]) for k in keys) if w != head), head)
 
     def fail(self, path: Sequence[Any], msg: str) -> SessionError:
         table = ".".join(str(p) for p in path[:-1] if not isinstance(p, int))
@@ -205,7 +227,8 @@ MACHINE = {
     "pageblock_order": "pageblock order", "section_size_bits": "log2 of the section size in bytes",
     "dma_limit": "end of ZONE_DMA", "dma32_limit": "end of ZONE_DMA32",
 }
-PLUGINS = {"disable": "clients not to load", "strict": "a client that fails to load is an error", "autoload": "load installed clients"}
+PLUGINS = {"disable": "clients not to load", "strict": "a client that fails to load, or a boot word no client owns, is an error",
+           "autoload": "load installed clients"}
 WORKLOAD = {
     "kind": "synthetic or function", "seed": "random seed", "operations": "allocations + frees",
     "orders": "order weights, e.g. {0 = 70, 3 = 10}", "gfp": "gfp mask weights, e.g. {GFP_KERNEL = 3}",
@@ -226,6 +249,7 @@ def load_session(path: str | Path | None = None, *, overrides: Sequence[str | tu
     ``overrides`` are ``KEY=VALUE`` strings (``--set``), or ``(KEY=VALUE,
     label)`` pairs whose label names the option in errors (``--memory 4XB``).
     """
+    builtin = path is None and text is None
     if text is None:
         p = Path(path) if path is not None else DEFAULT_SESSION
         try:
@@ -234,23 +258,27 @@ def load_session(path: str | Path | None = None, *, overrides: Sequence[str | tu
             raise SessionError(f"{p}: no such session file") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise SessionError(f"{p}: cannot read it: {exc}") from None
-        filename = str(p)
     else:
         p = Path(path) if path is not None else None
-        filename = str(p) if p else "<session>"
+    # Errors in the built-in session name the session, never a file inside the package.
+    filename = BUILTIN_NAME if builtin else str(p) if p is not None else "<session>"
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SessionError(f"{filename}: TOML syntax error: {exc}") from None
     smap = SourceMap(text, filename)
+    given_options = []
     for ov in overrides:
         item, label = (ov, f"--set {ov}") if isinstance(ov, str) else ov
-        path = _apply_override(data, item)
-        smap.override(path, label)
-    name = p.stem if p is not None and path is not None else "default"
-    sess = _check(data, smap, name, p if path is not None else None)
-    if p is not None and path is not None:
-        sess.workload.base_dir = str(p.resolve().parent)
+        key_path = _apply_override(data, item)
+        smap.override(key_path, label)
+        given_options.append((key_path, label))
+    given = None if builtin else p
+    # A file without [session] name takes its own name: my.toml writes to out/my.
+    name = given.stem if given is not None else "default"
+    sess = _check(data, smap, name, given, given_options)
+    if given is not None:
+        sess.workload.base_dir = str(given.resolve().parent)
     return sess
 
 
@@ -280,8 +308,9 @@ def _apply_override(data: dict[str, Any], item: str) -> list[str]:
     return path
 
 
-def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None) -> Session:
-    c = _Checker(smap)
+def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None,
+           overrides: Sequence[tuple[list[str], str]] = ()) -> Session:
+    c = _Checker(smap, overrides)
     c.table(data, [], TOP)
     sess = c.table(data.get("session", {}), ["session"], SESSION)
     machine = _check_machine(c, data.get("machine", {}))
@@ -385,8 +414,31 @@ def _check_machine(c: _Checker, m: Any) -> MachineConfig:
     try:
         build_geometry(cfg)
     except ConfigError as exc:
-        raise SessionError(f"{c.smap.where(P)}: [machine]: {exc}") from None
+        raise SessionError(f"{c.where_keys('machine', _machine_keys(str(exc)))}: [machine]: {exc}") from None
     return cfg
+
+
+# Words of a machine-layout error that name the keys it involves ("node 0 memory 63MiB: must be
+# a multiple of 4MiB" involves memory and nodes), so it can point at the options that set them.
+_KEY_HINTS = (
+    (r"\bnodes?\b", ("memory", "nodes")), (r"\bSPARSEMEM\b|\bFLATMEM\b", ("memory_model",)),
+    (r"\bkernel image\b", ("kernel_image",)), (r"\bholes?\b", ("holes", "x86_holes")),
+    (r"\bmemory block size\b", ("memory_block_size",)), (r"\bsection size\b", ("section_size_bits",)),
+)
+
+
+def _machine_keys(message: str) -> list[str]:
+    """The ``[machine]`` keys a layout error is about, in the order it names them."""
+    found: list[tuple[int, str]] = []
+    for pattern, keys in _KEY_HINTS:  # phrases first, then blanked: "memory block size" is not memory
+        for m in re.finditer(pattern, message):
+            found += [(m.start(), k) for k in keys]
+            message = message[:m.start()] + " " * (m.end() - m.start()) + message[m.end():]
+    for key in MACHINE:
+        m = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message)
+        if m:
+            found.append((m.start(), key))
+    return list(dict.fromkeys(k for _, k in sorted(found)))
 
 
 def _weights(c: _Checker, w: Mapping[str, Any], path: list[Any], key: str, parse: Any) -> dict[int, float] | None:

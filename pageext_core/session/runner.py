@@ -16,6 +16,7 @@ from __future__ import annotations
 import difflib
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -29,7 +30,8 @@ from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
 from pageext_core.page_ext import PageExt, boot
-from pageext_core.registry import PluginLoadError, installed_names
+from pageext_core.registry import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
+                                   shipped_owner_of_report)
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import (
@@ -56,6 +58,7 @@ class RunOptions:
     progress: Callable[[int, int], None] | None = None  # (done, total)
     log_sink: Callable[[str], None] | None = None
     reports_label: str = "--report"  # how to name ``reports`` in errors
+    warn: Callable[[str], None] | None = None  # each warning for the user as it happens (the CLI: stderr)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class RunOutcome:
     out_dir: Path | None
     files: list[str]
     exit_code: int
+    warnings: list[str] = field(default_factory=list)  # for the user, without a prefix; also given to opts.warn
 
 
 def boot_session(sess: Session, opts: RunOptions) -> PageExt:
@@ -86,8 +90,54 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
     except BootParamError as exc:
         where, msg = _locate_boot_error(sess, opts, exc)
         raise SessionError(f"{where}: {msg}") from None
-    except (ConfigError, PluginLoadError) as exc:
+    except ConfigError as exc:  # the machine is too small for the record: its memory is the key to change
+        raise SessionError(f"{sess.source.where(['machine', 'memory'])}: {exc}") from None
+    except PluginLoadError as exc:
         raise SessionError(f"{sess.source.filename}: {exc}") from None
+
+
+def _strict(sess: Session, opts: RunOptions) -> bool:
+    """Asked for on the command line or in the file (not PAGEEXT_STRICT, which is about loading plugins)."""
+    return sess.plugins.strict or opts.strict
+
+
+def check_unknown_words(sess: Session, opts: RunOptions, pe: PageExt) -> list[str]:
+    """One warning per boot word no loaded plugin owns; in strict mode the first is an error, at its source.
+
+    The kernel passes such words to init and says so in dmesg (that line
+    stays); the user is told which plugin owns the word and how to get it,
+    or what it may be a misspelling of.
+    """
+    if not pe.boot.unknown:
+        return []
+    from_option = {name.replace("-", "_") for name, _ in split_cmdline(opts.boot)}
+    blocked = [*sess.plugins.disable, *opts.disable]
+    out = []
+    for token in pe.boot.unknown:
+        text = explain_unknown_word(token, pe.boot.params, blocked, sess.plugins.autoload)
+        if _strict(sess, opts):
+            name = token.partition("=")[0].replace("-", "_")
+            where = "--boot" if name in from_option else sess.source.where(["boot", "cmdline"])
+            raise SessionError(f"{where}: {text} (strict mode: an unknown boot parameter is an error)")
+        out.append(text)
+    return out
+
+
+def boot_warnings(sess: Session, opts: RunOptions, pe: PageExt) -> list[str]:
+    """What the user must hear about this boot: the log's warnings and errors, and every unknown boot word.
+
+    The kernel's "Unknown kernel command line parameters" line is replaced
+    by one explained warning per word; ``pageext:`` prefixes are dropped (the
+    CLI adds its own).
+    """
+    out = []
+    for _, level, text in pe.machine.log.lines:
+        if level in ("warn", "err", "crit", "alert", "emerg") and not text.startswith(_UNKNOWN_LINE):
+            out.append(text.removeprefix("pageext: "))
+    return out + check_unknown_words(sess, opts, pe)
+
+
+_UNKNOWN_LINE = "Unknown kernel command line parameters "
 
 
 def _locate_boot_error(sess: Session, opts: RunOptions, exc: BootParamError) -> tuple[str, str]:
@@ -95,6 +145,10 @@ def _locate_boot_error(sess: Session, opts: RunOptions, exc: BootParamError) -> 
     where = sess.source.where
     if exc.client is not None:
         path = ["boot", exc.client] + ([exc.key] if exc.key is not None else [])
+        if exc.key is None:  # about the whole table: an option that wrote into it is where it came from
+            given = [w for k in sess.boot_tables.get(exc.client, {}) if (w := where([*path, k])).startswith("--")]
+            if given:
+                return ", ".join(dict.fromkeys(given)), str(exc)
         return where(path), str(exc)
     try:
         split_cmdline(sess.cmdline)
@@ -117,13 +171,22 @@ def _check_blocked(sess: Session, opts: RunOptions) -> None:
                                f"(installed: {', '.join(sorted(installed)) or 'none'})")
 
 
-def _why_missing(pe: PageExt, name: str, available: list[str]) -> str:
-    """Why a report is not there: a plugin installed but off, one that failed to load, or a typo."""
-    off = [c.name for c in pe.clients if not c.need and (name == c.name or name.startswith(c.name + "_")
-                                                        or name.startswith(c.name + "/"))]
+def _why_missing(pe: PageExt, name: str, available: list[str], sess: Session | None = None,
+                 opts: RunOptions | None = None) -> str:
+    """Why a report is not there: a plugin off (and why, when it said), one not installed or not loaded, or a typo."""
+    off = [c for c in pe.clients if not c.need and (name == c.name or name.startswith(c.name + "_")
+                                                    or name.startswith(c.name + "/"))]
     if off:
-        return (f"; it comes from {off[0]!r}, which is installed but not enabled by this boot line "
+        said = declined_because(pe, off[0].name)
+        if said:
+            return f"; it comes from {off[0].name!r}, which is installed but off: {said}"
+        return (f"; it comes from {off[0].name!r}, which is installed but not enabled by this boot line "
                 f"(see pageext plugins)")
+    plugin = shipped_owner_of_report(name)
+    if plugin is not None and plugin.name not in {c.name for c in pe.clients}:
+        blocked = [*(sess.plugins.disable if sess else ()), *(opts.disable if opts else ())]
+        return (f": {name} is a report of the {plugin.dist} plugin, "
+                f"{not_loaded_reason(plugin, blocked, sess.plugins.autoload if sess else True)}")
     close = difflib.get_close_matches(name, available, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     if pe.problems:  # the report may belong to a plugin that could not be loaded
@@ -131,20 +194,41 @@ def _why_missing(pe: PageExt, name: str, available: list[str]) -> str:
     return hint
 
 
-def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opts_label: str = "--report") -> list[str]:
+def declined_because(pe: PageExt, client: str) -> str | None:
+    """The warning a client logged at boot about one of its own boot parameters, if it declined with one.
+
+    Clients say why they decline in the log (see ``pageext_need``); a
+    warning whose first boot parameter is one of the client's is taken as its
+    reason ("debug_guardpage_minorder=1 ignored: debug_pagealloc is off" is
+    guard's, not debug_pagealloc's).
+    """
+    owner = {name: p.owner for name, p in pe.boot.params.items()}
+    if not owner:
+        return None
+    word = re.compile("|".join(rf"(?<!\w){re.escape(n)}(?!\w)" for n in sorted(owner, key=len, reverse=True)))
+    said = []
+    for _, level, text in pe.machine.log.lines:
+        m = word.search(text) if level == "warn" and not text.startswith(_UNKNOWN_LINE) else None
+        if m and owner[m.group(0)] == client:
+            said.append(text)
+    return said[-1] if said else None
+
+
+def selected_reports(sess: Session, pe: PageExt, override: list[str] | None, opts_label: str = "--report",
+                     opts: RunOptions | None = None) -> list[str]:
     available = pe.report_names()
     wanted = override if override is not None else sess.report.reports
     for name in sess.report.params:
         if name not in available:
             raise SessionError(f"{sess.source.where(['report', 'params', name])}: [report.params] no report "
-                               f"{name!r}{_why_missing(pe, name, available)}")
+                               f"{name!r}{_why_missing(pe, name, available, sess)}")
     if wanted is None or "all" in wanted:
         return available
     for name in wanted:
         check_report_name(name)
         if name not in available:
             where = sess.source.where(["report", "reports"]) if override is None else opts_label
-            raise SessionError(f"{where}: no report {name!r}{_why_missing(pe, name, available)} "
+            raise SessionError(f"{where}: no report {name!r}{_why_missing(pe, name, available, sess, opts)} "
                                f"(this session offers: {', '.join(available)})")
     # Listed (and written) in the session's own order, not the order asked for:
     # reports are read-only, so only summary.json's ``reports`` list would differ.
@@ -253,7 +337,11 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     # Boot leaves a few pages on per-CPU lists (the page_ext tables' tails):
     # the workload starts with them drained, whatever reports are asked for.
     pe.machine.drain_all_pages()
-    names = selected_reports(sess, pe, opts.reports, opts.reports_label)
+    warnings = boot_warnings(sess, opts, pe)
+    for w in warnings:
+        if opts.warn:
+            opts.warn(w)
+    names = selected_reports(sess, pe, opts.reports, opts.reports_label, opts)
     check_report_params(sess, pe, dict(sess.report.params))
     check_hotplug_events(sess, pe)
     catches = declared_finding_kinds(pe)  # what each client says it catches, checked before the run
@@ -302,6 +390,12 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     wres.interrupted = wres.interrupted or interrupted
     if interrupted:
         pe.machine.log.warn("pageext: workload interrupted; reports show the state reached")
+    for ev in wres.hotplug:
+        if not ev["ok"]:
+            w = f"hotplug event at operation {ev['at']} failed: {ev['error']}"
+            warnings.append(w)
+            if opts.warn:
+                opts.warn(w)
     findings = pe.findings()
     detection = match_planted(wres.planted, findings, catches)
     texts: dict[str, str] = {}
@@ -335,7 +429,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
         code = EXIT_FINDINGS
     else:
         code = EXIT_OK
-    return RunOutcome(sess, pe, wres, summary, out_dir, files, code)
+    return RunOutcome(sess, pe, wres, summary, out_dir, files, code, warnings)
 
 
 def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: list[Any],

@@ -55,6 +55,7 @@ class WorkloadResult:
     interrupted: bool = False
     error: str | None = None  # why the session stopped early, when a plugin or the function raised
     hotplug: list[dict[str, Any]] = field(default_factory=list)
+    hotplug_failures: int = 0  # events in ``hotplug`` that failed (each logged in dmesg as the kernel logs it)
     planted: list[dict[str, Any]] = field(default_factory=list)
     result: Any = None
 
@@ -141,6 +142,31 @@ def _allocated_blocks(m: Any) -> int:
     """Allocated blocks on the machine (head pages of allocated blocks, movable or not): one scan."""
     kinds = m.state >> 4
     return int(np.count_nonzero((kinds == _b.K_ALLOC) | (kinds == _b.K_ALLOC_MOVABLE)))
+
+
+# Why an offline failed, in the kernel's words (mm/memory_hotplug.c, offline_pages): the model
+# refuses a block with a page it may not move before isolating it, as isolation does; a
+# notifier's veto is "notifier failure"; a movable page with nowhere to go stays unmovable.
+_OFFLINE_REASONS = (("(-EBUSY)", "failure to isolate range"), ("vetoed", "notifier failure"),
+                    ("(-ENOMEM)", "unmovable page"))
+
+
+def hotplug_failure_line(m: Any, action: str, index: int, error: str) -> str:
+    """The dmesg line for a failed hotplug event: the kernel's own, or a ``pageext:`` line when it prints none.
+
+    ``online_pages`` and ``offline_pages`` print theirs when they fail; a
+    request refused before them (the block is already in that state) gets no
+    kernel line, so ours says what happened.
+    """
+    blk = next((b for b in m.memory_blocks if b.index == index), None)
+    if blk is not None and "already" not in error:
+        start, end = blk.start_pfn * PAGE_SIZE, blk.end_pfn * PAGE_SIZE - 1
+        if action == "online":
+            return f"online_pages [mem {start:#010x}-{end:#010x}] failed"
+        reason = next((r for key, r in _OFFLINE_REASONS if key in error), None)
+        if reason is not None:
+            return f"memory offlining [mem {start:#010x}-{end:#010x}] failed due to {reason}"
+    return f"pageext: hotplug: {action} of memory block {index} failed: {error}"
 
 
 class Synthetic:
@@ -321,8 +347,10 @@ class Synthetic:
         if ev.block is None:
             cands = [b for b in blocks if b.hotplug]
             if not cands:
-                self.res.hotplug.append({"at": ev.at, "action": ev.action, "ok": False,
-                                         "error": "the machine has no hot-pluggable memory ([machine] hotplug)"})
+                error = "the machine has no hot-pluggable memory ([machine] hotplug)"
+                self.res.hotplug.append({"at": ev.at, "action": ev.action, "ok": False, "error": error})
+                self.res.hotplug_failures += 1
+                m.log.warn(f"pageext: hotplug: {ev.action} failed: {error}")
                 return
             index = cands[0].index
         else:
@@ -339,6 +367,8 @@ class Synthetic:
         except HotplugError as exc:
             entry["ok"] = False
             entry["error"] = str(exc)
+            self.res.hotplug_failures += 1
+            m.log.warn(hotplug_failure_line(m, ev.action, index, str(exc)))
         self.res.hotplug.append(entry)
         if self.used_blocks is not None:  # onlining allocates page_ext tables for the new sections
             self._mark_tables()

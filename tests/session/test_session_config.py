@@ -201,16 +201,19 @@ def test_bad_size_in_a_node_list_names_the_node(tmp_path: Path) -> None:
     assert msg == f"{path}:2:1: [machine] memory: node 1: size '-128MiB' is negative"
 
 
-@pytest.mark.parametrize("machine, expected", [
-    ('memory = "66MiB"', "node 0 memory 66MiB: must be a positive multiple of 4MiB (one max-order block)"),
-    ('memory = "0"', "node 0 memory 0B: must be a positive multiple of 4MiB (one max-order block)"),
-    ('memory = ["128MiB", "64MiB"]',
+@pytest.mark.parametrize("machine, line, expected", [
+    ('memory = "66MiB"', 4, "node 0 memory 66MiB: must be a positive multiple of 4MiB (one max-order block)"),
+    ('memory = "0"', 4, "node 0 memory 0B: must be a positive multiple of 4MiB (one max-order block)"),
+    ('memory = ["128MiB", "64MiB"]', 4,
      "node 1 memory 64MiB: with several nodes each must be a multiple of the section size 128MiB"),
-    ('memory = "128MiB"\nhotplug = "100MiB"', "hotplug 100MiB must be a multiple of the memory block size 128MiB"),
+    ('memory = "128MiB"\nhotplug = "100MiB"', 5, "hotplug 100MiB must be a multiple of the memory block size 128MiB"),
+    # pageblock_order (not written, default 9) and max_order (written): the one the file has.
+    ('cpus = 1\nmax_order = 8', 5, "pageblock_order 9: expected 0..max_order (8)"),
 ])
-def test_geometry_that_cannot_be_built(tmp_path: Path, machine: str, expected: str) -> None:
+def test_geometry_that_cannot_be_built(tmp_path: Path, machine: str, line: int, expected: str) -> None:
+    # A check over several keys points at the first of them the file writes.
     path, msg = error_of(tmp_path, f'# a machine\n\n[machine]\n{machine}\n')
-    assert msg == f"{path}:3:1: [machine]: {expected}"
+    assert msg == f"{path}:{line}:1: [machine]: {expected}"
 
 
 # -- TOML syntax ---------------------------------------------------------------------------------------

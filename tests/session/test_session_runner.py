@@ -117,7 +117,8 @@ def test_summary_has_every_documented_key(tmp_path: Path) -> None:
     assert s["page_ext"] == {"record_size": 0, "bytes": 0, "tables": 0, "simulated_pages": 0}
     w = s["workload"]
     assert set(w) == {"kind", "seed", "operations", "allocations", "frees", "failures", "leaked_blocks", "live_blocks",
-                      "live_pages", "interrupted", "error", "hotplug", "allocator_failures"}
+                      "live_pages", "interrupted", "error", "hotplug", "hotplug_failures",
+                      "allocator_failures"}
     assert (w["kind"], w["seed"], w["operations"], w["interrupted"]) == ("synthetic", 1, 400, False)
     assert w["allocations"] + w["frees"] == 400
     fp = s["free_pages"]

@@ -4,7 +4,8 @@ The kernel reads N with ``kstrtoul`` (base 10, unsigned) and accepts
 0 <= N <= MAX_PAGE_ORDER / 2; anything else is logged as
 ``Bad debug_guardpage_minorder value`` and ignored.  N only takes effect when
 debug_pagealloc is on; that parameter belongs to the debug_pagealloc client
-and may be absent (client blocked or not installed), which counts as off.
+(a dependency of this distribution) and may still be absent (client blocked,
+or installed without its dependencies), which counts as off and is said so.
 """
 from __future__ import annotations
 
@@ -34,8 +35,9 @@ def setting(value: int) -> str:
     return f"Setting {PARAM} to {value}"
 
 
-def ignored_without_debug_pagealloc(value: int) -> str:
-    return f"{PARAM}={value} ignored: debug_pagealloc is off, no guard pages"
+def ignored_without_debug_pagealloc(value: int, why: str) -> str:
+    """pageext's own line (the kernel prints none): guard pages need debug_pagealloc, and why it is not on."""
+    return f"{PARAM}={value} ignored: {why}, no guard pages"
 
 
 def parse_minorder(raw: str | None, limit: int = PARSE_LIMIT) -> int:
@@ -75,3 +77,24 @@ def debug_pagealloc_on(boot: "BootConfig") -> bool:
     The 2014 spelling ``disable_debug_pagealloc`` turns it off again.
     """
     return bool(boot.get("debug_pagealloc")) and not boot.get("disable_debug_pagealloc")
+
+
+def debug_pagealloc_missing(boot: "BootConfig") -> str | None:
+    """Why debug_pagealloc is not on, in words the user can act on; None when it is on.
+
+    Its parameter is registered only when its client is loaded, so an
+    unowned parameter means the distribution is not installed, or is
+    installed but was not loaded (disabled, or it failed to load).
+    """
+    if "debug_pagealloc" not in boot.params:
+        from pageext_core.registry import install_command, installed_names, shipped
+
+        dist = shipped("debug_pagealloc")
+        if dist is not None and not ({dist.name, dist.dist} & installed_names()):
+            return f"debug_pagealloc is not installed ({install_command(dist)})"
+        return "debug_pagealloc is not loaded (its plugin is disabled or failed to load)"
+    if boot.get("disable_debug_pagealloc"):
+        return "debug_pagealloc is off (disable_debug_pagealloc is given)"
+    if not boot.get("debug_pagealloc"):
+        return "debug_pagealloc is off (add debug_pagealloc=on)"
+    return None

@@ -73,8 +73,9 @@ class Guard:
         elif boot.is_set(params.PARAM):
             self._say(log, params.setting(n), "info")
         self.minorder = n
-        if n and not params.debug_pagealloc_on(boot):
-            self._say(log, params.ignored_without_debug_pagealloc(n), "info")
+        why_not = params.debug_pagealloc_missing(boot) if n else None
+        if why_not is not None:  # a warning: the line asks for guard pages and gets none
+            self._say(log, params.ignored_without_debug_pagealloc(n, why_not), "warn")
             return False
         return n > 0
 

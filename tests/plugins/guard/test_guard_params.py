@@ -61,7 +61,8 @@ def test_debug_pagealloc_off_says_so_and_costs_nothing() -> None:
     pe = boot("debug_guardpage_minorder=3")
     assert guard_lines(pe) == [
         ("info", "Setting debug_guardpage_minorder to 3"),
-        ("info", "debug_guardpage_minorder=3 ignored: debug_pagealloc is off, no guard pages"),
+        ("warn", "debug_guardpage_minorder=3 ignored: debug_pagealloc is off (add debug_pagealloc=on), "
+                 "no guard pages"),
     ]
     assert pe.enabled == [] and pe.nbytes == 0 and pe.record_size == 0
     assert pe.machine._cb_split is None and pe.machine._cb_merge is None
@@ -69,7 +70,8 @@ def test_debug_pagealloc_off_says_so_and_costs_nothing() -> None:
 
 def test_debug_pagealloc_without_its_client_counts_as_off() -> None:
     pe = pc.boot(TINY, "debug_pagealloc=on debug_guardpage_minorder=2", blocked=["debug_pagealloc"])
-    assert ("info", "debug_guardpage_minorder=2 ignored: debug_pagealloc is off, no guard pages") in guard_lines(pe)
+    assert ("warn", "debug_guardpage_minorder=2 ignored: debug_pagealloc is not loaded (its plugin is disabled or "
+                    "failed to load), no guard pages") in guard_lines(pe)
     assert "guard" not in pe.enabled
 
 
