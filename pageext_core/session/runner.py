@@ -24,10 +24,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pageext_core
+from pageext_core import resources
 from pageext_core.bootparams import BootParamError, split_cmdline
 from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
+from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import PluginLoadError, installed_names
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
@@ -64,10 +66,18 @@ class RunOutcome:
 
 
 def boot_session(sess: Session, opts: RunOptions) -> PageExt:
-    """Boot the session's machine; every configuration problem becomes a located SessionError."""
+    """Boot the session's machine; every configuration problem becomes a located SessionError.
+
+    The host-memory check runs twice before anything is touched: the
+    allocator and contents arrays before the machine exists, then the whole
+    estimate (page_ext tables at the layout's record size) once the clients
+    have said what they need, before any table is allocated.
+    """
     cmdline = " ".join(x for x in (sess.cmdline, opts.boot) if x)
     _check_blocked(sess, opts)
     try:
+        host = resources.host_memory()
+        resources.check(build_geometry(sess.machine), None, host)
         return boot(
             sess.machine,
             cmdline,
@@ -76,7 +86,10 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
             autoload=sess.plugins.autoload,
             strict=True if (sess.plugins.strict or opts.strict) else None,  # None: PAGEEXT_STRICT decides
             log_sink=opts.log_sink,
+            preflight=lambda machine, layout: resources.check(machine.geometry, layout, host),
         )
+    except resources.ResourceError as exc:
+        raise SessionError(f"{sess.source.where(['machine', 'memory'])}: {exc}") from None
     except BootParamError as exc:
         where, msg = _locate_boot_error(sess, opts, exc)
         raise SessionError(f"{where}: {msg}") from None
