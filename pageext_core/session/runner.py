@@ -40,6 +40,10 @@ SUMMARY_SCHEMA = "pageext.summary/1"
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
+class BootInterrupted(KeyboardInterrupt):
+    """Ctrl-C while booting: there is no state worth reporting yet (exit code 130, nothing written)."""
+
+
 @dataclass
 class RunOptions:
     out: str | None = None
@@ -252,7 +256,10 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
         check_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     t0 = time.perf_counter()
-    pe = boot_session(sess, opts)
+    try:
+        pe = boot_session(sess, opts)
+    except KeyboardInterrupt:
+        raise BootInterrupted("interrupted while booting; nothing was written") from None
     t_boot = time.perf_counter() - t0
     # Boot leaves a few pages on per-CPU lists (the page_ext tables' tails):
     # the workload starts with them drained, whatever reports are asked for.
