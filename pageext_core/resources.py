@@ -20,11 +20,15 @@ The estimate follows what the code really allocates (``mm/buddy.py``,
 * page contents: the per-pfn side arrays a run may create (slot u4, fill
   u1, unmapped u1 per spanned pfn; each appears on first use: a write, a
   poison fill, an unmapped page);
-* working memory: temporaries over every pfn while booting and scanning
-  (masks such as "which pages are free"; about 2 bytes per pfn measured
-  at 16-128 GiB, 3 counted), and a fixed 64 MiB for what grows with the
-  workload rather than with the machine: 4 KiB rows of written page
-  contents, the stack depot, per-CPU lists, reports' text.
+* working memory: temporaries over every pfn while booting and scanning,
+  and a fixed 64 MiB for what grows with the workload rather than with the
+  machine: 4 KiB rows of written page contents, the stack depot, per-CPU
+  lists, reports' text.  The temporaries are whole-machine numpy masks:
+  a client's init that scans for free pages (``free_pages_mask``: an int32
+  cover, its int64 running sum and a few bool arrays) peaks at about
+  19 bytes per pfn (tracemalloc, debug_pagealloc at 5 GiB), so 24 are
+  counted when any page_ext client is enabled; without one the core's own
+  peak is under 1 byte per pfn, and 2 are counted.
 
 Every array is a ``numpy.zeros``/``full``: the OS maps zero pages lazily,
 so untouched parts cost address space but no RAM.  A long workload touches
@@ -49,7 +53,8 @@ HOST_MEMORY_ENV = "PAGEEXT_HOST_MEMORY"
 WORKING_ALLOWANCE = 64 * MiB
 ALLOCATOR_BYTES_PER_PFN = 1 + 4  # state u1 + pflags u4
 CONTENTS_BYTES_PER_PFN = 4 + 1 + 1  # slot u4 + fill u1 + unmapped bool
-TEMPORARY_BYTES_PER_PFN = 3  # boot-time whole-machine masks (about 2 measured)
+TEMPORARY_BYTES_PER_PFN = 2  # the core's whole-machine masks (under 1 measured)
+CLIENT_TEMPORARY_BYTES_PER_PFN = 24  # clients' init scans (about 19 measured)
 FREE_LIST_MIN_ENTRIES = 16  # np.zeros(max(16, ...)) on first growth
 
 
@@ -126,7 +131,8 @@ def estimate(g: Geometry, layout: Layout | None) -> HostEstimate:
         "allocator": allocator_bytes(g),
         "page_ext": record * (pages + hot),
         "contents": CONTENTS_BYTES_PER_PFN * g.max_pfn,
-        "working": TEMPORARY_BYTES_PER_PFN * g.max_pfn + WORKING_ALLOWANCE,
+        "working": (CLIENT_TEMPORARY_BYTES_PER_PFN if record else TEMPORARY_BYTES_PER_PFN) * g.max_pfn
+                   + WORKING_ALLOWANCE,
     }
     clients: dict[str, int] = {}
     if layout is not None and record:
@@ -208,7 +214,7 @@ def host_memory(env: Mapping[str, str] | None = None) -> HostMemory:
         try:
             return HostMemory(available=parse_size(raw, HOST_MEMORY_ENV), override=raw)
         except ConfigError as exc:
-            raise ConfigError(f"{exc} (environment variable {HOST_MEMORY_ENV}; unset it to measure the host)") from None
+            raise ConfigError(f"{exc} (or unset the environment variable to measure the host)") from None
     avail = _meminfo_available()
     limit = _as_limit()
     used = _address_space_used() if limit is not None else None
@@ -247,7 +253,8 @@ def largest_fitting_memory(g: Geometry, layout: Layout | None, available: int) -
     return None
 
 
-def fits_message(g: Geometry, layout: Layout | None, est: HostEstimate, host: HostMemory) -> str:
+def fits_message(g: Geometry, layout: Layout | None, est: HostEstimate, host: HostMemory,
+                 before_layout: bool = False) -> str:
     """The one-line refusal: the estimate by part, what is available, and what would fit."""
     from pageext_core.mm.geometry import format_size
 
@@ -272,6 +279,8 @@ def fits_message(g: Geometry, layout: Layout | None, est: HostEstimate, host: Ho
             fixes.append(f"enable fewer page_ext clients (with none it needs {human(bare)})")
         else:
             fixes.append("enable fewer page_ext clients")
+    if before_layout:
+        parts.append("page_ext tables for the clients the boot line enables come on top")
     return (f"a {format_size(memory)} machine needs about {human(est.total)} of host memory "
             f"({', '.join(parts)}) but {host.describe()}; {', or '.join(fixes)}")
 
@@ -281,5 +290,19 @@ def check(g: Geometry, layout: Layout | None, host: HostMemory) -> HostEstimate:
     est = estimate(g, layout)
     if host.available is not None and est.total > host.available:
         raise ResourceError(fits_message(g, layout, est, host))
+    return est
+
+
+def check_machine(g: Geometry, host: HostMemory) -> HostEstimate:
+    """Before the machine exists: can the host map its allocator arrays at all?
+
+    The clients' ``pageext_need`` hooks see the machine at its memblock
+    stage, so its allocator arrays are mapped (not touched) before the
+    layout, and so the full estimate, is known.  This refuses a machine
+    whose arrays alone do not fit; ``check`` then judges the whole.
+    """
+    est = estimate(g, None)
+    if host.available is not None and est.parts["allocator"] > host.available:
+        raise ResourceError(fits_message(g, None, est, host, before_layout=True))
     return est
 

@@ -73,15 +73,18 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
     """Boot the session's machine; every configuration problem becomes a located SessionError.
 
     The host-memory check runs twice before anything is touched: the
-    allocator and contents arrays before the machine exists, then the whole
-    estimate (page_ext tables at the layout's record size) once the clients
-    have said what they need, before any table is allocated.
+    allocator arrays before the machine maps them, then the whole estimate
+    (page_ext tables at the layout's record size, contents, working memory)
+    once the clients have said what they need, before any table exists.
     """
     cmdline = " ".join(x for x in (sess.cmdline, opts.boot) if x)
     _check_blocked(sess, opts)
     try:
         host = resources.host_memory()
-        resources.check(build_geometry(sess.machine), None, host)
+    except ConfigError as exc:  # a bad PAGEEXT_HOST_MEMORY: the message names it
+        raise SessionError(str(exc)) from None
+    try:
+        resources.check_machine(build_geometry(sess.machine), host)
         return boot(
             sess.machine,
             cmdline,
