@@ -7,9 +7,10 @@
     pageext --version
 
 Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
-configuration error; 3 the session stopped on an error while running (reports
-of the state reached written); 130 interrupted (reports of the state reached
-written).
+configuration error (a machine the host cannot hold too); 3 the session
+stopped on an error while running (reports of the state reached written), an
+output could not be written, or the host ran out of memory; 130 interrupted
+(reports of the state reached written, or nothing if still booting).
 """
 from __future__ import annotations
 

@@ -2,11 +2,13 @@
 
 Exit codes: 0 success; 1 the session ran and a client reported findings
 while ``fail_on_findings`` was set; 2 usage or configuration error (raised as
-``SessionError``, found before the workload runs, nothing written); 3 the
+``SessionError``, found before the workload runs, nothing written; a
+machine the host cannot hold is one, see ``pageext_core.resources``); 3 the
 session stopped on an error while running (a plugin or a function workload
 raised: the reports of the state reached are written, with the error in
 ``summary.json`` and ``dmesg.log``); 130 interrupted (the reports of the
-state reached are still written).
+state reached are still written; Ctrl-C while booting raises
+``BootInterrupted`` instead, nothing written).
 
 ``summary.json`` is deterministic for a given session and seed except for
 the ``timing`` object, the one place that holds wall-clock figures.
