@@ -68,10 +68,10 @@ class OutputError(OSError):
     prints it as one line and exits 3.
     """
 
-    def __init__(self, path: Path, exc: OSError) -> None:
+    def __init__(self, path: Path, exc: OSError, action: str = "write") -> None:
         super().__init__(exc.errno, exc.strerror or str(exc))
         self.path = path
-        self.message = f"cannot write {path}: {exc.strerror or exc}"
+        self.message = f"cannot {action} {path}: {exc.strerror or exc}"
 
     def __str__(self) -> str:
         return self.message

@@ -34,7 +34,7 @@ from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import PluginLoadError, installed_names
-from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
+from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import WorkloadResult, load_function, match_planted, run_workload
 
@@ -242,10 +242,16 @@ def remove_stale_reports(out_dir: Path, keep: list[str]) -> None:
         except ReportError:
             continue
         if path.is_file():
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise OutputError(path, exc, "remove") from exc
             parent = path.parent
             while parent != out_dir.resolve() and not any(parent.iterdir()):
-                parent.rmdir()
+                try:
+                    parent.rmdir()
+                except OSError:  # an empty folder left behind is harmless
+                    break
                 parent = parent.parent
 
 

@@ -306,6 +306,9 @@ def test_plugins_at_1tib_never_boots(no_table_allocated: None) -> None:
 
 def test_a_full_disk_is_one_line_naming_the_output_and_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "out"
+    session = write_session(tmp_path, TINY)
+    assert cli("run", session, "--out", out, "-q").exit_code == 0  # an earlier, complete run
+    old = tree(out)
     real_fsync = os.fsync
     calls = []
 
@@ -316,10 +319,14 @@ def test_a_full_disk_is_one_line_naming_the_output_and_exit_3(tmp_path: Path, mo
         real_fsync(fd)
 
     monkeypatch.setattr(reports_mod.os, "fsync", fsync)
-    r = cli("run", write_session(tmp_path, TINY), "--out", out, "-q")
+    r = cli("run", session, "--out", out, "-q", "--seed", "2")
     assert r.exit_code == 3
     assert r.stderr == f"pageext: error: cannot write {out.resolve() / 'meminfo'}: No space left on device\n"
-    assert sorted(tree(out)) == ["buddyinfo"]  # whole, and no temporary file left
+    now = tree(out)
+    assert sorted(now) == sorted(old)  # no temporary file left
+    for name in ("meminfo", "dmesg.log", "summary.json"):  # the failed one and those after it: the old, whole
+        assert now[name] == old[name]
+    assert now["buddyinfo"] != old["buddyinfo"]  # the new one, written whole before the disk filled
 
 
 def test_a_read_only_output_is_one_line_and_exit_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
