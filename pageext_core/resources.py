@@ -47,7 +47,7 @@ from typing import Mapping
 from pageext_core.layout import FLAGS_BYTES, Layout
 from pageext_core.mm.constants import MIGRATE_TYPES, MiB
 from pageext_core.mm.errors import ConfigError
-from pageext_core.mm.geometry import Geometry, build_geometry, parse_size
+from pageext_core.mm.geometry import Geometry, build_geometry, format_size, parse_size
 
 HOST_MEMORY_ENV = "PAGEEXT_HOST_MEMORY"
 WORKING_ALLOWANCE = 64 * MiB
@@ -87,29 +87,27 @@ class HostEstimate:
         return {**self.parts, "total": self.total}
 
 
+def _sections(ranges: list[tuple[int, int]], shift: int) -> set[int]:
+    """Sections that hold any pfn of ``ranges`` (as ``Machine.present_sections`` finds them)."""
+    out: set[int] = set()
+    for s, e in ranges:
+        out.update(range(s >> shift, ((e - 1) >> shift) + 1))
+    return out
+
+
 def table_pages(g: Geometry) -> int:
     """Pages covered by page_ext tables at boot: whole present sections, or each node's span."""
     if g.config.memory_model == "FLATMEM":
         return sum(n.end_pfn - n.start_pfn for n in g.nodes)
-    shift = g.section_shift
-    sections: set[int] = set()
-    for s, e in g.ram:
-        sections.update(range(s >> shift, ((e - 1) >> shift) + 1))
-    return len(sections) << shift
+    return len(_sections(g.ram, g.section_shift)) << g.section_shift
 
 
 def hotplug_table_pages(g: Geometry) -> int:
     """Extra pages covered when every hot-pluggable block is online (SPARSEMEM only)."""
     if g.config.memory_model == "FLATMEM" or not g.hotplug_blocks:
         return 0
-    shift = g.section_shift
-    boot: set[int] = set()
-    for s, e in g.ram:
-        boot.update(range(s >> shift, ((e - 1) >> shift) + 1))
-    extra: set[int] = set()
-    for s, e in g.hotplug_blocks:
-        extra.update(range(s >> shift, ((e - 1) >> shift) + 1))
-    return len(extra - boot) << shift
+    extra = _sections(g.hotplug_blocks, g.section_shift) - _sections(g.ram, g.section_shift)
+    return len(extra) << g.section_shift
 
 
 def allocator_bytes(g: Geometry) -> int:
@@ -256,8 +254,6 @@ def largest_fitting_memory(g: Geometry, layout: Layout | None, available: int) -
 def fits_message(g: Geometry, layout: Layout | None, est: HostEstimate, host: HostMemory,
                  before_layout: bool = False) -> str:
     """The one-line refusal: the estimate by part, what is available, and what would fit."""
-    from pageext_core.mm.geometry import format_size
-
     memory = sum(g.config.memory) if isinstance(g.config.memory, tuple) else g.config.memory
     p = est.parts
     parts = [f"allocator arrays {human(p['allocator'])}"]

@@ -342,6 +342,24 @@ def test_a_read_only_output_is_one_line_and_exit_3(tmp_path: Path, monkeypatch: 
     assert list(out.iterdir()) == []
 
 
+def test_a_stale_report_that_cannot_be_removed_is_one_line_and_exit_3(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    three = TINY.replace('["buddyinfo", "meminfo"]', '["buddyinfo", "meminfo", "vmstat"]')
+    assert cli("run", write_session(tmp_path, three), "--out", out, "-q").exit_code == 0
+    real_unlink = Path.unlink
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        if self.name == "vmstat":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        real_unlink(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    r = cli("run", write_session(tmp_path, TINY), "--out", out, "-q")  # vmstat is stale now
+    assert r.exit_code == 3
+    assert r.stderr == f"pageext: error: cannot remove {out.resolve() / 'vmstat'}: Permission denied\n"
+
+
 # -- Ctrl-C while booting ------------------------------------------------------------------------------------------------
 
 
