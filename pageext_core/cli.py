@@ -7,9 +7,10 @@
     pageext --version
 
 Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
-configuration error; 3 the session stopped on an error while running (reports
-of the state reached written); 130 interrupted (reports of the state reached
-written).
+configuration error (a machine the host cannot hold too); 3 the session
+stopped on an error while running (reports of the state reached written), an
+output could not be written, or the host ran out of memory; 130 interrupted
+(reports of the state reached written, or nothing if still booting).
 """
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ import click
 
 EXIT_USAGE = 2  # = pageext_core.session.runner.EXIT_USAGE; importing the runner here would load numpy
 # and the allocator for --help and --version too
+EXIT_FAILED = 3  # = runner.EXIT_FAILED
+EXIT_INTERRUPTED = 130  # = runner.EXIT_INTERRUPTED
 
 
 class UsageError(click.ClickException):
@@ -30,6 +33,12 @@ class UsageError(click.ClickException):
 
     def show(self, file: Any = None) -> None:
         click.echo(f"pageext: error: {self.message}", err=True)
+
+
+class RunError(UsageError):
+    """The run could not go on (outputs not writable, host memory exhausted): one line, exit code 3."""
+
+    exit_code = EXIT_FAILED
 
 
 def _versions() -> str:
@@ -73,7 +82,12 @@ def main() -> None:
 
 
 def _session_errors(fn: Any) -> Any:
-    """Turn every configuration problem into exit code 2 with a one-line message."""
+    """Turn every configuration problem into exit code 2 with a one-line message.
+
+    Outputs that cannot be written and host memory running out are one line
+    and exit code 3; Ctrl-C before the workload's own handling (while
+    booting) is exit code 130.  None of them is a traceback.
+    """
     import functools
 
     @functools.wraps(fn)
@@ -81,13 +95,22 @@ def _session_errors(fn: Any) -> Any:
         from pageext_core.bootparams import BootParamError
         from pageext_core.mm.errors import ConfigError
         from pageext_core.registry import PluginLoadError
-        from pageext_core.reports import ReportError
+        from pageext_core.reports import OutputError, ReportError
         from pageext_core.session.config import SessionError
 
         try:
             return fn(*args, **kwargs)
         except (SessionError, ConfigError, PluginLoadError, BootParamError, ReportError) as exc:
             raise UsageError(str(exc)) from None
+        except OutputError as exc:
+            raise RunError(str(exc)) from None
+        except MemoryError as exc:
+            detail = f" ({exc})" if str(exc) else ""
+            raise RunError(f"the host ran out of memory{detail}; give the machine less memory (--memory) "
+                           "or enable fewer page_ext clients") from None
+        except KeyboardInterrupt as exc:
+            click.echo(f"pageext: {str(exc) or 'interrupted'}", err=True)
+            sys.exit(EXIT_INTERRUPTED)
 
     return wrapper
 
@@ -246,16 +269,24 @@ def _text_summary(o: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @_session_errors
 def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool, as_json: bool) -> None:
-    """List installed plugins: hooks, boot parameters, page_ext fields, and whether the boot line enables them."""
+    """List installed plugins: hooks, boot parameters, page_ext fields, and whether the boot line enables them.
+
+    The figures are arithmetic on the layout and the geometry: the machine
+    is never booted (no table allocated, no page freed), so any size is instant.
+    """
     from pageext_core.dispatch import call_each
     from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
     from pageext_core.page_ext import boot
     from pageext_core.registry import discover
+    from pageext_core.resources import estimate, human
 
     size = parse_size(memory, "--memory")
-    pe = boot(MachineConfig(memory=size), boot_line, blocked=disable, strict=strict or None)
+    pe = boot(MachineConfig(memory=size), boot_line, blocked=disable, strict=strict or None, plan_only=True)
+    est = estimate(pe.machine.geometry, pe.layout)
     desc = pe.describe()
+    desc["page_ext_bytes"] = est.page_ext_bytes  # what a boot would allocate (nothing is, here)
     for d in desc["plugins"]:
+        d["page_ext_bytes"] = est.clients.get(d["name"], 0)
         if not d["enabled"]:  # what it would store if enabled (not allocated this boot)
             c = pe.client(d["name"])
             f = call_each(pe.pm, "pageext_fields", [c.name], boot=pe.boot).get(c.name) or {}
@@ -265,7 +296,7 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     blocked = [{"name": i.name, "distribution": i.dist, "version": i.version}
                for i in discover(blocked=disable) if i.blocked]
     data = {"machine_memory": format_size(size), "boot": pe.boot.cmdline, "boot_warnings": pe.boot.warnings,
-            **desc, "blocked": blocked}
+            **desc, "blocked": blocked, "host_memory_estimate": est.describe()}
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -278,7 +309,8 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
                        f"TOML [boot.{d['name']}] {p['toml_key']}) {p['doc']}")
         if d["enabled"]:
             bits = ", ".join(f"{k}=bit {v}" for k, v in d["flag_bits"].items()) or "none"
-            click.echo(f"    page_ext: offset {d['offset']}, {d['size']} bytes/page, flag bits: {bits}")
+            click.echo(f"    page_ext: offset {d['offset']}, {d['size']} bytes/page "
+                       f"({d['page_ext_bytes']} bytes), flag bits: {bits}")
             click.echo(f"    fields: {', '.join(f'{k}:{v}' for k, v in d['fields'].items()) or 'none'}")
         else:
             click.echo("    page_ext: 0 bytes (not enabled by this boot line)")
@@ -288,6 +320,9 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
         _warn(problem)
     for w in data["boot_warnings"]:
         _warn(f"boot: {w}")
+    h = data["host_memory_estimate"]
+    click.echo(f"host memory estimate {human(h['total'])}: allocator {human(h['allocator'])}, "
+               f"page_ext {human(h['page_ext'])}, contents {human(h['contents'])}, working {human(h['working'])}")
     click.echo(f"record size {data['record_size']} bytes; page_ext {data['page_ext_bytes']} bytes "
                f"on a {data['machine_memory']} machine (boot line: {data['boot'] or '(empty)'})")
 

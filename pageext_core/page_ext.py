@@ -268,7 +268,8 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
          boot_tables: Mapping[str, Mapping[str, Any]] | None = None,
          plugins: Iterable[Any] = (), blocked: Iterable[str] = (), autoload: bool | None = None,
          strict: bool | None = None, log_sink: Callable[[str], None] | None = None,
-         fail_table_allocation: Callable[[int], bool] | None = None) -> PageExt:
+         fail_table_allocation: Callable[[int], bool] | None = None,
+         preflight: Callable[[Machine, Layout], None] | None = None, plan_only: bool = False) -> PageExt:
     """Boot a machine with every installed (and given) client; see the module docstring.
 
     ``cmdline`` is a kernel-style boot line; ``boot_tables`` the TOML
@@ -277,6 +278,11 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     pair names one.  ``strict`` turns a plugin that cannot be loaded into an
     error instead of a logged warning; by default it follows the
     ``PAGEEXT_STRICT`` environment variable (the test suite sets it).
+    ``preflight`` sees the machine (memblock stage: geometry known, its
+    arrays not yet touched) and the layout before any table exists or any
+    page is freed; it may raise to stop the boot (the host-memory check).
+    ``plan_only`` stops there: the ``PageExt`` has a layout but no tables
+    and an unbooted machine (``pageext plugins`` computes its figures from it).
     """
     config = config or MachineConfig()
     if strict is None:
@@ -369,6 +375,10 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     layout = compute_layout([(c.name, c.fields, c.flags) for c in needed])
     for c in needed:
         c.layout = layout.client(c.name)
+    if preflight is not None:
+        preflight(machine, layout)
+    if plan_only:
+        return PageExt(machine, cfg, clients, layout, None, pm, problems)
 
     tables: PageExtTables | None = None
     if layout.record_size:

@@ -90,9 +90,38 @@ def check_report_name(name: str) -> PurePosixPath:
     return p
 
 
+class OutputError(OSError):
+    """An output file could not be written (disk full, read-only directory, ...).
+
+    The message names the output path, never the temporary file; the CLI
+    prints it as one line and exits 3.
+    """
+
+    def __init__(self, path: Path, exc: OSError, action: str = "write") -> None:
+        super().__init__(exc.errno, exc.strerror or str(exc))
+        self.path = path
+        self.message = f"cannot {action} {path}: {exc.strerror or exc}"
+
+    def __str__(self) -> str:
+        return self.message
+
+
 def atomic_write(path: Path, data: str | bytes) -> None:
-    """Write a file so that readers see the old content or the whole new one, never a part."""
+    """Write a file so that readers see the old content or the whole new one, never a part.
+
+    Any ``OSError`` becomes an ``OutputError`` naming ``path``; the
+    temporary file is removed whatever went wrong.
+    """
     path = Path(path)
+    try:
+        _atomic_write(path, data)
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
+
+
+def _atomic_write(path: Path, data: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -107,7 +136,7 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     except BaseException:
         try:
             os.unlink(tmp)
-        except FileNotFoundError:
+        except OSError:  # already gone, or the directory went read-only: nothing more to do
             pass
         raise
 

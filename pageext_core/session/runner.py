@@ -2,11 +2,13 @@
 
 Exit codes: 0 success; 1 the session ran and a client reported findings
 while ``fail_on_findings`` was set; 2 usage or configuration error (raised as
-``SessionError``, found before the workload runs, nothing written); 3 the
+``SessionError``, found before the workload runs, nothing written; a
+machine the host cannot hold is one, see ``pageext_core.resources``); 3 the
 session stopped on an error while running (a plugin or a function workload
 raised: the reports of the state reached are written, with the error in
 ``summary.json`` and ``dmesg.log``); 130 interrupted (the reports of the
-state reached are still written).
+state reached are still written; Ctrl-C while booting raises
+``BootInterrupted`` instead, nothing written).
 
 ``summary.json`` is deterministic for a given session and seed except for
 the ``timing`` object, the one place that holds wall-clock figures.
@@ -25,14 +27,16 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pageext_core
+from pageext_core import resources
 from pageext_core.bootparams import BootParamError, split_cmdline
 from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
+from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.registry import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
                                    shipped_owner_of_report)
-from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
+from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import (
     WorkloadResult,
@@ -44,6 +48,10 @@ from pageext_core.session.workload import (
 
 SUMMARY_SCHEMA = "pageext.summary/1"
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+
+class BootInterrupted(KeyboardInterrupt):
+    """Ctrl-C while booting: there is no state worth reporting yet (exit code 130, nothing written)."""
 
 
 @dataclass
@@ -74,10 +82,21 @@ class RunOutcome:
 
 
 def boot_session(sess: Session, opts: RunOptions) -> PageExt:
-    """Boot the session's machine; every configuration problem becomes a located SessionError."""
+    """Boot the session's machine; every configuration problem becomes a located SessionError.
+
+    The host-memory check runs twice before anything is touched: the
+    allocator arrays before the machine maps them, then the whole estimate
+    (page_ext tables at the layout's record size, contents, working memory)
+    once the clients have said what they need, before any table exists.
+    """
     cmdline = " ".join(x for x in (sess.cmdline, opts.boot) if x)
     _check_blocked(sess, opts)
     try:
+        host = resources.host_memory()
+    except ConfigError as exc:  # a bad PAGEEXT_HOST_MEMORY: the message names it
+        raise SessionError(str(exc)) from None
+    try:
+        resources.check_machine(build_geometry(sess.machine), host)
         return boot(
             sess.machine,
             cmdline,
@@ -86,7 +105,10 @@ def boot_session(sess: Session, opts: RunOptions) -> PageExt:
             autoload=sess.plugins.autoload,
             strict=True if (sess.plugins.strict or opts.strict) else None,  # None: PAGEEXT_STRICT decides
             log_sink=opts.log_sink,
+            preflight=lambda machine, layout: resources.check(machine.geometry, layout, host),
         )
+    except resources.ResourceError as exc:
+        raise SessionError(f"{sess.source.where(['machine', 'memory'])}: {exc}") from None
     except BootParamError as exc:
         where, msg = _locate_boot_error(sess, opts, exc)
         raise SessionError(f"{where}: {msg}") from None
@@ -313,10 +335,16 @@ def remove_stale_reports(out_dir: Path, keep: list[str]) -> None:
         except ReportError:
             continue
         if path.is_file():
-            path.unlink()
+            try:
+                path.unlink()
+            except OSError as exc:
+                raise OutputError(path, exc, "remove") from exc
             parent = path.parent
             while parent != out_dir.resolve() and not any(parent.iterdir()):
-                parent.rmdir()
+                try:
+                    parent.rmdir()
+                except OSError:  # an empty folder left behind is harmless
+                    break
                 parent = parent.parent
 
 
@@ -332,7 +360,10 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
         check_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     t0 = time.perf_counter()
-    pe = boot_session(sess, opts)
+    try:
+        pe = boot_session(sess, opts)
+    except KeyboardInterrupt:
+        raise BootInterrupted("interrupted while booting; nothing was written") from None
     t_boot = time.perf_counter() - t0
     # Boot leaves a few pages on per-CPU lists (the page_ext tables' tails):
     # the workload starts with them drained, whatever reports are asked for.
