@@ -12,6 +12,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pageext-installed
 DISTS  := . plugins/page_owner plugins/debug_pagealloc plugins/guard
 PROJECTS := $(addsuffix /pyproject.toml,$(DISTS))
+DISTDIR ?= dist
 
 # An interpreter's identity: the real path of the python a venv of it runs, and its version.
 PY_ID_CODE := import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), sys.version.split()[0])
@@ -57,11 +58,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
-# The four wheels (core and three plugins) into dist/, built offline from this checkout.
+# The four wheels (core and three plugins) into $(DISTDIR), built offline from this checkout.
 dist: $(STAMP)
-	rm -rf dist
+	rm -rf $(DISTDIR) build plugins/*/build  # stale build/lib files would end up in the wheels
 	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
-		-w dist $(DISTS)
+		-w $(DISTDIR) $(DISTS)
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info plugins/*/*.egg-info plugins/*/build .pytest_cache .hypothesis
