@@ -85,7 +85,8 @@ def test_wheels_install_run_and_uninstall_in_a_fresh_venv(tmp_path: Path) -> Non
     dist = tmp_path / "dist"
     bin_dir = Path(sys.executable).parent
     # The Makefile's recipe, run with this interpreter; STAMP= drops the .venv prerequisite.
-    run([MAKE, "-s", "dist", f"DISTDIR={dist}", f"BIN={bin_dir}", "STAMP="], cwd=ROOT)
+    make_env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    run([MAKE, "-s", "dist", f"DISTDIR={dist}", f"BIN={bin_dir}", "STAMP="], cwd=ROOT, env=make_env)
     wheels = {p.name.split("-")[0]: p for p in dist.glob("*.whl")}
     assert set(wheels) == WHEELS, sorted(p.name for p in dist.iterdir())
 

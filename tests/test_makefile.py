@@ -59,7 +59,8 @@ def venv(project: Path, identity: str | None, stamp: str | None, stamp_fresh: bo
 
 
 def plan(project: Path, python: str = "host/python3") -> str:
-    done = subprocess.run([MAKE, "-n", "install", f"PYTHON={python}"], cwd=project,
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # not the outer make's
+    done = subprocess.run([MAKE, "-n", "install", f"PYTHON={python}"], cwd=project, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return done.stdout
