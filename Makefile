@@ -1,24 +1,53 @@
 # Two commands do all set-up on a fresh clone: `make run` and `make test`.
-# The venv is made with the running python3 and re-installed only when a
-# pyproject.toml changes, so repeated targets are fast.
+# The venv is made with $(PYTHON) and re-installed only when a pyproject.toml
+# changes, so repeated targets are fast.
+#
+# A .venv is reused only when it is sound: its python runs, it was made by the
+# same interpreter as $(PYTHON) (real path and version), and the last install
+# finished (the stamp holds that interpreter's identity, written only after pip
+# succeeded). Otherwise it is removed and rebuilt, and the reason is printed.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.pageext-installed
 DISTS  := . plugins/page_owner plugins/debug_pagealloc plugins/guard
 PROJECTS := $(addsuffix /pyproject.toml,$(DISTS))
+DISTDIR ?= dist
 
-.PHONY: run test bench install clean
+# An interpreter's identity: the real path of the python a venv of it runs, and its version.
+PY_ID_CODE := import os, sys; print(os.path.realpath(getattr(sys, "_base_executable", sys.executable)), sys.version.split()[0])
+PY_ID   := $(shell $(PYTHON) -c '$(PY_ID_CODE)' 2>/dev/null)
+VENV_ID := $(if $(wildcard $(VENV)),$(shell $(BIN)/python -c '$(PY_ID_CODE)' 2>/dev/null))
+STAMP_ID := $(if $(wildcard $(STAMP)),$(shell cat $(STAMP)))
+
+# Why the existing .venv cannot be reused (empty: it can, or there is none).
+# With $(PYTHON) not running there is nothing to compare: the venv is kept.
+ifneq ($(wildcard $(VENV)),)
+ifeq ($(VENV_ID),)
+REBUILD_WHY := $(VENV)/bin/python does not run
+else ifeq ($(PY_ID),)
+REBUILD_WHY :=
+else ifneq ($(VENV_ID),$(PY_ID))
+REBUILD_WHY := $(VENV) was made by $(VENV_ID), not by $(PYTHON) ($(PY_ID))
+else ifneq ($(STAMP_ID),$(VENV_ID))
+REBUILD_WHY := the last install into $(VENV) did not finish
+endif
+endif
+
+.PHONY: run test bench install dist clean FORCE
 
 install: $(STAMP)
 
-$(BIN)/python:
+# FORCE makes the venv be rebuilt when it cannot be reused.
+$(BIN)/python: $(if $(REBUILD_WHY),FORCE)
+	$(if $(REBUILD_WHY),@echo "rebuilding $(VENV): $(REBUILD_WHY)")
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python $(PROJECTS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[dev]' $(addprefix -e ,$(filter-out .,$(DISTS)))
-	touch $@
+	$(BIN)/python -c '$(PY_ID_CODE)' > $@.tmp && mv $@.tmp $@
 
 run: $(STAMP)
 	$(BIN)/pageext run $(ARGS)
@@ -29,5 +58,11 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
 
+# The four wheels (core and three plugins) into $(DISTDIR), built offline from this checkout.
+dist: $(STAMP)
+	rm -rf $(DISTDIR) build plugins/*/build  # stale build/lib files would end up in the wheels
+	$(BIN)/python -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation \
+		-w $(DISTDIR) $(DISTS)
+
 clean:
-	rm -rf $(VENV) build *.egg-info plugins/*/*.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info plugins/*/*.egg-info plugins/*/build .pytest_cache .hypothesis

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-import time
 
 from pageext_core.mm import PAGE_SIZE, check_invariants
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
@@ -45,9 +44,7 @@ def run_workload(pe, ops: int, seed: int, *, writes: bool, max_held: int = 1500)
 
 def test_a_million_clean_operations_find_nothing() -> None:
     pe = boot_dpa()
-    t0 = time.perf_counter()
     done = run_workload(pe, 1_000_000, seed=20141125, writes=True)
-    elapsed = time.perf_counter() - t0
     assert done > 990_000
     assert pe.findings() == []
     assert headlines(pe) == []
@@ -58,9 +55,7 @@ def test_a_million_clean_operations_find_nothing() -> None:
     assert m.contents.nr_unmapped == int(m.free_pages_mask().sum())
     assert m.contents.backed_pages == 0  # every written block was freed, and poison gave its rows back
     check_invariants(m)
-    # 11-41 s measured on a shared machine (load average 3-6): the bound catches a hot path
-    # gone pathological (a Python loop over pages or bytes), not machine noise.
-    assert elapsed < 120, f"1,000,000 operations took {elapsed:.1f} s"
+    # How long this takes is benchmarks/bench_debug_pagealloc.py's "clean workload" figure.
 
 
 def test_page_poison_only_workload_finds_nothing() -> None:

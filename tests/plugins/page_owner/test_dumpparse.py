@@ -27,7 +27,7 @@ from pageext_page_owner.dumpparse import (
 )
 from pageext_page_owner.gendump import write_dump
 
-FIXTURES = Path("/work/shared/fixtures/page_owner")
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"
 RFC2014 = FIXTURES / "rfc2014.txt"
 

@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,10 +23,14 @@ from hypothesis import strategies as st
 import pageext_page_owner.sort as pos
 from pageext_page_owner.sort import Aggregator, cull, main, sort_groups
 
-FIXTURES = Path("/work/shared/fixtures/page_owner")
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"
 RFC2014 = FIXTURES / "rfc2014.txt"
-SCRIPT = Path("/work/main/.venv/bin/page_owner_sort")
+# The console script of the environment running the tests (never another checkout's):
+# next to this interpreter in a venv, else wherever this environment put it on PATH.
+SCRIPT = Path(sys.executable).with_name("page_owner_sort")
+if not SCRIPT.exists():
+    SCRIPT = Path(shutil.which("page_owner_sort") or SCRIPT)
 
 # ---- the records of current.txt as the kernel tool prints them (timestamp digits cut out)
 
