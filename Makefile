@@ -38,13 +38,16 @@ endif
 
 install: $(STAMP)
 
-# FORCE makes the venv be rebuilt when it cannot be reused.
-$(BIN)/python: $(if $(REBUILD_WHY),FORCE)
+# FORCE makes the venv be rebuilt when it cannot be reused. The target is
+# pyvenv.cfg, a plain file written at creation: bin/python is a symlink whose
+# mtime make reads from the old interpreter it points to, so after a rebuild
+# it would look older than the stamp and the install would be skipped.
+$(VENV)/pyvenv.cfg: $(if $(REBUILD_WHY),FORCE)
 	$(if $(REBUILD_WHY),@echo "rebuilding $(VENV): $(REBUILD_WHY)")
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 
-$(STAMP): $(BIN)/python $(PROJECTS)
+$(STAMP): $(VENV)/pyvenv.cfg $(PROJECTS) $(if $(REBUILD_WHY),FORCE)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
 		-e '.[dev]' $(addprefix -e ,$(filter-out .,$(DISTS)))
 	$(BIN)/python -c '$(PY_ID_CODE)' > $@.tmp && mv $@.tmp $@

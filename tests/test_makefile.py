@@ -49,6 +49,9 @@ def venv(project: Path, identity: str | None, stamp: str | None, stamp_fresh: bo
     for p in project.rglob("pyproject.toml"):
         os.utime(p, (old, old))
     os.utime(py, (old + 10, old + 10))
+    cfg = project / ".venv" / "pyvenv.cfg"  # what `python -m venv` writes; the Makefile's venv target
+    cfg.write_text("home = /opt/python/bin\n")
+    os.utime(cfg, (old + 10, old + 10))
     if stamp is not None:
         s = project / ".venv" / ".pageext-installed"
         s.write_text(stamp + "\n")
@@ -124,3 +127,44 @@ def test_the_stamp_is_written_only_after_pip_succeeded(project):
     pip = next(i for i, line in enumerate(out) if "pip install" in line)
     stamp = next(i for i, line in enumerate(out) if "> .venv/.pageext-installed.tmp" in line)
     assert pip < stamp and "&& mv .venv/.pageext-installed.tmp .venv/.pageext-installed" in out[stamp]
+
+
+# A host python good enough for a real `make install`: it answers the identity
+# probe, and `-m venv DIR` makes bin/python a symlink (as the real venv module
+# does) to an interpreter file much older than any stamp; `-m pip` logs its call.
+REAL_RUN_PYTHON = """#!/bin/sh
+here="{host}"
+if [ "$1" = "-c" ]; then echo "{ident}"; exit 0; fi
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+    mkdir -p "$3/bin" && ln -sf "$here/old-python" "$3/bin/python" && echo "home = $here" > "$3/pyvenv.cfg"
+    exit 0
+fi
+if [ "$1" = "-m" ] && [ "$2" = "pip" ]; then echo "pip $*" >> "$here/pip.log"; exit 0; fi
+exit 2
+"""
+
+
+def test_a_rebuilt_venv_is_really_installed_into(project):
+    """Run make for real: after a rebuild, pip must run even though bin/python (a symlink) looks old."""
+    host = project / "host"
+    script = REAL_RUN_PYTHON.format(ident=ID, host=host.resolve())
+    for name in ("python3", "old-python"):
+        (host / name).write_text(script)
+        (host / name).chmod(0o755)
+    os.utime(host / "old-python", (1_000_000_000, 1_000_000_000))
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+
+    def install() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([MAKE, "install", "PYTHON=host/python3"], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    assert install().returncode == 0
+    stamp = project / ".venv" / ".pageext-installed"
+    assert stamp.read_text().strip() == ID
+    stamp.write_text("")  # an install that did not finish
+    (host / "pip.log").unlink()
+    done = install()
+    assert done.returncode == 0, done.stderr
+    assert "rebuilding .venv: the last install into .venv did not finish" in done.stdout
+    assert (host / "pip.log").read_text().count("pip -m pip install") == 1
+    assert stamp.read_text().strip() == ID
