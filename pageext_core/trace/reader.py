@@ -92,7 +92,7 @@ TEXT_LINE = re.compile(
 )
 # perf script: "<comm> <tid> [<cpu>] <secs>.<frac>: [period] [kmem:]<event>: <fields>" or "<pid>/<tid>"
 PERF_LINE = re.compile(
-    r"\s*(.*?)\s+(\d+)(?:/(\d+))?\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(?:\d+\s+)?(?:[\w-]+:)?(\w+):\s?(.*)"
+    r"\s*(.*?)\s+(-?\d+)(?:/(\d+))?\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(?:\d+\s+)?(?:[\w-]+:)?(\w+):\s?(.*)"
 )
 PERF_FRAME = re.compile(r"\s+([0-9a-fA-F]+)\s+(.*?)(?:\s+\([^()]*\))?\s*$")
 LOST = re.compile(r"CPU:\s*\d+\s+\[LOST\s+(\d+)\s+EVENTS\]")
@@ -430,7 +430,7 @@ class TraceReader:
             if kind is None:
                 st.ignored[name] = st.ignored.get(name, 0) + 1
                 continue
-            if m.group(3) is not None:  # "pid/tid"
+            if m.group(3) is not None:  # "pid/tid" (perf prints -1 for an unknown pid)
                 tgid, pid = int(m.group(2)), int(m.group(3))
             else:
                 tgid, pid = -1, int(m.group(2))
