@@ -18,6 +18,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import io
+import itertools
 import lzma
 import re
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from pageext_core.trace.events import (
 
 FORMATS = ("ftrace", "trace-cmd", "perf")
 MAX_EXAMPLES = 10
+DETECT_LINES = 200
 
 
 class TraceError(ValueError):
@@ -98,7 +100,7 @@ PERF_FRAME = re.compile(r"\s+([0-9a-fA-F]+)\s+(.*?)(?:\s+\([^()]*\))?\s*$")
 LOST = re.compile(r"CPU:\s*\d+\s+\[LOST\s+(\d+)\s+EVENTS\]")
 TRACE_CMD_HEADER = re.compile(r"version = \S+|cpus=\d+|CPU \d+ is empty")
 
-_PFN = r"(?:page=(\S*)\s+)?(?:pfn=(\S+)\s+)?"
+_PFN = r"\s*(?:page=(\S*)\s+)?(?:pfn=(\S+)\s+)?"
 FIELD_RES = {
     ALLOC: re.compile(_PFN + r"order=(\d+)\s+migratetype=(-?\d+)\s+gfp_flags=(\S*)"),
     FREE: re.compile(_PFN + r"order=(\d+)"),
@@ -113,10 +115,6 @@ FIELD_RES = {
 KIND_OF = {name: k for k, name in enumerate(KIND_NAMES)}
 NULL_PAGES = frozenset({"0000000000000000", "00000000", "(nil)", "0x0", "0", "(null)"})
 PFN_NONE = 1 << 63  # the kernel's -1UL and anything above: no page
-
-
-def _parse_pfn(text: str) -> int:
-    return int(text, 16) if text[:2] in ("0x", "0X") else int(text)
 
 
 def _frac_ns(frac: str) -> int:
@@ -177,7 +175,7 @@ def _classify(line: str) -> str | None:
     return None
 
 
-def detect_format(source: str | Path | Iterable[str], name: str | None = None, max_lines: int = 200) -> str:
+def detect_format(source: str | Path | Iterable[str], name: str | None = None, max_lines: int = DETECT_LINES) -> str:
     """Tell ftrace, trace-cmd and perf script apart from the first meaningful lines.
 
     Raises :class:`TraceError` naming the file and line when a line fits no
@@ -188,6 +186,8 @@ def detect_format(source: str | Path | Iterable[str], name: str | None = None, m
             return detect_format(f, name or str(source), max_lines)
     label = name or "<trace>"
     for lineno, line in enumerate(source, 1):
+        if lineno > max_lines:
+            break
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
@@ -207,8 +207,6 @@ def detect_format(source: str | Path | Iterable[str], name: str | None = None, m
             )
         if got:
             return got
-        if lineno >= max_lines:
-            break
     return "ftrace"
 
 
@@ -242,10 +240,12 @@ class TraceReader:
             with open_trace(self.source) as f:
                 yield from self._read(f)
         else:
-            lines = self.source
-            if self.format == "auto":
-                lines = list(lines)
-                self.format = detect_format(lines, self.name)
+            lines: Iterable[str] = self.source
+            if self.format == "auto":  # detect on a bounded look-ahead, then read it and the rest
+                it = iter(lines)
+                head = list(itertools.islice(it, DETECT_LINES))
+                self.format = detect_format(head, self.name)
+                lines = itertools.chain(head, it)
             yield from self._read(lines)
 
     def _read(self, lines: Iterable[str]) -> Iterator[TraceEvent]:
@@ -283,31 +283,38 @@ class TraceReader:
         if m is None:
             self._bad(lineno, f"{KIND_NAMES[kind]} fields not understood", line)
             return None
-        page, pfn_text = m.group(1), m.group(2)
-        try:
-            pfn = _parse_pfn(pfn_text) if pfn_text is not None else -1
-        except ValueError:
-            self._bad(lineno, f"bad pfn {pfn_text!r}", line)
-            return None
-        if pfn >= PFN_NONE or (pfn == 0 and (page is None or page in NULL_PAGES or kind == ALLOC)):
+        g = m.groups()
+        page, pfn_text = g[0], g[1]
+        if pfn_text is None:
             pfn = -1
+        else:
+            try:
+                pfn = int(pfn_text, 16) if pfn_text[:2] in ("0x", "0X") else int(pfn_text)
+            except ValueError:
+                self._bad(lineno, f"bad pfn {pfn_text!r}", line)
+                return None
+            if pfn >= PFN_NONE or (pfn == 0 and (page is None or page in NULL_PAGES or kind == ALLOC)):
+                pfn = -1
         extra = None
         if kind == ALLOC:
-            order = int(m.group(3))
-            mt = int(m.group(4))
-            try:
-                gfp = self._gfp(m.group(5))
-            except GfpParseError as e:
-                self._bad(lineno, str(e), line)
-                return None
+            gfp_text = g[4]
+            gfp = self._gfp_cache.get(gfp_text)
+            if gfp is None:
+                try:
+                    gfp = self._gfp(gfp_text)
+                except GfpParseError as e:
+                    self._bad(lineno, str(e), line)
+                    return None
             if pfn < 0:
                 self.stats.failures += 1
-        elif kind == EXTFRAG:
-            extra = tuple(int(x) for x in m.groups()[2:])
+            self.stats.events[0] += 1
+            return [0, ts, cpu, pid, tgid, comm, pfn, int(g[2]), int(g[3]), gfp, NO_STACK, None]
+        if kind == EXTFRAG:
+            extra = tuple(int(x) for x in g[2:])
             order, mt, gfp = extra[0], extra[3], -1
         else:
-            order = int(m.group(3))
-            mt = int(m.group(4)) if kind == PCPU_DRAIN else -1
+            order = int(g[2])
+            mt = int(g[3]) if kind == PCPU_DRAIN else -1
             gfp = -1
             if pfn < 0:
                 self._bad(lineno, f"{KIND_NAMES[kind]} without a pfn", line)
@@ -342,21 +349,21 @@ class TraceReader:
                     pending[10] = intern(tuple(frames))
                 frames = None
                 in_stack = False
-            if c == "#" or not line.strip():
+            if c == "#":
                 continue
             m = match_line(line)
             if m is None:
                 lost = LOST.search(line)
                 if lost:
                     st.lost_events += int(lost.group(1))
-                elif not TRACE_CMD_HEADER.match(line):
+                elif line.strip() and not TRACE_CMD_HEADER.match(line):
                     self._bad(lineno, "not a trace event line", line)
                 continue
-            rest = m.group(8)
+            comm, pid, tg, cpu, _flags, sec, frac, rest = m.groups()
             name, _, fields = rest.partition(":")
             if name == "<stack trace>" or name == "kernel_stack" or rest.startswith("<stack trace"):
                 in_stack = True
-                cpu = int(m.group(4))
+                cpu = int(cpu)
                 if pending is not None and pending[10] == NO_STACK and pending[2] == cpu:
                     frames = []
                 else:
@@ -370,11 +377,9 @@ class TraceReader:
                 name = name.strip()
                 st.ignored[name] = st.ignored.get(name, 0) + 1
                 continue
-            tg = m.group(3)
             pending = self._event(
-                kind, fields.strip(), int(m.group(6)) * 1_000_000_000 + _frac_ns(m.group(7)),
-                int(m.group(4)), int(m.group(2)), int(tg) if tg and tg[0] != "-" else -1,
-                m.group(1), lineno, line,
+                kind, fields, int(sec) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
+                int(cpu), int(pid), int(tg) if tg and tg[0] != "-" else -1, comm, lineno, line,
             )
         if in_stack and frames is not None and pending is not None:
             pending[10] = intern(tuple(frames))
@@ -418,7 +423,7 @@ class TraceReader:
                 pending = None
             in_record = False
             frames = []
-            if c == "#" or not line.strip():
+            if c == "#" or c == "\n" or not line.strip():
                 continue
             m = match_line(line)
             if m is None:
@@ -434,8 +439,9 @@ class TraceReader:
                 tgid, pid = int(m.group(2)), int(m.group(3))
             else:
                 tgid, pid = -1, int(m.group(2))
+            frac = m.group(6)
             pending = self._event(
-                kind, m.group(8).strip(), int(m.group(5)) * 1_000_000_000 + _frac_ns(m.group(6)),
+                kind, m.group(8), int(m.group(5)) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
                 int(m.group(4)), pid, tgid, m.group(1), lineno, line,
             )
         if pending is not None:
