@@ -249,6 +249,7 @@ class TraceReader:
             yield from self._read(lines)
 
     def _read(self, lines: Iterable[str]) -> Iterator[TraceEvent]:
+        self.stats = TraceStats()  # a second pass starts its counts afresh
         self.stats.format = self.format
         if self.format == "perf":
             return self._read_perf(lines)
@@ -361,6 +362,10 @@ class TraceReader:
                 continue
             comm, pid, tg, cpu, _flags, sec, frac, rest = m.groups()
             name, _, fields = rest.partition(":")
+            if name == "user_stack" or rest.startswith("<user stack trace"):
+                in_stack = True  # user-space frames: read past them, never attached
+                frames = None
+                continue
             if name == "<stack trace>" or name == "kernel_stack" or rest.startswith("<stack trace"):
                 in_stack = True
                 cpu = int(cpu)

@@ -138,6 +138,20 @@ def test_stack_of_an_ignored_event_is_not_attached_to_ours():
     assert r.stats.unattached_stacks == 1 and r.stats.ignored == {"sched_switch": 1}
 
 
+def test_user_stack_blocks_are_read_past():
+    evs, r = read("""\
+               a-1       [000] .....     1.000000: mm_page_alloc: page=0000000012345678 pfn=0x10 order=0 migratetype=0 gfp_flags=GFP_KERNEL
+               a-1       [000] .....     1.000001: <stack trace>
+ => __alloc_pages_noprof
+               a-1       [000] .....     1.000002: <user stack trace>
+ => <00007f1234567890>
+ => <00005612345678ab>
+               a-1       [000] .....     1.000003: mm_page_free: page=0000000012345678 pfn=0x10 order=0
+""")
+    assert r.stacks.frames(evs[0].stack) == ("__alloc_pages_noprof",)
+    assert evs[1].stack == -1 and r.stats.malformed == 0
+
+
 def test_stack_on_another_cpu_is_not_attached():
     evs, r = read("""\
                a-1       [000] .....     1.000000: mm_page_free: page=0000000012345678 pfn=0x10 order=0
