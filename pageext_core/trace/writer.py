@@ -46,10 +46,7 @@ STRUCT_PAGE_BASE = 0xFFFFEA0000000000
 
 def fake_address(frame: str) -> int:
     """A stable kernel-text-looking address for a symbol (or the frame's own hex address)."""
-    try:
-        return int(frame, 16) if frame and all(c in "0123456789abcdef" for c in frame) else _sym_addr(frame)
-    except ValueError:
-        return _sym_addr(frame)
+    return int(frame, 16) if _is_address(frame) else _sym_addr(frame)
 
 
 def _sym_addr(frame: str) -> int:
@@ -57,7 +54,8 @@ def _sym_addr(frame: str) -> int:
 
 
 def _is_address(frame: str) -> bool:
-    return bool(frame) and all(c in "0123456789abcdef" for c in frame)
+    """A frame the reader kept as a bare hex address (no symbol); short hex-looking names stay symbols."""
+    return len(frame) >= 8 and all(c in "0123456789abcdef" for c in frame)
 
 
 def _hashed_ptr(pfn: int) -> str:
