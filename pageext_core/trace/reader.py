@@ -92,9 +92,10 @@ def open_trace(path: str | Path) -> IO[str]:
 TEXT_LINE = re.compile(
     r"\s*(.*?)-(\d+)\s+(?:\(\s*([\d-]+)\)\s+)?\[(\d+)\]\s+(?:(\S+)\s+)?(\d+)\.(\d+):\s(.*)"
 )
-# perf script: "<comm> <tid> [<cpu>] <secs>.<frac>: [period] [kmem:]<event>: <fields>" or "<pid>/<tid>"
+# perf script: "<comm> <tid> [<cpu>] <secs>.<frac>: [period] [kmem:]<event>: <fields>", "<pid>/<tid>"
+# for the tid with -F +pid, and no "[cpu]" when the samples carry none (cpu then reads as -1)
 PERF_LINE = re.compile(
-    r"\s*(.*?)\s+(-?\d+)(?:/(\d+))?\s+\[(\d+)\]\s+(\d+)\.(\d+):\s+(?:\d+\s+)?(?:[\w-]+:)?(\w+):\s?(.*)"
+    r"\s*(.*?)\s+(-?\d+)(?:/(\d+))?\s+(?:\[(\d+)\]\s+)?(\d+)\.(\d+):\s+(?:\d+\s+)?(?:[\w-]+:)?(\w+):\s?(.*)"
 )
 PERF_FRAME = re.compile(r"\s+([0-9a-fA-F]+)\s+(.*?)(?:\s+\([^()]*\))?\s*$")
 LOST = re.compile(r"CPU:\s*\d+\s+\[LOST\s+(\d+)\s+EVENTS\]")
@@ -447,7 +448,7 @@ class TraceReader:
             frac = m.group(6)
             pending = self._event(
                 kind, m.group(8), int(m.group(5)) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
-                int(m.group(4)), pid, tgid, m.group(1), lineno, line,
+                int(m.group(4) or -1), pid, tgid, m.group(1), lineno, line,
             )
         if pending is not None:
             if frames:

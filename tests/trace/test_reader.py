@@ -221,6 +221,13 @@ Web Content    3300/3301    [002]  10.000001:          1 kmem:mm_page_alloc: pag
     assert (evs[1].comm, evs[1].pid, evs[1].kind, evs[1].stack) == ("perf", 77, FREE, -1)
 
 
+def test_perf_without_cpu_column():
+    evs, r = read("""\
+            perf    77  10.000002: kmem:mm_page_free: page=0x0 pfn=0x1000 order=0
+""", fmt="perf")
+    assert (evs[0].pid, evs[0].cpu, evs[0].pfn) == (77, -1, 0x1000) and r.stats.malformed == 0
+
+
 def test_perf_nanosecond_timestamps():
     evs, _ = read("""\
             perf    77 [000]  10.000000002: kmem:mm_page_free: page=0x0 pfn=0x1000 order=0
