@@ -259,3 +259,46 @@ def test_write_errors_name_the_output_not_the_temp_file(capsys, tmp_path, monkey
     rc, _, err = run(capsys, DUMP, "o.txt")
     assert rc == 1 and err == "page_owner_sort: error: cannot write o.txt: No space left on device\n"
     assert Path("o.txt").read_text() == "old\n" and files(tmp_path) == ["o.txt"]
+
+
+PARALLEL_SCRIPT = """
+import os, sys, time
+import pageext_page_owner.sort as pos
+
+pos.PARALLEL_MIN_BYTES = 0  # count even the small fixture in worker processes
+
+
+def stuck(args):  # a worker busy for long enough to be interrupted
+    open(os.path.join(sys.argv[3], "worker.%d" % os.getpid()), "w").close()
+    time.sleep(600)
+
+
+pos._count_part = stuck
+sys.exit(pos.main(["--jobs=2", sys.argv[1], sys.argv[2]]))
+"""
+
+
+def test_ctrl_c_with_worker_processes(tmp_path):
+    # Ctrl-C at a terminal goes to the whole process group: the workers must not print tracebacks.
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    out = tmp_path / "sorted.txt"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PARALLEL_SCRIPT, str(DUMP), str(out), str(marks)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120  # a guard against hanging, not a speed check
+        while len(list(marks.iterdir())) < 2:
+            assert proc.poll() is None, proc.stderr.read()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 130
+    assert b"Traceback" not in stderr and stderr.strip().endswith(b"page_owner_sort: interrupted")
+    assert files(tmp_path) == ["marks"]
