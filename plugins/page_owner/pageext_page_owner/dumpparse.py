@@ -12,9 +12,10 @@ never holding more than one chunk plus one partial record, and understands:
 * CRLF line ends, gzip/xz/bzip2 input (by magic bytes), ``-`` for stdin.
 
 Records are separated by an empty line.  As in the kernel's page_owner_sort,
-the ``PFN ...`` line is not part of the record text, and a last record that
-is not followed by an empty line is not used; here it is reported as
-unparsed so the user learns about it.
+the ``PFN ...`` line is not part of the record text (a record without one,
+as pasted into bug reports, is still a record), and a last record that is
+not followed by an empty line is not used; here it is reported as unparsed
+so the user learns about it.
 
 Two levels of API: :func:`iter_chunks` yields raw record blocks in batches
 (what the fast sorter uses), :func:`parse_dump` yields :class:`Record`
@@ -118,7 +119,11 @@ class Record:
 
     ``text`` is what the kernel tool compares: the first line and every
     following line except the ``PFN`` line, each ending in a newline, with
-    the timestamp still in it (see :func:`strip_ts`).
+    the timestamp still in it (see :func:`strip_ts`).  ``pfn_line`` is
+    empty and ``pfn`` None for a record printed without its ``PFN`` line
+    (an excerpt from a bug report); its allocator then comes from the
+    stack alone (``page_owner_sort`` does what the kernel tool does, see
+    docs/page_owner_sort.md).
     """
 
     line: int
@@ -249,7 +254,9 @@ def scan_block(block: bytes, line: int = 1, source: str = "") -> Scan:
     ``block`` is the text between two empty lines (no trailing newline).
     Raises :class:`ParseError` (with the block's line number) when it is
     not a usable record: no ``Page allocated via order N,`` first line, an
-    order above 63, no ``PFN`` line, or a second record glued to it.
+    order above 63, or a second record glued to it.  A record without a
+    ``PFN`` line (an excerpt from a bug report) is valid: ``pfn_line`` is
+    then empty and the allocator comes from the stack alone.
     """
     block = block.rstrip(b"\n")
     if block[:1] == b"\n":
@@ -287,16 +294,15 @@ def scan_block(block: bytes, line: int = 1, source: str = "") -> Scan:
         pfn_line = block[nl + 1:] if e < 0 else block[nl + 1:e]
         text = header + b"\n" if e < 0 else header + block[e:] + b"\n"
     else:
+        # no PFN line at all (an excerpt pasted into a bug report, a hand-trimmed
+        # record) is still a record: the kernel tool keeps and groups it by its text
         kept = [header]
         pfn_line = b""
-        found = False
         for ln in block.split(b"\n")[1:]:
             if ln.startswith(PFN_PREFIX):
-                pfn_line, found = ln, True
+                pfn_line = ln
             else:
                 kept.append(ln)
-        if not found:
-            raise ParseError(line, "record has no 'PFN ...' line (truncated or hand-edited dump?)", source)
         text = b"\n".join(kept) + b"\n"
     pm = _PID_RE.search(header)
     tm = _TGID_RE.search(header)
@@ -608,8 +614,8 @@ def parse_dump(
 ) -> Iterator[Record]:
     """Yield every usable record of a dump; report the others to ``on_error``.
 
-    Unusable blocks (not a record, no PFN line, two records run together,
-    an unterminated last record) are skipped; ``on_error`` receives a
+    Unusable blocks (not a record, two records run together, an
+    unterminated last record) are skipped; ``on_error`` receives a
     :class:`ParseError` carrying the file name and line number.
     """
     with open_dump(source) as (stream, name):

@@ -42,6 +42,7 @@ from pageext_page_owner.dumpparse import (
     DEFAULT_CHUNK,
     HEADER_PREFIX,
     OVERSIZED_REASON,
+    PFN_PREFIX,
     TS_RE,
     UNTERMINATED_REASON,
     ParseError,
@@ -95,7 +96,25 @@ _ALLOC_SUFFIX = (b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x00\x03")
 
 
 class UserError(Exception):
-    """A problem with the input or output that is reported without a traceback."""
+    """A problem with the input or output that is reported without a traceback (and without the usage)."""
+
+
+class NoRecords(UserError):
+    """A non-empty input in which not one record could be used (printed without ``error:``)."""
+
+
+def _why(e: BaseException, path: str = "") -> str:
+    """The reason of an I/O error without the file name Python appends (a temp or resolved path).
+
+    Messages name the path the user typed; ``path: `` at the start of a
+    message (our own decompression errors) is not repeated.
+    """
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    msg = str(e) or type(e).__name__
+    if path and msg.startswith(path + ": "):
+        msg = msg[len(path) + 2:]
+    return msg
 
 
 # ----------------------------------------------------------------- records
@@ -235,6 +254,13 @@ class Aggregator:
         self.seen = 0
         self.source = ""
         self.jobs_used = 1
+        # A record without a PFN line is classified (CMA/SLAB) by the last PFN line
+        # read before it, even one of an earlier record: the kernel tool keeps that
+        # line in a buffer it never clears.  pfn_carry holds its bits (CMA 1, slab 2)
+        # as of the start of the current chunk; _pfn_pos/_pfn_at track it inside.
+        self.pfn_carry = 0
+        self._pfn_data = b""
+        self._pfn_start = self._pfn_pos = self._pfn_at = 0
 
     # -- input
 
@@ -259,12 +285,14 @@ class Aggregator:
                 self._error(ParseError(chunk.first_line, reason, self.source))
                 continue
             lines = _Lines(chunk.data, chunk.first_line, chunk.start)
+            self._pfn_begin(chunk.data, chunk.start)
             if self.selection.drop_released:
                 self._slow_segment(chunk.data, chunk.start, chunk.stop, lines)
             elif self.strip_ts:
                 self._feed_fast(chunk.data, chunk.start, chunk.stop, lines)
             else:
                 self._feed_fast_ts(chunk.data, chunk.start, chunk.stop, lines)
+            self._pfn_end(chunk.stop)
             if self.progress is not None:
                 self.seen += 1 + chunk.data.count(b"\n\n", chunk.start, chunk.stop)
                 self.progress(self.seen)
@@ -463,6 +491,40 @@ class Aggregator:
         self.slot_count.append(1)
         self.slot_rep.append(_Rep(tmpl.order, tmpl.pid, tmpl.tgid, tmpl.comm, ts, tmpl.free_ts, alloc or ALLOC_OTHERS, tmpl.keep))
 
+    def _pfn_begin(self, data: bytes, start: int) -> None:
+        """Start tracking the last PFN line inside a new chunk (records from ``start``)."""
+        self._pfn_data = data
+        self._pfn_start = self._pfn_pos = start
+        self._pfn_at = self.pfn_carry
+
+    def _pfn_bits_at(self, pos: int) -> int:
+        """CMA/SLAB bits of the last PFN line before ``pos`` in the file (the kernel's ``ext_buf``).
+
+        Only records without a PFN line ask, in file order, so the chunk is
+        searched once overall, not once per record.
+        """
+        data = self._pfn_data
+        if pos < self._pfn_pos:  # not expected: search again from the chunk start
+            self._pfn_pos, self._pfn_at = self._pfn_start, self.pfn_carry
+        lo = self._pfn_pos
+        k = data.rfind(b"\nPFN", max(lo - 1, self._pfn_start), pos)
+        if k >= 0:
+            at = k + 1
+        elif lo == self._pfn_start and lo < pos and data.startswith(PFN_PREFIX, lo):
+            at = lo
+        else:
+            at = -1
+        if at >= 0:
+            e = data.find(b"\n", at, pos)
+            ln = data[at:pos if e < 0 else e]
+            self._pfn_at = (b"CMA" in ln) | ((b"slab" in ln) << 1)
+        self._pfn_pos = pos
+        return self._pfn_at
+
+    def _pfn_end(self, stop: int) -> None:
+        """Carry the last PFN line of a finished chunk over to the next one."""
+        self.pfn_carry = self._pfn_bits_at(stop)
+
     def _slow_segment(self, data: bytes, pos: int, end: int, lines: _Lines) -> None:
         """Every record between ``pos`` and ``end``, through the exact parser."""
         while pos <= end:
@@ -492,9 +554,16 @@ class Aggregator:
             return None
         text = sc.text[:-1]
         key = strip_ts(text) if self.strip_ts else text
+        pl = sc.pfn_line
+        alloc = sc.allocator_flags
+        if pl:
+            bits = (b"CMA" in pl) | ((b"slab" in pl) << 1)
+        else:  # no PFN line: the kernel tool uses the last one it read (see pfn_carry)
+            bits = self._pfn_bits_at(pos)
+            alloc = (alloc & ALLOC_VMALLOC) | (ALLOC_CMA if bits & 1 else 0) | (ALLOC_SLAB if bits & 2 else 0)
+            alloc = alloc or ALLOC_OTHERS
         if self.alloc_bits:
-            pl = sc.pfn_line
-            key += _ALLOC_SUFFIX[(b"CMA" in pl) | ((b"slab" in pl) << 1)]
+            key += _ALLOC_SUFFIX[bits]
         slot = self.slot_of.get(key)
         if slot is not None:
             self.slot_count[slot] += 1
@@ -514,7 +583,7 @@ class Aggregator:
                 comm=comm,
                 ts=U64_MAX if sc.ts_ns is None else sc.ts_ns,
                 free_ts=U64_MAX if sc.free_ts_ns is None else sc.free_ts_ns,
-                alloc=sc.allocator_flags,
+                alloc=alloc,
                 keep=self.selection.keeps(pid, tgid, comm),
             )
         )
@@ -552,6 +621,12 @@ class Aggregator:
                     if cut > cuts[-1]:
                         cuts.append(cut)
                 cuts.append(size)
+                carries = [0]
+                for cut in cuts[1:-1]:
+                    bits = _pfn_bits_before(f, cut)
+                    if bits is None:  # no PFN line near the cut: one process keeps it exact
+                        return False
+                    carries.append(bits)
         except OSError:
             return False
         import multiprocessing
@@ -561,8 +636,8 @@ class Aggregator:
         except ValueError:
             return False
         opts = (self.strip_ts, self.alloc_bits, self.selection, chunk_size)
-        parts = [(path, cuts[i], cuts[i + 1], opts) for i in range(len(cuts) - 1)]
-        with ctx.Pool(len(parts)) as pool:
+        parts = [(path, cuts[i], cuts[i + 1], opts, carries[i]) for i in range(len(cuts) - 1)]
+        with ctx.Pool(len(parts), initializer=_ignore_sigint) as pool:
             results = pool.map(_count_part, parts)
         self.source = path
         self.jobs_used = len(parts)
@@ -682,12 +757,41 @@ class _Range(io.RawIOBase):
         return data
 
 
+def _ignore_sigint() -> None:
+    """Pool workers leave Ctrl-C to the parent (which stops them), so they print no tracebacks."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _pfn_bits_before(f: BinaryIO, cut: int) -> int | None:
+    """CMA/SLAB bits of the last PFN line before byte ``cut`` (what a part starts with).
+
+    None when there is none in the ``MAX_SCAN`` bytes before the cut but
+    the file goes further back (the caller then reads in one process).
+    """
+    lo = max(0, cut - MAX_SCAN)
+    f.seek(lo)
+    window = f.read(cut - lo)
+    k = window.rfind(b"\nPFN")
+    if k >= 0:
+        at = k + 1
+    elif lo == 0 and window.startswith(PFN_PREFIX):
+        at = 0
+    else:
+        return 0 if lo == 0 else None
+    e = window.find(b"\n", at)
+    ln = window[at:] if e < 0 else window[at:e]
+    return (b"CMA" in ln) | ((b"slab" in ln) << 1)
+
+
 def _count_part(args: tuple) -> tuple:
     """Worker: count one part of a file; line numbers are local to the part."""
-    path, start, stop, (strip, alloc_bits, selection, chunk_size) = args
+    path, start, stop, (strip, alloc_bits, selection, chunk_size), carry = args
     errors: list[tuple[int, str]] = []
     agg = Aggregator(strip_ts=strip, alloc_bits=alloc_bits, selection=selection, on_error=lambda e: errors.append((e.line, e.reason)))
     agg.source = path
+    agg.pfn_carry = carry
     nlines = 0
     with open(path, "rb") as f:
         stream = _Range(f, start, stop)
@@ -698,10 +802,12 @@ def _count_part(args: tuple) -> tuple:
                 nlines += count_lines(chunk.data) + 1
                 continue
             lines = _Lines(chunk.data, chunk.first_line, chunk.start)
+            agg._pfn_begin(chunk.data, chunk.start)
             if strip:
                 agg._feed_fast(chunk.data, chunk.start, chunk.stop, lines)
             else:
                 agg._feed_fast_ts(chunk.data, chunk.start, chunk.stop, lines)
+            agg._pfn_end(chunk.stop)
             nlines += count_lines(chunk.data, chunk.start, chunk.stop) + 2
     keys: list[bytes] = [b""] * len(agg.slot_count)
     for key, slot in agg.slot_of.items():
@@ -1125,27 +1231,75 @@ def atomic_output(path: str) -> Iterator[BinaryIO]:
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise IsADirectoryError(f"output {path!r} is a directory")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(path, "wb") as f:
+        try:
+            f = open(path, "wb")
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {_why(e)}") from e
+        with f:
             yield f
         return
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {_why(e)}") from e
     try:
         with os.fdopen(fd, "wb", buffering=1 << 20) as f:
             yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask()))
-        os.replace(tmp, path)
+            try:
+                f.flush()
+                os.fsync(f.fileno())
+            except OSError as e:
+                raise UserError(f"cannot write {path}: {_why(e)}") from e
+        try:
+            os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else (0o666 & ~_umask()))
+            os.replace(tmp, path)
+        except OSError as e:
+            raise UserError(f"cannot write {path}: {_why(e)}") from e
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
 
 
-def write_all(out: IO[bytes], chunks: Iterable[bytes]) -> None:
-    for c in chunks:
-        out.write(c)
+def write_all(out: IO[bytes], chunks: Iterable[bytes], name: str = "") -> None:
+    """Write every chunk; a failed write names the output as the user gave it."""
+    try:
+        for c in chunks:
+            out.write(c)
+    except BrokenPipeError:
+        raise  # the reader went away (`... - | head`): main() stops quietly
+    except OSError as e:
+        if not name:
+            raise
+        raise UserError(f"cannot write {name}: {_why(e)}") from e
+
+
+def _same_file(a: str, b: str) -> bool:
+    """True when two paths are one file: equal once resolved, or hard links to it."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # the output does not exist yet
+        return False
+
+
+def _version() -> str:
+    """``page_owner_sort (pageext-page-owner X.Y.Z)``: the tool and the distribution it ships in."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("pageext-page-owner")
+    except PackageNotFoundError:  # running from a source tree
+        from pageext_page_owner import __version__ as v
+    return f"{PROG} (pageext-page-owner {v})"
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        click.echo(_version())
+        ctx.exit(0)
 
 
 # ----------------------------------------------------------------- CLI
@@ -1162,7 +1316,7 @@ Usage: {PROG} [OPTIONS] <input> <output>
   --pid=LIST --tgid=LIST --name=LIST   keep only these (comma-separated)
   --cull=RULES           merge by pid,tgid,name,stacktrace,allocator
   --sort=ORDER           [+|-]key[,...]: pid tgid name stacktrace txt alloc_ts allocator
-  --format=text|json|csv, --collapsed, --diff, -h/--help
+  --format=text|json|csv, --collapsed, --diff, --jobs=N, -h/--help, --version
 """
 
 HELP = f"""Group the records of a page_owner dump and sort the groups.
@@ -1277,6 +1431,7 @@ class _Command(click.Command):
 @click.option("--collapsed", is_flag=True, help="Write flame-graph input: 'root;...;leaf pages' per stack (with --diff: 'stack old new').")
 @click.option("--diff", "diff", is_flag=True, help="Compare two dumps: <old> <new> [<output>]; per stack (or --cull key), largest growth first.")
 @click.option("--jobs", "jobs", type=click.IntRange(0, 256), default=0, metavar="N", help="Processes for big or compressed inputs (0: one per idle CPU, up to 8; 1: just this one).")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Print the version and exit.")
 @click.argument("paths", nargs=-1, metavar="<input> <output>")
 @click.pass_context
 def cli(
@@ -1334,22 +1489,30 @@ def cli(
 
     if inputs.count("-") > 1:
         raise click.UsageError("only one input can be '-' (stdin)")
+    if output != "-":
+        for path in inputs:
+            if path != "-" and _same_file(path, output):
+                raise click.UsageError(
+                    f"the output {output!r} is the input {path!r}: the report would replace the dump; "
+                    "give another output path (or '-' for stdout)"
+                )
+    # from here on: problems with the files themselves, reported without the usage
     for path in inputs:
         if path == "-":
             continue
         if os.path.isdir(path):
-            raise click.UsageError(f"cannot open input {path!r}: it is a directory")
+            raise UserError(f"cannot open input {path!r}: it is a directory")
         if not os.access(path, os.R_OK):
             why = "no such file" if not os.path.exists(path) else "permission denied"
-            raise click.UsageError(f"cannot open input {path!r}: {why}")
+            raise UserError(f"cannot open input {path!r}: {why}")
     if output != "-":
-        outdir = os.path.dirname(os.path.abspath(output))
+        outdir = os.path.dirname(output) or "."  # as the user wrote it, not resolved
         if os.path.isdir(output):
-            raise click.UsageError(f"cannot write output {output!r}: it is a directory")
+            raise UserError(f"cannot write output {output!r}: it is a directory")
         if not os.path.isdir(outdir):
-            raise click.UsageError(f"cannot write output {output!r}: directory {outdir!r} does not exist")
+            raise UserError(f"cannot write output {output!r}: directory {outdir!r} does not exist")
         if not os.access(outdir, os.W_OK):
-            raise click.UsageError(f"cannot write output {output!r}: directory {outdir!r} is not writable")
+            raise UserError(f"cannot write output {output!r}: directory {outdir!r} is not writable")
 
     if jobs == 0:
         jobs = default_jobs()
@@ -1360,12 +1523,12 @@ def cli(
         info.write(msg + "\n")
         info.flush()
 
-    errors: list[ParseError] = []
+    errors: list[ParseError] = []  # the first unusable block of the input being read
 
     def on_error(e: ParseError) -> None:
         if debug:
             sys.stderr.write(f"{e.source or '<input>'}:{e.line}: skipped: {e.reason}\n")
-        elif not errors:
+        if not errors:
             errors.append(e)
 
     def progress(n: int) -> None:
@@ -1390,13 +1553,20 @@ def cli(
             on_error=on_error,
             progress=progress if tty else None,
         )
+        name = path if path != "-" else "<stdin>"
         try:
             agg.feed(path, jobs=jobs)
+        except BrokenPipeError:
+            raise
         except (OSError, EOFError, ValueError) as e:
-            raise UserError(f"cannot read {path if path != '-' else '<stdin>'}: {e}") from e
+            raise UserError(f"cannot read {name}: {_why(e, path)}") from e
+        first = errors[0] if errors else None
+        if agg.distinct == 0 and agg.released == 0 and agg.unparsed:
+            # text, but not one record in it: an error, not an empty report
+            where = f" (first unusable block: {first.source}:{first.line}: {first.reason})" if first else ""
+            raise NoRecords(f"no page_owner records found in {name}{where}")
         say(f"loaded {agg.loaded}")
         if agg.unparsed and not debug:
-            first = errors[-1] if errors else None
             hint = " Is this a /sys/kernel/debug/page_owner dump?" if agg.loaded == 0 else ""
             where = f" (first: {first.source}:{first.line}: {first.reason})" if first else ""
             sys.stderr.write(
@@ -1413,7 +1583,7 @@ def cli(
             og, ng = old.groups(), new.groups()
             say("culling")
             if collapsed:
-                write_all(out, render_diff_collapsed(og, ng, fields))
+                write_all(out, render_diff_collapsed(og, ng, fields), output)
                 return 0
             report = DiffReport(
                 rows=diff_groups(og, ng, fields),
@@ -1427,14 +1597,14 @@ def cli(
                 new_times=sum(g.times for g in ng),
             )
             renderer = {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt]
-            write_all(out, renderer(report))
+            write_all(out, renderer(report), output)
             return 0
         agg = load(inputs[0])
         say("sorting ....")
         groups = agg.groups()
         if collapsed:
             say("culling")
-            write_all(out, render_collapsed(collapse(groups, fields)))
+            write_all(out, render_collapsed(collapse(groups, fields)), output)
             return 0
         passed = cull(groups, fields)
         say("culling")
@@ -1448,14 +1618,17 @@ def cli(
             unparsed=agg.unparsed,
         )
         renderer = {"text": render_text, "json": render_json, "csv": render_csv}[fmt]
-        write_all(out, renderer(rep))
+        write_all(out, renderer(rep), output)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns the exit status (0 ok, 1 usage/input/output error)."""
+    """Console entry point; returns the exit status (0 ok, 1 usage/input/output error, 130 Ctrl-C)."""
     try:
         rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
     except click.UsageError as e:
         sys.stderr.write(USAGE + "\n")
         sys.stderr.write(f"{PROG}: error: {e.format_message()}\n")
@@ -1463,8 +1636,14 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         sys.stderr.write(f"{PROG}: error: {e.format_message()}\n")
         return 1
-    except click.Abort:
+    except click.Abort as e:
+        if isinstance(e.__cause__, KeyboardInterrupt):  # click turns Ctrl-C into Abort
+            sys.stderr.write(f"{PROG}: interrupted\n")
+            return 130
         sys.stderr.write(f"{PROG}: aborted\n")
+        return 1
+    except NoRecords as e:
+        sys.stderr.write(f"{PROG}: {e}\n")
         return 1
     except UserError as e:
         sys.stderr.write(f"{PROG}: error: {e}\n")
