@@ -126,3 +126,58 @@ def run_plan(machine, plan: Plan) -> tuple[int, float]:
             free(pfn, order)
     machine.drain_all_pages()
     return len(plan.ops) - skipped, seconds
+
+
+# The clean debug_pagealloc workload: random small allocations and frees where
+# some blocks are written and read while allocated. It is both a test (a
+# million operations find nothing) and a benchmark (how long they take), so
+# tests/plugins/debug_pagealloc/test_debug_pagealloc_workload.py imports it.
+CLEAN_ORDERS = (0,) * 12 + (1, 1, 2, 2, 3, 4, 5)
+
+
+def clean_gfps() -> tuple[int, ...]:
+    from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+
+    return (GFP_KERNEL, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_ZERO)
+
+
+def run_clean_workload(machine, ops: int, seed: int, *, writes: bool = True,
+                       max_held: int = 1500) -> tuple[int, float]:
+    """``ops`` random allocations and frees (with ``writes``, 5% of blocks written and read).
+
+    Returns (operations done, seconds of the loop); every block still held is
+    freed afterwards, outside the timing.
+    """
+    import random
+    import time
+
+    from pageext_core.mm import PAGE_SIZE
+
+    m = machine
+    rng = random.Random(seed)
+    alloc, free, write, read = m.alloc_pages, m.free_pages, m.write, m.read
+    choice, rand, randrange = rng.choice, rng.random, rng.randrange
+    gfps = clean_gfps()
+    held: list[tuple[int, int]] = []
+    done = 0
+    t0 = time.perf_counter()
+    for _ in range(ops):
+        if held and (len(held) >= max_held or rand() < 0.5):
+            j = randrange(len(held))
+            held[j], held[-1] = held[-1], held[j]
+            p, o = held.pop()
+            free(p, o)
+        else:
+            o = choice(CLEAN_ORDERS)
+            p = alloc(choice(gfps), o)
+            if p is None:
+                continue
+            held.append((p, o))
+            if writes and rand() < 0.05:
+                write(p + (1 << o) - 1, randrange(PAGE_SIZE - 8), b"payload!")
+                read(p, 0, 64)
+        done += 1
+    seconds = time.perf_counter() - t0
+    for p, o in held:
+        free(p, o)
+    return done, seconds

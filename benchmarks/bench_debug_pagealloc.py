@@ -16,19 +16,17 @@ Run: ``.venv/bin/python -m benchmarks debug_pagealloc`` (``--quick`` for a smoke
 """
 from __future__ import annotations
 
-import random
 import time
 
 import numpy as np
 
 import pageext_core as pc
 from pageext_core.mm import GiB, MachineConfig, MiB, PAGE_SIZE
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
 
 from typing import Callable
 
 from benchmarks._harness import Result, interleaved, run_parts, self_timed
-from benchmarks._workload import Plan, make_plan, run_plan
+from benchmarks._workload import Plan, make_plan, run_clean_workload, run_plan
 
 # The standard plan keeps ~280 MiB live: 1 GiB runs it without failures.
 CONFIG = MachineConfig(memory=1 * GiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -161,10 +159,8 @@ def memory(quick: bool) -> list[Result]:
     ]
 
 
-# The workload of tests/plugins/debug_pagealloc/test_debug_pagealloc_workload.py.
+# The workload of tests/plugins/debug_pagealloc/test_debug_pagealloc_workload.py (one shared loop).
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
-CLEAN_ORDERS = (0,) * 12 + (1, 1, 2, 2, 3, 4, 5)
-CLEAN_GFPS = (GFP_KERNEL, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_ZERO)
 # Seconds per million operations: 11-41 s measured on a shared 2-core machine (load 3-6); the
 # bound catches a hot path gone pathological (a Python loop over pages or bytes), not noise.
 CLEAN_TARGET = 120.0
@@ -173,33 +169,7 @@ CLEAN_TARGET = 120.0
 def clean_workload(quick: bool) -> list[Result]:
     """Random allocations and frees with some writes and reads, debug_pagealloc on: seconds per million."""
     pe = pc.boot(TINY, "debug_pagealloc=on")
-    m = pe.machine
-    ops = 100_000 if quick else 1_000_000
-    rng = random.Random(20141125)
-    alloc, free, write, read = m.alloc_pages, m.free_pages, m.write, m.read
-    choice, rand, randrange = rng.choice, rng.random, rng.randrange
-    held: list[tuple[int, int]] = []
-    done = 0
-    t0 = time.perf_counter()
-    for _ in range(ops):
-        if held and (len(held) >= 1500 or rand() < 0.5):
-            j = randrange(len(held))
-            held[j], held[-1] = held[-1], held[j]
-            p, o = held.pop()
-            free(p, o)
-        else:
-            o = choice(CLEAN_ORDERS)
-            p = alloc(choice(CLEAN_GFPS), o)
-            if p is None:
-                continue
-            held.append((p, o))
-            if rand() < 0.05:
-                write(p + (1 << o) - 1, randrange(PAGE_SIZE - 8), b"payload!")
-                read(p, 0, 64)
-        done += 1
-    for p, o in held:
-        free(p, o)
-    seconds = time.perf_counter() - t0
+    done, seconds = run_clean_workload(pe.machine, 100_000 if quick else 1_000_000, seed=20141125)
     per_million = seconds * 1_000_000 / max(done, 1)
     findings = len(pe.findings())
     return [Result("clean workload with writes, debug_pagealloc=on", per_million, "s per 1M ops",

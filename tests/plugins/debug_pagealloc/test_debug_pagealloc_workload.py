@@ -1,45 +1,15 @@
 """A clean workload raises nothing, and poisoning creates no backing bytes."""
 from __future__ import annotations
 
-import random
-
-from pageext_core.mm import PAGE_SIZE, check_invariants
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+from benchmarks._workload import run_clean_workload  # the loop benchmarks/bench_debug_pagealloc.py times
+from pageext_core.mm import check_invariants
 
 from debug_pagealloc_support import boot_dpa, client, headlines
-
-ORDERS = (0,) * 12 + (1, 1, 2, 2, 3, 4, 5)
-GFPS = (GFP_KERNEL, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_ZERO)
 
 
 def run_workload(pe, ops: int, seed: int, *, writes: bool, max_held: int = 1500) -> int:
     """``ops`` random allocations and frees; with ``writes`` some blocks are written, read and freed."""
-    m = pe.machine
-    rng = random.Random(seed)
-    alloc, free = m.alloc_pages, m.free_pages
-    held: list[tuple[int, int]] = []
-    choice, rand, randrange = rng.choice, rng.random, rng.randrange
-    done = 0
-    for _ in range(ops):
-        if held and (len(held) >= max_held or rand() < 0.5):
-            j = randrange(len(held))
-            held[j], held[-1] = held[-1], held[j]
-            p, o = held.pop()
-            free(p, o)
-        else:
-            o = choice(ORDERS)
-            p = alloc(choice(GFPS), o)
-            if p is None:
-                continue
-            held.append((p, o))
-            if writes and rand() < 0.05:
-                last = p + (1 << o) - 1
-                m.write(last, randrange(PAGE_SIZE - 8), b"payload!")
-                m.read(p, 0, 64)
-        done += 1
-    for p, o in held:
-        free(p, o)
-    return done
+    return run_clean_workload(pe.machine, ops, seed, writes=writes, max_held=max_held)[0]
 
 
 def test_a_million_clean_operations_find_nothing() -> None:
