@@ -44,7 +44,7 @@ PALETTE = np.array([
 ], dtype=np.uint8)
 HIGHLIGHT = np.array((255, 0, 255), np.uint8)  # cells of the overlaid stack: magenta
 
-CHUNK_PAGES = 1 << 22  # pages read at a time: bounds working memory at any machine size
+CHUNK_PAGES = 1 << 20  # pages read at a time: bounds working memory (tens of MiB) at any machine size
 MAX_CELLS = 1 << 19  # above this many pages, one cell stands for several
 
 
@@ -78,7 +78,7 @@ def page_states(machine: "Machine", start: int, end: int,
         delta = np.zeros(n + 1, np.int16)
         delta[heads] = c
         ends = np.minimum(heads + size, n)
-        np.subtract.at(delta, ends, c)
+        delta[ends] -= c  # ends are distinct (blocks do not overlap); an end may be the next head
         code = np.cumsum(delta[:n], dtype=np.int16).astype(np.uint8)
     present = np.zeros(n, bool)
     for s, e in m.present_ranges:
@@ -126,7 +126,7 @@ def grid_shape(max_pfn: int) -> tuple[int, int, int]:
     while -(-max_pfn // ppc) > MAX_CELLS:
         ppc <<= 1
     cells = -(-max_pfn // ppc)
-    cols = 1 << max(6, min(10, math.ceil(math.log2(max(math.sqrt(cells), 1)))))
+    cols = 1 << max(6, min(10, round(math.log2(max(math.sqrt(cells), 1)))))
     rows = max(1, -(-cells // cols))
     return ppc, cols, rows
 
@@ -166,7 +166,7 @@ def build_grid(machine: "Machine", table_chunks: Sequence[tuple[int, int]] = (),
 def _bincount2(per: np.ndarray, pad: np.ndarray, ppc: int) -> None:
     """Per-cell category counts for big chunks: one bincount over cell*NR_CATEGORIES + code."""
     ncell = per.shape[0]
-    key = (np.arange(ncell, dtype=np.int64) * NR_CATEGORIES)[:, None] + pad.reshape(ncell, ppc)
+    key = (np.arange(ncell, dtype=np.int32) * NR_CATEGORIES)[:, None] + pad.reshape(ncell, ppc)
     per += np.bincount(key.ravel(), minlength=ncell * NR_CATEGORIES).reshape(ncell, NR_CATEGORIES).astype(np.int32)
 
 
@@ -250,15 +250,19 @@ def render(machine: "Machine", title: str, table_chunks: Sequence[tuple[int, int
             boundary(pfn, color="#bbbbbb", linewidth=0.5)
     ax.set_yticks(ticks, labels, fontsize=7)
     ax.set_ylabel(f"physical address (section = {_size_text(secs * PAGE_SIZE)})", fontsize=8)
-    # Zone boundaries: thick lines, the zone's name at its start on the right edge.
+    # Zone boundaries: thick lines, the zone's name at its start on the right edge (pushed
+    # down when zones are too small to hold their labels apart).
+    next_free = 0.0
+    gap = 12 / pl.scale  # rows per label line
     for z in g.zones:
         if not z.spanned_pages or not m.zone_present[z.index]:
             continue
         if z.start_pfn:
             boundary(z.start_pfn, color="#111111", linewidth=1.6)
-        r = (z.start_pfn // ppc) / cols
-        ax.text(cols + 0.5 * cols / 100, r, f"node {z.node} {z.name}", fontsize=8, va="top", ha="left",
-                clip_on=False)
+        r = max((z.start_pfn // ppc) / cols, next_free)
+        next_free = r + gap
+        ax.text(cols + 0.5 * cols / 100, r, f"node {z.node} {z.name} ({z.start_pfn * PAGE_SIZE:#x})",
+                fontsize=8, va="top", ha="left", clip_on=False)
     cell = "page" if ppc == 1 else f"{ppc} pages ({_size_text(ppc * PAGE_SIZE)}; colour of the majority)"
     ax.set_xlabel(f"one cell = {cell}; one row = {_size_text(ppc * cols * PAGE_SIZE)}", fontsize=8)
     handles = [Patch(facecolor=PALETTE[i] / 255, edgecolor="#444444", linewidth=0.5,

@@ -35,12 +35,13 @@ def mixed_pageblocks(m: "Machine") -> int:
     The machine knows whether each allocated block is movable; page_owner's
     "Number of mixed blocks" compares full migratetypes from its records.
     """
-    st = m.state
-    heads = np.flatnonzero(st)
-    kind = st[heads] >> 4
-    movable = m.pb_mt[heads >> m.pageblock_order] == MIGRATE_MOVABLE
-    bad = ((kind == _b.K_ALLOC) & movable) | ((kind == _b.K_ALLOC_MOVABLE) & ~movable)
-    return int(np.unique(heads[bad] >> m.pageblock_order).size)
+    kind = m.state >> 4
+    pbo = m.pageblock_order
+    unmovable = np.flatnonzero(kind == _b.K_ALLOC) >> pbo
+    movable = np.flatnonzero(kind == _b.K_ALLOC_MOVABLE) >> pbo
+    bad = np.concatenate((unmovable[m.pb_mt[unmovable] == MIGRATE_MOVABLE],
+                          movable[m.pb_mt[movable] != MIGRATE_MOVABLE]))
+    return int(np.unique(bad).size)
 
 
 def zone_label(z: Any) -> str:
@@ -62,24 +63,41 @@ class Sampler:
             self.columns += [f"free_{lab}_o{o}" for o in range(self.nr_orders)]
             self.columns += [f"unusable_{lab}_o{o}" for o in range(self.nr_orders)]
             self.columns += [f"extfrag_{lab}_o{o}" for o in range(self.nr_orders)]
-        self.rows: list[list[int]] = []
+        self._raw: list[list[Any]] = []
+        self._rows: list[list[int]] | None = None
 
     def __call__(self, op: int) -> None:
-        """Take one sample at operation ``op`` (the same op twice keeps the later sample)."""
+        """Take one sample at operation ``op`` (the same op twice keeps the later sample).
+
+        Only counters and free-block counts are read here; the indices are
+        functions of the counts, computed when the samples are read.
+        """
         m = self.pe.machine
         per = free_blocks(m).sum(axis=1)
-        row = [op, m.clock_ns, m.nr_free_pages, m.nr_allocated_pages, m.nr_alloc_failures, mixed_pageblocks(m),
-               self.pe.nbytes, len(self.pe.findings())]
-        orders = np.arange(self.nr_orders, dtype=np.int64)
-        for z in self.zones:
-            nr = per[z.index]
-            row += (nr.astype(np.int64) << orders).tolist()
-            row += extfrag.unusable_free_index(nr).tolist()
-            row += extfrag.fragmentation_index(nr).tolist()
-        if self.rows and self.rows[-1][0] == op:
-            self.rows[-1] = row
+        raw = [op, m.clock_ns, m.nr_free_pages, m.nr_allocated_pages, m.nr_alloc_failures, mixed_pageblocks(m),
+               self.pe.nbytes, len(self.pe.findings())] + [per[z.index].tolist() for z in self.zones]
+        if self._raw and self._raw[-1][0] == op:
+            self._raw[-1] = raw
         else:
-            self.rows.append(row)
+            self._raw.append(raw)
+        self._rows = None
+
+    @property
+    def rows(self) -> list[list[int]]:
+        """One list of ints per sample, in ``columns`` order."""
+        if self._rows is None:
+            orders = np.arange(self.nr_orders, dtype=np.int64)
+            out = []
+            for raw in self._raw:
+                row = list(raw[:8])
+                for nr in raw[8:]:
+                    a = np.array(nr, np.int64)
+                    row += (a << orders).tolist()
+                    row += extfrag.unusable_free_index(a).tolist()
+                    row += extfrag.fragmentation_index(a).tolist()
+                out.append(row)
+            self._rows = out
+        return self._rows
 
     def column(self, name: str) -> np.ndarray:
         i = self.columns.index(name)
