@@ -13,6 +13,7 @@ megabytes of working memory.  matplotlib is imported only inside ``render``.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Sequence
 
@@ -95,6 +96,19 @@ def page_states(machine: "Machine", start: int, end: int,
         seg = unmapped[start:end]
         code[seg & (code == FREE)] = FREE_UNMAPPED
     return code
+
+
+_RECORD = re.compile(r"^Page allocated via order (\d+),.*\nPFN (0x[0-9a-f]+) [^\n]*\n((?: [^\n]*\n?)*)", re.M)
+
+
+def stack_pages(dump: str, needle: str) -> np.ndarray:
+    """The pfns of every page allocated from a stack with a frame containing ``needle``, from a page_owner dump."""
+    out = []
+    for m in _RECORD.finditer(dump):
+        if needle in m.group(3):
+            pfn, order = int(m.group(2), 16), int(m.group(1))
+            out.append(np.arange(pfn, pfn + (1 << order), dtype=np.int64))
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 @dataclass
@@ -185,7 +199,7 @@ class Placement:
         return self.x0 + col * self.scale + self.scale // 2, self.y0 + row * self.scale + self.scale // 2
 
 
-LEFT, RIGHT, TOP, BOTTOM = 150, 300, 70, 40  # margins in pixels: labels, legend, title
+LEFT, RIGHT, TOP, BOTTOM = 150, 340, 70, 40  # margins in pixels: labels, legend, title
 
 
 def placement(grid: Grid) -> Placement:

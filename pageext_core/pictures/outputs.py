@@ -21,6 +21,7 @@ FILES = {"memmap": "memmap.png", "fragmentation": "fragmentation.png", "flamegra
 SAMPLES_FILE = "samples.csv"
 STACKS_REPORT = "page_owner_stacks/show_stacks"
 LEAKS_REPORT = "page_owner_leaks"
+OWNER_REPORT = "page_owner"
 
 
 def expand(names: Sequence[str]) -> list[str]:
@@ -51,7 +52,8 @@ def title_of(pe: "PageExt", session_name: str) -> str:
 
 def write(out_dir: Path, pe: "PageExt", session_name: str, pictures: Sequence[str], sampler: "Sampler | None",
           summary: dict[str, Any], files: Sequence[str], planted: Sequence[dict[str, Any]],
-          findings: Sequence[Any], report_texts: dict[str, str]) -> None:
+          findings: Sequence[Any], report_texts: dict[str, str],
+          picture_params: dict[str, dict[str, Any]] | None = None) -> None:
     """Draw and write every planned picture, then index.html; each file atomically."""
     from pageext_core.reports import atomic_write
 
@@ -65,7 +67,16 @@ def write(out_dir: Path, pe: "PageExt", session_name: str, pictures: Sequence[st
         from pageext_core.pictures import memmap
 
         chunks = [c for t in pe.tables.tables.values() for c in t.sim_chunks] if pe.tables else []
-        png, _, _ = memmap.render(m, title, chunks)
+        needle = (picture_params or {}).get("memmap", {}).get("stack")
+        pfns, label = None, ""
+        if needle is not None:
+            if OWNER_REPORT not in pe.report_names():
+                notes.append("No stack overlay on the memory map: page_owner is off in this boot.")
+            else:
+                dump = report_texts.get(OWNER_REPORT)
+                pfns = memmap.stack_pages(dump if dump is not None else pe.report(OWNER_REPORT), needle)
+                label = f"allocated from a stack with {needle!r}: {pfns.size} pages"
+        png, _, _ = memmap.render(m, title, chunks, pfns, label)
         atomic_write(out_dir / FILES["memmap"], png)
     if FILES["fragmentation"] in planned and sampler is not None:
         from pageext_core.pictures import fragmentation

@@ -21,11 +21,11 @@ if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
     from pageext_core.page_ext import PageExt
 
-DEFAULT_SAMPLES = 100  # sample_every defaults to operations / this
+DEFAULT_SAMPLES = 50  # sample_every defaults to operations / this
 
 
 def default_sample_every(operations: int) -> int:
-    """About a hundred samples per run, at least one operation apart."""
+    """About fifty samples per run, at least one operation apart: a few per cent of the workload's time."""
     return max(1, operations // DEFAULT_SAMPLES)
 
 

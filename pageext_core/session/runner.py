@@ -459,7 +459,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
         if pictures:  # drawn last: they show the summary and link the files above
             picture_outputs.write(out_dir, pe, sess.name, sess.report.pictures, sampler, summary, files,
-                                  wres.planted, findings, texts)
+                                  wres.planted, findings, texts, sess.report.picture_params)
     if interrupted:
         code = EXIT_INTERRUPTED
     elif failure is not None:

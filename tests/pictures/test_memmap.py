@@ -157,3 +157,34 @@ def test_render_reads_the_machine_only(small) -> None:
     memmap.render(m, "ro", table_chunks(pe), highlight_pfns=np.array([5000, 5001]))
     assert np.array_equal(before[0], m.state) and np.array_equal(before[1], m.pb_mt)
     assert np.array_equal(before[2], m.contents._unmapped) and before[3] == m.nr_free_pages
+
+
+DUMP = """\
+Page allocated via order 2, mask 0xcc0(GFP_KERNEL), pid 1, tgid 1 (init), ts 5 ns
+PFN 0x100 type Unmovable Block 0 type Unmovable Flags 0x0()
+ post_alloc_hook+0x1/0x2
+ filemap_read+0x3/0x4
+
+Page allocated via order 0, mask 0xcc0(GFP_KERNEL), pid 1, tgid 1 (init), ts 6 ns
+PFN 0x200 type Unmovable Block 1 type Unmovable Flags 0x0()
+ post_alloc_hook+0x1/0x2
+ kmalloc+0x3/0x4
+
+"""
+
+
+def test_stack_pages_reads_a_page_owner_dump() -> None:
+    assert memmap.stack_pages(DUMP, "filemap_read").tolist() == [0x100, 0x101, 0x102, 0x103]
+    assert memmap.stack_pages(DUMP, "post_alloc_hook").tolist() == [0x100, 0x101, 0x102, 0x103, 0x200]
+    assert memmap.stack_pages(DUMP, "nowhere").size == 0
+
+
+def test_the_overlaid_stack_is_magenta_and_the_rest_keeps_its_colour(small) -> None:
+    pe, got = small
+    m = pe.machine
+    pfn = got["movable"]
+    png, grid, pl = memmap.render(m, "overlay", table_chunks(pe), np.array([pfn, pfn + 1]), "two pages")
+    img = pixels(png)
+    for p, want in ((pfn, memmap.HIGHLIGHT), (pfn + 1, memmap.HIGHLIGHT), (pfn + 2, PALETTE[MOVABLE])):
+        x, y = pl.pixel(*grid.cell_of(p))
+        assert tuple(img[y, x]) == tuple(want), p

@@ -167,3 +167,21 @@ def test_view_without_a_page_says_how_to_make_one(tmp_path: Path) -> None:
     r = CliRunner().invoke(main, ["view", str(tmp_path)])
     assert r.exit_code == 2
     assert "no such file; write it with pageext run --set report.pictures=all" in r.output
+
+
+def test_memmap_overlays_the_pages_of_a_stack(tmp_path: Path) -> None:
+    plain = run_small(tmp_path, "plain")
+    run_small(tmp_path, "overlay", overrides=('report.params.memmap.stack="filemap_read"',))
+    assert (tmp_path / "plain" / "memmap.png").read_bytes() != (tmp_path / "overlay" / "memmap.png").read_bytes()
+    from pageext_core.pictures.memmap import stack_pages
+    assert stack_pages((tmp_path / "plain" / "page_owner").read_text(), "filemap_read").size > 0
+    assert "memmap" not in plain.session.report.params  # a picture's parameters are not a report's
+
+
+def test_memmap_parameters_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(SessionError, match=r"picture 'memmap' has no parameter 'stak'; did you mean 'stack'\?"):
+        load_session(write_session(tmp_path), overrides=['report.params.memmap.stak="x"'])
+    with pytest.raises(SessionError, match=r"picture 'index' has no parameter 'x'; it takes no parameters"):
+        load_session(write_session(tmp_path), overrides=['report.params.index.x="x"'])
+    with pytest.raises(SessionError, match=r"expected a non-empty string, got int 3"):
+        load_session(write_session(tmp_path), overrides=['report.params.memmap.stack=3'])
