@@ -203,8 +203,7 @@ LEFT, RIGHT, TOP, BOTTOM = 150, 340, 70, 40  # margins in pixels: labels, legend
 
 
 def placement(grid: Grid) -> Placement:
-    scale = max(1, min(1024 // grid.cols, 1024 // max(grid.rows, 1)))
-    scale = max(scale, 1)
+    scale = max(1, 1100 // max(grid.cols, grid.rows))  # about a megapixel of cells, whatever the shape
     w = LEFT + grid.cols * scale + RIGHT
     h = TOP + max(grid.rows * scale, 360) + BOTTOM
     return Placement(LEFT, TOP, scale, w, h)
