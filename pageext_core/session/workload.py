@@ -99,7 +99,12 @@ def run_workload(pe: "PageExt", spec: WorkloadSpec, progress: Progress | None = 
         return Synthetic(pe, spec, progress, result, sample if sample_every > 0 else None, sample_every).run()
     finally:
         if sample is not None:
-            sample(result.operations)
+            failing = sys.exc_info()[1] is not None
+            try:
+                sample(result.operations)  # the state reached, also when the workload stopped early
+            except Exception:
+                if not failing:  # never hide the error that stopped the workload behind the sampler's
+                    raise
 
 
 def load_function(target: str, base_dir: str | None = None) -> Callable[[WorkloadContext], Any]:

@@ -185,3 +185,13 @@ def test_memmap_parameters_are_checked(tmp_path: Path) -> None:
         load_session(write_session(tmp_path), overrides=['report.params.index.x="x"'])
     with pytest.raises(SessionError, match=r"expected a non-empty string, got int 3"):
         load_session(write_session(tmp_path), overrides=['report.params.memmap.stack=3'])
+
+
+def test_a_function_workload_is_sampled_before_and_after(tmp_path: Path) -> None:
+    (tmp_path / "work.py").write_text(
+        "def run(ctx):\n    for _ in range(10):\n        ctx.machine.alloc_pages(0xcc0, 0)\n")
+    text = SMALL.replace("seed = 3\n", 'kind = "function"\nfunction = "work:run"\nseed = 3\n')
+    o = run_small(tmp_path, text=text)
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "samples.csv").read_text())))
+    assert [int(r["op"]) for r in rows] == [0, o.workload.operations] == [0, 10]
+    assert int(rows[1]["free_pages"]) < int(rows[0]["free_pages"])
