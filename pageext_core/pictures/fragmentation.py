@@ -49,12 +49,12 @@ def render(sampler: Sampler, title: str, pageblock_order: int, planted: Sequence
     ax0.set_title(title, fontsize=9, loc="left")
     ax1.plot(ops, sampler.column("mixed_pageblocks"), color="#d73027", label="mixed pageblocks")
     ax1.set_ylabel("mixed pageblocks", fontsize=8)
-    ax1.set_ylim(bottom=0)
+    ax1.set_ylim(0, max(1, int(sampler.column("mixed_pageblocks").max(initial=0))) * 1.08)  # whole numbers
     ax1.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax1b = ax1.twinx()
     ax1b.plot(ops, sampler.column("alloc_failures"), color="#4575b4", label="allocation failures", drawstyle="steps-post")
     ax1b.set_ylabel("allocation failures", fontsize=8)
-    ax1b.set_ylim(bottom=0)
+    ax1b.set_ylim(0, max(1, int(sampler.column("alloc_failures").max(initial=0))) * 1.08)
     ax1b.yaxis.set_major_locator(MaxNLocator(integer=True))
     lines = ax1.get_lines() + ax1b.get_lines()
     ax1.legend(lines, [ln.get_label() for ln in lines], loc="upper left", bbox_to_anchor=(1.07, 1.0), fontsize=7,
