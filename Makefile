@@ -34,7 +34,7 @@ REBUILD_WHY := the last install into $(VENV) did not finish
 endif
 endif
 
-.PHONY: run test bench install dist clean FORCE
+.PHONY: run test bench install dist clean pictures FORCE
 
 install: $(STAMP)
 
@@ -49,7 +49,7 @@ $(VENV)/pyvenv.cfg: $(if $(REBUILD_WHY),FORCE)
 
 $(STAMP): $(VENV)/pyvenv.cfg $(PROJECTS) $(if $(REBUILD_WHY),FORCE)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[dev]' $(addprefix -e ,$(filter-out .,$(DISTS)))
+		-e '.[dev,pictures,browser]' $(addprefix -e ,$(filter-out .,$(DISTS)))
 	$(BIN)/python -c '$(PY_ID_CODE)' > $@.tmp && mv $@.tmp $@
 
 run: $(STAMP)
@@ -60,6 +60,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)
+
+# The pictures of docs/looking-at-a-run.md: the default session's, drawn again (commit what changes).
+pictures: $(STAMP)
+	$(BIN)/python -m pageext_core.pictures.docs docs/img
 
 # The four wheels (core and three plugins) into $(DISTDIR), built offline from this checkout.
 dist: $(STAMP)

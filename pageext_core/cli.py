@@ -4,6 +4,7 @@
                 [--out DIR] [--json] [--seed N] [--quiet] [--fail-on-findings]
     pageext plugins [--boot LINE] [--json]
     pageext report NAME [SESSION] [--param KEY=VALUE]...
+    pageext view [OUTDIR]
     pageext --version
 
 Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
@@ -379,6 +380,27 @@ def _toml_value(raw: str) -> Any:
         return tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:
         return raw
+
+
+@main.command()
+@click.argument("outdir", required=False, default="out/default", type=click.Path(file_okay=False))
+@click.option("--print-only", is_flag=True, help="Print the page's file:// address instead of opening it.")
+def view(outdir: str, print_only: bool) -> None:
+    """Open a run's index.html (written with [report] pictures) in the web browser.
+
+    OUTDIR defaults to out/default, where `pageext run` writes the built-in session.
+    """
+    import webbrowser
+    from pathlib import Path
+
+    page = Path(outdir) / "index.html"
+    if not page.is_file():
+        raise UsageError(f"{page}: no such file; write it with pageext run --set report.pictures=all "
+                         f"--out {outdir} (or [report] pictures = [\"all\"] in the session file)")
+    url = page.resolve().as_uri()
+    click.echo(url)
+    if not print_only and not webbrowser.open(url):
+        raise RunError(f"no web browser could be started; open {url} yourself")
 
 
 @main.command("new-plugin")

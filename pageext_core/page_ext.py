@@ -31,7 +31,7 @@ from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 
 # Reading a report never changes the machine (no report drains the per-CPU
 # lists), so this order is only the order in which they are listed.
-CORE_REPORTS = ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo")
+CORE_REPORTS = ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index")
 SECTIONED_REPORTS = ("pagetypeinfo",)  # core reports that print clients' per-node sections
 
 
@@ -176,6 +176,10 @@ class PageExt:
             return stats.meminfo(m)
         if name == "vmstat":
             return stats.vmstat(m)
+        if name == "unusable_index":
+            return stats.unusable_index(m)
+        if name == "extfrag_index":
+            return stats.extfrag_index(m)
         if name == "page_ext":
             return self._layout_text()
         entry = self._report_fns.get(name)

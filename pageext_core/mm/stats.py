@@ -149,3 +149,23 @@ def free_summary(m: "Machine") -> dict:
         "held_pages": m.nr_held_pages,
         "zones": zones,
     }
+
+
+def _extfrag_lines(m: "Machine", index: Callable, fmt: Callable) -> str:
+    """One line per populated zone of every node with memory: ``Node %d, zone %8s `` and the values."""
+    per = free_blocks(m).sum(axis=1)  # [zone, order], every migratetype (the kernel's nr_free)
+    return "".join(f"Node {z.node}, zone {z.name:>8s} " + fmt(index(per[z.index])) + "\n" for z in populated_zones(m))
+
+
+def unusable_index(m: "Machine") -> str:
+    """``/sys/kernel/debug/extfrag/unusable_index``: per zone and order, the free memory that cannot serve it."""
+    from pageext_core.mm import extfrag
+
+    return _extfrag_lines(m, extfrag.unusable_free_index, extfrag.format_unusable)
+
+
+def extfrag_index(m: "Machine") -> str:
+    """``/sys/kernel/debug/extfrag/extfrag_index``: per zone and order, whether a failure would be fragmentation."""
+    from pageext_core.mm import extfrag
+
+    return _extfrag_lines(m, extfrag.fragmentation_index, extfrag.format_extfrag)

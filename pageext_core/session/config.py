@@ -72,6 +72,9 @@ class ReportSpec:
     out: str | None = None
     reports: list[str] | None = None  # None: every available report
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pictures: list[str] = field(default_factory=list)  # memmap, fragmentation, flamegraph, index (none by default)
+    sample_every: int | None = None  # None: operations / 50
+    picture_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # [report.params.memmap] stack = "..."
 
 
 @dataclass
@@ -238,7 +241,9 @@ WORKLOAD = {
     "call_sites": "distinct allocation stacks", "hotplug": "[{at, action, block}]", "faults": "bugs to plant",
     "function": "\"module:function\" to run instead", "params": "a table passed to the function",
 }
-REPORT = {"out": "output directory", "reports": "report names, or [\"all\"]", "params": "per-report parameters"}
+REPORT = {"out": "output directory", "reports": "report names, or [\"all\"]", "params": "per-report parameters",
+          "pictures": "memmap, fragmentation, flamegraph, index, or \"all\"",
+          "sample_every": "operations between two samples for the fragmentation picture"}
 SESSION = {"name": "session name", "description": "what it is for"}
 
 
@@ -345,6 +350,9 @@ def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None,
     params = rep.get("params", {})
     if not isinstance(params, dict) or any(not isinstance(v, dict) for v in params.values()):
         raise c.fail(["report", "params"], "expected a table of tables: [report.params.\"name\"] key = value")
+    pictures = _check_pictures(c, rep)
+    params, picture_params = _picture_params(c, params)
+    sample_every = c.int_(rep, ["report"], "sample_every", 0, lo=1) if "sample_every" in rep else None
     sname = c.str_(sess, ["session"], "name", None) or name
     if not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]*", sname) or ".." in sname:
         raise c.fail(["session", "name"], f"{sname!r} must be a plain name (letters, digits, '.', '_', '-'): "
@@ -357,10 +365,54 @@ def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None,
         boot_tables=tables,
         plugins=ps,
         workload=workload,
-        report=ReportSpec(out=c.str_(rep, ["report"], "out", None), reports=reports, params=params),
+        report=ReportSpec(out=c.str_(rep, ["report"], "out", None), reports=reports, params=params,
+                          pictures=pictures, sample_every=sample_every, picture_params=picture_params),
         source=smap,
         description=c.str_(sess, ["session"], "description", "") or "",
     )
+
+
+def _check_pictures(c: _Checker, rep: Mapping[str, Any]) -> list[str]:
+    """``[report] pictures``: a list of picture names, or "all" (a string or in the list); checked with a hint."""
+    from pageext_core.pictures.outputs import PICTURES, expand
+
+    raw = rep.get("pictures", [])
+    names = [raw] if isinstance(raw, str) else c.strlist(rep, ["report"], "pictures")
+    for n in names:
+        if n != "all" and n not in PICTURES:
+            close = difflib.get_close_matches(n, [*PICTURES, "all"], n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise c.fail(["report", "pictures"], f"no picture {n!r}; {hint}(pictures: {', '.join(PICTURES)}, or \"all\")")
+    got = expand(names)
+    if got:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise c.fail(["report", "pictures"], "pictures need matplotlib, which is not installed: "
+                                                 "pip install 'pageext-core[pictures]' (make install does)")
+    return got
+
+
+PICTURE_PARAMS = {"memmap": {"stack": "overlay the pages allocated from stacks with a frame containing this text"}}
+
+
+def _picture_params(c: _Checker, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """Split ``[report.params]`` into the reports' and the pictures' (``memmap``: ``stack``), checking the latter."""
+    from pageext_core.pictures.outputs import PICTURES
+
+    reports = {k: v for k, v in params.items() if k not in PICTURES}
+    pictures = {k: dict(v) for k, v in params.items() if k in PICTURES}
+    for name, given in pictures.items():
+        known = PICTURE_PARAMS.get(name, {})
+        for key, value in given.items():
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"did you mean {close[0]!r}?" if close else (
+                    f"it takes {', '.join(known)}" if known else "it takes no parameters")
+                raise c.fail(["report", "params", name, key], f"picture {name!r} has no parameter {key!r}; {hint}")
+            if not isinstance(value, str) or not value:
+                raise c.fail(["report", "params", name, key], f"expected a non-empty string, got {_show(value)}")
+    return reports, pictures
 
 
 def _check_machine(c: _Checker, m: Any) -> MachineConfig:

@@ -34,6 +34,8 @@ from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
+from pageext_core.pictures import outputs as picture_outputs
+from pageext_core.pictures.samples import Sampler, default_sample_every
 from pageext_core.registry import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
                                    shipped_owner_of_report)
 from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
@@ -403,8 +405,10 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     t1 = time.perf_counter()
     wres = WorkloadResult(kind=sess.workload.kind, seed=sess.workload.seed)
     failure: BaseException | None = None
+    sampler = _sampler(sess, pe) if opts.write_files else None
     try:
-        run_workload(pe, sess.workload, progress, wres)
+        run_workload(pe, sess.workload, progress, wres, sampler,
+                     sess.report.sample_every or default_sample_every(sess.workload.operations))
     except KeyboardInterrupt:
         interrupted = True
     except SessionError:
@@ -439,19 +443,23 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             pe.machine.log.err(f"pageext: report {name} failed: {type(exc).__name__}: {exc}")
     out_dir: Path | None = None
     files: list[str] = []
+    pictures = picture_outputs.planned_files(pe, sess.report.pictures) if opts.write_files else []
     if opts.write_files:
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
-        remove_stale_reports(out_dir, list(texts))
+        remove_stale_reports(out_dir, list(texts) + pictures)
         for name, text in texts.items():
             atomic_write(report_path(out_dir, name), text)
             files.append(name)
-        files += ["dmesg.log", "summary.json"]
+        files += ["dmesg.log", "summary.json"] + pictures
     summary = build_summary(sess, pe, wres, findings, detection, files,
                             {"boot_seconds": round(t_boot, 6), "workload_seconds": round(t_work, 6),
                              "elapsed_seconds": round(time.perf_counter() - t0, 6)})
     if out_dir is not None:
         atomic_write(out_dir / "dmesg.log", pe.machine.log.text())
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
+        if pictures:  # drawn last: they show the summary and link the files above
+            picture_outputs.write(out_dir, pe, sess.name, sess.report.pictures, sampler, summary, files,
+                                  wres.planted, findings, texts, sess.report.picture_params)
     if interrupted:
         code = EXIT_INTERRUPTED
     elif failure is not None:
@@ -461,6 +469,11 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     else:
         code = EXIT_OK
     return RunOutcome(sess, pe, wres, summary, out_dir, files, code, warnings)
+
+
+def _sampler(sess: Session, pe: PageExt) -> Sampler | None:
+    """A sampler for the fragmentation picture when it is asked for (read-only; see pictures.samples)."""
+    return Sampler(pe) if picture_outputs.needs_samples(sess.report.pictures) else None
 
 
 def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: list[Any],

@@ -80,17 +80,31 @@ class WorkloadContext:
 
 
 def run_workload(pe: "PageExt", spec: WorkloadSpec, progress: Progress | None = None,
-                 result: WorkloadResult | None = None) -> WorkloadResult:
+                 result: WorkloadResult | None = None, sample: Callable[[int], None] | None = None,
+                 sample_every: int = 0) -> WorkloadResult:
     """Run the session's workload into ``result``.
 
     A KeyboardInterrupt propagates, with ``result`` holding what was done, so
-    the caller can still report the state reached.
+    the caller can still report the state reached.  ``sample`` (read-only,
+    given the operation count) is called before the first operation, every
+    ``sample_every`` operations of a synthetic workload, and at the end.
     """
     progress = progress or (lambda n: None)
     result = result or WorkloadResult(kind=spec.kind, seed=spec.seed)
-    if spec.kind == "function":
-        return _run_function(pe, spec, progress, result)
-    return Synthetic(pe, spec, progress, result).run()
+    if sample is not None:
+        sample(0)
+    try:
+        if spec.kind == "function":
+            return _run_function(pe, spec, progress, result)
+        return Synthetic(pe, spec, progress, result, sample if sample_every > 0 else None, sample_every).run()
+    finally:
+        if sample is not None:
+            failing = sys.exc_info()[1] is not None
+            try:
+                sample(result.operations)  # the state reached, also when the workload stopped early
+            except Exception:
+                if not failing:  # never hide the error that stopped the workload behind the sampler's
+                    raise
 
 
 def load_function(target: str, base_dir: str | None = None) -> Callable[[WorkloadContext], Any]:
@@ -172,8 +186,10 @@ def hotplug_failure_line(m: Any, action: str, index: int, error: str) -> str:
 class Synthetic:
     """The seeded generator; see the module docstring."""
 
-    def __init__(self, pe: "PageExt", spec: WorkloadSpec, progress: Progress, result: WorkloadResult) -> None:
+    def __init__(self, pe: "PageExt", spec: WorkloadSpec, progress: Progress, result: WorkloadResult,
+                 sample: Callable[[int], None] | None = None, sample_every: int = 0) -> None:
         self.pe = pe
+        self.sample, self.sample_every = sample, sample_every
         self.m = pe.machine
         self.spec = spec
         self.progress = progress
@@ -248,6 +264,7 @@ class Synthetic:
         think = spec.think_time_ns
         rng = self.rng
         cap = spec.max_live_pages
+        sample, every = self.sample, self.sample_every
         self.m.migrate_observers.append(self._migrated)
         try:
             for i in range(spec.operations):
@@ -264,6 +281,8 @@ class Synthetic:
                 else:
                     self._alloc(i)
                 res.operations = i + 1
+                if sample is not None and not res.operations % every:
+                    sample(res.operations)
                 if not i & 1023:
                     self.progress(i)
             while hi < len(hot):

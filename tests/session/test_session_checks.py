@@ -126,7 +126,7 @@ def test_report_list_takes_the_session_file(tmp_path: Path) -> None:
     r = cli("report", "--list", p)
     assert r.exit_code == 0
     assert [line.split()[0] for line in r.stdout.splitlines()] == [
-        "buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo"]
+        "buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index"]
 
 
 # -- failing while running --------------------------------------------------------------------------------
@@ -187,7 +187,8 @@ def test_reports_of_an_earlier_run_are_removed_not_left_stale(tmp_path: Path, mo
     assert not (out / "two").exists() and not (out / "nested").exists()
     assert (out / "mine.txt").read_text() == "a user's own file"  # only files a run wrote are removed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "dmesg.log", "summary.json", "mine.txt"])
+        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index",
+         "dmesg.log", "summary.json", "mine.txt"])
 
 
 class Misspelt:
