@@ -835,6 +835,29 @@ def test_compressed_input_decompressed_in_a_second_process_gives_the_same_answer
 # ---- a property: nothing is lost or double counted
 
 
+@pytest.mark.parametrize("keep_ts", [False, True], ids=["default", "-a"])
+@pytest.mark.parametrize("first_line", [
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 7, tgid 7 (w), ts {ts} ns",  # current
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 7, ts {ts} ns, free_ts 5 ns",  # 5.x
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL)",  # 4.x: no timestamp
+], ids=["current", "5.x", "4.x"])
+def test_only_the_first_record_of_a_shape_is_fully_parsed(monkeypatch, first_line, keep_ts):
+    # the fast path's promise: per record a dict lookup, the exact parser once per record shape
+    import pageext_page_owner.page_owner_sort.parse as parse
+
+    calls = []
+    real = parse.scan_block
+    monkeypatch.setattr(parse, "scan_block", lambda *a: calls.append(1) or real(*a))
+    text = "".join(
+        first_line.format(ts=1000 + i) + f"\nPFN {i << 1:#x} type Unmovable Block 0 type Unmovable Flags 0x0()\n"
+        + (" a+0x1/0x2\n" if i % 2 else " b+0x1/0x2\n") + "\n"
+        for i in range(200)
+    ).encode()
+    agg = Aggregator(strip_ts=not keep_ts).feed(io.BytesIO(text))
+    assert agg.loaded == 200 and agg.unparsed == 0
+    assert len(calls) == 2  # one per stack
+
+
 _STACKS = [" a+0x1/0x2\n b+0x3/0x4\n", " a+0x1/0x2\n c+0x5/0x6\n", " vmalloc_user+0x1/0x2\n"]
 _TASKS = [(1, 1, "init"), (812, 812, "systemd-udevd"), (2291, 2288, "python3")]
 

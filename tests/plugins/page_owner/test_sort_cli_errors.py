@@ -237,6 +237,16 @@ def test_file_problems_do_not_print_the_usage_and_name_the_given_path(capsys, tm
     assert files(tmp_path) == ["cut.gz", "dir", "dump.txt"]
 
 
+def test_a_damaged_compressed_input_reads_the_same_error_with_a_decompressing_process(capsys, tmp_path, monkeypatch):
+    # --jobs=2 decompresses in a child process; its error must read as the one-process one
+    monkeypatch.chdir(tmp_path)
+    Path("cut.gz").write_bytes(gzip.compress(DUMP.read_bytes() * 20)[:200])
+    errs = [run(capsys, f"--jobs={j}", "cut.gz", "o.txt")[2] for j in (1, 2)]
+    assert errs[0] == errs[1]
+    assert errs[0].startswith("page_owner_sort: error: cannot read cut.gz: Compressed file ended")
+    assert files(tmp_path) == ["cut.gz"]
+
+
 def test_write_errors_name_the_output_not_the_temp_file(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real_replace = os.replace

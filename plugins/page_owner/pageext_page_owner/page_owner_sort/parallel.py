@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import io
-import multiprocessing
 import os
 import signal
 import sys
-from multiprocessing.context import BaseContext
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
 from pageext_page_owner.dumpparse import PFN_PREFIX, compression_of, open_dump
+
+if TYPE_CHECKING:
+    from multiprocessing.context import BaseContext
 
 __all__ = ["MAX_SCAN", "PARALLEL_MIN_BYTES", "FileRange", "can_fork", "decompressed", "default_jobs",
            "is_compressed", "map_parts", "split"]
@@ -50,6 +51,8 @@ def default_jobs() -> int:
 
 
 def _fork_context() -> BaseContext | None:
+    import multiprocessing  # here: a run without --jobs does not pay for importing it
+
     try:
         return multiprocessing.get_context("fork")
     except ValueError:
@@ -85,8 +88,6 @@ def split(path: str, jobs: int) -> list[tuple[int, int, int]] | None:
     cut, no PFN line near a cut, or fork is missing: it is then read in
     one process.
     """
-    if not can_fork():
-        return None
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
@@ -109,6 +110,8 @@ def split(path: str, jobs: int) -> list[tuple[int, int, int]] | None:
                     return None
                 carries.append(bits)
     except OSError:
+        return None
+    if not can_fork():
         return None
     return [(cuts[i], cuts[i + 1], carries[i]) for i in range(len(cuts) - 1)]
 
@@ -208,7 +211,8 @@ def _decompress(path: str, data_r: int, data_w: int, err_r: int, err_w: int) -> 
                 out.write(block)
     except BrokenPipeError:  # the reader stopped early (an error or Ctrl-C there): nothing to report
         return
-    except Exception as e:  # reported by the parent
+    except Exception as e:  # reported by the parent, in the words one process would use
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e) or type(e).__name__)
         with contextlib.suppress(OSError):
-            os.write(err_w, f"{type(e).__name__}: {e}".encode()[:4000])
+            os.write(err_w, why.encode()[:4000])
         sys.exit(1)

@@ -138,7 +138,7 @@ class Aggregator:
                 opts = (self.strip_ts, self.alloc_bits, self.selection, chunk_size)
                 self._merge(path, parallel.map_parts(_count_part, [(path, *part, opts) for part in parts]))
                 return self
-            if parallel.can_fork() and parallel.is_compressed(path):
+            if parallel.is_compressed(path) and parallel.can_fork():
                 self.source = path
                 with parallel.decompressed(path) as stream:
                     self.feed_stream(stream, chunk_size)
