@@ -15,7 +15,7 @@ import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 FINDING_KINDS = (
     "use-after-free",
@@ -114,13 +114,8 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     Any ``OSError`` becomes an ``OutputError`` naming ``path``; the
     temporary file is removed whatever went wrong.
     """
-    try:
-        with atomic_writer(path) as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(path, exc) from exc
+    with _naming(path), atomic_writer(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 @contextlib.contextmanager
@@ -137,19 +132,21 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     errors are about the output) propagates unchanged, after the temporary
     file is removed; ``path`` is then left as it was.
     """
-    try:
-        st: os.stat_result | None = os.stat(path)
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise OutputError(path, exc) from exc
-    if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+    with _naming(path):
         try:
-            f = open(path, "wb")
-        except OSError as exc:
-            raise OutputError(path, exc) from exc
-        with f:
-            yield f
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            device = open(path, "wb")
+        else:
+            device = None
+            parent = Path(path).parent
+            parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=parent)
+    if device is not None:
+        with device:
+            yield device
         return
     if st is not None and stat.S_ISREG(st.st_mode):
         mode = st.st_mode & 0o7777
@@ -158,18 +155,15 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         os.umask(umask)
         mode = 0o666 & ~umask  # mkstemp makes it 0600; a report is an ordinary file
     try:
-        parent = Path(path).parent
-        parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=parent)
-    except OSError as exc:
-        raise OutputError(path, exc) from exc
-    try:
         with os.fdopen(fd, "wb") as f:
-            _step(path, os.fchmod, f.fileno(), mode)
+            with _naming(path):
+                os.fchmod(f.fileno(), mode)
             yield f
-            _step(path, f.flush)
-            _step(path, os.fsync, f.fileno())
-        _step(path, os.replace, tmp, path)
+            with _naming(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with _naming(path):
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
@@ -178,10 +172,13 @@ def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
         raise
 
 
-def _step(path: str | os.PathLike[str], fn: Callable[..., object], *args: object) -> None:
-    """One step of ``atomic_writer``; its ``OSError`` becomes an ``OutputError`` naming ``path``."""
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside into an ``OutputError`` naming ``path``."""
     try:
-        fn(*args)
+        yield
+    except OutputError:
+        raise
     except OSError as exc:
         raise OutputError(path, exc) from exc
 
