@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from benchmarks._harness import Result
-from pageext_page_owner.gendump import write_dump
+from tests.plugins.page_owner.gendump import write_dump
 
 # The tool runs under a tiny wrapper that reports its peak RSS as VmHWM at exit.
 # ru_maxrss would not do: Linux carries the high-water mark across fork and
@@ -36,7 +36,7 @@ HWM_WRAPPER = (
     "        if line.startswith('VmHWM:'):\n"
     "            sys.stderr.write('pageext-bench-vmhwm-kib ' + line.split()[1] + '\\n')\n"
     "atexit.register(hwm)\n"
-    "from pageext_page_owner.sort import main\n"  # imported, not run as __main__: --jobs workers pickle its functions
+    "from pageext_page_owner.page_owner_sort import main\n"  # imported, not run as __main__: --jobs workers pickle its functions
     "sys.exit(main(sys.argv[1:]))\n"
 )
 TOOL = [sys.executable, "-c", HWM_WRAPPER]

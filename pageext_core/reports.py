@@ -9,11 +9,13 @@ rename), so a crash never leaves half a report.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterable, Mapping
+from typing import Any, BinaryIO, Iterable, Iterator, Mapping
 
 FINDING_KINDS = (
     "use-after-free",
@@ -97,7 +99,7 @@ class OutputError(OSError):
     prints it as one line and exits 3.
     """
 
-    def __init__(self, path: Path, exc: OSError, action: str = "write") -> None:
+    def __init__(self, path: str | os.PathLike[str], exc: OSError, action: str = "write") -> None:
         super().__init__(exc.errno, exc.strerror or str(exc))
         self.path = path
         self.message = f"cannot {action} {path}: {exc.strerror or exc}"
@@ -106,39 +108,79 @@ class OutputError(OSError):
         return self.message
 
 
-def atomic_write(path: Path, data: str | bytes) -> None:
+def atomic_write(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write a file so that readers see the old content or the whole new one, never a part.
 
     Any ``OSError`` becomes an ``OutputError`` naming ``path``; the
     temporary file is removed whatever went wrong.
     """
-    path = Path(path)
-    try:
-        _atomic_write(path, data)
-    except OutputError:
-        raise
-    except OSError as exc:
-        raise OutputError(path, exc) from exc
+    with _naming(path), atomic_writer(path) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
-def _atomic_write(path: Path, data: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
+@contextlib.contextmanager
+def atomic_writer(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
+    """``atomic_write`` for an output made in pieces: a binary file that replaces ``path`` at the end.
+
+    The pieces go to a temporary file beside ``path`` (missing folders are
+    made); when the ``with`` block ends it is synced and renamed over
+    ``path``.  An existing file keeps its permissions, a new one gets
+    ``0o666 & ~umask``.  A device or FIFO (``/dev/null``) cannot be
+    replaced and is written in place.  A failure of these steps raises an
+    ``OutputError`` naming ``path`` as given.  An exception raised in the
+    block (a failed ``write`` too: only the caller knows which of its
+    errors are about the output) propagates unchanged, after the temporary
+    file is removed; ``path`` is then left as it was.
+    """
+    with _naming(path):
+        try:
+            st: os.stat_result | None = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            device = open(path, "wb")
+        else:
+            device = None
+            parent = Path(path).parent
+            parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{Path(path).name}.", suffix=".tmp", dir=parent)
+    if device is not None:
+        with device:
+            yield device
+        return
+    if st is not None and stat.S_ISREG(st.st_mode):
+        mode = st.st_mode & 0o7777
+    else:
         umask = os.umask(0)
         os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes it 0600; a report is an ordinary file
+        mode = 0o666 & ~umask  # mkstemp makes it 0600; a report is an ordinary file
+    try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+            with _naming(path):
+                os.fchmod(f.fileno(), mode)
+            yield f
+            with _naming(path):
+                f.flush()
+                os.fsync(f.fileno())
+        with _naming(path):
+            os.replace(tmp, path)
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:  # already gone, or the directory went read-only: nothing more to do
             pass
         raise
+
+
+@contextlib.contextmanager
+def _naming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn an ``OSError`` raised inside into an ``OutputError`` naming ``path``."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as exc:
+        raise OutputError(path, exc) from exc
 
 
 def report_path(out_dir: Path, name: str) -> Path:

@@ -248,3 +248,61 @@ def test_atomic_write_failure_leaves_old_content_and_no_temp_file(tmp_path, monk
         assert os.listdir(tmp_path) == ["report.txt"]
     else:
         assert os.listdir(tmp_path) == []
+
+
+# -- atomic_writer: the same, written in pieces ------------------------------------------------------
+
+
+def test_atomic_writer_replaces_only_when_the_block_ends(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+    with reports.atomic_writer(target) as f:
+        f.write(b"one\n")
+        f.flush()
+        assert target.read_text() == "old\n"  # readers still see the old content
+        f.write(b"two\n")
+    assert target.read_text() == "one\ntwo\n"
+    assert os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_writer_keeps_an_existing_files_mode_and_gives_a_new_one_the_umasks(tmp_path):
+    kept = tmp_path / "kept.txt"
+    kept.write_text("old\n")
+    os.chmod(kept, 0o640)
+    old = os.umask(0o022)
+    try:
+        with reports.atomic_writer(kept) as f:
+            f.write(b"new\n")
+        with reports.atomic_writer(tmp_path / "new.txt") as f:
+            f.write(b"new\n")
+    finally:
+        os.umask(old)
+    assert kept.stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "new.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_atomic_writer_writes_a_device_in_place():
+    with reports.atomic_writer("/dev/null") as f:
+        f.write(b"gone\n")
+    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+
+
+def test_atomic_writer_lets_the_blocks_error_through_and_leaves_the_old_file(tmp_path):
+    target = tmp_path / "out.txt"
+    target.write_text("old\n")
+    with pytest.raises(OSError) as info:
+        with reports.atomic_writer(target) as f:
+            f.write(b"half")
+            raise OSError(28, "No space left on device")
+    assert type(info.value) is OSError  # the caller's own error, not rewritten
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["out.txt"]
+
+
+def test_atomic_writer_failure_names_the_path_as_given(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _fail_replace(monkeypatch)
+    with pytest.raises(reports.OutputError) as info:
+        with reports.atomic_writer("out.txt") as f:
+            f.write(b"x")
+    assert str(info.value) == "cannot write out.txt: Invalid cross-device link"
+    assert os.listdir(tmp_path) == []

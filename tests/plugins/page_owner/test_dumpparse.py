@@ -25,7 +25,7 @@ from pageext_page_owner.dumpparse import (
     scan_block,
     strip_ts,
 )
-from pageext_page_owner.gendump import write_dump
+from gendump import write_dump
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"

@@ -23,7 +23,7 @@ from pageext_core.mm.gfp import (
     __GFP_NOWARN,
 )
 from pageext_core.mm.pageflags import flags_mask
-from pageext_page_owner import dumpparse, sort
+from pageext_page_owner import dumpparse, page_owner_sort
 from pageext_page_owner.dump import frame_address
 from pageext_page_owner.plugin import PageOwner
 
@@ -445,7 +445,7 @@ def test_page_owner_sort_groups_the_dump(pe: pc.PageExt, tmp_path: Path, capsys:
     workload(pe)
     src, out = tmp_path / "page_owner.txt", tmp_path / "sorted.txt"
     src.write_text(pe.report("page_owner"))
-    assert sort.main([str(src), str(out)]) == 0
+    assert page_owner_sort.main([str(src), str(out)]) == 0
     heads = [ln for ln in out.read_text().splitlines() if " times, " in ln]
     # Timestamps are cut from the compared text, so identical allocations merge; most seen first.
     assert heads == [

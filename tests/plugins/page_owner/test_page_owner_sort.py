@@ -20,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pageext_page_owner.sort as pos
-from pageext_page_owner.sort import Aggregator, cull, main, sort_groups
+import pageext_page_owner.page_owner_sort as pos
+from pageext_page_owner.page_owner_sort import Aggregator, cull, main, sort_groups
+from pageext_page_owner.page_owner_sort import cli, parallel
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"
@@ -398,7 +399,7 @@ def test_5x_format_cuts_ts_but_keeps_free_ts(capsys, tmp_path, monkeypatch):
     assert sort_file(capsys, tmp_path, src=src)[1] == plain((2, 2, g0), (1, 1, g250), (1, 1, g999))
     # -f leaves out the block freed after it was allocated (free_ts 999 > ts 400)
     assert sort_file(capsys, tmp_path, "-f", src=src)[1] == plain((2, 2, g0), (1, 1, g250))
-    monkeypatch.setattr(pos, "PARALLEL_MIN_BYTES", 0)  # -f must not be lost on the multi-process path
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)  # -f must not be lost on the multi-process path
     assert sort_file(capsys, tmp_path, "-f", "--jobs=2", src=src)[1] == plain((2, 2, g0), (1, 1, g250))
     assert sort_file(capsys, tmp_path, "--jobs=2", src=src)[1] == plain((2, 2, g0), (1, 1, g250), (1, 1, g999))
     # -r: by release time; the two free_ts 0 records merged, so ascending 0, 250, 999
@@ -617,7 +618,7 @@ def test_failure_mid_write_leaves_no_partial_output(capsys, tmp_path, monkeypatc
         yield b"1 times, 1 pages, allocated by OTHERS :\n"
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pos, "render_text", broken)
+    monkeypatch.setattr(cli, "render_text", broken)
     rc, stdout, stderr = run(capsys, CURRENT, out)
     assert rc == 1
     assert "No space left on device" in stderr
@@ -797,7 +798,7 @@ def test_diff_refuses_sort_options_and_needs_two_dumps(capsys, tmp_path):
 
 
 def test_parallel_matches_sequential(capsys, tmp_path, monkeypatch):
-    from pageext_page_owner.gendump import write_dump
+    from gendump import write_dump
 
     src = tmp_path / "big.txt"
     write_dump(src, 3000, seed=3, stacks=60)
@@ -805,7 +806,7 @@ def test_parallel_matches_sequential(capsys, tmp_path, monkeypatch):
     # put a broken record in the middle and an unterminated one at the end
     mid = data.index(b"\n\nPage allocated", len(data) // 2) + 2
     src.write_bytes(data[:mid] + b"broken record\n\n" + data[mid:] + b"Page allocated via order 0, mask 0x0()\nPFN 1\n f")
-    monkeypatch.setattr(pos, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
     results = []
     for jobs in ("1", "2", "3"):
         out = tmp_path / f"out{jobs}.txt"
@@ -832,6 +833,29 @@ def test_compressed_input_decompressed_in_a_second_process_gives_the_same_answer
 
 
 # ---- a property: nothing is lost or double counted
+
+
+@pytest.mark.parametrize("keep_ts", [False, True], ids=["default", "-a"])
+@pytest.mark.parametrize("first_line", [
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 7, tgid 7 (w), ts {ts} ns",  # current
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL), pid 7, ts {ts} ns, free_ts 5 ns",  # 5.x
+    "Page allocated via order 1, mask 0xcc0(GFP_KERNEL)",  # 4.x: no timestamp
+], ids=["current", "5.x", "4.x"])
+def test_only_the_first_record_of_a_shape_is_fully_parsed(monkeypatch, first_line, keep_ts):
+    # the fast path's promise: per record a dict lookup, the exact parser once per record shape
+    import pageext_page_owner.page_owner_sort.parse as parse
+
+    calls = []
+    real = parse.scan_block
+    monkeypatch.setattr(parse, "scan_block", lambda *a: calls.append(1) or real(*a))
+    text = "".join(
+        first_line.format(ts=1000 + i) + f"\nPFN {i << 1:#x} type Unmovable Block 0 type Unmovable Flags 0x0()\n"
+        + (" a+0x1/0x2\n" if i % 2 else " b+0x1/0x2\n") + "\n"
+        for i in range(200)
+    ).encode()
+    agg = Aggregator(strip_ts=not keep_ts).feed(io.BytesIO(text))
+    assert agg.loaded == 200 and agg.unparsed == 0
+    assert len(calls) == 2  # one per stack
 
 
 _STACKS = [" a+0x1/0x2\n b+0x3/0x4\n", " a+0x1/0x2\n c+0x5/0x6\n", " vmalloc_user+0x1/0x2\n"]

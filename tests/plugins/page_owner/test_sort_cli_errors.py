@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-import pageext_page_owner.sort as pos
-from pageext_page_owner.sort import main
+import pageext_page_owner.page_owner_sort as pos
+from pageext_page_owner.page_owner_sort import cli, main
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"
 DUMP = FIXTURES / "four_eras.txt"
@@ -237,6 +237,16 @@ def test_file_problems_do_not_print_the_usage_and_name_the_given_path(capsys, tm
     assert files(tmp_path) == ["cut.gz", "dir", "dump.txt"]
 
 
+def test_a_damaged_compressed_input_reads_the_same_error_with_a_decompressing_process(capsys, tmp_path, monkeypatch):
+    # --jobs=2 decompresses in a child process; its error must read as the one-process one
+    monkeypatch.chdir(tmp_path)
+    Path("cut.gz").write_bytes(gzip.compress(DUMP.read_bytes() * 20)[:200])
+    errs = [run(capsys, f"--jobs={j}", "cut.gz", "o.txt")[2] for j in (1, 2)]
+    assert errs[0] == errs[1]
+    assert errs[0].startswith("page_owner_sort: error: cannot read cut.gz: Compressed file ended")
+    assert files(tmp_path) == ["cut.gz"]
+
+
 def test_write_errors_name_the_output_not_the_temp_file(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     real_replace = os.replace
@@ -254,7 +264,7 @@ def test_write_errors_name_the_output_not_the_temp_file(capsys, tmp_path, monkey
         yield b"partial"
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pos, "render_text", full)
+    monkeypatch.setattr(cli, "render_text", full)
     Path("o.txt").write_text("old\n")
     rc, _, err = run(capsys, DUMP, "o.txt")
     assert rc == 1 and err == "page_owner_sort: error: cannot write o.txt: No space left on device\n"
@@ -263,9 +273,9 @@ def test_write_errors_name_the_output_not_the_temp_file(capsys, tmp_path, monkey
 
 PARALLEL_SCRIPT = """
 import os, sys, time
-import pageext_page_owner.sort as pos
+from pageext_page_owner.page_owner_sort import main, parallel, parse
 
-pos.PARALLEL_MIN_BYTES = 0  # count even the small fixture in worker processes
+parallel.PARALLEL_MIN_BYTES = 0  # count even the small fixture in worker processes
 
 
 def stuck(args):  # a worker busy for long enough to be interrupted
@@ -273,8 +283,8 @@ def stuck(args):  # a worker busy for long enough to be interrupted
     time.sleep(600)
 
 
-pos._count_part = stuck
-sys.exit(pos.main(["--jobs=2", sys.argv[1], sys.argv[2]]))
+parse._count_part = stuck
+sys.exit(main(["--jobs=2", sys.argv[1], sys.argv[2]]))
 """
 
 

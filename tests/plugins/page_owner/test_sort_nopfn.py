@@ -39,9 +39,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import pageext_page_owner.sort as pos
+import pageext_page_owner.page_owner_sort as pos
 from pageext_page_owner.dumpparse import allocator_flags, allocator_name, parse_dump
-from pageext_page_owner.sort import Aggregator, main
+from pageext_page_owner.page_owner_sort import Aggregator, main, parallel
 
 FOUR_ERAS = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner" / "four_eras.txt"
 
@@ -280,8 +280,8 @@ def test_parallel_parts_start_with_the_pfn_line_before_their_cut(capsys, tmp_pat
     items = [(i % 3, (i * 7) % 4, (i // 3) % 2, i) for i in range(300)]
     src = tmp_path / "mixed.txt"
     src.write_bytes(build(items))
-    monkeypatch.setattr(pos, "PARALLEL_MIN_BYTES", 0)
-    monkeypatch.setattr(pos, "MAX_SCAN", window)
+    monkeypatch.setattr(parallel, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(parallel, "MAX_SCAN", window)
     outs = []
     for jobs in ("1", "3", "7"):
         out = tmp_path / f"o{jobs}.txt"

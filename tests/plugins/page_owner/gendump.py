@@ -364,7 +364,7 @@ def write_dump(
     return DumpInfo(records=n, pages=pages, stacks=stacks, bytes=written)
 
 
-if __name__ == "__main__":  # pragma: no cover - manual use: python -m pageext_page_owner.gendump N OUT [--gzip]
+if __name__ == "__main__":  # pragma: no cover - manual use: python tests/plugins/page_owner/gendump.py N OUT [--gzip]
     import sys
 
     args = [a for a in sys.argv[1:] if a != "--gzip"]
