@@ -970,3 +970,59 @@ def test_console_script_runs(tmp_path):
     assert out.read_text() == plain(G_THP, G_SLAB, G_UDEVD, G_ANON, G_MIGR, G_VMAL)
     proc = subprocess.run([str(SCRIPT), "-Q", str(CURRENT), str(out)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stderr.startswith("Usage: page_owner_sort")
+
+
+# ---- --flamegraph: the groups drawn (pageext_core.pictures.flamegraph)
+
+
+def _flame_titles(svg_path: Path) -> set[str]:
+    import xml.etree.ElementTree as ET
+
+    svg = "{http://www.w3.org/2000/svg}"
+    root = ET.parse(svg_path).getroot()
+    return {t.text for g in root.iter(f"{svg}g") if (t := g.find(f"{svg}title")) is not None}
+
+
+def test_flamegraph_draws_the_collapsed_stacks_and_still_writes_the_report(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="pictures need the pictures extra (make install installs it)")
+    svg = tmp_path / "pages.svg"
+    rc, text, _, _ = sort_file(capsys, tmp_path, "--flamegraph", svg)
+    assert rc == 0 and text == plain(G_UDEVD, G_ANON, G_MIGR, G_VMAL, G_SLAB, G_THP)  # the report is unchanged
+    collapsed = tmp_path / "c.txt"
+    assert main([str(CURRENT), str(collapsed), "--collapsed"]) == 0
+    roots: dict[str, int] = {}
+    for line in collapsed.read_text().splitlines():
+        stack, pages = line.rsplit(" ", 1)
+        roots[stack.split(";")[0]] = roots.get(stack.split(";")[0], 0) + int(pages)
+    titles = _flame_titles(svg)
+    total = sum(roots.values())
+    assert f"all: {total} pages, {total * 4096} bytes" in titles
+    for root, pages in roots.items():  # each outermost caller is a tower as wide as its pages
+        assert f"{root}: {pages} pages, {pages * 4096} bytes" in titles
+
+
+def test_flamegraph_diff_marks_growth(capsys, tmp_path):
+    pytest.importorskip("matplotlib", reason="pictures need the pictures extra (make install installs it)")
+    svg = tmp_path / "growth.svg"
+    old = write_old(tmp_path)
+    rc, _, _ = run(capsys, "--diff", "--flamegraph", svg, old, CURRENT, tmp_path / "d.txt")
+    assert rc == 0
+    text = svg.read_text()
+    assert "<script" not in text
+    collapsed = tmp_path / "dc.txt"
+    assert main(["--diff", "--collapsed", str(old), str(CURRENT), str(collapsed)]) == 0
+    o = n = 0
+    for line in collapsed.read_text().splitlines():
+        _, a, b = line.rsplit(" ", 2)
+        o, n = o + int(a), n + int(b)
+    assert n > o
+    # the root's hover text says what the whole dump grew by
+    assert f"all: {o} -> {n} pages ({n - o:+d} pages, {(n - o) * 4096:+d} bytes)" in _flame_titles(svg)
+
+
+def test_flamegraph_refuses_to_overwrite_an_input_or_the_output(capsys, tmp_path):
+    out = tmp_path / "out.txt"
+    rc, _, err = run(capsys, "--flamegraph", out, CURRENT, out)
+    assert rc == 1 and "--flamegraph" in err and "name of its own" in err
+    rc, _, err = run(capsys, "--flamegraph", CURRENT, CURRENT, out)
+    assert rc == 1 and "name of its own" in err and not out.exists()

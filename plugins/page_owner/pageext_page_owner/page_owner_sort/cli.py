@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import BinaryIO, Iterable, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
 
 import click
 
 from pageext_core.reports import atomic_writer
 from pageext_page_owner.dumpparse import ParseError
-from pageext_page_owner.page_owner_sort.aggregate import CULL_ORDER, Selection, cull, diff_groups, sort_groups
+from pageext_page_owner.page_owner_sort.aggregate import CULL_ORDER, Group, Selection, cull, diff_groups, sort_groups
 from pageext_page_owner.page_owner_sort.parallel import default_jobs
 from pageext_page_owner.page_owner_sort.parse import Aggregator
 from pageext_page_owner.page_owner_sort.render import (
@@ -225,6 +225,7 @@ class _Command(click.Command):
 @click.option("--sort", "sort_order", metavar="ORDER", help="Sort by [+|-]key[,...]; keys: pid|p tgid|tg name|n stacktrace|st txt|T alloc_ts|at allocator|ator free_ts|ft.")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True, help="Output format; json/csv carry the same groups with their keys and counts.")
 @click.option("--collapsed", is_flag=True, help="Write flame-graph input: 'root;...;leaf pages' per stack (with --diff: 'stack old new').")
+@click.option("--flamegraph", "flamegraph", metavar="SVG", help="Also draw the groups as a flame graph (width = pages; with --diff: growth red, shrinkage blue) into SVG.")
 @click.option("--diff", "diff", is_flag=True, help="Compare two dumps: <old> <new> [<output>]; per stack (or --cull key), largest growth first.")
 @click.option("--jobs", "jobs", type=click.IntRange(0, 256), default=0, metavar="N", help="Processes for big or compressed inputs (0: one per idle CPU, up to 8; 1: just this one).")
 @click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version, help="Print the version and exit.")
@@ -249,6 +250,7 @@ def cli(
     sort_order: str | None,
     fmt: str,
     collapsed: bool,
+    flamegraph: str | None,
     diff: bool,
     jobs: int,
     paths: tuple[str, ...],
@@ -282,6 +284,14 @@ def cli(
         if len(paths) != 2:
             raise click.UsageError("need <input> and <output>" if len(paths) < 2 else f"unexpected extra argument {paths[2]!r}")
         inputs, output = [paths[0]], paths[1]
+
+    if flamegraph is not None:
+        if flamegraph in ("", "-"):
+            raise click.UsageError("--flamegraph needs a file name for the SVG")
+        for path in [*inputs, output]:
+            if path != "-" and (os.path.abspath(path) == os.path.abspath(flamegraph) or _same_file(path, flamegraph)):
+                raise click.UsageError(f"--flamegraph {flamegraph!r} is also an input or the output; give it a name of its own")
+        _pictures_available()
 
     if inputs.count("-") > 1:
         raise click.UsageError("only one input can be '-' (stdin)")
@@ -332,9 +342,7 @@ def cli(
             info.write(f"loaded {n}\r")
             info.flush()
 
-    if diff and not fields:
-        fields = ["stacktrace"]
-    if collapsed and not fields:
+    if (diff or collapsed) and not fields:
         fields = ["stacktrace"]
     shown = list(fields)
     for f, given in (("pid", selection.pids), ("tgid", selection.tgids), ("comm", selection.names)):
@@ -378,6 +386,8 @@ def cli(
             say("sorting ....")
             og, ng = old.groups(), new.groups()
             say("culling")
+            if flamegraph:
+                _draw_diff(flamegraph, og, ng, fields)
             if collapsed:
                 _write_all(out, output, render_diff_collapsed(og, ng, fields))
                 return 0
@@ -398,6 +408,8 @@ def cli(
         agg = load(inputs[0])
         say("sorting ....")
         groups = agg.groups()
+        if flamegraph:
+            _draw(flamegraph, groups, fields or ["stacktrace"], agg.source)  # as --collapsed draws them
         if collapsed:
             say("culling")
             _write_all(out, output, render_collapsed(collapse(groups, fields)))
@@ -416,6 +428,38 @@ def cli(
         renderer = {"text": render_text, "json": render_json, "csv": render_csv}[fmt]
         _write_all(out, output, renderer(rep))
         return 0
+
+
+def _pictures_available() -> None:
+    """Refuse --flamegraph up front, before any reading, when matplotlib is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UserError("--flamegraph needs matplotlib: pip install 'pageext-core[pictures]' (make install does)")
+
+
+def _draw(path: str, groups: list[Group], fields: Sequence[str], source: str) -> None:
+    """The flame graph of what the groups hold: one tower per collapsed stack, width = pages."""
+    from pageext_core.pictures.flamegraph import write_flamegraph
+
+    stacks = [(key.split(";"), pages) for key, pages in collapse(groups, fields).items()]
+    _write_picture(path, lambda: write_flamegraph(path, stacks, title=f"Pages by allocation stack: {source}"))
+
+
+def _draw_diff(path: str, old: list[Group], new: list[Group], fields: Sequence[str]) -> None:
+    """The differential flame graph of two dumps' groups."""
+    from pageext_core.pictures.flamegraph import write_diff_flamegraph
+
+    a, b = collapse(old, fields), collapse(new, fields)
+    stacks = [(key.split(";"), a.get(key, 0), b.get(key, 0)) for key in sorted(set(a) | set(b))]
+    _write_picture(path, lambda: write_diff_flamegraph(path, stacks))
+
+
+def _write_picture(path: str, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {_why(e, path)}") from e
 
 
 @contextlib.contextmanager
