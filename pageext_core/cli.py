@@ -94,7 +94,7 @@ def _session_errors(fn: Any) -> Any:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from pageext_core.bootparams import BootParamError
         from pageext_core.mm.errors import ConfigError
-        from pageext_core.registry import PluginLoadError
+        from pageext_core.discovery import PluginLoadError
         from pageext_core.reports import OutputError, ReportError
         from pageext_core.session.config import SessionError
 
@@ -277,7 +277,7 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     from pageext_core.dispatch import call_each
     from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
     from pageext_core.page_ext import boot
-    from pageext_core.registry import discover
+    from pageext_core.discovery import discover
     from pageext_core.resources import estimate, human
 
     size = parse_size(memory, "--memory")

@@ -25,7 +25,7 @@ from pageext_core.mm import stats
 from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import MachineConfig
 from pageext_core.mm.machine import Machine
-from pageext_core.registry import PluginInfo, PluginLoadError, direct, discover, env_strict
+from pageext_core.discovery import PluginInfo, PluginLoadError, direct, discover, env_strict
 from pageext_core.reports import Finding, ReportError, check_report_name, join_text
 from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
 

@@ -34,7 +34,7 @@ from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
-from pageext_core.registry import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
+from pageext_core.discovery import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
                                    shipped_owner_of_report)
 from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError

@@ -1,4 +1,4 @@
-"""Finding installed clients: the ``pageext.clients`` entry-point group.
+"""Discovery: finding installed clients, the ``pageext.clients`` entry-point group.
 
 A blocked plugin is never imported (``PAGEEXT_DISABLE_PLUGINS=a,b``, the
 CLI's ``--disable-plugin``, a session's ``[plugins] disable``), and
