@@ -274,7 +274,6 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     The figures are arithmetic on the layout and the geometry: the machine
     is never booted (no table allocated, no page freed), so any size is instant.
     """
-    from pageext_core.dispatch import call_each
     from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
     from pageext_core.page_ext import boot
     from pageext_core.discovery import discover
@@ -289,8 +288,8 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
         d["page_ext_bytes"] = est.clients.get(d["name"], 0)
         if not d["enabled"]:  # what it would store if enabled (not allocated this boot)
             c = pe.client(d["name"])
-            f = call_each(pe.pm, "pageext_fields", [c.name], boot=pe.boot).get(c.name) or {}
-            fl = call_each(pe.pm, "pageext_flags", [c.name], boot=pe.boot).get(c.name) or []
+            f = pe.ask("pageext_fields", c.name, boot=pe.boot) or {}
+            fl = pe.ask("pageext_flags", c.name, boot=pe.boot) or []
             d["fields_if_enabled"] = {k: str(v) for k, v in f.items()}
             d["flags_if_enabled"] = list(fl)
     blocked = [{"name": i.name, "distribution": i.dist, "version": i.version}

@@ -42,6 +42,8 @@ class PluginInfo:
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        if self.source == "built-in":
+            return f"built-in client {self.name!r} ({self.value})"
         where = f"entry point {self.name} = {self.value}" if self.value else "registered directly"
         dist = f"distribution {self.dist} {self.version}" if self.dist else "no distribution"
         return f"plugin {self.name!r} ({dist}, {where})"
@@ -100,6 +102,17 @@ def discover(blocked: Iterable[str] = (), autoload: bool | None = None) -> list[
         info.target, info.error = _loaded[key]
         out.append(info)
     return out
+
+
+# Clients that are part of pageext-core, registered like installed ones (datasette's
+# DEFAULT_PLUGINS): always loaded, never blocked, not listed by ``pageext plugins``.
+BUILTIN_CLIENTS: dict[str, str] = {"core": "pageext_core.core_reports:CoreReports"}
+
+
+def builtins() -> list[PluginInfo]:
+    """The built-in clients, loaded (they ship with the core: a failure to import is a bug, not a warning)."""
+    return [PluginInfo(name=name, value=value, target=EntryPoint(name, value, ENTRY_POINT_GROUP).load(),
+                       source="built-in") for name, value in BUILTIN_CLIENTS.items()]
 
 
 def installed_names() -> set[str]:
