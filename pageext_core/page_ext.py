@@ -40,7 +40,7 @@ class Client:
     obj: Any
     hooks: list[str] = field(default_factory=list)
     params: list[BootParam] = field(default_factory=list)
-    need: bool = False
+    enabled: bool = False  # its pageext_need said yes this boot
     fields: Mapping[str, Any] = field(default_factory=dict)
     flags: Sequence[str] = ()
     layout: ClientLayout | None = None
@@ -65,7 +65,7 @@ class Client:
             "entry_point": self.info.value or None,
             "hooks": sorted(self.hooks),
             "boot_params": describe(self.params),
-            "enabled": self.need,
+            "enabled": self.enabled,
             "offset": lay.offset if lay else None,
             "size": lay.size if lay else 0,
             "fields": {f.name: f.dtype.str if not f.shape else [f.dtype.str, list(f.shape)] for f in lay.fields} if lay else {},
@@ -96,9 +96,8 @@ class PageExt:
         """Names of the clients enabled this boot, in layout order."""
         return [c.name for c in self.layout.clients]
 
-    @property
-    def active(self) -> list[str]:
-        """The clients asked on demand (reports, summary, findings): the built-in ones, then the enabled."""
+    def _asked(self) -> list[str]:
+        """The clients on-demand hooks are asked of: the built-in ones (always on), then the enabled ones."""
         return [c.name for c in self.builtin] + self.enabled
 
     @property
@@ -128,8 +127,9 @@ class PageExt:
         return ask(self.pm, hook, name, **kwargs)
 
     def caller(self, hook: str) -> Any:
-        """A pluggy caller of ``hook`` over the active clients: ``caller(**kwargs)`` is their results, None dropped."""
-        return caller_for(self.pm, hook, self.active)
+        """A pluggy caller of ``hook`` over the enabled (and built-in) clients: ``caller(**kwargs)`` is
+        their results in call order, None dropped."""
+        return caller_for(self.pm, hook, self._asked())
 
     # -- services for clients -----------------------------------------------------------
 
@@ -197,14 +197,14 @@ class PageExt:
 
     def findings(self) -> list[Finding]:
         out: list[Finding] = []
-        for name, items in ask_each(self.pm, "pageext_findings", self.active).items():
+        for name, items in ask_each(self.pm, "pageext_findings", self._asked()).items():
             for f in items or ():
                 out.append(f if f.client else Finding(**{**f.__dict__, "client": name}))
         out.sort(key=lambda f: (f.time_ns, f.pfn, f.kind))
         return out
 
     def client_summaries(self) -> dict[str, Any]:
-        return {name: dict(s or {}) for name, s in ask_each(self.pm, "pageext_summary", self.active).items()}
+        return {name: dict(s or {}) for name, s in ask_each(self.pm, "pageext_summary", self._asked()).items()}
 
     def describe(self) -> dict[str, Any]:
         """Plugins and page_ext layout as plain data (``pageext plugins --json``, summary.json)."""
@@ -262,7 +262,7 @@ class Booting:
 
     @property
     def enabled(self) -> list[Client]:
-        return [c for c in self.clients if c.need]
+        return [c for c in self.clients if c.enabled]
 
 
 def new_plugin_manager() -> pluggy.PluginManager:
@@ -393,7 +393,7 @@ def ask_need(st: Booting) -> list[Client]:
     needs = st.ask_each("pageext_need", list(st.clients), boot=st.cfg, log=st.machine.log if st.machine else None,
                         machine=st.machine)
     for c in st.clients:
-        c.need = bool(needs.get(c.name, False))
+        c.enabled = bool(needs.get(c.name, False))
     return st.enabled
 
 

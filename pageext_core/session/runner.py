@@ -196,7 +196,7 @@ def _check_blocked(sess: Session, opts: RunOptions) -> None:
 def _why_missing(pe: PageExt, name: str, available: list[str], sess: Session | None = None,
                  opts: RunOptions | None = None) -> str:
     """Why a report is not there: a plugin off (and why, when it said), one not installed or not loaded, or a typo."""
-    off = [c for c in pe.clients if not c.need and (name == c.name or name.startswith(c.name + "_")
+    off = [c for c in pe.clients if not c.enabled and (name == c.name or name.startswith(c.name + "_")
                                                     or name.startswith(c.name + "/"))]
     if off:
         said = declined_because(pe, off[0].name)

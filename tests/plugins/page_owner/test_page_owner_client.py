@@ -57,7 +57,7 @@ def test_off_costs_no_memory_and_no_callouts(how: str, cmdline: str) -> None:
     pe = boot(cmdline, how=how)
     m = pe.machine
     assert "page_owner" in [c.name for c in pe.clients]
-    assert pe.client("page_owner").need is False
+    assert pe.client("page_owner").enabled is False
     assert pe.nbytes == 0 and pe.record_size == 0
     assert m._cb_alloc == () and m._cb_free == () and m.callout_owner == {}
     pfn = m.alloc_pages(GFP_KERNEL, 0)
