@@ -5,6 +5,10 @@ CLI's ``--disable-plugin``, a session's ``[plugins] disable``), and
 ``PAGEEXT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry point at all.  A plugin
 that fails to import is reported with its entry point, distribution, version
 and the exception; the machine boots without it unless strict mode is on.
+The built-in clients (``BUILTIN_CLIENTS``: the core reports) are part of
+pageext-core and always registered, blocked or not.  The plugins shipped
+with pageext are listed in ``SHIPPED``, so that a missing one can be named
+with the command that installs it.
 """
 from __future__ import annotations
 
