@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import reprlib
 import sys
-from typing import Any, Callable, Iterable, Sequence, TextIO
+from typing import Any, Callable, Iterable, Sequence
 
 import pluggy
 
@@ -103,13 +103,13 @@ _short.maxstring = _short.maxother = 80
 _short.maxlist = _short.maxdict = 6
 
 
-def trace_hook_calls(pm: pluggy.PluginManager, stream: TextIO | None = None) -> Callable[[], None]:
+def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
     """Print each hook call through ``pm`` (hook, clients, arguments) and its result; returns the undo.
 
     Event hooks are not called through pluggy, so they are never traced.
     """
     def out(text: str) -> None:
-        print(f"pageext trace: {text}", file=stream or sys.stderr)
+        print(f"pageext trace: {text}", file=sys.stderr)  # looked up per call: redirect_stderr works
 
     def who(impls: Sequence[Any]) -> str:
         return ",".join(i.plugin_name for i in impls) or "no client"
