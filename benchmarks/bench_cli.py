@@ -63,7 +63,7 @@ t2 = time.perf_counter()
 from importlib.metadata import entry_points
 eps = list(entry_points(group="pageext.clients"))
 t3 = time.perf_counter()
-from pageext_core.registry import discover
+from pageext_core.discovery import discover
 infos = discover()
 t4 = time.perf_counter()
 from pageext_core.mm.geometry import MachineConfig

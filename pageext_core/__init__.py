@@ -28,7 +28,7 @@ _EXPORTS = {
     "parse_size": "pageext_core.mm",
     "PageExt": "pageext_core.page_ext",
     "boot": "pageext_core.page_ext",
-    "PluginLoadError": "pageext_core.registry",
+    "PluginLoadError": "pageext_core.discovery",
     "Finding": "pageext_core.reports",
     "FindingKinds": "pageext_core.reports",
     "NoExtension": "pageext_core.storage",
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.layout import Layout, compute_layout
     from pageext_core.mm import Machine, MachineConfig, parse_gfp, parse_size
     from pageext_core.page_ext import PageExt, boot
-    from pageext_core.registry import PluginLoadError
+    from pageext_core.discovery import PluginLoadError
     from pageext_core.reports import Finding, FindingKinds
     from pageext_core.storage import NoExtension, PageExtView
 

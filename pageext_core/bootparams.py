@@ -199,7 +199,7 @@ def parse_boot(params: Iterable[BootParam], cmdline: str = "",
     for client, table in (tables or {}).items():
         owned = {p.toml_key: p for p in by_name.values() if p.owner == client}
         if not owned:
-            from pageext_core.registry import not_loaded_reason, shipped
+            from pageext_core.discovery import not_loaded_reason, shipped
 
             known = sorted({p.owner for p in by_name.values()})
             plugin = shipped(client)

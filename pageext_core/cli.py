@@ -82,6 +82,18 @@ def main() -> None:
     """
 
 
+_USAGE_ERRORS = (("pageext_core.session.config", "SessionError"), ("pageext_core.mm.errors", "ConfigError"),
+                 ("pageext_core.discovery", "PluginLoadError"), ("pageext_core.bootparams", "BootParamError"),
+                 ("pageext_core.reports", "ReportError"))
+_RUN_ERRORS = (("pageext_core.reports", "OutputError"),)
+
+
+def _loaded_errors(names: Sequence[tuple[str, str]]) -> tuple[type, ...]:
+    """The exception classes of modules already imported: one of a module never imported cannot
+    have been raised, and importing it here would load the session package (and numpy) for every command."""
+    return tuple(getattr(sys.modules[m], n) for m, n in names if m in sys.modules)
+
+
 def _session_errors(fn: Any) -> Any:
     """Turn every configuration problem into exit code 2 with a one-line message.
 
@@ -93,22 +105,18 @@ def _session_errors(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from pageext_core.bootparams import BootParamError
-        from pageext_core.mm.errors import ConfigError
-        from pageext_core.registry import PluginLoadError
-        from pageext_core.reports import OutputError, ReportError
-        from pageext_core.session.config import SessionError
-
         try:
             return fn(*args, **kwargs)
-        except (SessionError, ConfigError, PluginLoadError, BootParamError, ReportError) as exc:
-            raise UsageError(str(exc)) from None
-        except OutputError as exc:
-            raise RunError(str(exc)) from None
         except MemoryError as exc:
             detail = f" ({exc})" if str(exc) else ""
             raise RunError(f"the host ran out of memory{detail}; give the machine less memory (--memory) "
                            "or enable fewer page_ext clients") from None
+        except Exception as exc:
+            if isinstance(exc, _loaded_errors(_USAGE_ERRORS)):
+                raise UsageError(str(exc)) from None
+            if isinstance(exc, _loaded_errors(_RUN_ERRORS)):
+                raise RunError(str(exc)) from None
+            raise
         except KeyboardInterrupt as exc:
             click.echo(f"pageext: {str(exc) or 'interrupted'}", err=True)
             sys.exit(EXIT_INTERRUPTED)
@@ -275,10 +283,9 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     The figures are arithmetic on the layout and the geometry: the machine
     is never booted (no table allocated, no page freed), so any size is instant.
     """
-    from pageext_core.dispatch import call_each
     from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
     from pageext_core.page_ext import boot
-    from pageext_core.registry import discover
+    from pageext_core.discovery import discover
     from pageext_core.resources import estimate, human
 
     size = parse_size(memory, "--memory")
@@ -290,8 +297,8 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
         d["page_ext_bytes"] = est.clients.get(d["name"], 0)
         if not d["enabled"]:  # what it would store if enabled (not allocated this boot)
             c = pe.client(d["name"])
-            f = call_each(pe.pm, "pageext_fields", [c.name], boot=pe.boot).get(c.name) or {}
-            fl = call_each(pe.pm, "pageext_flags", [c.name], boot=pe.boot).get(c.name) or []
+            f = pe.ask("pageext_fields", c.name, boot=pe.boot) or {}
+            fl = pe.ask("pageext_flags", c.name, boot=pe.boot) or []
             d["fields_if_enabled"] = {k: str(v) for k, v in f.items()}
             d["flags_if_enabled"] = list(fl)
     blocked = [{"name": i.name, "distribution": i.dist, "version": i.version}

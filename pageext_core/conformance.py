@@ -120,14 +120,14 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
     cname = _client_name(pe_on, plugin, name)
     report = ConformanceReport(cname)
     client_on = pe_on.client(cname)
-    report.add("enabled by boot_on", client_on.need, "" if client_on.need else f"need() said no for {boot_on!r}")
+    report.add("enabled by boot_on", client_on.enabled, "" if client_on.enabled else f"need() said no for {boot_on!r}")
 
     # 1. off costs nothing
     pe_off = boot_with(boot_off)
     c_off = pe_off.client(cname)
     owners = {o for o, _ in pe_off.machine.callout_owner.values()}
     problems = []
-    if c_off.need:
+    if c_off.enabled:
         problems.append(f"need() said yes for boot_off {boot_off!r}")
     if c_off.layout is not None or c_off.view is not None:
         problems.append("it has page_ext space while not needed")

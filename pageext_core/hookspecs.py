@@ -5,19 +5,24 @@ instance per boot; keep your state on ``self``) or a module, registered in
 the ``pageext.clients`` entry-point group or passed to ``pageext_core.boot``.
 Mark implementations with ``pageext_core.hookimpl``.  As with every pluggy
 hook, an implementation may accept any subset of the arguments listed, by
-name.
+name.  ``tryfirst``/``trylast`` order a client's implementation among the
+others'; hook wrappers are refused (see ``pageext_core.dispatch``).
 
 Phases, in the order they happen at boot:
 
 1. ``pageext_params``  — the boot parameters a client owns (asked of every client)
 2. ``pageext_need``    — is the client enabled for this boot? (asked of every client)
-3. ``pageext_fields`` / ``pageext_flags`` — its per-page bytes and flag bits (needed clients)
+3. ``pageext_fields`` / ``pageext_flags`` — its per-page bytes and flag bits (enabled clients)
 4. ``pageext_init``    — once, after the tables exist, with the client's own view
 5. event hooks         — resolved once at boot into plain call lists (hot path)
-6. reports, summary, findings — on demand
+6. reports, summary, findings, ``dump_page`` — on demand
 
-Hot-path hooks of clients that are not needed are never called, and with
-no client needed the allocator makes no call at all.
+Every hook but the event hooks is called through pluggy, one client at a
+time where the answer is the client's own; ``PAGEEXT_TRACE_PLUGINS=1``
+prints those calls.  Hooks of clients that are not enabled are never
+called, and with no client enabled the allocator makes no call at all.
+The core's own reports (buddyinfo, pagetypeinfo, ...) come from a built-in
+client, ``pageext_core.core_reports``, through ``pageext_report`` too.
 """
 from __future__ import annotations
 
@@ -79,7 +84,7 @@ def pageext_need(boot: "BootConfig", log: "KernelLog", machine: "Machine") -> bo
 def pageext_fields(boot: "BootConfig") -> "Mapping[str, FieldSpec]":
     """Per-page bytes this client stores: field name → dtype (or ``(dtype, shape)``).
 
-    Asked only of needed clients.  Fields are laid out in the order given,
+    Asked only of enabled clients.  Fields are laid out in the order given,
     each at its natural alignment; an empty mapping is fine for clients that
     only use flag bits.  Not on the hot path.
     """
@@ -89,8 +94,8 @@ def pageext_fields(boot: "BootConfig") -> "Mapping[str, FieldSpec]":
 def pageext_flags(boot: "BootConfig") -> "Sequence[str]":
     """Names of the bits this client wants in the shared 8-byte flags word.
 
-    Asked only of needed clients; bits are handed out at boot in client
-    order.  The flags word exists only if some needed client asks for a bit.
+    Asked only of enabled clients; bits are handed out at boot in client
+    order.  The flags word exists only if some enabled client asks for a bit.
     Not on the hot path.
     """
 
@@ -101,11 +106,13 @@ def pageext_flags(boot: "BootConfig") -> "Sequence[str]":
 @hookspec
 def pageext_init(view: "PageExtView", machine: "Machine", boot: "BootConfig",
                  page_ext: "PageExt", log: "KernelLog") -> None:
-    """Called once after the page_ext tables exist, for needed clients only.
+    """Called once after the page_ext tables exist, for enabled clients only.
 
     ``view`` reads and writes this client's own fields and flag bits (one
     pfn, a whole block, or vectorised scans); keep it on ``self``.
-    ``page_ext`` gives access to other clients' services (``owner_dump``).
+    ``page_ext`` gives access to the other clients' services
+    (``page_ext.dump_page(pfn)`` when you report a bad page).  A raise stops
+    the boot, naming the client: its memory is laid out by then.
     Pages allocated before this point (boot-time allocations) have no record.
     Not on the hot path.
     """
@@ -173,7 +180,7 @@ def pageext_on_fault(pfn: int, offset: int, write: bool) -> "str | None":
     """An access hit an unmapped page: return text for the fault report, or None.
 
     debug_pagealloc says the page is free, guard says it is a guard page;
-    the texts of all needed clients are joined into the ``PageFault``.
+    the texts of all enabled clients are joined into the ``PageFault``.
     """
 
 
@@ -181,30 +188,37 @@ def pageext_on_fault(pfn: int, offset: int, write: bool) -> "str | None":
 
 
 @hookspec
-def pageext_report() -> "Mapping[str, ReportFn]":
+def pageext_report(page_ext: "PageExt") -> "Mapping[str, ReportFn]":
     """The named reports this client offers (the debugfs files of this world).
 
     Names may nest with ``/`` (``page_owner_stacks/show_stacks``); each
     function is called on demand with its keyword parameters and returns
-    text.  Asked of needed clients only.
+    text.  A name another client (or the core) already offers is an error.
+    Asked of enabled clients only, once per boot, the first time a report
+    is asked for.
     """
 
 
 @hookspec
-def pageext_report_sections() -> "Mapping[str, Callable[[Machine, int], str]]":
-    """Sections this client adds to a core report, per node.
+def pageext_dump_page(pfn: int) -> "str | None":
+    """Lines this client adds to the report of a bad page, or None.
 
-    page_owner adds "Number of mixed blocks" to ``pagetypeinfo`` with
-    ``{"pagetypeinfo": fn}``; ``fn(machine, nid)`` returns the text.
+    The kernel's ``dump_page`` prints the page and then ``dump_page_owner``;
+    here any client may add its account.  A client reporting a bad page
+    calls ``page_ext.dump_page(pfn)``, which joins the enabled clients'
+    texts in call order (page_owner's "page last allocated via ..." lines),
+    or gives None when no client has anything to say.  Must not change the
+    machine.
     """
 
 
-@hookspec(firstresult=True)
-def pageext_owner_dump(pfn: int) -> "str | None":
-    """page_owner's view of a page, in ``dump_page_owner`` wording.
+@hookspec
+def pageext_pagetypeinfo_section(machine: "Machine", nid: int) -> "str | None":
+    """Text this client adds to ``pagetypeinfo`` after each node's block counts, or None.
 
-    Implemented by page_owner; other clients call ``page_ext.owner_dump(pfn)``
-    when they report a bad page, and get None when page_owner is off.
+    Called by the built-in core reports for each node with memory; page_owner
+    adds "Number of mixed blocks" this way, as the kernel's
+    ``pagetypeinfo_showmixedcount`` does.  Must not change the machine.
     """
 
 
@@ -234,6 +248,6 @@ def pageext_finding_kinds() -> "FindingKinds":
     boot line: that is why this is a hook, asked after ``pageext_init``, and
     not a class attribute).  The session runner matches planted bugs to
     findings from these declarations alone; a client that does not
-    implement it catches nothing there.  Asked of needed clients only, once
+    implement it catches nothing there.  Asked of enabled clients only, once
     per session.  Not on the hot path.
     """

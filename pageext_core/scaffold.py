@@ -184,7 +184,7 @@ from {pkg}.plugin import {cls}
 
 def test_off_by_default(pageext):
     pe = pageext.boot("", plugins=[{cls}])
-    assert pe.client("{name}").need is False
+    assert pe.client("{name}").enabled is False
     assert pe.nbytes == 0
 
 

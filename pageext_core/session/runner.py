@@ -36,7 +36,7 @@ from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.pictures import outputs as picture_outputs
 from pageext_core.pictures.samples import Sampler, default_sample_every
-from pageext_core.registry import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
+from pageext_core.discovery import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
                                    shipped_owner_of_report)
 from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
@@ -198,7 +198,7 @@ def _check_blocked(sess: Session, opts: RunOptions) -> None:
 def _why_missing(pe: PageExt, name: str, available: list[str], sess: Session | None = None,
                  opts: RunOptions | None = None) -> str:
     """Why a report is not there: a plugin off (and why, when it said), one not installed or not loaded, or a typo."""
-    off = [c for c in pe.clients if not c.need and (name == c.name or name.startswith(c.name + "_")
+    off = [c for c in pe.clients if not c.enabled and (name == c.name or name.startswith(c.name + "_")
                                                     or name.startswith(c.name + "/"))]
     if off:
         said = declined_because(pe, off[0].name)

@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from pageext_core.dispatch import call_each
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import HotplugError, PageFault
@@ -554,7 +553,7 @@ def declared_finding_kinds(pe: "PageExt") -> dict[str, FindingKinds]:
     out: dict[str, FindingKinds] = {}
     for name in pe.enabled:
         try:
-            got = call_each(pe.pm, "pageext_finding_kinds", [name]).get(name)
+            got = pe.ask("pageext_finding_kinds", name)
         except Exception as exc:
             raise SessionError(f"plugin {name!r}: pageext_finding_kinds raised {type(exc).__name__}: {exc}") from None
         if got is None:

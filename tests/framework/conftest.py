@@ -20,7 +20,7 @@ and takes about a second.
 
 ``boot_in_subprocess`` boots a machine in a fresh interpreter with
 ``PYTHONPATH`` pointing at those installs and returns what it saw as JSON;
-a subprocess keeps every import (and the registry's cache of loaded entry
+a subprocess keeps every import (and discovery's cache of loaded entry
 points) out of the test process.
 """
 from __future__ import annotations

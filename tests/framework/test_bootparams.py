@@ -151,10 +151,10 @@ def test_validator_message_logged_and_value_ignored():
     assert "Bad debug_guardpage_minorder value: 9" in log_lines(pe)
     assert pe.boot["debug_guardpage_minorder"] == 0
     assert not pe.boot.is_set("debug_guardpage_minorder")
-    assert not pe.client("guardish").need
+    assert not pe.client("guardish").enabled
     pe = boot_with(("guardish", Validated()), cmdline="debug_guardpage_minorder=3")
     assert pe.boot["debug_guardpage_minorder"] == 3
-    assert pe.client("guardish").need
+    assert pe.client("guardish").enabled
 
 
 def test_boot_logs_the_line_and_the_unknown_warning():

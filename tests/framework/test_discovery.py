@@ -11,7 +11,7 @@ import pytest
 
 import pageext_core as pc
 from fwsupport import TINY
-from pageext_core import registry
+from pageext_core import discovery
 
 UNKNOWN = 'Unknown kernel command line parameters "{}", will be passed to user space.'
 
@@ -92,18 +92,18 @@ def test_autoload_env_set_to_a_false_word_still_loads(boot_in_subprocess):
 @pytest.mark.parametrize("value,disabled", [("", False), ("0", False), ("no", False), ("off", False),
                                             ("false", False), ("1", True), ("yes", True), ("true", True)])
 def test_autoload_env_words(monkeypatch, value, disabled):
-    monkeypatch.setenv(registry.ENV_NO_AUTOLOAD, value)
-    assert registry.autoload_disabled() is disabled
+    monkeypatch.setenv(discovery.ENV_NO_AUTOLOAD, value)
+    assert discovery.autoload_disabled() is disabled
 
 
 def test_env_block_list_is_split_on_commas(monkeypatch):
-    monkeypatch.setenv(registry.ENV_DISABLE, " a, b ,,c ")
-    assert registry.env_blocked() == {"a", "b", "c"}
+    monkeypatch.setenv(discovery.ENV_DISABLE, " a, b ,,c ")
+    assert discovery.env_blocked() == {"a", "b", "c"}
 
 
 def test_blocked_installed_plugin_is_listed_but_not_loaded(monkeypatch):
-    monkeypatch.setenv(registry.ENV_DISABLE, "guard")
-    infos = {i.name: i for i in registry.discover()}
+    monkeypatch.setenv(discovery.ENV_DISABLE, "guard")
+    infos = {i.name: i for i in discovery.discover()}
     assert infos["guard"].blocked and infos["guard"].target is None and infos["guard"].error is None
     assert infos["guard"].dist == "pageext-guard"
     assert {"page_owner", "debug_pagealloc"} <= {n for n, i in infos.items() if not i.blocked}
@@ -113,14 +113,14 @@ def test_blocked_installed_plugin_is_listed_but_not_loaded(monkeypatch):
 
 
 def test_autoload_disabled_by_env_boots_without_installed_plugins(monkeypatch):
-    monkeypatch.setenv(registry.ENV_NO_AUTOLOAD, "1")
-    assert registry.discover() == []
+    monkeypatch.setenv(discovery.ENV_NO_AUTOLOAD, "1")
+    assert discovery.discover() == []
     assert pc.boot(TINY, "").clients == []
     # an explicit argument wins over the environment
-    assert {"page_owner", "debug_pagealloc", "guard"} <= {i.name for i in registry.discover(autoload=True)}
+    assert {"page_owner", "debug_pagealloc", "guard"} <= {i.name for i in discovery.discover(autoload=True)}
 
 
 def test_installed_plugins_are_discovered_in_name_order():
-    names = [i.name for i in registry.discover()]
+    names = [i.name for i in discovery.discover()]
     assert names == sorted(names)
     assert {"page_owner", "debug_pagealloc", "guard"} <= set(names)

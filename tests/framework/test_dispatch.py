@@ -161,8 +161,8 @@ class EveryHook(Fixed):
         return "every-hook was here"
 
     @hookimpl
-    def pageext_owner_dump(self, pfn):
-        self.calls.append("owner_dump")
+    def pageext_dump_page(self, pfn):
+        self.calls.append("dump_page")
         return "owner"
 
     @hookimpl
@@ -197,7 +197,7 @@ def exercise(pe) -> None:
     pe.report_names()
     pe.client_summaries()
     pe.findings()
-    pe.owner_dump(5)
+    pe.dump_page(5)
 
 
 def test_a_client_not_needed_is_never_called():
@@ -207,7 +207,7 @@ def test_a_client_not_needed_is_never_called():
     exercise(pe)
     assert off.calls == []
     assert {"alloc", "free", "split", "split_page", "migrate", "report", "summary", "findings",
-            "owner_dump"} <= set(on.calls)
+            "dump_page"} <= set(on.calls)
     assert "off" not in pe.client_summaries()
     assert "every" in pe.report_names()
 
@@ -218,7 +218,7 @@ def test_only_clients_not_needed_means_no_callouts_and_no_calls():
     m = pe.machine
     assert (m._cb_alloc, m._cb_free, m._cb_split, m._cb_merge) == ((), (), None, None)
     exercise(pe)
-    assert pe.owner_dump(5) is None
+    assert pe.dump_page(5) is None
     assert off.calls == []
 
 

@@ -8,8 +8,8 @@ from pageext_core import hookimpl
 def test_need_answers_are_attributed_per_client():
     yes, no = Fixed({"a": "u4"}), Fixed({"b": "u8"}, ["F"], need=False)
     pe = boot_with(("yes", yes), ("no", no))
-    assert pe.client("yes").need is True
-    assert pe.client("no").need is False
+    assert pe.client("yes").enabled is True
+    assert pe.client("no").enabled is False
     assert pe.enabled == ["yes"]
     # each asked once; only the needed one is asked for fields, flags, and initialised
     assert yes.asked == ["need", "fields", "flags", "init"]
@@ -22,7 +22,7 @@ def test_need_answers_are_attributed_per_client():
 
 def test_need_from_boot_parameters_per_client():
     pe = boot_with(("a", Switch("a_on")), ("b", Switch("b_on")), cmdline="b_on=1")
-    assert {c.name: c.need for c in pe.clients} == {"a": False, "b": True}
+    assert {c.name: c.enabled for c in pe.clients} == {"a": False, "b": True}
     desc = {d["name"]: d for d in pe.describe()["plugins"]}
     assert desc["a"]["enabled"] is False and desc["a"]["offset"] is None and desc["a"]["size"] == 0
     assert desc["b"]["enabled"] is True and desc["b"]["offset"] == 0 and desc["b"]["size"] == 4
@@ -46,8 +46,8 @@ def test_truthy_need_answers_count_as_yes_and_a_missing_hook_as_no():
             return ["N"]
 
     pe = boot_with(("truthy", Truthy()), ("silent", NoNeedHook()))
-    assert pe.client("truthy").need is True
-    assert pe.client("silent").need is False
+    assert pe.client("truthy").enabled is True
+    assert pe.client("silent").enabled is False
     assert pe.enabled == ["truthy"]
 
 

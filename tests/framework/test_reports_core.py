@@ -19,18 +19,25 @@ from pageext_core.reports import ReportError, atomic_write, check_report_name, r
 
 
 class Reporter(Fixed):
-    def __init__(self, offered: dict, sections: dict | None = None, **kw):
+    def __init__(self, offered: dict, **kw):
         super().__init__({"n": "u4"}, ["F"], **kw)
         self.offered = offered
-        self.sections = sections or {}
 
     @hookimpl
     def pageext_report(self):
         return self.offered
 
+
+class Sectioner(Fixed):
+    """Adds a line to pagetypeinfo for each node, naming itself."""
+
+    def __init__(self, label: str, **kw):
+        super().__init__({"n": "u4"}, ["F"], **kw)
+        self.label = label
+
     @hookimpl
-    def pageext_report_sections(self):
-        return self.sections
+    def pageext_pagetypeinfo_section(self, machine, nid):
+        return f"Number of {self.label} blocks for node {nid}: {machine.nr_free_pages > 0:d}\n"
 
 
 def booted(*clients):
@@ -67,15 +74,16 @@ def test_meminfo_and_vmstat():
     assert int(vm["nr_free_pages"]) == 16384 - 128
 
 
-def test_pagetypeinfo_with_a_client_section():
-    def mixed(machine, nid):
-        return f"Number of mixed blocks for node {nid}: 0\n"
-
-    pe = booted(("r", Reporter({}, {"pagetypeinfo": mixed})))
+def test_pagetypeinfo_with_client_sections_in_call_order_after_the_block_counts():
+    pe = booted(("b", Sectioner("bee")), ("a", Sectioner("ay")), ("off", Sectioner("off", need=False)))
     text = pe.report("pagetypeinfo")
     assert text.startswith("Page block order: 9\nPages per block:  512\n")
-    assert "Number of mixed blocks for node 0: 0\n" in text
-    assert "Number of blocks type" in text
+    counts = text.index("Number of blocks type")
+    assert counts < text.index("Number of ay blocks for node 0: 1\n") < text.index("Number of bee blocks for node 0: 1\n")
+    assert text.endswith("Number of bee blocks for node 0: 1\n")
+    assert "off" not in text  # a client that is not enabled adds nothing
+    plain = booted()
+    assert text.startswith(plain.report("pagetypeinfo"))  # the sections only add lines
 
 
 def test_page_ext_report():
@@ -115,23 +123,32 @@ def test_unknown_report_suggests():
     ([("a", Reporter({"same": lambda: ""})), ("b", Reporter({"same": lambda: ""}))],
      "client 'b' offers report 'same', which '?a'? already offers"),
     ([("a", Reporter({"../escape": lambda: ""}))], "'../escape'"),
-    ([("a", Reporter({}, {"a_report_of_mine": lambda m, n: ""}))], "client 'a' adds a section to 'a_report_of_mine'"),
-], ids=["core-name", "two-clients", "bad-name", "section-elsewhere"])
+], ids=["core-name", "two-clients", "bad-name"])
 def test_client_report_conflicts(clients, message):
     pe = booted(*clients)
     with pytest.raises(ReportError, match=message):
         pe.report_names()
 
 
-@pytest.mark.parametrize("core", ["buddyinfo", "meminfo", "vmstat", "page_ext"])
-def test_a_section_for_a_core_report_is_shown_or_refused(core):
-    pe = booted(("a", Reporter({}, {core: lambda m, nid: "SECTION-FROM-A\n"})))
-    try:
-        text = pe.report(core)
-    except ReportError as exc:
-        assert "'a'" in str(exc) and core in str(exc)
-        return
-    assert "SECTION-FROM-A" in text
+def test_the_core_reports_are_a_built_in_client_not_a_listed_plugin():
+    pe = booted()
+    assert [c.name for c in pe.builtin] == ["core"]
+    assert "core" not in [c.name for c in pe.clients] and pe.enabled == ["c"]
+    assert [p["name"] for p in pe.describe()["plugins"]] == ["c"]
+    assert {pe.report_owner(n) for n in ("buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo")} == {"core"}
+    with pytest.raises(TypeError, match="buddyinfo takes no parameters, got x"):
+        pe.report("buddyinfo", x=1)
+
+
+def test_the_old_sections_hook_is_refused_with_a_hint():
+    class Old(Fixed):
+        @hookimpl
+        def pageext_report_sections(self):
+            return {}
+
+    pe = boot_with(("old", Old()), strict=False)
+    [problem] = pe.problems
+    assert "'pageext_report_sections' (did you mean 'pageext_report'?)" in problem
 
 
 # -- names and paths ------------------------------------------------------------------------

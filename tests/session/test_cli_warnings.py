@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import pageext_core as pc
-from pageext_core import registry
+from pageext_core import discovery
 from pageext_core.cli import main
 from pageext_core.hookspecs import ENTRY_POINT_GROUP
 from pageext_core.mm import MiB
@@ -63,8 +63,8 @@ def test_quiet_still_prints_errors(tmp_path: Path) -> None:
 def test_plugin_that_fails_to_load_is_a_warning_on_stderr(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PAGEEXT_STRICT", "0")  # lenient, as a user's run is by default
     broken = EntryPoint(name="pageext_test_broken", value="pageext_no_such_module_here:Client", group=ENTRY_POINT_GROUP)
-    real = registry._entry_points
-    monkeypatch.setattr(registry, "_entry_points", lambda: [*real(), broken])
+    real = discovery._entry_points
+    monkeypatch.setattr(discovery, "_entry_points", lambda: [*real(), broken])
     p = write_session(tmp_path, TINY.replace("[plugins]\nautoload = false\n", ""))
     r = cli("run", p, "--out", tmp_path / "out", "-q")
     assert r.exit_code == 0 and r.stdout == ""

@@ -1,7 +1,7 @@
 """A plugin that is not there is named: boot words, reports, guard's dependency, strict mode.
 
 "Not installed" is simulated in-process by hiding the plugin's entry point
-from discovery (``registry._entry_points``): discovery and
+from discovery (``discovery._entry_points``): discovery and
 ``installed_names`` then see exactly what a machine without that
 distribution would.
 """
@@ -21,10 +21,10 @@ import pytest
 from click.testing import CliRunner, Result
 
 import pageext_core as pc
-from pageext_core import registry
+from pageext_core import discovery
 from pageext_core.cli import main
 from pageext_core.mm import MiB
-from pageext_core.registry import SHIPPED, install_command, shipped
+from pageext_core.discovery import SHIPPED, install_command, shipped
 
 from sessionsupport import REPO, TINY, write_session
 
@@ -41,10 +41,10 @@ def cli(*args: object) -> Result:
 @pytest.fixture
 def hide(monkeypatch: pytest.MonkeyPatch):
     """hide("page_owner", ...): discovery no longer sees these entry points, as if not installed."""
-    real = registry._entry_points
+    real = discovery._entry_points
 
     def apply(*names: str) -> None:
-        monkeypatch.setattr(registry, "_entry_points", lambda: [ep for ep in real() if ep.name not in names])
+        monkeypatch.setattr(discovery, "_entry_points", lambda: [ep for ep in real() if ep.name not in names])
 
     return apply
 

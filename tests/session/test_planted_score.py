@@ -117,7 +117,7 @@ def test_stray_writes_land_in_memory_never_handed_out() -> None:
     # debug_pagealloc tells a page freed before (use-after-free) from one never handed out.
     assert {f["kind"] for f in matched} == {"stray-access"}
     for i in s["planted"]["items"]:  # page_owner never recorded an owner for it either
-        assert "page_owner info is not present" in out.page_ext.owner_dump(i["pfn"]), i["pfn_hex"]
+        assert "page_owner info is not present" in out.page_ext.dump_page(i["pfn"]), i["pfn_hex"]
 
 
 # -- 3. page_poison alone -----------------------------------------------------------------------------

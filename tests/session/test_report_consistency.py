@@ -52,7 +52,7 @@ TWO_NODES = 'machine.memory=["512MiB", "512MiB"]'
 
 # Attributes that are caches filled on first use, not machine state: formatted
 # stack texts (page_owner's Dumper) and the report table PageExt collects lazily.
-CACHES = frozenset({"_stacks", "_stacks2014", "_report_fns", "_sections"})
+CACHES = frozenset({"_stacks", "_stacks2014", "_reports"})
 _SKIP = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, types.BuiltinMethodType,
          types.ModuleType, type, functools.partial, memoryview)  # memoryviews alias arrays seen anyway
 

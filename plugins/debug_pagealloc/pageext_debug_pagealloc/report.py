@@ -49,12 +49,12 @@ def stack_lines(machine: "Machine") -> list[str]:
 
 
 def dump_page_lines(machine: "Machine", page_ext: "PageExt", pfn: int, reason: str) -> list[str]:
-    """``dump_page``: description, reason, then page_owner's account when it is enabled."""
+    """``dump_page``: description, reason, then what the enabled clients add (page_owner's account)."""
     lines = machine.describe_page(pfn).split("\n")
     lines.append(f"page dumped because: {reason}")
-    owner = page_ext.owner_dump(pfn)
-    if owner:
-        lines.extend(owner.rstrip("\n").split("\n"))
+    extra = page_ext.dump_page(pfn)
+    if extra:
+        lines.extend(extra.rstrip("\n").split("\n"))
     return lines
 
 

@@ -87,7 +87,7 @@ def debug_pagealloc_missing(boot: "BootConfig") -> str | None:
     installed but was not loaded (disabled, or it failed to load).
     """
     if "debug_pagealloc" not in boot.params:
-        from pageext_core.registry import install_command, installed_names, shipped
+        from pageext_core.discovery import install_command, installed_names, shipped
 
         dist = shipped("debug_pagealloc")
         if dist is not None and not ({dist.name, dist.dist} & installed_names()):

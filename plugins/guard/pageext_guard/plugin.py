@@ -199,7 +199,7 @@ class Guard:
         above = _report.neighbour(m, gpfn + (1 << gorder), "above", self._is_guard_head)
         buddy = _report.neighbour(m, gpfn ^ (1 << gorder), "buddy", self._is_guard_head)
         suspect = _report.pick_suspect(pfn, offset, gpfn, gorder, below, above, buddy)
-        dump = self._page_ext.owner_dump(suspect.pfn) if suspect is not None else None
+        dump = self._page_ext.dump_page(suspect.pfn) if suspect is not None else None
         text = _report.hit_text(pfn, offset, write, gpfn, gorder, self.minorder, below, above, buddy, suspect, dump)
         full = str(PageFault(pfn, offset, write, text))  # the core logs the oops with this text
         headline = (f"guard page hit: {'write' if write else 'read'} at pfn {pfn:#x} offset {offset:#x}, "

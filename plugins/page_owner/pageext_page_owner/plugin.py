@@ -84,12 +84,12 @@ class PageOwner(OwnerEvents):
         return None if rec is None else OwnerRecord(pfn, *rec.tolist())
 
     @hookimpl
-    def pageext_owner_dump(self, pfn: int) -> str | None:
-        """page_owner's view of one page in ``dump_page_owner`` wording (no final newline).
+    def pageext_dump_page(self, pfn: int) -> str | None:
+        """page_owner's part of a bad page's report, in ``dump_page_owner`` wording (no final newline).
 
         Other clients do not call this hook directly: they call
-        ``page_ext.owner_dump(pfn)`` when they report a bad page, and get
-        None when page_owner is off.  Lines: ``page_owner tracks the page
+        ``page_ext.dump_page(pfn)`` when they report a bad page, which
+        includes this text when page_owner is on.  Lines: ``page_owner tracks the page
         as allocated`` (or ``as freed``), ``page last allocated via order
         ...``, the allocation stack, ``page last free pid %d tgid %d stack
         trace:`` and the free stack; ``page_owner info is not present
@@ -149,10 +149,7 @@ class PageOwner(OwnerEvents):
         return leaks(self._ready(), self._allocated, self.dumper)
 
     @hookimpl
-    def pageext_report_sections(self) -> Mapping[str, Callable[["Machine", int], str]]:
-        return {"pagetypeinfo": self.mixed_blocks}
-
-    def mixed_blocks(self, machine: "Machine", nid: int) -> str:
+    def pageext_pagetypeinfo_section(self, machine: "Machine", nid: int) -> str:
         """pagetypeinfo's "Number of mixed blocks" for one node: the kernel's figures after its drain, read-only."""
         return mixed_blocks_section(machine, self._ready(), self._allocated, nid)
 

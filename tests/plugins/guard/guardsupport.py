@@ -84,7 +84,7 @@ class FakeOwner:
         return True
 
     @hookimpl
-    def pageext_owner_dump(self, pfn: int) -> str:
+    def pageext_dump_page(self, pfn: int) -> str:
         return f"page_owner tracks the page as allocated\nFAKE OWNER DUMP pfn {pfn:#x}"
 
 

@@ -106,7 +106,7 @@ def test_smaller_max_order_lowers_the_bound() -> None:
     assert guard_lines(pe) == [("warn", "Bad debug_guardpage_minorder value: 4")]
     g = guard_of(pe)
     assert not g.active and g.minorder == 0
-    assert pe.client("guard").need is False and "guard" not in pe.enabled
+    assert pe.client("guard").enabled is False and "guard" not in pe.enabled
     pe.machine.alloc_pages(GFP_DMA, 0)
     assert g.nr_created == 0 and pe.machine.nr_held_pages == 0
     pe = pc.boot(small, "debug_pagealloc=on debug_guardpage_minorder=3")

@@ -57,11 +57,11 @@ def test_off_costs_no_memory_and_no_callouts(how: str, cmdline: str) -> None:
     pe = boot(cmdline, how=how)
     m = pe.machine
     assert "page_owner" in [c.name for c in pe.clients]
-    assert pe.client("page_owner").need is False
+    assert pe.client("page_owner").enabled is False
     assert pe.nbytes == 0 and pe.record_size == 0
     assert m._cb_alloc == () and m._cb_free == () and m.callout_owner == {}
     pfn = m.alloc_pages(GFP_KERNEL, 0)
-    assert pe.owner_dump(pfn) is None
+    assert pe.dump_page(pfn) is None
     assert "page_owner" not in pe.report_names()
     assert not m.log.grep("page owner found early allocated")
     with pytest.raises(RuntimeError, match="page_owner=on"):
@@ -254,7 +254,7 @@ def test_early_allocated_pages_are_counted_per_zone(pe: pc.PageExt) -> None:
     ]
     table_pfn = 4096  # the lowest DMA32 order-10 block is handed out first
     assert owner(pe).record(table_pfn).handle == 0 and bits(pe, table_pfn) == [0]
-    assert "page_owner info is not present (never set?)" == pe.owner_dump(table_pfn)
+    assert "page_owner info is not present (never set?)" == pe.dump_page(table_pfn)
 
 
 def test_early_count_covers_every_section_and_skips_reserved() -> None:
@@ -301,8 +301,8 @@ def test_owner_dump_of_an_allocated_page(pe: pc.PageExt) -> None:
         " kernfs_fop_open+0x2a5/0x3c0\n"
         "page_owner free stack trace missing"
     )
-    assert pe.owner_dump(pfn) == expected
-    assert pe.owner_dump(pfn + 3) == expected  # a tail page carries the same record
+    assert pe.dump_page(pfn) == expected
+    assert pe.dump_page(pfn + 3) == expected  # a tail page carries the same record
 
 
 def test_owner_dump_of_a_freed_and_migrated_page(pe: pc.PageExt) -> None:
@@ -321,8 +321,8 @@ def test_owner_dump_of_a_freed_and_migrated_page(pe: pc.PageExt) -> None:
     stacks = (" post_alloc_hook+0x1a2/0x1c0\n get_page_from_freelist+0x3b8/0x1530\n kernfs_fop_open+0x2a5/0x3c0\n"
               "page last free pid 812 tgid 812 stack trace:\n"
               " free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90")
-    assert pe.owner_dump(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{stacks}"
-    assert pe.owner_dump(new) == (f"page_owner tracks the page as freed\n{head}free_ts {new_free_ts}\n{stacks}\n"
+    assert pe.dump_page(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{stacks}"
+    assert pe.dump_page(new) == (f"page_owner tracks the page as freed\n{head}free_ts {new_free_ts}\n{stacks}\n"
                                   "page has been migrated, last migrate reason: compaction")
 
 
@@ -330,8 +330,8 @@ def test_owner_dump_without_a_record(pe: pc.PageExt) -> None:
     m = pe.machine
     never = 200  # DMA, free since boot
     assert m.is_free(never)
-    assert pe.owner_dump(never) == "page_owner info is not present (never set?)"
-    assert pe.owner_dump(20000) == "There is not page extension available."  # beyond the 64 MiB of RAM
+    assert pe.dump_page(never) == "page_owner info is not present (never set?)"
+    assert pe.dump_page(20000) == "There is not page extension available."  # beyond the 64 MiB of RAM
 
 
 # -- with the framework and the other clients ------------------------------------------------------
@@ -355,7 +355,7 @@ def test_other_clients_get_the_owner_dump_in_their_reports() -> None:
         pfn = m.alloc_pages(GFP_KERNEL, 0)
     with m.context(task=PY, stack=FREE_STACK):
         m.free_pages(pfn, 0)
-    said = pe.owner_dump(pfn)
+    said = pe.dump_page(pfn)
     assert said.startswith("page_owner tracks the page as freed\n")
     m.contents.write_phys(pfn, 7, b"\x00")
     with m.context(stack=STACK):

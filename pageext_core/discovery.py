@@ -1,10 +1,14 @@
-"""Finding installed clients: the ``pageext.clients`` entry-point group.
+"""Discovery: finding installed clients, the ``pageext.clients`` entry-point group.
 
 A blocked plugin is never imported (``PAGEEXT_DISABLE_PLUGINS=a,b``, the
 CLI's ``--disable-plugin``, a session's ``[plugins] disable``), and
 ``PAGEEXT_DISABLE_PLUGIN_AUTOLOAD=1`` loads no entry point at all.  A plugin
 that fails to import is reported with its entry point, distribution, version
 and the exception; the machine boots without it unless strict mode is on.
+The built-in clients (``BUILTIN_CLIENTS``: the core reports) are part of
+pageext-core and always registered, blocked or not.  The plugins shipped
+with pageext are listed in ``SHIPPED``, so that a missing one can be named
+with the command that installs it.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ class PluginInfo:
     problems: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
+        if self.source == "built-in":
+            return f"built-in client {self.name!r} ({self.value})"
         where = f"entry point {self.name} = {self.value}" if self.value else "registered directly"
         dist = f"distribution {self.dist} {self.version}" if self.dist else "no distribution"
         return f"plugin {self.name!r} ({dist}, {where})"
@@ -100,6 +106,17 @@ def discover(blocked: Iterable[str] = (), autoload: bool | None = None) -> list[
         info.target, info.error = _loaded[key]
         out.append(info)
     return out
+
+
+# Clients that are part of pageext-core, registered like installed ones (datasette's
+# DEFAULT_PLUGINS): always loaded, never blocked, not listed by ``pageext plugins``.
+BUILTIN_CLIENTS: dict[str, str] = {"core": "pageext_core.core_reports:CoreReports"}
+
+
+def builtins() -> list[PluginInfo]:
+    """The built-in clients, loaded (they ship with the core: a failure to import is a bug, not a warning)."""
+    return [PluginInfo(name=name, value=value, target=EntryPoint(name, value, ENTRY_POINT_GROUP).load(),
+                       source="built-in") for name, value in BUILTIN_CLIENTS.items()]
 
 
 def installed_names() -> set[str]:
