@@ -103,7 +103,10 @@ def fingerprint(root: Any) -> dict[str, Any]:
                 for name in getattr(cls, "__slots__", ()):
                     if hasattr(obj, name):
                         attrs[name] = getattr(obj, name)
-            out[path] = ("object", type(obj).__qualname__) if attrs else repr(obj)
+            # an object with state is its type plus its attributes; one with an empty __dict__ (a
+            # stateless client such as the built-in core reports) is its type alone, not its address
+            stateful = attrs or hasattr(obj, "__dict__")
+            out[path] = ("object", type(obj).__qualname__) if stateful else repr(obj)
             queue.extend((f"{path}.{k}", v) for k, v in attrs.items() if k not in CACHES)
     return out
 
