@@ -14,7 +14,9 @@ live set's, so the report can be compared with perf's on the same trace:
   Reclaimable (2); ``--live`` counts allocations minus frees.
 
 Callsite: the first of the first 16 frames whose symbol does not match
-``^_?_?(alloc|get_free|get_zeroed)_pages?``; with none, the innermost frame
+``^_?_?(alloc|get_free|get_zeroed)_pages?`` (nor name one of the allocator's
+internals below the tracepoint, ``post_alloc_hook``, ``get_page_from_freelist``
+and the like, which page_owner-style stacks carry); with none, the innermost frame
 (perf falls back to the sample's ip); with no stack, ``0``.  Rows tie-break
 by callsite name where perf uses the callsite's address.
 """
@@ -53,12 +55,25 @@ def compact_gfp(names: str) -> str:
     return "|".join(GFP_COMPACT[n] for n in names.split("|") if n in GFP_COMPACT)
 
 
+# The page allocator's own frames below the tracepoint, as page_owner stacks show them (a kernel
+# trace's stack starts at __alloc_pages; stacks recorded from page_owner-style frames start lower).
+ALLOC_INTERNAL = frozenset({"post_alloc_hook", "prep_new_page", "get_page_from_freelist", "rmqueue",
+                            "rmqueue_bulk", "__rmqueue_pcplist", "rmqueue_pcplist", "__rmqueue_smallest",
+                            "__rmqueue", "set_page_owner", "__set_page_owner"})
+
+
+def _symbol(frame: str) -> str:
+    """A frame's symbol without ``+0xoff/0xsize`` or `` [module]``."""
+    return frame.split("+", 1)[0].split(" ", 1)[0]
+
+
 def callsite_of(frames: Sequence[str]) -> str:
-    """The first frame outside the page allocator (see the module docstring)."""
+    """The first frame outside the page allocator (see the module docstring), as a symbol name."""
     for f in frames[:CALLCHAIN_DEPTH]:
-        if not ALLOC_FUNC.match(f):
-            return f
-    return frames[0] if frames else "0"
+        sym = _symbol(f)
+        if not ALLOC_FUNC.match(sym) and sym not in ALLOC_INTERNAL:
+            return sym
+    return _symbol(frames[0]) if frames else "0"
 
 
 class KmemStat:
@@ -97,6 +112,14 @@ class KmemStat:
             elif kind == FREE:
                 self._free(ev)
         return self
+
+    def add(self, ev: TraceEvent) -> None:
+        """Account one event (a replay feeds events one at a time as it applies them)."""
+        kind = ev[0]
+        if kind == ALLOC:
+            self._alloc(ev)
+        elif kind == FREE:
+            self._free(ev)
 
     def _alloc(self, ev: TraceEvent) -> None:
         order, mt, gfp, pfn = ev[7], ev[8], ev[9], ev[6]

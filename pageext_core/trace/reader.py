@@ -127,8 +127,13 @@ def _frac_ns(frac: str) -> int:
     return int((frac + "000000000")[:9])
 
 
-def _text_frame(text: str) -> str:
-    """' => sym+0x1/0x2 <addr>', '=> sym (addr)', '=> addr' -> 'sym' or 'addr'."""
+def _text_frame(text: str, offsets: bool = False) -> str:
+    """' => sym+0x1/0x2 <addr>', '=> sym (addr)', '=> addr' -> 'sym' or 'addr'.
+
+    With ``offsets`` the symbol keeps ``+0xoff/0xsize`` and a `` [module]``
+    suffix, as page_owner prints frames (only ftrace's sym-offset option
+    prints them).
+    """
     s = text.strip()
     if s.startswith("=>"):
         s = s[2:].strip()
@@ -136,18 +141,21 @@ def _text_frame(text: str) -> str:
         i = s.find(cut)
         if i >= 0:
             s = s[:i]
-    i = s.find("+")
-    if i > 0:
-        s = s[:i]
+    if not offsets:
+        i = s.find("+")
+        if i > 0:
+            s = s[:i]
     if s[:2] in ("0x", "0X"):
         s = s[2:]
     return s.strip()
 
 
-def _perf_frame(m: re.Match[str]) -> str:
+def _perf_frame(m: re.Match[str], offsets: bool = False) -> str:
     sym = m.group(2)
     if not sym or sym == "[unknown]":
         return m.group(1).lower().lstrip("0") or "0"
+    if offsets:
+        return sym
     i = sym.find("+0x")
     return sym[:i] if i > 0 else sym
 
@@ -219,11 +227,13 @@ class TraceReader:
     ``stats`` and ``stacks`` fill in while iterating.  With ``strict`` the
     first malformed line raises :class:`TraceError` (``file:line: why``);
     otherwise malformed lines are counted and the first ten kept with their
-    line numbers.
+    line numbers.  With ``offsets`` stack frames keep the ``+0xoff/0xsize``
+    the trace printed (page_owner's frame shape); by default they are the
+    symbol name only.
     """
 
     def __init__(self, source: str | Path | Iterable[str], format: str = "auto", strict: bool = False,
-                 stacks: StackTable | None = None, name: str | None = None) -> None:
+                 stacks: StackTable | None = None, name: str | None = None, offsets: bool = False) -> None:
         if format not in ("auto", *FORMATS):
             raise TraceError(f"unknown trace format {format!r}; use auto, ftrace, trace-cmd or perf")
         self.source = source
@@ -232,6 +242,7 @@ class TraceReader:
         self.stacks = stacks if stacks is not None else StackTable()
         self.stats = TraceStats()
         self.format = format
+        self.offsets = offsets
         self._gfp_cache: dict[str, int] = {}
 
     def __iter__(self) -> Iterator[TraceEvent]:
@@ -343,7 +354,7 @@ class TraceReader:
                 elif frames is not None:
                     fr = frame_cache.get(line)
                     if fr is None:
-                        fr = frame_cache[line] = _text_frame(line)
+                        fr = frame_cache[line] = _text_frame(line, self.offsets)
                     frames.append(fr)
                 continue
             if in_stack:
@@ -418,7 +429,7 @@ class TraceReader:
                         if fm is None:
                             self._bad(lineno, "callchain line not understood", line)
                             continue
-                        fr = frame_cache[line] = _perf_frame(fm)
+                        fr = frame_cache[line] = _perf_frame(fm, self.offsets)
                     frames.append(fr)
                 continue
             if in_record and pending is not None:
@@ -458,6 +469,6 @@ class TraceReader:
 
 
 def read_trace(source: str | Path | Iterable[str], format: str = "auto", strict: bool = False,
-               stacks: StackTable | None = None) -> TraceReader:
+               stacks: StackTable | None = None, offsets: bool = False) -> TraceReader:
     """A :class:`TraceReader` over a file (gzip/xz/bz2 welcome) or an iterable of lines."""
-    return TraceReader(source, format=format, strict=strict, stacks=stacks)
+    return TraceReader(source, format=format, strict=strict, stacks=stacks, offsets=offsets)

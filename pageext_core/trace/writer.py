@@ -58,6 +58,15 @@ def _is_address(frame: str) -> bool:
     return len(frame) >= 8 and all(c in "0123456789abcdef" for c in frame)
 
 
+def _split_frame(frame: str) -> tuple[str, str, str]:
+    """'sym+0x1a/0x40 [mod]' -> ('sym', '+0x1a', 'mod'); a plain symbol -> ('sym', '', '')."""
+    mod = ""
+    if frame.endswith("]") and " [" in frame:
+        frame, _, mod = frame[:-1].rpartition(" [")
+    sym, plus, off = frame.partition("+")
+    return sym, (plus + off.partition("/")[0]) if plus else "", mod
+
+
 def _hashed_ptr(pfn: int) -> str:
     return f"{((pfn * 2654435761) & 0xFFFFFFFF) or 1:016x}"
 
@@ -109,6 +118,10 @@ class TraceWriter:
                     f"fragmenting={x[5]} change_ownership={x[6]}")
         raise ValueError(f"unknown event kind {kind!r}")
 
+    def _perf_frame(self, frame: str) -> str:
+        sym, off, mod = _split_frame(frame)
+        return f"\t{fake_address(sym):16x} {sym}{off or '+0x0'} ([{mod or 'kernel.kallsyms'}])\n"
+
     def write(self, ev: TraceEvent) -> None:
         """Write one event (and its stack, if it has one)."""
         ts = ev[1]
@@ -134,7 +147,8 @@ class TraceWriter:
             out.write(f"{head}{name}:{' ' * max(0, 20 - len(name))} {self._fields(ev, page)}\n")
             if frames:
                 out.write(f"{head}kernel_stack:{' ' * 8} <stack trace >\n")
-                out.write("".join(f"=> {f}\n" if _is_address(f) else f"=> {f} ({fake_address(f):x})\n"
+                out.write("".join(f"=> {f}\n" if _is_address(f) else
+                                  f"=> {_split_frame(f)[0]} ({fake_address(_split_frame(f)[0]):x})\n"
                                   for f in frames))
         else:
             comm = ev[5]
@@ -147,7 +161,7 @@ class TraceWriter:
             if self.callchain:
                 out.write("".join(
                     f"\t{int(f, 16):16x} [unknown] ([kernel.kallsyms])\n" if _is_address(f)
-                    else f"\t{fake_address(f):16x} {f}+0x0 ([kernel.kallsyms])\n"
+                    else self._perf_frame(f)
                     for f in frames))
                 out.write("\n")
         self.count += 1
