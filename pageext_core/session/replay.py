@@ -230,7 +230,11 @@ class _Placer:
                             self.live.live.pop(h, None)
                 self.stats.note(OVERLAP, f"at {_ts(ts)}: pfn {pfn:#x} (order {order}) overlaps a block allocated "
                                          f"at another head: that block is taken as freed")
-                self.free_range(pfn, 1 << order)
+                st = m._st
+                for h in placed:  # each such block is freed whole, as a lost free is
+                    s = st[h]
+                    if s >> 4 in (_b.K_ALLOC, _b.K_ALLOC_MOVABLE):
+                        m.free_pages(h, s & 15)
                 try:
                     m.alloc_pages_at(pfn, order, gfp)
                 except PlacementRefused as exc2:

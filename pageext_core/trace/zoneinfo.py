@@ -12,8 +12,8 @@ several nodes), the CPUs, and the DMA/DMA32 limits when they fall on
 max-order boundaries.  Holes are pageext's own x86 layout (the legacy hole
 and the PCI hole), so a pfn the real box had in a hole pageext does not
 model is refused, with the reason, when the trace allocates it.  If that
-layout ends below the zoneinfo's highest pfn, the last node grows until it
-covers it.
+layout ends below the zoneinfo's highest pfn (or its top reservation, the
+memmap, would sit on traced pages), the last node grows until it does not.
 """
 from __future__ import annotations
 
@@ -23,11 +23,12 @@ from pathlib import Path
 
 from pageext_core.mm.constants import PAGE_SHIFT, PAGE_SIZE, ZONE_NAMES
 from pageext_core.mm.errors import ConfigError
-from pageext_core.mm.geometry import MachineConfig, build_geometry
+from pageext_core.mm.geometry import Geometry, MachineConfig, build_geometry
 
 ZONE_LINE = re.compile(r"Node\s+(\d+),\s+zone\s+(\S+)\s*$")
 ITEM = re.compile(r"\s+(spanned|present|managed|start_pfn:?)\s+(\d+)\s*$")
 CPU = re.compile(r"\s+cpu:\s+(\d+)\s*$")
+MIN_MEMORY = 64 << 20
 
 
 class ZoneinfoError(ValueError):
@@ -70,6 +71,21 @@ class Zoneinfo:
     def zone_end(self, name: str) -> int | None:
         ends = [z.end_pfn for z in self.zones if z.name == name and z.spanned]
         return max(ends) if ends else None
+
+
+def usable_end(g: "Geometry") -> int:
+    """The pfn where the last node's top reservations (memmap, FLATMEM tables) begin, or the end.
+
+    A trace's highest pfns must lie below it: the traced box had RAM where
+    pageext puts its own struct page reservation, at the top of each node.
+    (Other nodes' reservations stay where they are: a traced page there is
+    refused, with the reason.)
+    """
+    cfg = g.config
+    kernel_end = ((16 << 20) + cfg.kernel_image + PAGE_SIZE - 1) >> PAGE_SHIFT if cfg.kernel_image else 1
+    last = g.nodes[-1].start_pfn
+    late = [s for s, _ in g.reserved if s >= kernel_end and s >= last]
+    return min(late) if late else g.max_pfn
 
 
 def parse_zoneinfo(text: str, name: str = "<zoneinfo>") -> Zoneinfo:
@@ -141,25 +157,38 @@ def machine_from_zoneinfo(zi: Zoneinfo, base: MachineConfig | None = None) -> Ma
             g = build_geometry(cfg)
         except ConfigError as exc:
             raise ZoneinfoError(f"zoneinfo describes a machine pageext cannot lay out: {exc}") from None
-        if g.max_pfn >= want:
+        top = usable_end(g)
+        if top >= want:
             return cfg
-        sizes[-1] += -(-((want - g.max_pfn) << PAGE_SHIFT) // unit) * unit
+        sizes[-1] += -(-((want - top) << PAGE_SHIFT) // unit) * unit
 
 
 def machine_covering(end_pfn: int, base: MachineConfig | None = None) -> MachineConfig:
     """``base`` with just enough memory that pfns below ``end_pfn`` exist (the trace's highest block end).
 
     Memory grows in max-order blocks (sections with several nodes) until the
-    layout, x86 holes included, reaches ``end_pfn``; it never shrinks below
-    one block per node.
+    layout, x86 holes included, reaches ``end_pfn`` below its top
+    reservations (``usable_end``); it never shrinks below
+    one block per node nor below 64 MiB (the smallest machine sessions use:
+    the kernel image sits at 16 MiB).
     """
     base = base or MachineConfig()
     unit = (1 << base.section_size_bits) if base.nodes > 1 else (PAGE_SIZE << base.max_order)
     step = unit * base.nodes
-    mem = max(step, -(-(end_pfn << PAGE_SHIFT) // step) * step)
-    while True:
-        cfg = base.with_(memory=mem)
-        g = build_geometry(cfg)
-        if g.max_pfn >= end_pfn:
-            return cfg
-        mem += -(-((end_pfn - g.max_pfn) << PAGE_SHIFT) // step) * step
+    def covers(units: int) -> bool:
+        try:
+            return usable_end(build_geometry(base.with_(memory=units * step))) >= end_pfn
+        except ConfigError:
+            return False
+
+    lo = -(-max(MIN_MEMORY, step) // step)
+    hi = max(lo, -(-(end_pfn << PAGE_SHIFT) // step))
+    while not covers(hi):  # holes push RAM up: grow, then search down for the smallest
+        hi *= 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if covers(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return base.with_(memory=hi * step)
