@@ -26,8 +26,11 @@ Rules (docs/replay.md says the same, for users):
   ``refused``: counted with the allocator's reason, nothing changed; a later
   free of it changes nothing either.
 * Pageblock types: an ``mm_page_alloc_extfrag`` event with
-  ``change_ownership=1`` gives its pageblock the allocation's migratetype
-  once the block is placed.  Until the trace shows such an event the type
+  ``change_ownership=1`` gives its pageblock (all ``2^(fallback_order -
+  pageblock_order)`` of them when ``fallback_order`` is at least a
+  pageblock) the allocation's migratetype once the next allocation is
+  placed (a free block spanning several pageblocks keeps one type and is
+  left alone).  Until the trace shows such an event the type
   is inferred: a placed block whose migratetype differs from its
   pageblock's claims the pageblock when at least half of it is free (the
   kernel's own claim rule); each inference is counted.
@@ -168,7 +171,7 @@ class _Placer:
         heads, _ = m.allocated_blocks()
         self.boot_heads = set(heads.tolist())  # blocks the simulated boot allocated: never freed by the trace
         self.infer = True
-        self.pending_mt: dict[int, int] = {}
+        self.pending_mt: list[tuple[int, int, int]] = []  # (pfn, fallback order, migratetype) to apply
         self.mt_cache: dict[int, int] = {}
         self.refused: set[int] = set()
         self.live: LiveSet | None = None
@@ -249,11 +252,16 @@ class _Placer:
                 return False
         self.refused.discard(pfn)
         mt = self.mt_of(gfp)
-        pend = self.pending_mt.pop(pfn, None)
-        if pend is not None:
-            self.retype(pfn, order, pend)
-            if not self.shadow:
-                self.stats.extfrag_applied += 1
+        if self.pending_mt:
+            pbo = m.pageblock_order
+            for at, fo, pmt in self.pending_mt:
+                n = 1 << (fo - pbo) if fo >= pbo else 1
+                first = at >> pbo
+                for pb in range(first, min(first + n, len(m.pb_mt))):
+                    self.retype(pb << pbo, 0, pmt)
+                if not self.shadow:
+                    self.stats.extfrag_applied += 1
+            self.pending_mt = []
         elif self.infer and m.mobility_grouping and m._pbmt[pfn >> m.pageblock_order] != mt:
             self._infer(pfn, order, mt)
         return True
@@ -284,8 +292,12 @@ class _Placer:
             return
         pb = pfn >> pbo
         old = m._pbmt[pb]
-        if old != mt:
-            m._move_freepages_block(m.zone_of_pfn(pfn), pb, old, mt)
+        if old == mt:
+            return
+        kind, o, head = m.page_kind(pb << pbo)
+        if kind == _b.K_FREE and o > pbo:  # one free block over several pageblocks has one type: not split here
+            return
+        m._move_freepages_block(m.zone_of_pfn(pfn), pb, old, mt)
 
     def _infer(self, pfn: int, order: int, mt: int) -> None:
         m = self.m
@@ -305,7 +317,7 @@ class _Placer:
         self.infer = False  # the trace says which pageblocks changed hands
         x = ev[11]
         if x and x[6] == 1 and ev[6] >= 0:
-            self.pending_mt[ev[6]] = x[3]
+            self.pending_mt.append((ev[6], x[1], x[3]))
 
 
 def _ts(ns: int) -> str:

@@ -16,9 +16,12 @@ What the trace holds and what it cannot:
   for every free, in the order the allocator made them; a failed
   allocation is not recorded (the allocator has no call-out for it);
 * ``mm_page_alloc_extfrag`` before an allocation that fell back to another
-  migratetype's free lists, with ``change_ownership=1`` when its pageblock
-  now has the allocation's type (the fallback's own order and type are not
-  known to the tap and print as -1);
+  migratetype's free lists: one per run of pageblocks the fallback claimed
+  (``change_ownership=1``, ``pfn`` the run's first page or the allocated
+  one, ``fallback_order`` the run's order when it is a power of two of
+  pageblocks, else -1), or one with ``change_ownership=0`` when it stole
+  without claiming; the fallback's own migratetype is not known to the tap
+  and prints as -1;
 * ftrace output records the tgid (``record-tgid``) and perf output
   ``pid/tid``; trace-cmd output has no tgid;
 * the limits of a text trace listed in :mod:`pageext_core.trace.writer`
@@ -33,6 +36,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import IO, Any
+
+import numpy as np
 
 from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, StackTable, TraceEvent
 from pageext_core.trace.writer import TraceWriter
@@ -52,6 +57,8 @@ class TraceRecorder:
         self.stacks = StackTable()
         self._sid: dict[int, int] = {}  # depot handle -> stack id
         self._fallbacks = machine.nr_fallbacks
+        self._claims = machine.nr_pageblock_claims
+        self._pb = machine.pb_mt.copy()
         self._f: IO[str] | None = None
         self._tmp: str | None = None
         self.writer: TraceWriter | None = None
@@ -72,6 +79,8 @@ class TraceRecorder:
                                   record_tgid=self.format == "ftrace", pid_tid=self.format == "perf",
                                   perf_events=("mm_page_alloc", "mm_page_free", "mm_page_alloc_extfrag"))
         self._fallbacks = m.nr_fallbacks
+        self._claims = m.nr_pageblock_claims
+        self._pb = m.pb_mt.copy()
         m._cb_alloc = tuple(m._cb_alloc) + (self.on_alloc,)
         m._cb_free = tuple(m._cb_free) + (self.on_free,)
 
@@ -110,12 +119,39 @@ class TraceRecorder:
         sid = self._stack()
         if m.nr_fallbacks != self._fallbacks:
             self._fallbacks = m.nr_fallbacks
-            pbo = m.pageblock_order
-            owned = int(m.pb_mt[pfn >> pbo] == migratetype)
-            w.write(_new(TraceEvent, (EXTFRAG, m.clock_ns, m.cpu, t.pid, t.tgid, t.comm, pfn, order, migratetype,
-                                      -1, sid, (order, -1, pbo, migratetype, -1, int(order < pbo), owned))))
+            self._extfrag(pfn, order, migratetype)
+        elif m.nr_pageblock_claims != self._claims:
+            self._claims = m.nr_pageblock_claims
+            self._pb = m.pb_mt.copy()
         w.write(_new(TraceEvent, (ALLOC, m.clock_ns, m.cpu, t.pid, t.tgid, t.comm, pfn, order, migratetype,
                                   gfp_mask, sid, None)))
+
+    def _extfrag(self, pfn: int, order: int, mt: int) -> None:
+        """One event per run of pageblocks the fallback gave to ``mt`` (or one for the block's own, unchanged)."""
+        m = self.m
+        t = m.current
+        w = self.writer
+        assert w is not None
+        pbo = m.pageblock_order
+        now = m.pb_mt
+        changed = np.flatnonzero(now != self._pb)
+        self._pb = now.copy()
+        self._claims = m.nr_pageblock_claims
+        runs: list[tuple[int, int]] = []  # (first pageblock, count)
+        for pb in changed.tolist():
+            if runs and runs[-1][0] + runs[-1][1] == pb and now[pb] == now[runs[-1][0]]:
+                runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+            else:
+                runs.append((pb, 1))
+        if not runs:  # stolen without claiming: the pageblock stays mixed
+            runs = [(pfn >> pbo, 0)]
+        for first, count in runs:
+            owned = int(count > 0)
+            at = pfn if first == pfn >> pbo else first << pbo
+            fo = pbo + count.bit_length() - 1 if count > 1 and count & (count - 1) == 0 else -1
+            new_mt = int(now[first]) if owned else mt
+            w.write(_new(TraceEvent, (EXTFRAG, m.clock_ns, m.cpu, t.pid, t.tgid, t.comm, at, order, new_mt, -1, -1,
+                                      (order, fo, pbo, new_mt, -1, int(fo < pbo), owned))))
 
     def on_free(self, pfn: int, order: int) -> None:
         m = self.m
