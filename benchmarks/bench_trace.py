@@ -16,6 +16,14 @@ the trace.  The trace text is generated inside the child, line by line, and
 streamed to the reader (a 10M-event file would be over a gigabyte on disk
 and take minutes to write); the reader sees the same lines a file gives.
 Target: the longer trace's peak within 1.5x of the shorter one's.
+
+Replay: the ftrace file of the speed part replayed in exact mode through a
+booted machine (``pageext replay``'s driver: every block placed at its
+traced pfn with ``alloc_pages_at``, frees applied, the live set and both
+perf kmem accounts kept), bare and with page_owner recording every event,
+timed against the same bare regex split loop.  Target: within 3x of the
+floor for the bare replay; the page_owner figure shows what recording
+costs on top.
 """
 from __future__ import annotations
 
@@ -23,10 +31,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
-from benchmarks._harness import Result, cpu_time, interleaved, run_parts
+from benchmarks._harness import Result, cpu_time, interleaved, run_parts, self_timed
 from pageext_core.trace import ALLOC, FREE, LiveSet, StackTable, TraceEvent, make_event, read_trace, write_trace
 
 SPEED_TARGET = 3.0
@@ -150,6 +159,57 @@ def speed(quick: bool) -> list[Result]:
     return results
 
 
+def _replay_once(path: Path, cmdline: str) -> float:
+    """CPU seconds of one exact replay of ``path`` (boot not counted)."""
+    from pageext_core.mm.geometry import MachineConfig
+    from pageext_core.page_ext import boot
+    from pageext_core.session.config import WorkloadSpec
+    from pageext_core.session.replay import Replay
+    from pageext_core.session.workload import WorkloadResult
+
+    pe = boot(MachineConfig(memory=512 << 20), cmdline)
+    pe.machine.drain_all_pages()
+    spec = WorkloadSpec(kind="replay", trace=str(path), trace_format="ftrace")
+    res = WorkloadResult(kind="replay", seed=0)
+    rep = Replay(pe, spec, lambda n: None, res)
+    t0 = time.thread_time()
+    rep.run()
+    t = time.thread_time() - t0
+    if res.replay is None or res.replay["failures"]:
+        raise RuntimeError(f"replay bench: the replay refused placements: {res.replay}")
+    return t
+
+
+def replay_speed(quick: bool) -> list[Result]:
+    n = 20_000 if quick else 200_000
+    split = re.compile(r"\s+").split
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
+        path = Path(tmp) / "trace.ftrace"
+        stacks = StackTable()
+        write_trace(path, events(n, stacks), "ftrace", stacks)
+
+        def floor() -> float:
+            t0 = time.thread_time()
+            with open(path) as f:
+                for line in f:
+                    split(line)
+            return time.thread_time() - t0
+
+        funcs = {"floor": floor, "exact": lambda: _replay_once(path, ""),
+                 "exact+page_owner": lambda: _replay_once(path, "page_owner=on")}
+        best = interleaved(funcs, rounds=2, measure=self_timed)
+        for name, label in (("exact", "exact replay, no client"), ("exact+page_owner", "exact replay, page_owner on")):
+            ratio = best[name] / best["floor"]
+            results.append(Result(f"ftrace: {label}", n / best[name], "events/s",
+                                  detail={"events": n, "cpu_s": round(best[name], 3),
+                                          "floor_cpu_s": round(best["floor"], 3)}))
+            results.append(Result(f"ftrace: {label} vs bare regex split loop", ratio, "x",
+                                  target=f"<= {SPEED_TARGET}" if name == "exact" else None,
+                                  ok=(None if quick else ratio <= SPEED_TARGET) if name == "exact" else None))
+    return results
+
+
 def memory(quick: bool) -> list[Result]:
     big = 200_000 if quick else 10_000_000
     small = big // 10
@@ -167,4 +227,4 @@ def memory(quick: bool) -> list[Result]:
 
 
 def run(quick: bool) -> list[Result]:
-    return run_parts([speed, memory], quick)
+    return run_parts([speed, replay_speed, memory], quick)

@@ -32,8 +32,9 @@ Rules (docs/replay.md says the same, for users):
   placed (a free block spanning several pageblocks keeps one type and is
   left alone).  Until the trace shows such an event the type
   is inferred: a placed block whose migratetype differs from its
-  pageblock's claims the pageblock when at least half of it is free (the
-  kernel's own claim rule); each inference is counted.
+  pageblock's claims the pageblock when the pageblock was wholly free (as
+  the kernel claims a free pageblock it falls back into); each inference
+  is counted.
 * The machine clock follows the trace: each event runs at its trace time
   (the allocator's own per-operation cost is set to 0 for the replay).
 * A trace CPU the machine lacks runs as CPU ``cpu % cpus``.
@@ -221,6 +222,15 @@ class _Placer:
     def place(self, pfn: int, order: int, gfp: int, ts: int) -> bool:
         """Put the block at [pfn, pfn + 2^order); False (counted as refused) when it cannot be."""
         m = self.m
+        claim = False
+        if self.infer and not self.pending_mt and m.mobility_grouping:
+            pbo = m.pageblock_order
+            if 0 <= pfn < m.geometry.max_pfn and m._pbmt[pfn >> pbo] != self.mt_of(gfp):
+                if order >= pbo:
+                    claim = True
+                else:  # the kernel claims a pageblock it falls back into when the pageblock is free
+                    k, o, _ = m.page_kind(pfn >> pbo << pbo)
+                    claim = k == _b.K_FREE and o >= pbo
         try:
             m.alloc_pages_at(pfn, order, gfp)
         except PlacementRefused as exc:
@@ -251,7 +261,6 @@ class _Placer:
                     self.stats.note(REFUSED, f"at {_ts(ts)}: {exc}")
                 return False
         self.refused.discard(pfn)
-        mt = self.mt_of(gfp)
         if self.pending_mt:
             pbo = m.pageblock_order
             for at, fo, pmt in self.pending_mt:
@@ -262,8 +271,10 @@ class _Placer:
                 if not self.shadow:
                     self.stats.extfrag_applied += 1
             self.pending_mt = []
-        elif self.infer and m.mobility_grouping and m._pbmt[pfn >> m.pageblock_order] != mt:
-            self._infer(pfn, order, mt)
+        elif claim:
+            self.retype(pfn, order, self.mt_of(gfp))
+            if not self.shadow:
+                self.stats.pageblocks_inferred += 1
         return True
 
     def _placed_in(self, pfn: int, order: int) -> list[int]:
@@ -299,20 +310,6 @@ class _Placer:
             return
         m._move_freepages_block(m.zone_of_pfn(pfn), pb, old, mt)
 
-    def _infer(self, pfn: int, order: int, mt: int) -> None:
-        m = self.m
-        pbo = m.pageblock_order
-        if order < pbo:
-            start = pfn >> pbo << pbo
-            seg = m.state[start:start + (1 << pbo)]
-            sizes = np.left_shift(1, (seg & 15).astype(np.int64))
-            free = int(sizes[(seg >> 4) == _b.K_FREE].sum())
-            if free < (1 << (pbo - 1)):
-                return
-        self.retype(pfn, order, mt)
-        if not self.shadow:
-            self.stats.pageblocks_inferred += 1
-
     def extfrag(self, ev: tuple) -> None:
         self.infer = False  # the trace says which pageblocks changed hands
         x = ev[11]
@@ -338,8 +335,7 @@ class Replay:
         self.stats = ReplayStats(mode=spec.mode, trace=str(spec.trace))
         self.reader = TraceReader(self.path, format=spec.trace_format, strict=spec.strict, offsets=True)
         self.live = LiveSet(max_examples=MAX_EXAMPLES)
-        self.kmem = KmemStat(self.reader.stacks)
-        self.kmem_live = KmemStat(self.reader.stacks, live=True)
+        self.kmem = KmemStat(self.reader.stacks, both=True)  # perf kmem stat --page, and its --live view
         self._tasks: dict[tuple[int, int, str], Task] = {}
         self._handles: list[int] = []
         depot = self.m.depot
@@ -378,13 +374,14 @@ class Replay:
             placer.live = self.live
         idmap: dict[int, tuple[int, int]] = {}  # what-if: traced head pfn -> (simulated head, order)
         live = self.live
-        kmem_add, kmem_live_add = self.kmem.add, self.kmem_live.add
+        kmem_alloc, kmem_free = self.kmem._alloc, self.kmem._free
         ncpu = m.config.cpus
         cost = m.op_cost_ns
         m.op_cost_ns = 0
         saved = (m.current, m._stack_handle, m.cpu)
         n = 0
         progress = self.progress
+        tasks, handles = self._tasks, self._handles
         try:
             for ev in self.reader:
                 n += 1
@@ -396,15 +393,16 @@ class Replay:
                     if kind == EXTFRAG:
                         (shadow or placer).extfrag(ev)
                     continue
-                kmem_add(ev)
-                kmem_live_add(ev)
                 m.clock_ns = ev[1]
                 cpu = ev[2]
                 m.cpu = cpu % ncpu if cpu >= 0 else 0
-                m.current = self._task(ev[3], ev[4], ev[5])
-                m._stack_handle = self._handle(ev[10])
+                task = tasks.get((ev[3], ev[4], ev[5]))
+                m.current = task if task is not None else self._task(ev[3], ev[4], ev[5])
+                sid = ev[10]
+                m._stack_handle = handles[sid] if 0 <= sid < len(handles) else self._handle(sid)
                 pfn, order = ev[6], ev[7]
                 if kind == ALLOC:
+                    kmem_alloc(ev)
                     res.allocations += 1
                     if pfn < 0:
                         st.traced_failures += 1
@@ -431,6 +429,7 @@ class Replay:
                     else:
                         idmap[pfn] = (sim, order)
                 else:
+                    kmem_free(ev)
                     res.frees += 1
                     got = live.free(pfn, order, ev[1])
                     if not whatif:
@@ -553,7 +552,7 @@ class Replay:
         out = {
             "kmem": self.kmem.report(),
             "kmem_caller": self.kmem.report(caller=True),
-            "kmem_live": self.kmem_live.report(caller=True),
+            "kmem_live": self.kmem.live_report(caller=True),
             "replay": self.text(shadow),
         }
         return out

@@ -22,6 +22,7 @@ by callsite name where perf uses the callsite's address.
 """
 from __future__ import annotations
 
+import copy
 import re
 from typing import Iterable, Sequence
 
@@ -79,9 +80,13 @@ def callsite_of(frames: Sequence[str]) -> str:
 class KmemStat:
     """Accumulates perf kmem's page statistics from a stream of events; ``report()`` prints them."""
 
-    def __init__(self, stacks: StackTable, live: bool = False, page_size: int = 4096) -> None:
+    def __init__(self, stacks: StackTable, live: bool = False, page_size: int = 4096, both: bool = False) -> None:
         self.stacks = stacks
         self.live = live
+        # ``both``: also keep the --live caller and order tables in the same pass (``live_report``)
+        self.both = both and not live
+        self.lcallers: dict[tuple[str, int, int, int], list] = {}
+        self.lorder_stats = [[0] * MAX_MIGRATE_TYPES for _ in range(MAX_PAGE_ORDER)]
         self.page_size = page_size
         self.nr_allocs = self.alloc_bytes = 0
         self.nr_frees = self.free_bytes = 0
@@ -159,6 +164,15 @@ class KmemStat:
             c[1] += nbytes
         if order < MAX_PAGE_ORDER and 0 <= mt < MAX_MIGRATE_TYPES:
             self.order_stats[order][mt] += 1
+            if self.both:
+                self.lorder_stats[order][mt] += 1
+        if self.both:
+            c = self.lcallers.get(ckey)
+            if c is None:
+                self.lcallers[ckey] = [1, nbytes]
+            else:
+                c[0] += 1
+                c[1] += nbytes
 
     def _free(self, ev: TraceEvent) -> None:
         order, pfn = ev[7], ev[6]
@@ -170,18 +184,22 @@ class KmemStat:
             self.nr_nomatch += 1
             self.nomatch_bytes += nbytes
             return
-        if not self.live:
+        if self.live:
+            callers, order_stats = self.callers, self.order_stats
+        elif self.both:
+            callers, order_stats = self.lcallers, self.lorder_stats
+        else:
             return
         mt, gfp, callsite = page[3], page[4], page[5]
         if order < MAX_PAGE_ORDER and 0 <= mt < MAX_MIGRATE_TYPES:
-            self.order_stats[order][mt] -= 1
+            order_stats[order][mt] -= 1
         ckey = (callsite, order, mt, gfp)
-        c = self.callers.get(ckey)
+        c = callers.get(ckey)
         if c is not None:
             c[0] -= 1
             c[1] -= nbytes
             if c[0] == 0:
-                del self.callers[ckey]
+                del callers[ckey]
 
     # -- printing ----------------------------------------------------------
 
@@ -269,6 +287,12 @@ class KmemStat:
             out.append(f"{o:5d}{cells}")
         return out
 
+    def live_report(self, caller: bool = False, sort: Sequence[str] = ("bytes", "hit"), lines: int = -1) -> str:
+        """What ``report`` prints for ``live=True``, from a ``both=True`` account (one pass, two views)."""
+        if not self.both:
+            raise ValueError("live_report needs KmemStat(..., both=True)")
+        return _live_view(self).report(caller=caller, sort=sort, lines=lines)
+
     def report(self, caller: bool = False, alloc: bool = False, sort: Sequence[str] = ("bytes", "hit"),
                lines: int = -1) -> str:
         """The text perf kmem stat --page prints (``--caller``/``--alloc`` add their tables; ``lines`` is ``-l``)."""
@@ -281,6 +305,13 @@ class KmemStat:
             out += self._alloc_table(sort, lines)
         out += self._summary()
         return "\n".join(out) + "\n"
+
+
+def _live_view(k: KmemStat) -> KmemStat:
+    v = copy.copy(k)
+    v.live, v.both = True, False
+    v.callers, v.order_stats = k.lcallers, k.lorder_stats
+    return v
 
 
 def kmem_report(events: Iterable[TraceEvent], stacks: StackTable, *, live: bool = False, caller: bool = False,
