@@ -9,9 +9,11 @@ stack blocks), so the files feed other trace tools and read back through
   fixed function of the pfn, trace-cmd and perf print libtraceevent's
   ``0xffffea0000000000 + pfn`` (``(nil)``/``0000000000000000`` for a failed
   allocation, whose pfn prints as ``0x0``);
-* stack frames are symbol names; the addresses printed next to them (which
-  trace-cmd and perf always show) are made up from the name, and offsets
-  are ``+0x0``;
+* the addresses printed next to stack frames (which trace-cmd and perf
+  always show) are made up from the symbol name; a frame's
+  ``+0xoff/0xsize [module]`` prints whole in ftrace (its sym-offset shape),
+  as ``+0xoff`` in perf (``+0x0`` when the frame has none), and not at all
+  in trace-cmd;
 * the tgid column exists only in ftrace with ``record_tgid`` and perf with
   ``pid_tid``; flags / latency columns print as ``.....``;
 * ftrace output has trace_pipe's shape (no ``# tracer`` header, since the
