@@ -294,3 +294,31 @@ def test_cli_replay_with_zoneinfo_and_errors(tmp_path):
     assert bad.exit_code == 2 and "trace: no such file" in bad.output
     bad = CliRunner().invoke(main, ["replay", str(tmp_path / "t.txt"), "--zoneinfo", str(tmp_path / "t.txt")])
     assert bad.exit_code == 2 and "zoneinfo" in bad.output and "no 'Node N, zone NAME' line" in bad.output
+
+
+def test_strict_stops_at_a_malformed_line_with_the_state_reached(tmp_path):
+    trace = line("alloc", 1_000_000, P, 0) + "this is not a trace line\n" + line("alloc", 2_000_000, P + 1, 0)
+    o = replay(tmp_path, trace)
+    assert o.exit_code == 0 and o.summary["replay"]["malformed"] == 1
+    assert o.summary["replay"]["malformed_examples"][0]["line"] == 6  # after the event line and its 4-line stack
+    o = replay(tmp_path, trace, strict=True)
+    assert o.exit_code == 3
+    assert "t.txt:6: not a trace event line" in o.workload.error
+    assert o.page_ext.machine.is_allocated(P) and not o.page_ext.machine.is_allocated(P + 1)
+    assert (tmp_path / "out" / "page_owner").is_file()
+
+
+def test_cli_record_trace_then_replay_it(tmp_path):
+    (tmp_path / "s.toml").write_text('[machine]\nmemory = "64MiB"\ncpus = 1\n[boot]\ncmdline = "page_owner=on"\n'
+                                     '[workload]\noperations = 400\n')
+    r = cli("run", tmp_path / "s.toml", "--out", tmp_path / "a", "--record-trace", tmp_path / "t.perf.xz",
+            "--trace-format", "perf", "-q")
+    assert r.exit_code == 0 and (tmp_path / "t.perf.xz").is_file()
+    s = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert s["record_trace"]["format"] == "perf" and s["record_trace"]["events"] > 300
+    r = cli("replay", tmp_path / "t.perf.xz", tmp_path / "s.toml", "--out", tmp_path / "b", "--json")
+    assert r.exit_code == 0
+    got = json.loads(r.output)["replay"]
+    assert got["format"] == "perf" and got["events"] == s["record_trace"]["events"] and got["failures"] == 0
+    bad = CliRunner().invoke(main, ["run", str(tmp_path / "s.toml"), "--record-trace", str(tmp_path)])
+    assert bad.exit_code == 2 and "--record-trace" in bad.output and "is a directory" in bad.output
