@@ -514,6 +514,7 @@ class Replay:
         out: dict[str, Any] = {
             "trace": st.trace,
             "mode": st.mode,
+            "machine_from": self.machine_from(),
             "format": st.format,
             "lines": r.lines,
             "events": st.events,
@@ -535,6 +536,12 @@ class Replay:
         if shadow is not None:
             out["comparison"] = self.comparison(shadow.m)
         return out
+
+    def machine_from(self) -> str:
+        """Where the machine's geometry came from: the zoneinfo file, the trace's highest pfn, or the session."""
+        if self.spec.zoneinfo:
+            return f"zoneinfo {self.spec.zoneinfo}"
+        return "the trace's highest pfn" if self.spec.infer_memory else "the session"
 
     def comparison(self, traced: Machine) -> dict[str, Any]:
         m = self.m
@@ -563,6 +570,8 @@ class Replay:
                  "events:    " + (", ".join(f"{k} {v}" for k, v in r.events_by_name().items() if v) or "none"),
                  f"ignored:   " + (", ".join(f"{k} {v}" for k, v in sorted(r.ignored.items())) or "none"),
                  f"malformed: {r.malformed}, unattached stacks: {r.unattached_stacks}, lost events: {r.lost_events}",
+                 f"machine:   {format_size(m_bytes(self.m))} present, {self.m.config.nodes} node(s), "
+                 f"{self.m.config.cpus} CPU(s), from {self.machine_from()}",
                  f"failed in the trace: {st.traced_failures}",
                  ("refused placements" if st.mode == "exact" else "what-if allocation failures") + f": {st.failures}",
                  f"pageblock types: {st.extfrag_applied} from extfrag events, {st.pageblocks_inferred} inferred",

@@ -276,6 +276,7 @@ def test_cli_replay_sizes_the_machine_from_the_trace(tmp_path):
     assert "replay    2 events (2 alloc), 0 anomalies, 0 failures (exact, ftrace)" in r.output
     s = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert s["replay"]["events"] == 2 and s["workload"]["kind"] == "replay"
+    assert s["replay"]["machine_from"] == "the trace's highest pfn"
     # just enough: the pfns plus pageext's memmap reservation at the top (64 bytes a page), in 4 MiB steps
     assert 0x30008 <= s["machine"]["pages"]
     assert s["machine"]["memory_bytes"] <= 0x30008 * 4096 * 65 // 64 + (8 << 20)
@@ -290,6 +291,7 @@ def test_cli_replay_with_zoneinfo_and_errors(tmp_path):
     assert r.exit_code == 0
     s = json.loads(r.output)
     assert s["machine"]["nodes"] == 2 and s["machine"]["cpus"] == 2 and s["replay"]["mode"] == "what-if"
+    assert s["replay"]["machine_from"].startswith("zoneinfo ") and s["replay"]["machine_from"].endswith("zoneinfo_2node.txt")
     bad = CliRunner().invoke(main, ["replay", str(tmp_path / "none.txt")])
     assert bad.exit_code == 2 and "trace: no such file" in bad.output
     bad = CliRunner().invoke(main, ["replay", str(tmp_path / "t.txt"), "--zoneinfo", str(tmp_path / "t.txt")])
