@@ -56,7 +56,7 @@ from pageext_core.mm.machine import Machine, Task
 from pageext_core.mm.pageflags import PG_head
 from pageext_core.session.config import Session, SessionError, WorkloadSpec
 from pageext_core.trace.anomalies import ANOMALIES, LiveSet, aligned_blocks
-from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, KIND_NAMES
+from pageext_core.trace.events import ALLOC, EXTFRAG, FREE
 from pageext_core.trace.kmem import KmemStat
 from pageext_core.trace.reader import TraceError, TraceReader, detect_format, open_trace
 from pageext_core.trace.zoneinfo import ZoneinfoError, machine_covering, machine_from_zoneinfo, read_zoneinfo
@@ -626,4 +626,4 @@ def run_replay(pe: "PageExt", spec: WorkloadSpec, progress: Callable[[int], None
 
 
 __all__ = ["run_replay", "prepare_replay", "Replay", "ReplayStats", "highest_pfn_end", "mixed_pageblocks",
-           "free_blocks_per_order", "KIND_NAMES"]
+           "free_blocks_per_order"]
