@@ -225,7 +225,10 @@ class _Placer:
         claim = False
         if self.infer and not self.pending_mt and m.mobility_grouping:
             pbo = m.pageblock_order
-            if 0 <= pfn < m.geometry.max_pfn and m._pbmt[pfn >> pbo] != self.mt_of(gfp):
+            mt = self.mt_cache.get(gfp)
+            if mt is None:
+                mt = self.mt_of(gfp)
+            if 0 <= pfn < m.geometry.max_pfn and m._pbmt[pfn >> pbo] != mt:
                 if order >= pbo:
                     claim = True
                 else:  # the kernel claims a pageblock it falls back into when the pageblock is free
@@ -382,6 +385,7 @@ class Replay:
         n = 0
         progress = self.progress
         tasks, handles = self._tasks, self._handles
+        n_alloc = n_free = 0
         try:
             for ev in self.reader:
                 n += 1
@@ -403,7 +407,7 @@ class Replay:
                 pfn, order = ev[6], ev[7]
                 if kind == ALLOC:
                     kmem_alloc(ev)
-                    res.allocations += 1
+                    n_alloc += 1
                     if pfn < 0:
                         st.traced_failures += 1
                         if whatif:
@@ -430,7 +434,7 @@ class Replay:
                         idmap[pfn] = (sim, order)
                 else:
                     kmem_free(ev)
-                    res.frees += 1
+                    n_free += 1
                     got = live.free(pfn, order, ev[1])
                     if not whatif:
                         if got is not None or pfn in placer.refused:
@@ -448,6 +452,8 @@ class Replay:
             m.op_cost_ns = cost
             m.current, m._stack_handle, m.cpu = saved
             res.operations = n
+            res.allocations += n_alloc
+            res.frees += n_free
             self._finish(placer, shadow, idmap)
             progress(n)
         return res
