@@ -324,3 +324,21 @@ def test_cli_record_trace_then_replay_it(tmp_path):
     assert got["format"] == "perf" and got["events"] == s["record_trace"]["events"] and got["failures"] == 0
     bad = CliRunner().invoke(main, ["run", str(tmp_path / "s.toml"), "--record-trace", str(tmp_path)])
     assert bad.exit_code == 2 and "--record-trace" in bad.output and "is a directory" in bad.output
+
+
+@pytest.mark.parametrize("name", ["ftrace_stacktrace.txt", "perf_script_callchain.txt"])
+def test_the_fixture_samples_replay_and_page_owner_lists_what_they_leave_allocated(tmp_path, name):
+    from pageext_core.trace import LiveSet, read_trace
+
+    fix = Path(__file__).resolve().parents[1] / "fixtures" / "trace" / name
+    r = read_trace(fix)
+    live = LiveSet()
+    live.feed(r)
+    out = cli("replay", fix, "--out", tmp_path / "out", "--boot", "page_owner=on", "--json")
+    assert out.exit_code == 0, out.output
+    s = json.loads(out.output)["replay"]
+    assert s["events"] == sum(r.stats.events) and s["malformed"] == 0
+    assert s["anomalies"]["free-before-trace"] == live.counts["free-before-trace"]
+    recs = records((tmp_path / "out" / "page_owner").read_text())
+    refused = {int(x.split("pfn ")[1].split()[0], 16) for x in s["anomaly_examples"].get("refused", [])}
+    assert live.live and all(pfn in recs for pfn in live.live if pfn not in refused)
