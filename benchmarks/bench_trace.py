@@ -16,6 +16,16 @@ the trace.  The trace text is generated inside the child, line by line, and
 streamed to the reader (a 10M-event file would be over a gigabyte on disk
 and take minutes to write); the reader sees the same lines a file gives.
 Target: the longer trace's peak within 1.5x of the shorter one's.
+
+Replay: the ftrace file of the speed part replayed in exact mode through a
+booted machine (``pageext replay``'s driver: every block placed at its
+traced pfn with ``alloc_pages_at``, frees applied, the live set and both
+perf kmem accounts kept), bare and with page_owner recording every event,
+timed against the same bare regex split loop.  Target: within 3x of the
+floor for the bare replay; the page_owner figure shows what recording
+costs on top.  Replay memory: the memory part's generated 10M- and
+1M-event traces replayed in exact mode with page_owner on, in children;
+target: peak RSS within 1.5x.
 """
 from __future__ import annotations
 
@@ -23,10 +33,11 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
 
-from benchmarks._harness import Result, cpu_time, interleaved, run_parts
+from benchmarks._harness import Result, cpu_time, interleaved, run_parts, self_timed
 from pageext_core.trace import ALLOC, FREE, LiveSet, StackTable, TraceEvent, make_event, read_trace, write_trace
 
 SPEED_TARGET = 3.0
@@ -99,9 +110,32 @@ CHILD = (
 )
 
 
-def _child_peak(n: int) -> tuple[int, int, int]:
+REPLAY_CHILD = (
+    "import sys\n"
+    "from benchmarks.bench_trace import synthetic_ftrace_lines, _split_frames\n"
+    "from pageext_core.mm.geometry import MachineConfig\n"
+    "from pageext_core.page_ext import boot\n"
+    "from pageext_core.session.config import WorkloadSpec\n"
+    "from pageext_core.session.replay import Replay\n"
+    "from pageext_core.session.workload import WorkloadResult\n"
+    "from pageext_core.trace import KmemStat, TraceReader\n"
+    "n = int(sys.argv[1])\n"
+    "pe = boot(MachineConfig(memory=512 << 20), 'page_owner=on')\n"
+    "pe.machine.drain_all_pages()\n"
+    "res = WorkloadResult(kind='replay', seed=0)\n"
+    "rep = Replay(pe, WorkloadSpec(kind='replay', trace='-', trace_format='ftrace'), lambda k: None, res)\n"
+    "rep.reader = TraceReader(_split_frames(synthetic_ftrace_lines(n)), format='ftrace', offsets=True)\n"
+    "rep.kmem = KmemStat(rep.reader.stacks, both=True)\n"
+    "rep.run()\n"
+    "assert res.replay['events'] == n and res.replay['failures'] == 0, res.replay\n"
+    "hwm = [l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]\n"
+    "print(hwm, res.live_blocks, len(rep.reader.stacks))\n"
+)
+
+
+def _child_peak(n: int, child: str = CHILD) -> tuple[int, int, int]:
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", CHILD, str(n)], cwd=root, capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-c", child, str(n)], cwd=root, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"trace memory child failed for {n} events: {out.stderr[-800:]}")
     hwm, live, stacks = (int(x) for x in out.stdout.split())
@@ -150,6 +184,57 @@ def speed(quick: bool) -> list[Result]:
     return results
 
 
+def _replay_once(path: Path, cmdline: str) -> float:
+    """CPU seconds of one exact replay of ``path`` (boot not counted)."""
+    from pageext_core.mm.geometry import MachineConfig
+    from pageext_core.page_ext import boot
+    from pageext_core.session.config import WorkloadSpec
+    from pageext_core.session.replay import Replay
+    from pageext_core.session.workload import WorkloadResult
+
+    pe = boot(MachineConfig(memory=512 << 20), cmdline)
+    pe.machine.drain_all_pages()
+    spec = WorkloadSpec(kind="replay", trace=str(path), trace_format="ftrace")
+    res = WorkloadResult(kind="replay", seed=0)
+    rep = Replay(pe, spec, lambda n: None, res)
+    t0 = time.thread_time()
+    rep.run()
+    t = time.thread_time() - t0
+    if res.replay is None or res.replay["failures"]:
+        raise RuntimeError(f"replay bench: the replay refused placements: {res.replay}")
+    return t
+
+
+def replay_speed(quick: bool) -> list[Result]:
+    n = 20_000 if quick else 200_000
+    split = re.compile(r"\s+").split
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench_replay_") as tmp:
+        path = Path(tmp) / "trace.ftrace"
+        stacks = StackTable()
+        write_trace(path, events(n, stacks), "ftrace", stacks)
+
+        def floor() -> float:
+            t0 = time.thread_time()
+            with open(path) as f:
+                for line in f:
+                    split(line)
+            return time.thread_time() - t0
+
+        funcs = {"floor": floor, "exact": lambda: _replay_once(path, ""),
+                 "exact+page_owner": lambda: _replay_once(path, "page_owner=on")}
+        best = interleaved(funcs, rounds=2, measure=self_timed)
+        for name, label in (("exact", "exact replay, no client"), ("exact+page_owner", "exact replay, page_owner on")):
+            ratio = best[name] / best["floor"]
+            results.append(Result(f"ftrace: {label}", n / best[name], "events/s",
+                                  detail={"events": n, "cpu_s": round(best[name], 3),
+                                          "floor_cpu_s": round(best["floor"], 3)}))
+            results.append(Result(f"ftrace: {label} vs bare regex split loop", ratio, "x",
+                                  target=f"<= {SPEED_TARGET}" if name == "exact" else None,
+                                  ok=(None if quick else ratio <= SPEED_TARGET) if name == "exact" else None))
+    return results
+
+
 def memory(quick: bool) -> list[Result]:
     big = 200_000 if quick else 10_000_000
     small = big // 10
@@ -166,5 +251,22 @@ def memory(quick: bool) -> list[Result]:
     ]
 
 
+def replay_memory(quick: bool) -> list[Result]:
+    """Peak RSS of an exact replay (page_owner on) of a 10M-event trace against a 1M-event one."""
+    big = 200_000 if quick else 10_000_000
+    small = big // 10
+    rss_small, live_small, _ = _child_peak(small, REPLAY_CHILD)
+    rss_big, live_big, _ = _child_peak(big, REPLAY_CHILD)
+    ratio = rss_big / rss_small
+    return [
+        Result(f"peak RSS, exact replay of {small:,} events", rss_small / 2**20, "MiB",
+               detail={"bytes": rss_small, "live_blocks": live_small}),
+        Result(f"peak RSS, exact replay of {big:,} events", rss_big / 2**20, "MiB",
+               detail={"bytes": rss_big, "live_blocks": live_big}),
+        Result("peak RSS ratio of the replay, 10x the events (bounded live set)", ratio, "x",
+               target=f"<= {MEMORY_TARGET}", ok=None if quick else ratio <= MEMORY_TARGET),
+    ]
+
+
 def run(quick: bool) -> list[Result]:
-    return run_parts([speed, memory], quick)
+    return run_parts([speed, replay_speed, memory, replay_memory], quick)

@@ -2,6 +2,8 @@
 
     pageext run [SESSION] [--boot LINE] [--memory SIZE] [--set KEY=VALUE]...
                 [--out DIR] [--json] [--seed N] [--quiet] [--fail-on-findings]
+                [--record-trace FILE [--trace-format ftrace|trace-cmd|perf]]
+    pageext replay TRACE [SESSION] [--mode exact|what-if] [--format F] [--zoneinfo FILE] [run options]
     pageext plugins [--boot LINE] [--json]
     pageext report NAME [SESSION] [--param KEY=VALUE]...
     pageext view [OUTDIR]
@@ -170,23 +172,41 @@ def common_options(fn: Any) -> Any:
 @click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a plugin reported findings.")
 @click.option("--dmesg", is_flag=True, help="Echo kernel log lines to stderr as they happen.")
 @click.option("--print-default", is_flag=True, help="Print the built-in session file and exit.")
+@click.option("--record-trace", metavar="FILE", help="Also write the run's page events, with stacks, to FILE as a "
+                                                     "kernel trace (.gz/.xz/.bz2 compress).")
+@click.option("--trace-format", type=click.Choice(["ftrace", "trace-cmd", "perf"]), default="ftrace",
+              show_default=True, help="Format of --record-trace: ftrace text, trace-cmd report or perf script.")
 @_session_errors
 def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str, ...], seed: int | None,
         disable: tuple[str, ...], strict: bool, out: str | None, reports: tuple[str, ...], as_json: bool,
-        quiet: bool, fail_on_findings: bool, dmesg: bool, print_default: bool) -> None:
+        quiet: bool, fail_on_findings: bool, dmesg: bool, print_default: bool, record_trace: str | None,
+        trace_format: str) -> None:
     """Run a session file (or the built-in default) and write its reports."""
     from pageext_core.session.config import DEFAULT_SESSION
-    from pageext_core.session.runner import RunOptions, run_session
 
     if print_default:
         click.echo(DEFAULT_SESSION.read_text(), nl=False)
         return
     sess = _load(session, sets, memory, seed)
-    bar = _progress_bar(sess.workload.operations, quiet or as_json)
+    _run_and_report(sess, boot_line, disable, strict, out, reports, as_json, quiet, fail_on_findings, dmesg,
+                    record_trace=record_trace, trace_format=trace_format)
+
+
+def _run_and_report(sess: Any, boot_line: str, disable: Sequence[str], strict: bool, out: str | None,
+                    reports: Sequence[str], as_json: bool, quiet: bool, fail_on_findings: bool, dmesg: bool,
+                    record_trace: str | None = None, trace_format: str = "ftrace") -> None:
+    """What ``run`` and ``replay`` share: run the session, print the summary, exit with the run's code."""
+    from pageext_core.session.runner import RunOptions, run_session
+
+    if sess.workload.kind == "replay":
+        bar = _Bar(None, unit="ev") if not (quiet or as_json) and sys.stderr.isatty() else None
+    else:
+        bar = _progress_bar(sess.workload.operations, quiet or as_json)
     opts = RunOptions(
         out=out, boot=boot_line, reports=list(reports) or None, disable=list(disable), strict=strict,
         fail_on_findings=fail_on_findings, progress=bar.update if bar else None,
         log_sink=(lambda line: click.echo(line, err=True)) if dmesg else None, warn=bar.warn if bar else _warn,
+        record_trace=record_trace, trace_format=trace_format,
     )
     try:
         outcome = run_session(sess, opts)
@@ -198,7 +218,8 @@ def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str
     elif not quiet:
         click.echo(_text_summary(outcome))
     if outcome.workload.interrupted:
-        click.echo(f"pageext: interrupted after {outcome.workload.operations} operations; "
+        what = "events" if outcome.workload.kind == "replay" else "operations"
+        click.echo(f"pageext: interrupted after {outcome.workload.operations} {what}; "
                    f"reports of the state reached are in {outcome.out_dir}", err=True)
     if outcome.workload.error:
         where = f"; reports of the state reached are in {outcome.out_dir}" if outcome.out_dir else ""
@@ -209,10 +230,10 @@ def run(session: str | None, boot_line: str, memory: str | None, sets: tuple[str
 class _Bar:
     """tqdm progress on a terminal; nothing at all when output is piped."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int | None, unit: str = "op") -> None:
         from tqdm import tqdm
 
-        self._bar = tqdm(total=total, unit="op", unit_scale=True, leave=False, file=sys.stderr, mininterval=0.2)
+        self._bar = tqdm(total=total, unit=unit, unit_scale=True, leave=False, file=sys.stderr, mininterval=0.2)
         self._done = 0
 
     def update(self, done: int, total: int) -> None:
@@ -261,6 +282,12 @@ def _text_summary(o: Any) -> str:
         if p["undetectable"]:
             text += f", {p['undetectable']} landed in another live allocation (invisible to page-level checks)"
         lines.append(text)
+    r = s.get("replay")
+    if r:
+        kinds = ", ".join(f"{n} {k.removeprefix('mm_page_')}" for k, n in r["events_by_kind"].items() if n)
+        nanom = sum(r["anomalies"].values())
+        lines.append(f"replay    {r['events']} events ({kinds or 'none'}), {nanom} anomalies, {r['failures']} failures"
+                     f" ({r['mode']}, {r['format']})")
     hot = w.get("hotplug") or []
     if hot:
         lines.append(f"hotplug   {len(hot)} event(s), {w.get('hotplug_failures', 0)} failed")
@@ -268,6 +295,61 @@ def _text_summary(o: Any) -> str:
         lines.append(f"reports   {o.out_dir}/: {', '.join(o.files)}")
     lines.append(f"time      {s['timing']['elapsed_seconds']:.2f} s")
     return "\n".join(lines)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(dir_okay=False))
+@click.argument("session", required=False, type=click.Path(dir_okay=False))
+@common_options
+@click.option("--mode", type=click.Choice(["exact", "what-if"]), default=None,
+              help="exact: the traced pfns (default); what-if: the simulated allocator chooses, with this boot line.")
+@click.option("--format", "trace_format", type=click.Choice(["auto", "ftrace", "trace-cmd", "perf"]), default=None,
+              help="Trace format (default: detected from the first lines).")
+@click.option("--zoneinfo", metavar="FILE", type=click.Path(dir_okay=False),
+              help="/proc/zoneinfo of the traced machine: its nodes, sizes and CPUs.")
+@click.option("--out", metavar="DIR", help="Output directory (default: [report] out, else out/<session name>).")
+@click.option("--report", "reports", multiple=True, metavar="NAME", help="Write only these reports (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print summary.json on stdout instead of the text summary.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but warnings and errors (on stderr).")
+@click.option("--fail-on-findings", is_flag=True, help="Exit 1 when a plugin reported findings.")
+@click.option("--dmesg", is_flag=True, help="Echo kernel log lines to stderr as they happen.")
+@_session_errors
+def replay(trace: str, session: str | None, boot_line: str, memory: str | None, sets: tuple[str, ...],
+           seed: int | None, disable: tuple[str, ...], strict: bool, mode: str | None, trace_format: str | None,
+           zoneinfo: str | None, out: str | None, reports: tuple[str, ...], as_json: bool, quiet: bool,
+           fail_on_findings: bool, dmesg: bool) -> None:
+    """Replay a kernel page trace (ftrace, trace-cmd report, perf script) through the simulated machine.
+
+    Without SESSION or --memory the machine is sized from the trace's
+    highest pfn (or from --zoneinfo).  Writes the session's reports plus
+    kmem, kmem_caller, kmem_live (perf kmem stat --page) and replay.
+    """
+    from pathlib import Path
+
+    from pageext_core.session.config import load_session
+
+    overrides: list[str | tuple[str, str]] = []
+    if session is None:  # the built-in machine and boot, with no synthetic keys left over
+        overrides.append(("workload={}", "pageext replay"))
+    overrides.append((f"workload.kind=\"replay\"", "pageext replay"))
+    overrides.append((f"workload.trace={json.dumps(str(Path(trace).resolve()))}", f"pageext replay {trace}"))
+    if mode:
+        overrides.append((f"workload.mode={json.dumps(mode)}", f"--mode {mode}"))
+    if trace_format:
+        overrides.append((f"workload.format={json.dumps(trace_format)}", f"--format {trace_format}"))
+    if zoneinfo:
+        overrides.append((f"workload.zoneinfo={json.dumps(str(Path(zoneinfo).resolve()))}", f"--zoneinfo {zoneinfo}"))
+    elif session is None and memory is None:
+        overrides.append(("workload.infer_memory=true", "pageext replay"))
+    overrides += list(sets)
+    if memory:
+        overrides.append((f"machine.memory={json.dumps(memory)}", f"--memory {memory}"))
+    if seed is not None:
+        overrides.append((f"workload.seed={seed}", f"--seed {seed}"))
+    sess = load_session(session, overrides=overrides)
+    if session is None:
+        sess.name = "replay"
+    _run_and_report(sess, boot_line, disable, strict, out, reports, as_json, quiet, fail_on_findings, dmesg)
 
 
 @main.command()

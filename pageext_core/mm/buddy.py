@@ -46,6 +46,7 @@ from pageext_core.mm.errors import (
     InvalidOrder,
     MMError,
     OrderMismatch,
+    PlacementRefused,
 )
 from pageext_core.mm import gfp as _gfp
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
@@ -346,6 +347,109 @@ class BuddyAllocator:
         if gfp_mask & GFP_BIT_ZERO:
             # After the call-outs, as post_alloc_hook checks poison before zeroing.
             self.contents.zero(pfn, 1 << order)
+        return pfn
+
+    def alloc_pages_at(self, pfn: int, order: int, gfp_mask: int) -> int:
+        """Allocate exactly [pfn, pfn + 2^order), as a replayed kernel trace says it was; returns ``pfn``.
+
+        Only when every page of the range is free: the free buddy block that
+        holds it is taken off its list and split down (the other halves go
+        back on the lists of their pageblock's migratetype; no split call-out,
+        so no guard page is made where a trace says memory was), pages on
+        per-CPU lists are taken from them.  Then the same post-allocation path
+        as ``alloc_pages`` runs (page state, compound head, call-outs, zeroing).
+        Anything in the way raises ``PlacementRefused`` with nothing changed.
+        """
+        if order.__class__ is not int or order < 0 or order > self.max_order:
+            raise InvalidOrder(order, self.max_order)
+        info = self._gfp_cache.get(gfp_mask)
+        if info is None:
+            if gfp_mask.__class__ is not int or gfp_mask < 0:
+                raise TypeError(f"gfp_mask must be a non-negative int (use parse_gfp), got {gfp_mask!r}")
+            info = self._resolve_gfp(gfp_mask)
+        mt = info[0]
+        size = 1 << order
+        end = pfn + size
+        if pfn.__class__ is not int or pfn < 0 or end > self.geometry.max_pfn:
+            raise PlacementRefused(pfn, order, f"outside memory (pfns 0..{self.geometry.max_pfn - 1:#x})")
+        if pfn & (size - 1):
+            raise PlacementRefused(pfn, order, f"not aligned to its order (a block of {size} pages starts at a "
+                                               f"multiple of {size})")
+        st = self._st
+        pbo = self.pageblock_order
+        # What covers the range: one free block holding it, or free blocks and per-CPU pages inside it.
+        pieces: list[tuple[int, int]] = []  # (head, order) of free blocks; order -1: a per-CPU page
+        p = pfn
+        while p < end:
+            s = st[p]
+            if s >> 4 == K_FREE:
+                o = s & 15
+                pieces.append((p, o))
+                p += 1 << o
+                continue
+            if s == PCP_K:
+                pieces.append((p, -1))
+                p += 1
+                continue
+            kind, o, head = self.page_kind(p)
+            if kind == K_FREE and head < pfn:  # a larger free block holds the whole range
+                pieces.append((head, o))
+                break
+            what = {K_ALLOC: "allocated", K_ALLOC_MOVABLE: "allocated", K_RESERVED: "reserved",
+                    K_HELD: "held by a page_ext client (a guard page)"}.get(kind)
+            if what is None:
+                try:
+                    self.check_pfn(p)
+                    what = "not a page of any block"
+                except MMError as exc:
+                    what = str(exc).split(": ", 1)[-1]
+                    what = "in a hole" if "hole" in what else what
+            if kind != K_NONE and head != p:
+                what += f" (part of the order-{o} block at {head:#x})"
+            raise PlacementRefused(pfn, order, f"page {p:#x} is {what}")
+        pbmt = self._pbmt
+        for head, o in pieces:
+            z = self._pbz[head >> pbo]
+            if o < 0:
+                for lists in self._pcp:
+                    for idx in range(z * MIGRATE_PCPTYPES, (z + 1) * MIGRATE_PCPTYPES):
+                        pl = lists[idx]
+                        if pl and head in pl:
+                            pl.remove(head)
+                            break
+                    else:
+                        continue
+                    break
+                self.zone_pcp[z] -= 1
+                st[head] = 0
+                continue
+            self._remove(z * MIGRATE_TYPES + pbmt[head >> pbo], o, head)
+            self.zone_free[z] -= 1 << o
+            st[head] = 0
+            # split down to the range: the halves that do not hold it go back as free blocks
+            while o > order:
+                o -= 1
+                half = head + (1 << o)
+                if pfn >= half:
+                    head, half = half, head
+                st[half] = FREE_K | o
+                self._push(z * MIGRATE_TYPES + pbmt[half >> pbo], o, half)
+                self.zone_free[z] += 1 << o
+        self.clock_ns += self.op_cost_ns
+        # the post-allocation path of alloc_pages
+        st[pfn] = (ALLOCM_K if mt == MIGRATE_MOVABLE else ALLOC_K) | order
+        if order and gfp_mask & GFP_BIT_COMP:
+            self._pf[pfn] = 1 << PG_head
+        self.nr_allocs += 1
+        hooks = self._cb_alloc
+        if hooks:
+            try:
+                for h in hooks:
+                    h(pfn, order, gfp_mask, mt)
+            except Exception as exc:
+                self._undo_alloc(pfn, order, self._hook_error(h, "on_alloc", pfn, order, exc, "the allocation was undone"))
+        if gfp_mask & GFP_BIT_ZERO:
+            self.contents.zero(pfn, size)
         return pfn
 
     def _undo_alloc(self, pfn: int, order: int, err: HookError) -> None:

@@ -102,3 +102,16 @@ class HotplugError(MMError):
 
 class OutOfMemory(MMError):
     """Raised only by helpers that must not fail; ``alloc_pages`` returns None instead."""
+
+
+class PlacementRefused(MMError):
+    """``alloc_pages_at`` cannot hand out exactly that block; the message says which page is in the way.
+
+    Raised before anything changes: the allocator is as it was.
+    """
+
+    def __init__(self, pfn: int, order: int, why: str) -> None:
+        self.pfn = pfn
+        self.order = order
+        self.why = why
+        super().__init__(f"pfn {pfn:#x} order {order}: {why}")

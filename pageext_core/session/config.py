@@ -65,6 +65,13 @@ class WorkloadSpec:
     function: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
     base_dir: str | None = None  # a function's module may live next to the session file
+    # kind = "replay": a real kernel trace (pageext_core.session.replay)
+    trace: str | None = None
+    mode: str = "exact"  # or "what-if"
+    trace_format: str = "auto"
+    zoneinfo: str | None = None  # /proc/zoneinfo of the traced box: its nodes, sizes and CPUs
+    infer_memory: bool = False  # size the machine from the trace's highest pfn
+    strict: bool = False  # set by the runner from --strict / [plugins] strict: a malformed line is an error
 
 
 @dataclass
@@ -240,7 +247,14 @@ WORKLOAD = {
     "think_time_ns": "mean simulated time between operations", "tasks": "[{pid, tgid, comm, user}]",
     "call_sites": "distinct allocation stacks", "hotplug": "[{at, action, block}]", "faults": "bugs to plant",
     "function": "\"module:function\" to run instead", "params": "a table passed to the function",
+    "trace": "kind = \"replay\": the kernel trace file (ftrace, trace-cmd report or perf script)",
+    "mode": "replay mode: \"exact\" (the traced pfns) or \"what-if\" (the allocator chooses)",
+    "format": "trace format: auto, ftrace, trace-cmd or perf", "zoneinfo": "/proc/zoneinfo of the traced machine",
+    "infer_memory": "size the machine from the trace's highest pfn",
 }
+REPLAY_KEYS = ("trace", "mode", "format", "zoneinfo", "infer_memory")
+REPLAY_MODES = ("exact", "what-if")
+TRACE_FORMATS = ("auto", "ftrace", "trace-cmd", "perf")
 REPORT = {"out": "output directory", "reports": "report names, or [\"all\"]", "params": "per-report parameters",
           "pictures": "memmap, fragmentation, flamegraph, index, or \"all\"",
           "sample_every": "operations between two samples for the fragmentation picture"}
@@ -525,9 +539,31 @@ def _order(k: str) -> int:
 def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
     P = ["workload"]
     c.table(w, P, WORKLOAD)
-    kind = c.str_(w, P, "kind", None) or ("function" if "function" in w else "synthetic")
-    if kind not in ("synthetic", "function"):
-        raise c.fail([*P, "kind"], f"{kind!r}: expected \"synthetic\" or \"function\"")
+    kind = c.str_(w, P, "kind", None) or ("function" if "function" in w else "replay" if "trace" in w else "synthetic")
+    if kind not in ("synthetic", "function", "replay"):
+        raise c.fail([*P, "kind"], f"{kind!r}: expected \"synthetic\", \"function\" or \"replay\"")
+    trace = c.str_(w, P, "trace", None)
+    if kind == "replay":
+        if not trace:
+            raise c.fail([*P, "trace"], "a replay workload needs trace = \"path/to/trace.txt\"")
+    else:
+        for key in REPLAY_KEYS:
+            if key in w:
+                raise c.fail([*P, key], f"only for kind = \"replay\" (this workload is {kind!r})")
+    mode = c.str_(w, P, "mode", "exact")
+    if mode not in REPLAY_MODES:
+        close = difflib.get_close_matches(str(mode), REPLAY_MODES, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise c.fail([*P, "mode"], f"{mode!r}: expected \"exact\" or \"what-if\"{hint}")
+    trace_format = c.str_(w, P, "format", "auto")
+    if trace_format not in TRACE_FORMATS:
+        close = difflib.get_close_matches(str(trace_format), TRACE_FORMATS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise c.fail([*P, "format"], f"{trace_format!r}: expected one of {', '.join(TRACE_FORMATS)}{hint}")
+    zoneinfo = c.str_(w, P, "zoneinfo", None)
+    infer_memory = c.bool_(w, P, "infer_memory", False)
+    if zoneinfo and infer_memory:
+        raise c.fail([*P, "infer_memory"], "give zoneinfo or infer_memory, not both: zoneinfo already sizes the machine")
     function = c.str_(w, P, "function", None)
     if kind == "function":
         if not function or ":" not in function:
@@ -591,6 +627,11 @@ def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
         faults=faults,
         function=function,
         params=params,
+        trace=trace,
+        mode=mode or "exact",
+        trace_format=trace_format or "auto",
+        zoneinfo=zoneinfo,
+        infer_memory=infer_memory,
     )
 
 

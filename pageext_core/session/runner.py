@@ -69,6 +69,8 @@ class RunOptions:
     log_sink: Callable[[str], None] | None = None
     reports_label: str = "--report"  # how to name ``reports`` in errors
     warn: Callable[[str], None] | None = None  # each warning for the user as it happens (the CLI: stderr)
+    record_trace: str | None = None  # write the run's page events to this file as a kernel trace
+    trace_format: str = "ftrace"  # ... in this format: ftrace, trace-cmd or perf
 
 
 @dataclass
@@ -353,6 +355,18 @@ def remove_stale_reports(out_dir: Path, keep: list[str]) -> None:
 def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     """Run a checked session end to end; see the module docstring for the exit codes."""
     opts = opts or RunOptions()
+    if sess.workload.kind == "replay":  # the trace checked and the machine sized before booting
+        from pageext_core.session.replay import prepare_replay
+
+        sess = prepare_replay(sess)
+        sess.workload.strict = _strict(sess, opts)
+    if opts.record_trace:
+        if opts.trace_format not in ("ftrace", "trace-cmd", "perf"):
+            raise SessionError(f"--trace-format {opts.trace_format!r}: expected ftrace, trace-cmd or perf")
+        rt = Path(opts.record_trace)
+        if rt.is_dir():
+            raise SessionError(f"--record-trace: {rt} is a directory; give a file name")
+        check_out_dir(rt.parent if str(rt.parent) else Path("."), "--record-trace")
     if sess.workload.kind == "function":  # fail before booting, at the key
         try:
             load_function(sess.workload.function or "", sess.workload.base_dir)
@@ -380,7 +394,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     catches = declared_finding_kinds(pe)  # what each client says it catches, checked before the run
     if opts.write_files:  # the last check, so a configuration error leaves nothing behind
         make_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
-    total = sess.workload.operations
+    total = sess.workload.operations if sess.workload.kind != "replay" else 0  # 0: not known in advance
     interrupted = False
     # Ctrl-C during the synthetic workload stops it between two operations (at
     # its next progress call), never inside the allocator: the state reached
@@ -399,13 +413,25 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             raise KeyboardInterrupt
         ctrl_c.append(1)
 
-    defer = (sess.workload.kind == "synthetic" and threading.current_thread() is threading.main_thread()
+    defer = (sess.workload.kind in ("synthetic", "replay") and threading.current_thread() is threading.main_thread()
              and signal.getsignal(signal.SIGINT) is not None)  # None: a handler Python cannot restore
     old_handler = signal.signal(signal.SIGINT, on_sigint) if defer else None
     t1 = time.perf_counter()
     wres = WorkloadResult(kind=sess.workload.kind, seed=sess.workload.seed)
     failure: BaseException | None = None
     sampler = _sampler(sess, pe) if opts.write_files else None
+    recorder = None
+    if opts.record_trace:
+        from pageext_core.trace.recorder import TraceRecorder
+
+        rt = Path(opts.record_trace)
+        if opts.write_files:
+            rt.parent.mkdir(parents=True, exist_ok=True)
+        recorder = TraceRecorder(pe.machine, rt, opts.trace_format)
+        try:
+            recorder.install()
+        except OSError as exc:
+            raise SessionError(f"--record-trace: cannot write {rt}: {exc.strerror or exc}") from None
     try:
         run_workload(pe, sess.workload, progress, wres, sampler,
                      sess.report.sample_every or default_sample_every(sess.workload.operations))
@@ -420,6 +446,8 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     finally:
         if defer:
             signal.signal(signal.SIGINT, old_handler)
+        if recorder is not None:  # what was reached is kept, as the reports are
+            recorder.uninstall(keep=True)
     interrupted = interrupted or bool(ctrl_c)
     t_work = time.perf_counter() - t1
     wres.interrupted = wres.interrupted or interrupted
@@ -441,6 +469,8 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             failure = failure or exc
             wres.error = wres.error or f"report {name!r}: {type(exc).__name__}: {exc}"
             pe.machine.log.err(f"pageext: report {name} failed: {type(exc).__name__}: {exc}")
+    for name, text in wres.reports.items():  # the replay's own: kmem (perf kmem stat --page) and replay
+        texts[name] = text
     out_dir: Path | None = None
     files: list[str] = []
     pictures = picture_outputs.planned_files(pe, sess.report.pictures) if opts.write_files else []
@@ -454,6 +484,8 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     summary = build_summary(sess, pe, wres, findings, detection, files,
                             {"boot_seconds": round(t_boot, 6), "workload_seconds": round(t_work, 6),
                              "elapsed_seconds": round(time.perf_counter() - t0, 6)})
+    if recorder is not None:
+        summary["record_trace"] = {"file": str(recorder.path), "format": recorder.format, "events": recorder.count}
     if out_dir is not None:
         atomic_write(out_dir / "dmesg.log", pe.machine.log.text())
         atomic_write(out_dir / "summary.json", json.dumps(summary, indent=2, sort_keys=False) + "\n")
@@ -519,5 +551,6 @@ def build_summary(sess: Session, pe: PageExt, wres: WorkloadResult, findings: li
         "clients": pe.client_summaries(),
         "log": {"lines": len(m.log.lines), "suppressed": m.log.suppressed()},
         "reports": files,
+        **({"replay": wres.replay} if wres.replay is not None else {}),
         "timing": timing,
     }

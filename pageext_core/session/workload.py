@@ -57,9 +57,11 @@ class WorkloadResult:
     hotplug_failures: int = 0  # events in ``hotplug`` that failed (each logged in dmesg as the kernel logs it)
     planted: list[dict[str, Any]] = field(default_factory=list)
     result: Any = None
+    replay: dict[str, Any] | None = None  # kind = "replay": summary.json's ``replay`` section
+    reports: dict[str, str] = field(default_factory=dict)  # report files the workload itself writes (replay's)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k not in ("planted", "result")}
+        d = {k: v for k, v in self.__dict__.items() if k not in ("planted", "result", "replay", "reports")}
         if self.result is not None:
             d["result"] = self.result
         return d
@@ -95,6 +97,10 @@ def run_workload(pe: "PageExt", spec: WorkloadSpec, progress: Progress | None = 
     try:
         if spec.kind == "function":
             return _run_function(pe, spec, progress, result)
+        if spec.kind == "replay":
+            from pageext_core.session.replay import run_replay
+
+            return run_replay(pe, spec, progress, result)
         return Synthetic(pe, spec, progress, result, sample if sample_every > 0 else None, sample_every).run()
     finally:
         if sample is not None:

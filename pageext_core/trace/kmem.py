@@ -14,12 +14,15 @@ live set's, so the report can be compared with perf's on the same trace:
   Reclaimable (2); ``--live`` counts allocations minus frees.
 
 Callsite: the first of the first 16 frames whose symbol does not match
-``^_?_?(alloc|get_free|get_zeroed)_pages?``; with none, the innermost frame
+``^_?_?(alloc|get_free|get_zeroed)_pages?`` (nor name one of the allocator's
+internals below the tracepoint, ``post_alloc_hook``, ``get_page_from_freelist``
+and the like, which page_owner-style stacks carry); with none, the innermost frame
 (perf falls back to the sample's ip); with no stack, ``0``.  Rows tie-break
 by callsite name where perf uses the callsite's address.
 """
 from __future__ import annotations
 
+import copy
 import re
 from typing import Iterable, Sequence
 
@@ -53,20 +56,37 @@ def compact_gfp(names: str) -> str:
     return "|".join(GFP_COMPACT[n] for n in names.split("|") if n in GFP_COMPACT)
 
 
+# The page allocator's own frames below the tracepoint, as page_owner stacks show them (a kernel
+# trace's stack starts at __alloc_pages; stacks recorded from page_owner-style frames start lower).
+ALLOC_INTERNAL = frozenset({"post_alloc_hook", "prep_new_page", "get_page_from_freelist", "rmqueue",
+                            "rmqueue_bulk", "__rmqueue_pcplist", "rmqueue_pcplist", "__rmqueue_smallest",
+                            "__rmqueue", "set_page_owner", "__set_page_owner"})
+
+
+def _symbol(frame: str) -> str:
+    """A frame's symbol without ``+0xoff/0xsize`` or `` [module]``."""
+    return frame.split("+", 1)[0].split(" ", 1)[0]
+
+
 def callsite_of(frames: Sequence[str]) -> str:
-    """The first frame outside the page allocator (see the module docstring)."""
+    """The first frame outside the page allocator (see the module docstring), as a symbol name."""
     for f in frames[:CALLCHAIN_DEPTH]:
-        if not ALLOC_FUNC.match(f):
-            return f
-    return frames[0] if frames else "0"
+        sym = _symbol(f)
+        if not ALLOC_FUNC.match(sym) and sym not in ALLOC_INTERNAL:
+            return sym
+    return _symbol(frames[0]) if frames else "0"
 
 
 class KmemStat:
     """Accumulates perf kmem's page statistics from a stream of events; ``report()`` prints them."""
 
-    def __init__(self, stacks: StackTable, live: bool = False, page_size: int = 4096) -> None:
+    def __init__(self, stacks: StackTable, live: bool = False, page_size: int = 4096, both: bool = False) -> None:
         self.stacks = stacks
         self.live = live
+        # ``both``: also keep the --live caller and order tables in the same pass (``live_report``)
+        self.both = both and not live
+        self.lcallers: dict[tuple[str, int, int, int], list] = {}
+        self.lorder_stats = [[0] * MAX_MIGRATE_TYPES for _ in range(MAX_PAGE_ORDER)]
         self.page_size = page_size
         self.nr_allocs = self.alloc_bytes = 0
         self.nr_frees = self.free_bytes = 0
@@ -97,6 +117,14 @@ class KmemStat:
             elif kind == FREE:
                 self._free(ev)
         return self
+
+    def add(self, ev: TraceEvent) -> None:
+        """Account one event (a replay feeds events one at a time as it applies them)."""
+        kind = ev[0]
+        if kind == ALLOC:
+            self._alloc(ev)
+        elif kind == FREE:
+            self._free(ev)
 
     def _alloc(self, ev: TraceEvent) -> None:
         order, mt, gfp, pfn = ev[7], ev[8], ev[9], ev[6]
@@ -136,6 +164,15 @@ class KmemStat:
             c[1] += nbytes
         if order < MAX_PAGE_ORDER and 0 <= mt < MAX_MIGRATE_TYPES:
             self.order_stats[order][mt] += 1
+            if self.both:
+                self.lorder_stats[order][mt] += 1
+        if self.both:
+            c = self.lcallers.get(ckey)
+            if c is None:
+                self.lcallers[ckey] = [1, nbytes]
+            else:
+                c[0] += 1
+                c[1] += nbytes
 
     def _free(self, ev: TraceEvent) -> None:
         order, pfn = ev[7], ev[6]
@@ -147,18 +184,22 @@ class KmemStat:
             self.nr_nomatch += 1
             self.nomatch_bytes += nbytes
             return
-        if not self.live:
+        if self.live:
+            callers, order_stats = self.callers, self.order_stats
+        elif self.both:
+            callers, order_stats = self.lcallers, self.lorder_stats
+        else:
             return
         mt, gfp, callsite = page[3], page[4], page[5]
         if order < MAX_PAGE_ORDER and 0 <= mt < MAX_MIGRATE_TYPES:
-            self.order_stats[order][mt] -= 1
+            order_stats[order][mt] -= 1
         ckey = (callsite, order, mt, gfp)
-        c = self.callers.get(ckey)
+        c = callers.get(ckey)
         if c is not None:
             c[0] -= 1
             c[1] -= nbytes
             if c[0] == 0:
-                del self.callers[ckey]
+                del callers[ckey]
 
     # -- printing ----------------------------------------------------------
 
@@ -246,6 +287,12 @@ class KmemStat:
             out.append(f"{o:5d}{cells}")
         return out
 
+    def live_report(self, caller: bool = False, sort: Sequence[str] = ("bytes", "hit"), lines: int = -1) -> str:
+        """What ``report`` prints for ``live=True``, from a ``both=True`` account (one pass, two views)."""
+        if not self.both:
+            raise ValueError("live_report needs KmemStat(..., both=True)")
+        return _live_view(self).report(caller=caller, sort=sort, lines=lines)
+
     def report(self, caller: bool = False, alloc: bool = False, sort: Sequence[str] = ("bytes", "hit"),
                lines: int = -1) -> str:
         """The text perf kmem stat --page prints (``--caller``/``--alloc`` add their tables; ``lines`` is ``-l``)."""
@@ -258,6 +305,13 @@ class KmemStat:
             out += self._alloc_table(sort, lines)
         out += self._summary()
         return "\n".join(out) + "\n"
+
+
+def _live_view(k: KmemStat) -> KmemStat:
+    v = copy.copy(k)
+    v.live, v.both = True, False
+    v.callers, v.order_stats = k.lcallers, k.lorder_stats
+    return v
 
 
 def kmem_report(events: Iterable[TraceEvent], stacks: StackTable, *, live: bool = False, caller: bool = False,

@@ -127,8 +127,13 @@ def _frac_ns(frac: str) -> int:
     return int((frac + "000000000")[:9])
 
 
-def _text_frame(text: str) -> str:
-    """' => sym+0x1/0x2 <addr>', '=> sym (addr)', '=> addr' -> 'sym' or 'addr'."""
+def _text_frame(text: str, offsets: bool = False) -> str:
+    """' => sym+0x1/0x2 <addr>', '=> sym (addr)', '=> addr' -> 'sym' or 'addr'.
+
+    With ``offsets`` the symbol keeps ``+0xoff/0xsize`` and a `` [module]``
+    suffix, as page_owner prints frames (only ftrace's sym-offset option
+    prints them).
+    """
     s = text.strip()
     if s.startswith("=>"):
         s = s[2:].strip()
@@ -136,18 +141,21 @@ def _text_frame(text: str) -> str:
         i = s.find(cut)
         if i >= 0:
             s = s[:i]
-    i = s.find("+")
-    if i > 0:
-        s = s[:i]
+    if not offsets:
+        i = s.find("+")
+        if i > 0:
+            s = s[:i]
     if s[:2] in ("0x", "0X"):
         s = s[2:]
     return s.strip()
 
 
-def _perf_frame(m: re.Match[str]) -> str:
+def _perf_frame(m: re.Match[str], offsets: bool = False) -> str:
     sym = m.group(2)
     if not sym or sym == "[unknown]":
         return m.group(1).lower().lstrip("0") or "0"
+    if offsets:
+        return sym
     i = sym.find("+0x")
     return sym[:i] if i > 0 else sym
 
@@ -219,11 +227,13 @@ class TraceReader:
     ``stats`` and ``stacks`` fill in while iterating.  With ``strict`` the
     first malformed line raises :class:`TraceError` (``file:line: why``);
     otherwise malformed lines are counted and the first ten kept with their
-    line numbers.
+    line numbers.  With ``offsets`` stack frames keep the ``+0xoff/0xsize``
+    the trace printed (page_owner's frame shape); by default they are the
+    symbol name only.
     """
 
     def __init__(self, source: str | Path | Iterable[str], format: str = "auto", strict: bool = False,
-                 stacks: StackTable | None = None, name: str | None = None) -> None:
+                 stacks: StackTable | None = None, name: str | None = None, offsets: bool = False) -> None:
         if format not in ("auto", *FORMATS):
             raise TraceError(f"unknown trace format {format!r}; use auto, ftrace, trace-cmd or perf")
         self.source = source
@@ -232,6 +242,7 @@ class TraceReader:
         self.stacks = stacks if stacks is not None else StackTable()
         self.stats = TraceStats()
         self.format = format
+        self.offsets = offsets
         self._gfp_cache: dict[str, int] = {}
 
     def __iter__(self) -> Iterator[TraceEvent]:
@@ -335,58 +346,63 @@ class TraceReader:
         frames: list[str] | None = None  # frames of the stack block being read (None: not ours)
         in_stack = False
         lineno = 0
-        for lineno, line in enumerate(lines, 1):
-            c = line[:1]
-            if c == " " and line.startswith(" => ") or c == "=":
-                if not in_stack:
-                    self._bad(lineno, "stack frame outside a stack block", line)
-                elif frames is not None:
-                    fr = frame_cache.get(line)
-                    if fr is None:
-                        fr = frame_cache[line] = _text_frame(line)
-                    frames.append(fr)
-                continue
-            if in_stack:
-                if frames is not None and pending is not None:
-                    pending[10] = intern(tuple(frames))
-                frames = None
-                in_stack = False
-            if c == "#":
-                continue
-            m = match_line(line)
-            if m is None:
-                lost = LOST.search(line)
-                if lost:
-                    st.lost_events += int(lost.group(1))
-                elif line.strip() and not TRACE_CMD_HEADER.match(line):
-                    self._bad(lineno, "not a trace event line", line)
-                continue
-            comm, pid, tg, cpu, _flags, sec, frac, rest = m.groups()
-            name, _, fields = rest.partition(":")
-            if name == "user_stack" or rest.startswith("<user stack trace"):
-                in_stack = True  # user-space frames: read past them, never attached
-                frames = None
-                continue
-            if name == "<stack trace>" or name == "kernel_stack" or rest.startswith("<stack trace"):
-                in_stack = True
-                cpu = int(cpu)
-                if pending is not None and pending[10] == NO_STACK and pending[2] == cpu:
-                    frames = []
-                else:
-                    st.unattached_stacks += 1
-                continue
+        try:
+            for lineno, line in enumerate(lines, 1):
+                c = line[:1]
+                if c == " " and line.startswith(" => ") or c == "=":
+                    if not in_stack:
+                        self._bad(lineno, "stack frame outside a stack block", line)
+                    elif frames is not None:
+                        fr = frame_cache.get(line)
+                        if fr is None:
+                            fr = frame_cache[line] = _text_frame(line, self.offsets)
+                        frames.append(fr)
+                    continue
+                if in_stack:
+                    if frames is not None and pending is not None:
+                        pending[10] = intern(tuple(frames))
+                    frames = None
+                    in_stack = False
+                if c == "#":
+                    continue
+                m = match_line(line)
+                if m is None:
+                    lost = LOST.search(line)
+                    if lost:
+                        st.lost_events += int(lost.group(1))
+                    elif line.strip() and not TRACE_CMD_HEADER.match(line):
+                        self._bad(lineno, "not a trace event line", line)
+                    continue
+                comm, pid, tg, cpu, _flags, sec, frac, rest = m.groups()
+                name, _, fields = rest.partition(":")
+                if name == "user_stack" or rest.startswith("<user stack trace"):
+                    in_stack = True  # user-space frames: read past them, never attached
+                    frames = None
+                    continue
+                if name == "<stack trace>" or name == "kernel_stack" or rest.startswith("<stack trace"):
+                    in_stack = True
+                    cpu = int(cpu)
+                    if pending is not None and pending[10] == NO_STACK and pending[2] == cpu:
+                        frames = []
+                    else:
+                        st.unattached_stacks += 1
+                    continue
+                if pending is not None:
+                    yield new(TraceEvent, pending)
+                    pending = None
+                kind = kind_of.get(name)
+                if kind is None:
+                    name = name.strip()
+                    st.ignored[name] = st.ignored.get(name, 0) + 1
+                    continue
+                pending = self._event(
+                    kind, fields, int(sec) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
+                    int(cpu), int(pid), int(tg) if tg and tg[0] != "-" else -1, comm, lineno, line,
+                )
+        except TraceError:  # strict mode: the event before the bad line was complete: keep it
             if pending is not None:
                 yield new(TraceEvent, pending)
-                pending = None
-            kind = kind_of.get(name)
-            if kind is None:
-                name = name.strip()
-                st.ignored[name] = st.ignored.get(name, 0) + 1
-                continue
-            pending = self._event(
-                kind, fields, int(sec) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
-                int(cpu), int(pid), int(tg) if tg and tg[0] != "-" else -1, comm, lineno, line,
-            )
+            raise
         if in_stack and frames is not None and pending is not None:
             pending[10] = intern(tuple(frames))
         if pending is not None:
@@ -405,51 +421,56 @@ class TraceReader:
         frames: list[str] = []
         in_record = False  # inside a record whose callchain we may be reading
         lineno = 0
-        for lineno, line in enumerate(lines, 1):
-            c = line[:1]
-            if c == "\t":
-                if not in_record:
-                    self._bad(lineno, "callchain line outside a record", line)
+        try:
+            for lineno, line in enumerate(lines, 1):
+                c = line[:1]
+                if c == "\t":
+                    if not in_record:
+                        self._bad(lineno, "callchain line outside a record", line)
+                        continue
+                    if pending is not None:
+                        fr = frame_cache.get(line)
+                        if fr is None:
+                            fm = match_frame(line)
+                            if fm is None:
+                                self._bad(lineno, "callchain line not understood", line)
+                                continue
+                            fr = frame_cache[line] = _perf_frame(fm, self.offsets)
+                        frames.append(fr)
                     continue
-                if pending is not None:
-                    fr = frame_cache.get(line)
-                    if fr is None:
-                        fm = match_frame(line)
-                        if fm is None:
-                            self._bad(lineno, "callchain line not understood", line)
-                            continue
-                        fr = frame_cache[line] = _perf_frame(fm)
-                    frames.append(fr)
-                continue
-            if in_record and pending is not None:
-                if frames:
-                    pending[10] = intern(tuple(frames))
-                    frames = []
+                if in_record and pending is not None:
+                    if frames:
+                        pending[10] = intern(tuple(frames))
+                        frames = []
+                    yield new(TraceEvent, pending)
+                    pending = None
+                in_record = False
+                frames = []
+                if c == "#" or c == "\n" or not line.strip():
+                    continue
+                m = match_line(line)
+                if m is None:
+                    self._bad(lineno, "not a perf script event line", line)
+                    continue
+                in_record = True
+                name = m.group(7)
+                kind = kind_of.get(name)
+                if kind is None:
+                    st.ignored[name] = st.ignored.get(name, 0) + 1
+                    continue
+                if m.group(3) is not None:  # "pid/tid" (perf prints -1 for an unknown pid)
+                    tgid, pid = int(m.group(2)), int(m.group(3))
+                else:
+                    tgid, pid = -1, int(m.group(2))
+                frac = m.group(6)
+                pending = self._event(
+                    kind, m.group(8), int(m.group(5)) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
+                    int(m.group(4) or -1), pid, tgid, m.group(1), lineno, line,
+                )
+        except TraceError:  # strict mode: the event before the bad line was complete: keep it
+            if pending is not None:
                 yield new(TraceEvent, pending)
-                pending = None
-            in_record = False
-            frames = []
-            if c == "#" or c == "\n" or not line.strip():
-                continue
-            m = match_line(line)
-            if m is None:
-                self._bad(lineno, "not a perf script event line", line)
-                continue
-            in_record = True
-            name = m.group(7)
-            kind = kind_of.get(name)
-            if kind is None:
-                st.ignored[name] = st.ignored.get(name, 0) + 1
-                continue
-            if m.group(3) is not None:  # "pid/tid" (perf prints -1 for an unknown pid)
-                tgid, pid = int(m.group(2)), int(m.group(3))
-            else:
-                tgid, pid = -1, int(m.group(2))
-            frac = m.group(6)
-            pending = self._event(
-                kind, m.group(8), int(m.group(5)) * 1_000_000_000 + (int(frac) * 1000 if len(frac) == 6 else _frac_ns(frac)),
-                int(m.group(4) or -1), pid, tgid, m.group(1), lineno, line,
-            )
+            raise
         if pending is not None:
             if frames:
                 pending[10] = intern(tuple(frames))
@@ -458,6 +479,6 @@ class TraceReader:
 
 
 def read_trace(source: str | Path | Iterable[str], format: str = "auto", strict: bool = False,
-               stacks: StackTable | None = None) -> TraceReader:
+               stacks: StackTable | None = None, offsets: bool = False) -> TraceReader:
     """A :class:`TraceReader` over a file (gzip/xz/bz2 welcome) or an iterable of lines."""
-    return TraceReader(source, format=format, strict=strict, stacks=stacks)
+    return TraceReader(source, format=format, strict=strict, stacks=stacks, offsets=offsets)

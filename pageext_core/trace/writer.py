@@ -9,9 +9,11 @@ stack blocks), so the files feed other trace tools and read back through
   fixed function of the pfn, trace-cmd and perf print libtraceevent's
   ``0xffffea0000000000 + pfn`` (``(nil)``/``0000000000000000`` for a failed
   allocation, whose pfn prints as ``0x0``);
-* stack frames are symbol names; the addresses printed next to them (which
-  trace-cmd and perf always show) are made up from the name, and offsets
-  are ``+0x0``;
+* the addresses printed next to stack frames (which trace-cmd and perf
+  always show) are made up from the symbol name; a frame's
+  ``+0xoff/0xsize [module]`` prints whole in ftrace (its sym-offset shape),
+  as ``+0xoff`` in perf (``+0x0`` when the frame has none), and not at all
+  in trace-cmd;
 * the tgid column exists only in ftrace with ``record_tgid`` and perf with
   ``pid_tid``; flags / latency columns print as ``.....``;
 * ftrace output has trace_pipe's shape (no ``# tracer`` header, since the
@@ -56,6 +58,15 @@ def _sym_addr(frame: str) -> int:
 def _is_address(frame: str) -> bool:
     """A frame the reader kept as a bare hex address (no symbol); short hex-looking names stay symbols."""
     return len(frame) >= 8 and all(c in "0123456789abcdef" for c in frame)
+
+
+def _split_frame(frame: str) -> tuple[str, str, str]:
+    """'sym+0x1a/0x40 [mod]' -> ('sym', '+0x1a', 'mod'); a plain symbol -> ('sym', '', '')."""
+    mod = ""
+    if frame.endswith("]") and " [" in frame:
+        frame, _, mod = frame[:-1].rpartition(" [")
+    sym, plus, off = frame.partition("+")
+    return sym, (plus + off.partition("/")[0]) if plus else "", mod
 
 
 def _hashed_ptr(pfn: int) -> str:
@@ -109,6 +120,10 @@ class TraceWriter:
                     f"fragmenting={x[5]} change_ownership={x[6]}")
         raise ValueError(f"unknown event kind {kind!r}")
 
+    def _perf_frame(self, frame: str) -> str:
+        sym, off, mod = _split_frame(frame)
+        return f"\t{fake_address(sym):16x} {sym}{off or '+0x0'} ([{mod or 'kernel.kallsyms'}])\n"
+
     def write(self, ev: TraceEvent) -> None:
         """Write one event (and its stack, if it has one)."""
         ts = ev[1]
@@ -134,7 +149,8 @@ class TraceWriter:
             out.write(f"{head}{name}:{' ' * max(0, 20 - len(name))} {self._fields(ev, page)}\n")
             if frames:
                 out.write(f"{head}kernel_stack:{' ' * 8} <stack trace >\n")
-                out.write("".join(f"=> {f}\n" if _is_address(f) else f"=> {f} ({fake_address(f):x})\n"
+                out.write("".join(f"=> {f}\n" if _is_address(f) else
+                                  f"=> {_split_frame(f)[0]} ({fake_address(_split_frame(f)[0]):x})\n"
                                   for f in frames))
         else:
             comm = ev[5]
@@ -147,7 +163,7 @@ class TraceWriter:
             if self.callchain:
                 out.write("".join(
                     f"\t{int(f, 16):16x} [unknown] ([kernel.kallsyms])\n" if _is_address(f)
-                    else f"\t{fake_address(f):16x} {f}+0x0 ([kernel.kallsyms])\n"
+                    else self._perf_frame(f)
                     for f in frames))
                 out.write("\n")
         self.count += 1

@@ -129,7 +129,7 @@ def test_boot_not_a_table(tmp_path: Path) -> None:
     ('[workload]\noperations = -5\n', "[workload] operations: -5 is out of range (0..1000000000)"),
     ('[workload]\nleak_fraction = 1.5\n', "[workload] leak_fraction: 1.5 is out of range: expected 0.0..1.0"),
     ('[machine]\ncpus = 0\n', "[machine] cpus: 0 is out of range (1..4096)"),
-    ('[workload]\nkind = "synth"\n', "[workload] kind: 'synth': expected \"synthetic\" or \"function\""),
+    ('[workload]\nkind = "synth"\n', "[workload] kind: 'synth': expected \"synthetic\", \"function\" or \"replay\""),
     ('[machine]\nmemory_model = "DISCONTIG"\n',
      "[machine] memory_model: 'DISCONTIG': expected \"SPARSEMEM\" or \"FLATMEM\""),
     ('[workload]\nfunction = "my_workload.run"\n',
