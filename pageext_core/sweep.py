@@ -563,6 +563,7 @@ class SweepSpec:
     retry_failed: bool = False
     scheduler: str | None = None
     workers: int | None = None
+    connect_timeout: float = 10.0  # seconds to reach --scheduler
 
 
 @dataclass
@@ -730,7 +731,7 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
 
     if spec.scheduler:
         try:
-            client = Client(spec.scheduler, timeout="10s")
+            client = Client(spec.scheduler, timeout=f"{spec.connect_timeout}s")
         except (OSError, TimeoutError) as exc:
             raise SweepError(f"--scheduler {spec.scheduler}: cannot reach the scheduler: {exc}") from None
         info = client.scheduler_info()
