@@ -57,7 +57,8 @@ REPORT_SCHEMA = "pageext.sweep-report/1"
 PARAM_PREFIX = "param."  # grid columns: param.machine.memory (a figure may share a key's name)
 BASE_COLUMNS = ("run_id", "seed")
 STATUS_COLUMNS = ("status", "exit_code", "error", "warnings", "worker")
-FLUSH_SECONDS = 2.0  # the table is rewritten at most this often while results stream in
+FLUSH_SECONDS = 2.0  # the table is rewritten at most this often while results stream in ...
+FLUSH_SHARE = 0.1  # ... and rewriting it takes at most this share of the time (a big table on a slow disk)
 INSTALL_HINT = "pageext sweep needs the sweep extra: pip install 'pageext-core[sweep]' (make install has it)"
 
 
@@ -716,15 +717,28 @@ def _check_out(p: Plan) -> None:
         raise SweepError(f"--out {p.out}: it has {TABLE}.parquet but no {MANIFEST}; give another --out")
 
 
+def local_cluster(workers: int) -> Any:
+    """The local engine: ``workers`` worker processes of one thread each (a run holds the GIL throughout).
+
+    ``memory_limit=0``: Dask neither pauses nor kills a worker for its
+    memory; the estimate (``check_memory``) and each run's own host-memory
+    check, as in ``pageext run``, are what guard memory.
+    """
+    import logging
+
+    from dask.distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                        silence_logs=logging.ERROR, memory_limit=0)
+
+
 def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | None]]]:
     """A Dask client: to ``spec.scheduler`` if given, else to a new local cluster of worker processes.
 
     Returns (client, cluster or None, slots for the memory check).
     """
-    import logging
-
     try:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
     except ImportError:
         raise SweepError(INSTALL_HINT) from None
     from pageext_core.resources import host_memory
@@ -740,21 +754,18 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
         return client, None, slots
     n = spec.workers or os.cpu_count() or 2
     host = host_memory()
-    # memory_limit=0: dask does not pause or kill a worker for its memory; the estimate above and
-    # each run's own host-memory check (as in pageext run) are what guard memory.
-    cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
-                           silence_logs=logging.ERROR, memory_limit=0)
+    cluster = local_cluster(n)
     return Client(cluster), cluster, [("this host", n, host.available)]
 
 
 def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int], None] | None = None,
-              slots: Sequence[tuple[str, int, int | None]] | None = None,
-              submit: Callable[[RunTask], Any] | None = None) -> SweepResult:
+              slots: Sequence[tuple[str, int, int | None]] | None = None) -> SweepResult:
     """Plan, check, run every missing run on Dask, and keep the table and the report up to date.
 
     ``client``: a ``dask.distributed.Client`` to use (else one is started
     from ``spec``, and closed at the end).  ``progress(done, total)`` is
-    called as runs finish.  ``submit`` replaces the task function (tests).
+    called as runs finish.  ``slots``: for a given client, the workers to
+    check the memory estimate against (see ``check_memory``; none: no check).
     """
     p = plan(spec)
     _check_out(p)
@@ -786,31 +797,31 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
         last = time.monotonic()
         dirty = False
 
+        pause = FLUSH_SECONDS
+
         def flush() -> None:
-            nonlocal columns, dirty
+            nonlocal columns, dirty, pause
+            t0 = time.monotonic()
             rows = list(done.values())
             columns = order_columns(rows, columns)
             write_table(p.out, rows, columns)
             dirty = False
+            pause = max(FLUSH_SECONDS, (time.monotonic() - t0) / FLUSH_SHARE)
 
         if todo:
-            fn = submit or execute
-            futures = client.map(fn, todo, pure=False, retries=1)
+            futures = client.map(execute, todo, pure=False, retries=1)
             by_key = {f.key: t for f, t in zip(futures, todo)}
             try:
-                for fut in as_completed(futures):
+                # with_results: results are gathered as they finish, not one round trip per future
+                for fut, got in as_completed(futures, with_results=True, raise_errors=False):
                     t = by_key[fut.key]
-                    if fut.status == "finished":
-                        row = fut.result()
-                    else:
-                        exc = fut.exception()
-                        row = _lost_row(t, exc)
+                    row = got if fut.status == "finished" and isinstance(got, dict) else _lost_row(t, got)
                     done[t.run_id] = row
                     executed += 1
                     dirty = True
                     if progress:
                         progress(executed, len(todo))
-                    if time.monotonic() - last >= FLUSH_SECONDS:
+                    if time.monotonic() - last >= pause:
                         flush()
                         last = time.monotonic()
             except KeyboardInterrupt:

@@ -10,7 +10,6 @@ on a busy disk that can take seconds), as in tests/session.
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import tempfile
@@ -20,6 +19,8 @@ from typing import Iterator
 import pytest
 
 from dask.distributed import Client, LocalCluster  # the sweep extra: make install has it
+
+from pageext_core.sweep import local_cluster
 
 SHM = Path("/dev/shm")
 
@@ -112,8 +113,8 @@ def _plugins_from_the_environment_allowed(monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def start_cluster() -> LocalCluster:
-    return LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                        silence_logs=logging.ERROR, memory_limit=0)
+    """The cluster ``pageext sweep --workers 2`` starts."""
+    return local_cluster(2)
 
 
 @pytest.fixture(scope="session")
