@@ -725,11 +725,22 @@ def local_cluster(workers: int) -> Any:
     check, as in ``pageext run``, are what guard memory.
     """
     import logging
+    import signal
+    import threading
 
     from dask.distributed import LocalCluster
 
-    return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
-                        silence_logs=logging.ERROR, memory_limit=0)
+    # Ctrl-C reaches every process of the terminal's group: the workers ignore it (Python keeps an
+    # ignored SIGINT ignored in the processes it spawns), and this process stops the sweep and
+    # closes the cluster, instead of each worker printing a KeyboardInterrupt traceback.
+    main = threading.current_thread() is threading.main_thread()
+    old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+    try:
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                            silence_logs=logging.ERROR, memory_limit=0)
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old)
 
 
 def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | None]]]:
