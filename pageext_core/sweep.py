@@ -750,8 +750,8 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
     """
     try:
         from dask.distributed import Client
-    except ImportError:
-        raise SweepError(INSTALL_HINT) from None
+    except ImportError as exc:
+        raise SweepError(f"{INSTALL_HINT} ({exc})") from None
     from pageext_core.resources import host_memory
 
     if spec.scheduler:
@@ -783,8 +783,8 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
     try:
         import pyarrow  # noqa: F401
         from dask.distributed import as_completed
-    except ImportError:
-        raise SweepError(INSTALL_HINT) from None
+    except ImportError as exc:
+        raise SweepError(f"{INSTALL_HINT} ({exc})") from None
     old_cols, old_rows = read_table(p.out)
     done: dict[str, dict[str, Any]] = {r["run_id"]: r for r in old_rows}
     todo = [t for t in p.tasks if t.run_id not in done
