@@ -98,7 +98,7 @@ def run(quick: bool = False) -> list[Result]:
 
                 def noop() -> None:
                     futures = c1.map(abs, range(n), pure=False, retries=1)  # a builtin: nothing to import
-                    for _ in as_completed(futures, with_results=True):
+                    for _ in as_completed(futures, loop=c1.loop, with_results=True):
                         pass
 
                 for warm in (loop, lambda: sweep(c1), lambda: sweep(c2), noop):  # imports, worker caches

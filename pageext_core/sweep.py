@@ -824,7 +824,7 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
             by_key = {f.key: t for f, t in zip(futures, todo)}
             try:
                 # with_results: results are gathered as they finish, not one round trip per future
-                for fut, got in as_completed(futures, with_results=True, raise_errors=False):
+                for fut, got in as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
                     t = by_key[fut.key]
                     row = got if fut.status == "finished" and isinstance(got, dict) else _lost_row(t, got)
                     done[t.run_id] = row
