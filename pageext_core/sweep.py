@@ -680,8 +680,12 @@ def check_memory(estimates: Mapping[str, int], slots: Sequence[tuple[str, int, i
             continue
         if biggest * at_once > avail:
             fits = avail // biggest
-            fix = (f"use --workers {fits} or fewer" if fits else "give the machines less memory") if at_once > 1 \
-                else "give the machines less memory"
+            if not fits or at_once == 1:
+                fix = "give the machines less memory"
+            elif worker == "this host":
+                fix = f"use --workers {fits} or fewer"
+            else:  # a remote worker: its own threads decide
+                fix = f"give the machines less memory, or start that worker with --nthreads {fits}"
             raise SweepError(f"{where}: one run needs about {human(biggest)} of host memory and {worker} runs "
                              f"{at_once} at once ({human(biggest * at_once)}), but it has {human(avail)} available; "
                              f"{fix}")

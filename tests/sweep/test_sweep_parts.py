@@ -135,3 +135,19 @@ def test_flattened_figures_agree_with_the_summary_and_the_reports() -> None:
     assert row["clients.guard.guard_pages"] == s["clients"]["guard"]["guard_pages"]
     assert row["timing.elapsed_seconds"] == s["timing"]["elapsed_seconds"]
     assert all(not isinstance(v, (dict, list)) for v in row.values())
+
+
+def test_the_memory_check_weighs_the_largest_run_against_each_worker() -> None:
+    from pageext_core.sweep import check_memory
+
+    runs = {"--grid machine.memory=64MiB": 100 << 20, "--grid machine.memory=1GiB": 900 << 20}
+    check_memory(runs, [("worker tcp://a:1", 2, 2 << 30), ("worker tcp://b:1", 1, None)])  # fits; unknown: unchecked
+    with pytest.raises(SweepError) as e:
+        check_memory(runs, [("worker tcp://a:1", 2, 2 << 30), ("worker tcp://b:1", 4, 2 << 30)])
+    assert str(e.value) == ("--grid machine.memory=1GiB: one run needs about 900.0 MiB of host memory and worker "
+                            "tcp://b:1 runs 4 at once (3.5 GiB), but it has 2.0 GiB available; give the machines "
+                            "less memory, or start that worker with --nthreads 2")
+    with pytest.raises(SweepError, match="; use --workers 2 or fewer$"):
+        check_memory(runs, [("this host", 4, 2 << 30)])
+    with pytest.raises(SweepError, match="it has 512.0 MiB available; give the machines less memory$"):
+        check_memory(runs, [("this host", 1, 512 << 20)])
