@@ -86,3 +86,25 @@ def test_an_unreachable_scheduler_is_a_usage_error(tiny: Path, tmp_path: Path) -
         run_sweep(SweepSpec(str(tiny), seeds="1", scheduler="tcp://127.0.0.1:9", out=str(tmp_path / "out"),
                             connect_timeout=1))
     assert not (tmp_path / "out").exists()
+
+
+def test_without_the_extra_the_sweep_says_what_to_install(tiny: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # import fails as if not installed
+    r = cli("sweep", tiny, "--seeds", "1", "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("pageext: error: pageext sweep needs the sweep extra: pip install "
+                               "'pageext-core[sweep]' (make install has it) (")
+    assert not (tmp_path / "out").exists()
+
+
+def test_dask_and_pyarrow_load_only_for_a_sweep() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, pageext_core.cli, pageext_core.sweep; "
+            "print(sorted(m for m in ('dask', 'distributed', 'pyarrow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
