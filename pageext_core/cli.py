@@ -7,6 +7,7 @@
     pageext plugins [--boot LINE] [--json]
     pageext report NAME [SESSION] [--param KEY=VALUE]...
     pageext view [OUTDIR]
+    pageext sweep [SESSION] [--seeds 1-1000] [--grid KEY=V1,V2]... [--scheduler ADDRESS] [--out DIR]
     pageext --version
 
 Exit codes: 0 success; 1 findings with --fail-on-findings; 2 usage or
@@ -490,6 +491,73 @@ def view(outdir: str, print_only: bool) -> None:
     click.echo(url)
     if not print_only and not webbrowser.open(url):
         raise RunError(f"no web browser could be started; open {url} yourself")
+@click.argument("session", required=False, type=click.Path(dir_okay=False))
+@click.option("--seeds", metavar="SEEDS", help="Seeds to run, e.g. 1-1000 or 1,5,10-20 (default: the session's seed).")
+@click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
+              help="A session key and its values, each a TOML value as --set takes it (repeatable: "
+                   "every combination runs).")
+@click.option("--scheduler", metavar="ADDRESS", help="A Dask scheduler, e.g. tcp://10.0.0.5:8786 "
+                                                    "(default: a local cluster of worker processes).")
+@click.option("--workers", type=click.IntRange(min=1), metavar="N",
+              help="Worker processes of the local cluster (default: one per CPU).")
+@click.option("--out", metavar="DIR", help="Where the table and report go (default: out/<session name>-sweep).")
+@click.option("--keep-runs", is_flag=True, help="Also write each run's reports, dmesg.log and summary.json "
+                                                "under DIR/runs/<run id>.")
+@click.option("--retry-failed", is_flag=True, help="Run again the runs whose row in the table has an error.")
+@click.option("--boot", "boot_line", default="", metavar="LINE", help="Boot parameters added to every run's.")
+@click.option("--memory", metavar="SIZE", help="Machine memory of every run (sets machine.memory).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE", help="Change a session key for every run (repeatable).")
+@click.option("--disable-plugin", "disable", multiple=True, metavar="NAME", help="Do not import this plugin (repeatable).")
+@click.option("--strict", is_flag=True, help="A plugin that fails to load, or an unknown boot word, is an error.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but warnings and errors.")
+@_session_errors
+def sweep(session: str | None, seeds: str | None, grid: tuple[str, ...], scheduler: str | None,
+          workers: int | None, out: str | None, keep_runs: bool, retry_failed: bool, boot_line: str,
+          memory: str | None, sets: tuple[str, ...], disable: tuple[str, ...], strict: bool, quiet: bool) -> None:
+    """Run a session over many seeds and grid points on Dask; one table row per run (Parquet and CSV).
+
+    Every combination of the --grid values and the --seeds is one task.
+    A failed run is a row with its error; running the same sweep again
+    skips the runs already in the table.  Needs the sweep extra
+    (pip install 'pageext-core[sweep]').
+    """
+    from pageext_core.sweep import SweepSpec, run_sweep
+
+    if scheduler and workers:
+        raise UsageError("--workers sets the size of the local cluster; with --scheduler the cluster's own "
+                         "workers run the sweep (drop --workers)")
+    spec = SweepSpec(session=session, seeds=seeds, grid=grid, sets=sets, memory=memory, boot=boot_line,
+                     disable=disable, strict=strict, out=out, keep_runs=keep_runs, retry_failed=retry_failed,
+                     scheduler=scheduler, workers=workers)
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if quiet or not sys.stderr.isatty():
+            return
+        if bar is None:
+            from tqdm import tqdm
+
+            bar = tqdm(total=total, unit="run", leave=False, file=sys.stderr, mininterval=0.2)
+        bar.update(done - bar.n)
+
+    try:
+        res = run_sweep(spec, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+    if not quiet:
+        click.echo(f"sweep     {res.total} runs: {res.executed} run now, {res.resumed} already in the table; "
+                   f"{res.errors} with an error")
+        click.echo(f"results   {res.out}/results.parquet, results.csv")
+        click.echo(f"report    {res.out}/report.md, report.json")
+    if res.errors:
+        _warn(f"{res.errors} of {res.total} runs did not finish cleanly: see the status and error columns "
+              f"(--retry-failed runs them again)")
+    if res.interrupted:
+        click.echo(f"pageext: interrupted: {len(res.rows)} of {res.total} runs are in {res.out}/results.parquet; "
+                   "run the same command again to resume", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 @main.command("new-plugin")
