@@ -491,6 +491,9 @@ def view(outdir: str, print_only: bool) -> None:
     click.echo(url)
     if not print_only and not webbrowser.open(url):
         raise RunError(f"no web browser could be started; open {url} yourself")
+
+
+@main.command()
 @click.argument("session", required=False, type=click.Path(dir_okay=False))
 @click.option("--seeds", metavar="SEEDS", help="Seeds to run, e.g. 1-1000 or 1,5,10-20 (default: the session's seed).")
 @click.option("--grid", "grid", multiple=True, metavar="KEY=V1,V2",
