@@ -29,6 +29,7 @@ from pageext_core.mm.errors import (
     PageFault,
 )
 from pageext_core.mm.buddy import HookError
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.invariants import InvariantError, check_invariants
@@ -36,9 +37,10 @@ from pageext_core.mm.machine import Machine, MemoryBlock, Task
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 __all__ = [
-    "BadPageState", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
+    "BadPageState", "Callout", "Callouts", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
     "InvalidPfn", "InvariantError", "KiB", "MAX_PAGE_ORDER", "MIGRATETYPE_NAMES", "MIGRATE_MOVABLE",
     "MIGRATE_RECLAIMABLE", "MIGRATE_TYPES", "MIGRATE_UNMOVABLE", "MMError", "Machine", "MachineConfig",
+    "NO_CALLOUTS",
     "MemoryBlock", "MiB", "OrderMismatch", "PAGEBLOCK_ORDER", "PAGE_SIZE", "PageFault", "Task", "TiB",
     "ZONE_NAMES", "check_invariants", "flags_mask", "format_gfp", "format_gfp_mask", "format_pageflags",
     "format_size", "gfp_migratetype", "parse_gfp", "parse_size",

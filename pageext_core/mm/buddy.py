@@ -22,10 +22,11 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
+from pageext_core.mm.callouts import EVENTS, Callouts, first_true
 from pageext_core.mm.constants import (
     FALLBACKS,
     MIGRATE_HIGHATOMIC,
@@ -167,18 +168,39 @@ class BuddyAllocator:
         self.alloc_failures_by_order = [0] * self.nr_orders
         self.nr_fallbacks = 0
         self.nr_pageblock_claims = 0
-        # Call-outs, resolved at boot by the page_ext framework.
-        self._cb_alloc: tuple[AllocHook, ...] = ()
-        self._cb_free: tuple[FreeHook, ...] = ()
-        self._cb_split: Callable[[int, int, int], object] | None = None
-        self._cb_merge: Callable[[int, int], object] | None = None
-        self._cb_split_page: tuple[Callable[[int, int], object], ...] = ()
-        self._cb_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
-        self.callout_owner: dict[int, tuple[str, str]] = {}
+        # Call-outs: plain tuples bound from the machine's Callouts table (``bind_callouts``).
+        self._on_alloc: tuple[AllocHook, ...] = ()
+        self._on_free: tuple[FreeHook, ...] = ()
+        self._on_split: Callable[[int, int, int], object] | None = None
+        self._on_merge: Callable[[int, int], object] | None = None
+        self._on_split_page: tuple[Callable[[int, int], object], ...] = ()
+        self._callout_names: dict[int, tuple[str, str]] = {}
         self._deferred_hook_error: HookError | None = None
         self._gfp_cache: dict[int, tuple[int, tuple[tuple[int, ...], ...]]] = {}
         self.mobility_grouping = True
         self.op_cost_ns = 250  # simulated time per allocator operation
+
+    def bind_callouts(self, callouts: Callouts) -> None:
+        """Bind the allocator's events of a call-out table as plain tuples for the hot path."""
+        names: dict[int, tuple[str, str]] = {}
+
+        def fns(event: str) -> tuple[Callable[..., Any], ...]:
+            entries = getattr(callouts, event)
+            for c in entries:
+                names[id(c.fn)] = (c.client, EVENTS[event])
+            return tuple(c.fn for c in entries)
+
+        self._on_alloc = fns("alloc")
+        self._on_free = fns("free")
+        self._on_split_page = fns("split_page")
+        split, merge = fns("split"), fns("merge")
+        self._on_split = first_true(split)
+        self._on_merge = first_true(merge)
+        for event, group, combined in (("split", callouts.split, self._on_split),
+                                       ("merge", callouts.merge, self._on_merge)):
+            if len(group) > 1:
+                names[id(combined)] = ("+".join(c.client for c in group), EVENTS[event])
+        self._callout_names = names
 
     def _init_pcp(self) -> None:
         """Per-CPU lists for order-0 pages, one per (cpu, zone, pcp migratetype)."""
@@ -336,7 +358,7 @@ class BuddyAllocator:
         self.nr_allocs += 1
         if self._deferred_hook_error is not None:
             self._undo_alloc(pfn, order, self._deferred_hook_error)
-        hooks = self._cb_alloc
+        hooks = self._on_alloc
         if hooks:
             try:
                 for h in hooks:
@@ -356,7 +378,7 @@ class BuddyAllocator:
 
     def _hook_error(self, h: object, hook: str, pfn: int, order: int, exc: BaseException, undone: str) -> HookError:
         h = getattr(exc, "__pageext_hook__", h)  # a combined split/merge call-out names the one that raised
-        owner, name = self.callout_owner.get(id(h), (getattr(h, "__qualname__", repr(h)), hook))
+        owner, name = self._callout_names.get(id(h), (getattr(h, "__qualname__", repr(h)), hook))
         return HookError(owner, name, pfn, order, exc, undone)
 
     def _alloc_failed(self, gfp_mask: int, order: int) -> None:
@@ -390,7 +412,7 @@ class BuddyAllocator:
         """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
-        split = self._cb_split
+        split = self._on_split
         while high > low:
             high -= 1
             half = pfn + (1 << high)
@@ -554,7 +576,7 @@ class BuddyAllocator:
         if (s != ALLOC_K | order and s != ALLOCM_K | order) or self._pf[pfn] & FLAGS_CHECK_AT_FREE:
             self._bad_free(pfn, order)
         self.clock_ns += self.op_cost_ns  # before the call-outs: a free has its own timestamp
-        hooks = self._cb_free
+        hooks = self._on_free
         if hooks:
             try:
                 for h in hooks:
@@ -610,7 +632,7 @@ class BuddyAllocator:
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
         """A freed block meets a held buddy (a guard): ask its holder to let go."""
-        merge = self._cb_merge
+        merge = self._on_merge
         if merge is None:
             return False
         try:
@@ -753,7 +775,7 @@ class BuddyAllocator:
             return
         kind = s & 0xF0
         self.state[pfn : pfn + (1 << order)] = kind
-        for h in self._cb_split_page:
+        for h in self._on_split_page:
             h(pfn, order)
 
     def free_pages_exact_tail(self, pfn: int, keep: int, order: int) -> None:

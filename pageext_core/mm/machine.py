@@ -18,6 +18,7 @@ import numpy as np
 
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.buddy import BuddyAllocator
+from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
     MIGRATE_ISOLATE,
@@ -114,6 +115,8 @@ class Machine(BuddyAllocator):
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
         self._init_allocator()
+        self.callouts: Callouts = NO_CALLOUTS
+        self._on_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
         self._present: list[tuple[int, int]] = list(g.ram)
         self._present_starts = [s for s, _ in self._present]
         self.memblock_reserved: list[tuple[int, int]] = list(g.reserved)
@@ -260,6 +263,18 @@ class Machine(BuddyAllocator):
             if lo < hi:
                 out.append((lo, hi, z.index))
         return out
+
+    # -- call-outs ------------------------------------------------------------------------
+
+    def install(self, callouts: Callouts) -> None:
+        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
+
+        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
+        """
+        self.bind_callouts(callouts)
+        self._on_migrate = tuple(c.fn for c in callouts.migrate)
+        self.contents.fault_handlers = [c.fn for c in callouts.fault]
+        self.callouts = callouts
 
     # -- pfn checks and descriptions --------------------------------------------------
 
@@ -452,7 +467,7 @@ class Machine(BuddyAllocator):
         for i in range(1 << order):
             self.contents.copy_page(new + i, pfn + i)
         self._pf[new] = flags
-        for h in self._cb_migrate:
+        for h in self._on_migrate:
             h(pfn, new, order, reason)
         self._pf[pfn] = 0
         self.free_pages(pfn, order)

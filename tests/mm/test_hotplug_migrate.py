@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pageext_core.mm import HotplugError, Machine, MachineConfig, MiB, check_invariants
+from pageext_core.mm import Callout, Callouts, HotplugError, Machine, MachineConfig, MiB, check_invariants
 from pageext_core.mm import gfp as G
 from pageext_core.mm.constants import MIGRATE_ISOLATE, MIGRATE_MOVABLE
 
@@ -21,7 +21,7 @@ def block_of(m: Machine, pfn: int) -> int:
 def test_movable_pages_are_migrated_out_with_their_contents() -> None:
     m = Machine(SMALL)
     moves: list[tuple[int, int, int, str]] = []
-    m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order, reason)),)
+    m.install(Callouts(migrate=(Callout("test", lambda old, new, order, reason: moves.append((old, new, order, reason))),)))
     # GFP_HIGHUSER_MOVABLE takes DMA32's lowest pfns first: block 2 (pfns 4096..6143).
     blocks = [(m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, o), o) for o in (0, 1, 2, 0, 3)]
     assert all(block_of(m, p) == 2 for p, _ in blocks)

@@ -18,6 +18,9 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pageext_core.mm import (
+    NO_CALLOUTS,
+    Callout,
+    Callouts,
     BadPageState,
     HotplugError,
     MMError,
@@ -257,7 +260,7 @@ class AllocatorModel(RuleBasedStateMachine):
             return
         blk = data.draw(st.sampled_from(online))
         moves: list[tuple[int, int, int]] = []
-        m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order)),)
+        m.install(Callouts(migrate=(Callout("test", lambda old, new, order, reason: moves.append((old, new, order))),)))
         try:
             m.offline_memory_block(blk.index, migrate=True)
             done = True
@@ -265,7 +268,7 @@ class AllocatorModel(RuleBasedStateMachine):
             assert "-EBUSY" in str(exc) or "-ENOMEM" in str(exc), str(exc)
             done = False
         finally:
-            m._cb_migrate = ()
+            m.install(NO_CALLOUTS)
         for old, new, order in moves:  # migrated blocks stay migrated, even when the offline fails
             locked, comp = old in self.locked, old in self.comp
             self._drop(old)

@@ -59,7 +59,7 @@ def test_off_costs_no_memory_and_no_callouts(how: str, cmdline: str) -> None:
     assert "page_owner" in [c.name for c in pe.clients]
     assert pe.client("page_owner").need is False
     assert pe.nbytes == 0 and pe.record_size == 0
-    assert m._cb_alloc == () and m._cb_free == () and m.callout_owner == {}
+    assert not m.callouts and m.callouts.clients() == set()
     pfn = m.alloc_pages(GFP_KERNEL, 0)
     assert pe.owner_dump(pfn) is None
     assert "page_owner" not in pe.report_names()
