@@ -22,6 +22,7 @@ EVENTS: dict[str, str] = {
     "split_page": "pageext_on_split_page",
     "migrate": "pageext_on_migrate",
     "fault": "pageext_on_fault",
+    "online": "pageext_on_online",
 }
 
 
@@ -44,6 +45,7 @@ class Callouts:
     split_page: tuple[Callout, ...] = ()
     migrate: tuple[Callout, ...] = ()
     fault: tuple[Callout, ...] = ()
+    online: tuple[Callout, ...] = ()
 
     def events(self) -> dict[str, tuple[Callout, ...]]:
         """Event name -> its entries (every event, empty ones too)."""

@@ -117,6 +117,7 @@ class Machine(BuddyAllocator):
         self._init_allocator()
         self.callouts: Callouts = NO_CALLOUTS
         self._on_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
+        self._on_online: tuple[Callable[[int, int], object], ...] = ()
         self._present: list[tuple[int, int]] = list(g.ram)
         self._present_starts = [s for s, _ in self._present]
         self.memblock_reserved: list[tuple[int, int]] = list(g.reserved)
@@ -273,6 +274,7 @@ class Machine(BuddyAllocator):
         """
         self.bind_callouts(callouts)
         self._on_migrate = tuple(c.fn for c in callouts.migrate)
+        self._on_online = tuple(c.fn for c in callouts.online)
         self.contents.fault_handlers = [c.fn for c in callouts.fault]
         self.callouts = callouts
 
@@ -529,6 +531,8 @@ class Machine(BuddyAllocator):
         blk.online = True
         self._build_zonelists()
         self._notify(MEM_ONLINE, start, nr)
+        for fn in self._on_online:
+            fn(start, nr)
         self.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
 
     def offline_memory_block(self, index: int, migrate: bool = False) -> None:
