@@ -22,7 +22,8 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from enum import IntEnum
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
@@ -77,6 +78,45 @@ K_RESERVED = 4  # memblock reservation (never freed to the buddy)
 K_HELD = 5  # split off by expand() and held by a page_ext client (guard pages)
 K_ALLOC_MOVABLE = 6  # allocated with a movable migratetype (the kernel's LRU pages)
 KIND_NAMES = ("none", "free", "allocated", "pcp", "reserved", "held", "allocated")
+
+
+
+class PageKind(IntEnum):
+    """What the block covering a pfn is (the public names of the ``K_*`` values)."""
+
+    NONE = K_NONE  #: a hole, offline memory, or no block
+    FREE = K_FREE  #: on a buddy free list
+    ALLOCATED = K_ALLOC  #: allocated, not movable
+    PCP = K_PCP  #: an order-0 page on a per-CPU list (free to the user)
+    RESERVED = K_RESERVED  #: a memblock reservation
+    HELD = K_HELD  #: split off by expand and held by a page_ext client (guard pages)
+    ALLOCATED_MOVABLE = K_ALLOC_MOVABLE  #: allocated with a movable migratetype
+
+    @property
+    def label(self) -> str:
+        """How reports name it ("free", "allocated", "held"...)."""
+        return KIND_NAMES[self]
+
+    @property
+    def allocated(self) -> bool:
+        return self in (PageKind.ALLOCATED, PageKind.ALLOCATED_MOVABLE)
+
+    @property
+    def free(self) -> bool:
+        """Free from the user's point of view: in the buddy or on a per-CPU list."""
+        return self in (PageKind.FREE, PageKind.PCP)
+
+
+_KINDS = tuple(PageKind)
+
+
+class PageBlock(NamedTuple):
+    """The block covering a pfn: its kind, order and head pfn."""
+
+    kind: PageKind
+    order: int
+    head: int
+
 
 FREE_K = K_FREE << 4
 ALLOC_K = K_ALLOC << 4
@@ -692,13 +732,13 @@ class BuddyAllocator:
                 return head
         return None
 
-    def page_kind(self, pfn: int) -> tuple[int, int, int]:
-        """(kind, order, head) of the block covering ``pfn``; kind K_NONE when none."""
+    def page_kind(self, pfn: int) -> PageBlock:
+        """``PageBlock(kind, order, head)`` of the block covering ``pfn``; kind ``PageKind.NONE`` when none."""
         head = self.block_head(pfn)
         if head is None:
-            return K_NONE, 0, pfn
+            return PageBlock(PageKind.NONE, 0, pfn)
         s = self._st[head]
-        return s >> 4, s & 15, head
+        return PageBlock(_KINDS[s >> 4], s & 15, head)
 
     def is_allocated(self, pfn: int) -> bool:
         return self.page_kind(pfn)[0] in (K_ALLOC, K_ALLOC_MOVABLE)

@@ -35,6 +35,7 @@ from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn, PageFa
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,
+    ZoneSpan,
     _intersect,
     _merge,
     _subtract,
@@ -301,13 +302,17 @@ class Machine(BuddyAllocator):
                 raise InvalidPfn(pfn, f"in a memory hole [{s:#x}, {e:#x})")
         raise InvalidPfn(pfn, "not present memory (a hole or an offline section)")
 
-    def zone_of_pfn(self, pfn: int) -> int:
-        """Zone index of a pfn (from its pageblock)."""
+    def zone_of(self, pfn: int) -> int:
+        """Zone index of a pfn (from its pageblock): ``geometry.zones[i]``."""
         return int(self.pb_zone[pfn >> self.pageblock_order])
+
+    def zones_of(self, pfns: np.ndarray) -> np.ndarray:
+        """Zone index of each pfn (vectorised ``zone_of``), as int64."""
+        return self.pb_zone[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
 
     def node_zone(self, pfn: int) -> tuple[int, int]:
         """(node id, zone type) of a pfn, as ``%pGp`` prints them."""
-        z = self.geometry.zones[self.zone_of_pfn(pfn)]
+        z = self.geometry.zones[self.zone_of(pfn)]
         return z.node, z.ztype
 
     def format_page_flags(self, pfn: int) -> str:
@@ -316,7 +321,16 @@ class Machine(BuddyAllocator):
         return format_pageflags(self.page_flags(pfn), node, zt)
 
     def pageblock_migratetype(self, pfn: int) -> int:
+        """Migratetype of the pageblock holding ``pfn`` (``MIGRATETYPE_NAMES[i]``)."""
         return int(self.pb_mt[pfn >> self.pageblock_order])
+
+    def pageblock_migratetypes(self, pfns: np.ndarray) -> np.ndarray:
+        """Migratetype of each pfn's pageblock (vectorised ``pageblock_migratetype``), as int64."""
+        return self.pb_mt[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+
+    def populated_zones(self, nid: int | None = None) -> list[ZoneSpan]:
+        """Zones with present memory (of one node, or all), in index order."""
+        return [z for z in self.geometry.zones if self.zone_present[z.index] and (nid is None or z.node == nid)]
 
     def describe_page(self, pfn: int) -> str:
         """A ``dump_page``-style description (the lines before ``page dumped because``)."""
@@ -377,6 +391,12 @@ class Machine(BuddyAllocator):
         if ns < 0:
             raise ValueError("time only moves forward")
         self.clock_ns += ns
+
+    def set_stack_depth(self, frames: int) -> None:
+        """Keep at most ``frames`` frames of every stack captured or set from now on (page_owner's stack depth)."""
+        if frames.__class__ is not int or frames < 1:
+            raise ValueError(f"stack depth {frames!r}: expected a positive number of frames")
+        self.stack_max_frames = frames
 
     def set_stack(self, frames: Sequence[str] | int | None) -> int:
         """Attribute the next allocations to these frames (or a depot handle); None: capture Python's stack."""
@@ -584,7 +604,7 @@ class Machine(BuddyAllocator):
         for off in heads.tolist():
             p = start + off
             o = self._st[p] & 15
-            zi = self.zone_of_pfn(p)
+            zi = self.zone_of(p)
             self._remove(zi * MIGRATE_TYPES + self._pbmt[p >> self.pageblock_order], o, p)
             self.zone_free[zi] -= 1 << o
             self._st[p] = 0
@@ -607,7 +627,7 @@ class Machine(BuddyAllocator):
         for off in np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE).tolist():
             p = start + off
             o = self._st[p] & 15
-            zi = self.zone_of_pfn(p)
+            zi = self.zone_of(p)
             self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
             moved.append((p, o, zi))
         self.pb_mt[first : first + len(mts)] = mts

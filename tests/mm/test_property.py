@@ -110,7 +110,7 @@ class AllocatorModel(RuleBasedStateMachine):
         assert 0 <= pfn and pfn + n <= m.geometry.max_pfn
         assert not self.owned[pfn : pfn + n].any(), f"block {pfn:#x}/{order} overlaps a live block"
         assert all(m.pfn_valid(p) for p in (pfn, pfn + n - 1))
-        zone = m.geometry.zones[m.zone_of_pfn(pfn)]
+        zone = m.geometry.zones[m.zone_of(pfn)]
         assert zone.ztype <= m.gfp_zone(gfp), f"{zone.name} page for {G.format_gfp(gfp)}"
         if gfp & DMA_BIT:
             assert zone.ztype == ZONE_DMA and pfn + n <= self.dma_end

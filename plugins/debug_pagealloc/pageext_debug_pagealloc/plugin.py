@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
-from pageext_core.mm import buddy as _buddy
+from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
 
 from pageext_debug_pagealloc.report import (
@@ -49,12 +49,14 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
     from pageext_core.storage import ClientTable, PageExtView
 
+__all__ = ["DebugPagealloc", "MODE_DEBUG_PAGEALLOC", "MODE_OFF", "MODE_PAGE_POISON", "boot_mode",
+           "unmapping_off_reason"]
+
 MODE_OFF = "off"
 MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison
 MODE_PAGE_POISON = "page_poison"  # poison only
 AND_REDUCE = np.bitwise_and.reduce
 RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks after the function
-_FREE_KINDS = (_buddy.K_FREE, _buddy.K_PCP)
 
 
 def boot_mode(boot: BootConfig) -> str:
@@ -63,12 +65,27 @@ def boot_mode(boot: BootConfig) -> str:
     ``disable_debug_pagealloc`` (2014) wins over ``debug_pagealloc=on``
     wherever it stands on the line: it existed to switch off a feature that
     was otherwise on.  It does not cancel an explicit ``page_poison=on``.
+    A parameter nobody owns counts as not given (a client that asks this
+    rule may run next to a stand-in that owns only ``debug_pagealloc``).
     """
-    if boot["debug_pagealloc"] and not boot["disable_debug_pagealloc"]:
+    if boot.get("debug_pagealloc") and not boot.get("disable_debug_pagealloc"):
         return MODE_DEBUG_PAGEALLOC
-    if boot["page_poison"]:
+    if boot.get("page_poison"):
         return MODE_PAGE_POISON
     return MODE_OFF
+
+
+def unmapping_off_reason(boot: BootConfig) -> str | None:
+    """Why this boot line does not unmap free pages, in words a user can act on; None when it does.
+
+    The public form of ``boot_mode`` for clients that depend on unmapping
+    (guard pages): they ask this rule rather than copy it.
+    """
+    if boot_mode(boot) == MODE_DEBUG_PAGEALLOC:
+        return None
+    if boot.get("disable_debug_pagealloc"):
+        return "debug_pagealloc is off (disable_debug_pagealloc is given)"
+    return "debug_pagealloc is off (add debug_pagealloc=on)"
 
 
 class DebugPagealloc:
@@ -290,7 +307,7 @@ class DebugPagealloc:
     def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
         """Explain a fault on a page this client unmapped: only pages that are free right now."""
         kind, order, head = self.machine.page_kind(pfn)
-        if kind not in _FREE_KINDS:
+        if not kind.free:
             return None
         freed = bool(int(self.view.flags_of(pfn)[0]) & self.FREED)
         fkind = USE_AFTER_FREE if freed else STRAY_ACCESS
@@ -298,7 +315,7 @@ class DebugPagealloc:
         self.findings.append(Finding(kind=fkind, pfn=pfn, time_ns=self.machine.clock_ns, message=text,
                                      offset=offset, detail={
                                          "write": write, "block_head": head, "block_order": order,
-                                         "on_pcp_list": kind == _buddy.K_PCP,
+                                         "on_pcp_list": kind == PageKind.PCP,
                                      }))
         return text
 

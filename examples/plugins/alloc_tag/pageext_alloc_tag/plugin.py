@@ -262,7 +262,7 @@ class AllocTag:
         m = self._machine
         if not m.is_allocated(pfn):
             return None
-        head = m.page_kind(pfn)[2]
+        head = m.page_kind(pfn).head
         ent = self._sections[head >> self._shift] or self._load(head)
         tag = ent[0][head * ent[1] + ent[2]] & self._max_tag
         return self.texts[tag] if tag else None
