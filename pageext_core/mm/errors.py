@@ -99,6 +99,3 @@ class PageFault(MMError):
 class HotplugError(MMError):
     """A memory block that cannot be onlined or offlined (the -ENOMEM / -EBUSY of this world)."""
 
-
-class OutOfMemory(MMError):
-    """Raised only by helpers that must not fail; ``alloc_pages`` returns None instead."""
