@@ -23,7 +23,7 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -552,6 +552,173 @@ class BuddyAllocator:
             self._remove(base + old_mt, o, pfn)
             self._push(base + new_mt, o, pfn)
         self._pbmt[pb] = new_mt
+
+    # -- whole ranges: boot, hotplug, isolation -----------------------------------------
+
+    def free_ranges(self, ranges: Sequence[tuple[int, int]], *, tail: bool = False) -> None:
+        """Hand page ranges to the buddy as maximal aligned free blocks (boot, hot-add), vectorised.
+
+        The pages must be present and belong to no block.  No call-out is made.
+
+        Lists are filled so that the lowest pfns are handed out first, as the
+        kernel's boot-time frees to the list tails make happen.  With
+        ``tail`` (hot-added memory, as since Linux 5.10) the new blocks go
+        below what is already listed, so they are used last.
+        """
+        maxo = self.max_order
+        big = 1 << maxo
+        pbo = self.pageblock_order
+        per_list: dict[tuple[int, int], list[np.ndarray]] = {}
+        for s, e in ranges:
+            for zs, ze, zi in self._split_by_zone(s, e):
+                a = min(-(-zs // big) * big, ze)
+                b = max(a, ze // big * big)
+                edge = []
+                for lo, hi in ((zs, a), (b, ze)):
+                    p = lo
+                    while p < hi:
+                        o = 0
+                        while o < maxo and p & ((2 << o) - 1) == 0 and p + (2 << o) <= hi:
+                            o += 1
+                        edge.append((p, o))
+                        p += 1 << o
+                if b > a:
+                    heads = np.arange(a, b, big, dtype=np.int64)
+                    self.state[heads] = FREE_K | maxo
+                    per_list.setdefault((zi, maxo), []).append(heads)
+                    self.zone_free[zi] += b - a
+                for p, o in edge:
+                    self._st[p] = FREE_K | o
+                    per_list.setdefault((zi, o), []).append(np.array([p], np.int64))
+                    self.zone_free[zi] += 1 << o
+                self.pb_mt[zs >> pbo : (ze + (1 << pbo) - 1) >> pbo] = MIGRATE_MOVABLE
+        for (zi, o), parts in per_list.items():
+            zm = zi * MIGRATE_TYPES + MIGRATE_MOVABLE
+            li = zm * self.nr_orders + o
+            heads = np.sort(np.concatenate(parts))[::-1]
+            n0 = self._fl_n[li]
+            need = n0 + len(heads)
+            if need > len(self._fl_arr[li]):
+                grown = np.zeros(max(16, need), np.uint32)
+                grown[:n0] = self._fl_arr[li][:n0]
+                self._fl_arr[li] = grown
+                self._fl_mv[li] = memoryview(grown)
+            arr = self._fl_arr[li]
+            if tail and n0:
+                # The stack is popped from its end: put the new blocks at its start.
+                arr[len(heads):need] = arr[:n0].copy()
+                arr[: len(heads)] = heads
+                self.pflags[arr[:need].astype(np.int64)] = np.arange(need, dtype=np.uint32)
+            else:
+                arr[n0:need] = heads
+                self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
+            self._fl_n[li] = need
+            self._nonempty[zm] |= 1 << o
+
+    def _split_by_zone(self, s: int, e: int) -> list[tuple[int, int, int]]:
+        out = []
+        for z in self.geometry.zones:
+            lo, hi = max(s, z.start_pfn), min(e, z.end_pfn)
+            if lo < hi:
+                out.append((lo, hi, z.index))
+        return out
+
+    # -- call-outs ------------------------------------------------------------------------
+
+    def install(self, callouts: Callouts) -> None:
+        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
+
+        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
+        """
+        self.bind_callouts(callouts)
+        self._on_migrate = tuple(c.fn for c in callouts.migrate)
+        self._on_online = tuple(c.fn for c in callouts.online)
+        self.contents.fault_handlers = [c.fn for c in callouts.fault]
+        self.callouts = callouts
+
+    def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
+        """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
+        pbo = self.pageblock_order
+        first = start >> pbo
+        pbmt = self._pbmt
+        moved = []
+        for off in np.flatnonzero((self.state[start:end] >> 4) == K_FREE).tolist():
+            p = start + off
+            o = self._st[p] & 15
+            zi = self._pbz[p >> pbo]
+            self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
+            moved.append((p, o, zi))
+        self.pb_mt[first : first + len(mts)] = mts
+        for p, o, zi in moved:
+            mt = pbmt[p >> pbo]
+            if o >= pbo:  # a free block over several pageblocks has one type
+                self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
+            self._push(zi * MIGRATE_TYPES + mt, o, p)
+
+    def isolate_range(self, start: int, end: int) -> np.ndarray:
+        """MIGRATE_ISOLATE the pageblocks of ``[start, end)``: their free memory is never handed out.
+
+        Returns the old types, for ``unisolate_range``.
+        """
+        pbo = self.pageblock_order
+        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
+        self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
+        return saved
+
+    def unisolate_range(self, start: int, end: int, saved: np.ndarray) -> None:
+        """Give the pageblocks of ``[start, end)`` back the types ``isolate_range`` returned."""
+        self._retype(start, end, saved)
+
+    def take_free_range(self, start: int, end: int) -> int:
+        """Take every free page of ``[start, end)`` off the buddy free lists; the number of pages taken.
+
+        A free block that reaches outside the range is split as ``expand``
+        splits: its pieces outside the range go back on the free lists (of the
+        same zone and type), its pages inside are taken.  Pages of the range
+        that are not on a buddy free list (allocated, per-CPU, held, holes)
+        are left as they are.  Taken pages belong to no block afterwards
+        (state 0): the caller gives them one (an exact-placement allocation)
+        or removes them (offlining).  Pageblock types are not changed.
+        """
+        if start >= end:
+            return 0
+        st = self._st
+        pbo = self.pageblock_order
+        taken = 0
+        for edge in (start, end - 1):
+            head = self.block_head(edge)
+            if head is None:
+                continue
+            s = st[head]
+            order = s & 15
+            if s >> 4 != K_FREE or (head >= start and head + (1 << order) <= end):
+                continue
+            zone = self._pbz[head >> pbo]
+            zm = zone * MIGRATE_TYPES + self._pbmt[head >> pbo]
+            self._remove(zm, order, head)
+            self.zone_free[zone] -= 1 << order
+            st[head] = 0
+            lo, hi = max(head, start), min(head + (1 << order), end)
+            taken += hi - lo
+            for a, b in ((head, lo), (hi, head + (1 << order))):
+                p = a
+                while p < b:  # the outside piece, as maximal aligned blocks
+                    o = 0
+                    while p & ((2 << o) - 1) == 0 and p + (2 << o) <= b:
+                        o += 1
+                    st[p] = FREE_K | o
+                    self._push(zm, o, p)
+                    self.zone_free[zone] += 1 << o
+                    p += 1 << o
+        for off in np.flatnonzero((self.state[start:end] >> 4) == K_FREE).tolist():
+            p = start + off
+            o = st[p] & 15
+            zone = self._pbz[p >> pbo]
+            self._remove(zone * MIGRATE_TYPES + self._pbmt[p >> pbo], o, p)
+            self.zone_free[zone] -= 1 << o
+            st[p] = 0
+            taken += 1 << o
+        return taken
 
     # -- per-CPU lists ------------------------------------------------------------
 

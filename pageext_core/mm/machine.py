@@ -21,8 +21,6 @@ from pageext_core.mm.buddy import BuddyAllocator
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
-    MIGRATE_ISOLATE,
-    MIGRATE_MOVABLE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
@@ -183,7 +181,7 @@ class Machine(BuddyAllocator):
         free = list(self._present)
         for r in self.memblock_reserved:
             free = _subtract(free, r)
-        self._free_ranges_bulk(free)
+        self.free_ranges(free)
         total = sum(self.zone_free)
         if total < (1 << pbo) * MIGRATE_TYPES:
             self.mobility_grouping = False
@@ -199,85 +197,6 @@ class Machine(BuddyAllocator):
             f"Memory: {total * PAGE_SIZE // 1024}K/{present_kb}K available "
             f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
         )
-
-    def _free_ranges_bulk(self, ranges: Sequence[tuple[int, int]], tail: bool = False) -> None:
-        """Free page ranges into maximal aligned blocks, vectorised for the bulk.
-
-        Lists are filled so that the lowest pfns are handed out first, as the
-        kernel's boot-time frees to the list tails make happen.  With
-        ``tail`` (hot-added memory, as since Linux 5.10) the new blocks go
-        below what is already listed, so they are used last.
-        """
-        maxo = self.max_order
-        big = 1 << maxo
-        pbo = self.pageblock_order
-        per_list: dict[tuple[int, int], list[np.ndarray]] = {}
-        for s, e in ranges:
-            for zs, ze, zi in self._split_by_zone(s, e):
-                a = min(-(-zs // big) * big, ze)
-                b = max(a, ze // big * big)
-                edge = []
-                for lo, hi in ((zs, a), (b, ze)):
-                    p = lo
-                    while p < hi:
-                        o = 0
-                        while o < maxo and p & ((2 << o) - 1) == 0 and p + (2 << o) <= hi:
-                            o += 1
-                        edge.append((p, o))
-                        p += 1 << o
-                if b > a:
-                    heads = np.arange(a, b, big, dtype=np.int64)
-                    self.state[heads] = _b.FREE_K | maxo
-                    per_list.setdefault((zi, maxo), []).append(heads)
-                    self.zone_free[zi] += b - a
-                for p, o in edge:
-                    self._st[p] = _b.FREE_K | o
-                    per_list.setdefault((zi, o), []).append(np.array([p], np.int64))
-                    self.zone_free[zi] += 1 << o
-                self.pb_mt[zs >> pbo : (ze + (1 << pbo) - 1) >> pbo] = MIGRATE_MOVABLE
-        for (zi, o), parts in per_list.items():
-            zm = zi * MIGRATE_TYPES + MIGRATE_MOVABLE
-            li = zm * self.nr_orders + o
-            heads = np.sort(np.concatenate(parts))[::-1]
-            n0 = self._fl_n[li]
-            need = n0 + len(heads)
-            if need > len(self._fl_arr[li]):
-                grown = np.zeros(max(16, need), np.uint32)
-                grown[:n0] = self._fl_arr[li][:n0]
-                self._fl_arr[li] = grown
-                self._fl_mv[li] = memoryview(grown)
-            arr = self._fl_arr[li]
-            if tail and n0:
-                # The stack is popped from its end: put the new blocks at its start.
-                arr[len(heads):need] = arr[:n0].copy()
-                arr[: len(heads)] = heads
-                self.pflags[arr[:need].astype(np.int64)] = np.arange(need, dtype=np.uint32)
-            else:
-                arr[n0:need] = heads
-                self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
-            self._fl_n[li] = need
-            self._nonempty[zm] |= 1 << o
-
-    def _split_by_zone(self, s: int, e: int) -> list[tuple[int, int, int]]:
-        out = []
-        for z in self.geometry.zones:
-            lo, hi = max(s, z.start_pfn), min(e, z.end_pfn)
-            if lo < hi:
-                out.append((lo, hi, z.index))
-        return out
-
-    # -- call-outs ------------------------------------------------------------------------
-
-    def install(self, callouts: Callouts) -> None:
-        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
-
-        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
-        """
-        self.bind_callouts(callouts)
-        self._on_migrate = tuple(c.fn for c in callouts.migrate)
-        self._on_online = tuple(c.fn for c in callouts.online)
-        self.contents.fault_handlers = [c.fn for c in callouts.fault]
-        self.callouts = callouts
 
     # -- pfn checks and descriptions --------------------------------------------------
 
@@ -547,7 +466,7 @@ class Machine(BuddyAllocator):
         self._set_present(ranges, True)
         for z in self.geometry.zones:
             self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self._free_ranges_bulk(ranges, tail=True)
+        self.free_ranges(ranges, tail=True)
         blk.online = True
         self._build_zonelists()
         self._notify(MEM_ONLINE, start, nr)
@@ -585,7 +504,7 @@ class Machine(BuddyAllocator):
             raise HotplugError(
                 f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {_b.KIND_NAMES[k]} "
                 f"(order {int(seg[busy[0]]) & 15}); {hint}")
-        saved = self._isolate(start, end) if migrate else None
+        saved = self.isolate_range(start, end) if migrate else None
         try:
             if migrate:
                 self._migrate_out(index, start, end)
@@ -597,17 +516,10 @@ class Machine(BuddyAllocator):
                     raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
         except BaseException:
             if saved is not None:
-                self._unisolate(start, end, saved)
+                self.unisolate_range(start, end, saved)
             raise
         ranges = _intersect([r for r in self._present if r[0] < end and r[1] > start], start, end)
-        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE)
-        for off in heads.tolist():
-            p = start + off
-            o = self._st[p] & 15
-            zi = self.zone_of(p)
-            self._remove(zi * MIGRATE_TYPES + self._pbmt[p >> self.pageblock_order], o, p)
-            self.zone_free[zi] -= 1 << o
-            self._st[p] = 0
+        self.take_free_range(start, end)
         for z in self.geometry.zones:
             self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
         self.pflags[start:end] = 0
@@ -617,35 +529,6 @@ class Machine(BuddyAllocator):
         self._build_zonelists()
         self._notify(MEM_OFFLINE, start, end - start)
         self.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
-
-    def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
-        """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
-        pbo = self.pageblock_order
-        first = start >> pbo
-        pbmt = self._pbmt
-        moved = []
-        for off in np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE).tolist():
-            p = start + off
-            o = self._st[p] & 15
-            zi = self.zone_of(p)
-            self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
-            moved.append((p, o, zi))
-        self.pb_mt[first : first + len(mts)] = mts
-        for p, o, zi in moved:
-            mt = pbmt[p >> pbo]
-            if o >= pbo:  # a free block over several pageblocks has one type
-                self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
-            self._push(zi * MIGRATE_TYPES + mt, o, p)
-
-    def _isolate(self, start: int, end: int) -> np.ndarray:
-        """MIGRATE_ISOLATE the block's pageblocks: their free memory is never handed out; the old types."""
-        pbo = self.pageblock_order
-        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
-        self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
-        return saved
-
-    def _unisolate(self, start: int, end: int, saved: np.ndarray) -> None:
-        self._retype(start, end, saved)
 
     def _migrate_out(self, index: int, start: int, end: int) -> None:
         heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_ALLOC_MOVABLE)
