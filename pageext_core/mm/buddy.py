@@ -50,6 +50,7 @@ from pageext_core.mm.errors import (
     OrderMismatch,
 )
 from pageext_core.mm import gfp as _gfp
+from pageext_core.mm.geometry import _intersect, count_pages
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_head,
@@ -623,19 +624,6 @@ class BuddyAllocator:
                 out.append((lo, hi, z.index))
         return out
 
-    # -- call-outs ------------------------------------------------------------------------
-
-    def install(self, callouts: Callouts) -> None:
-        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
-
-        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
-        """
-        self.bind_callouts(callouts)
-        self._on_migrate = tuple(c.fn for c in callouts.migrate)
-        self._on_online = tuple(c.fn for c in callouts.online)
-        self.contents.fault_handlers = [c.fn for c in callouts.fault]
-        self.callouts = callouts
-
     def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
         """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
         pbo = self.pageblock_order
@@ -654,6 +642,24 @@ class BuddyAllocator:
             if o >= pbo:  # a free block over several pageblocks has one type
                 self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
             self._push(zi * MIGRATE_TYPES + mt, o, p)
+
+    def add_memory(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Hot-added memory: count it present in its zones and free it to the buddy (used last)."""
+        for z in self.geometry.zones:
+            self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self.free_ranges(ranges, tail=True)
+        self._build_zonelists()
+
+    def remove_memory(self, start: int, end: int, ranges: Sequence[tuple[int, int]]) -> None:
+        """Offlined memory: ``[start, end)`` (present in ``ranges``) leaves the free lists and its zones.
+
+        Every page must be free or belong to no block (the caller checked).
+        """
+        self.take_free_range(start, end)
+        for z in self.geometry.zones:
+            self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self.pflags[start:end] = 0
+        self._build_zonelists()
 
     def isolate_range(self, start: int, end: int) -> np.ndarray:
         """MIGRATE_ISOLATE the pageblocks of ``[start, end)``: their free memory is never handed out.

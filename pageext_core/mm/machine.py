@@ -43,19 +43,20 @@ from pageext_core.mm.geometry import (
 )
 from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
+from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home used to be here
+    MEM_CANCEL_OFFLINE,
+    MEM_CANCEL_ONLINE,
+    MEM_GOING_OFFLINE,
+    MEM_GOING_ONLINE,
+    MEM_OFFLINE,
+    MEM_ONLINE,
+    Hotplug,
+    MemoryBlock,
+    MemoryNotifier,
+)
 from pageext_core.mm.pageflags import PG_reserved, format_pageflags
 from pageext_core.mm.printk import KernelLog
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
-
-MEM_GOING_ONLINE = "going-online"
-MEM_ONLINE = "online"
-MEM_CANCEL_ONLINE = "cancel-online"
-MEM_GOING_OFFLINE = "going-offline"
-MEM_OFFLINE = "offline"
-MEM_CANCEL_OFFLINE = "cancel-offline"
-
-MemoryNotifier = Callable[[str, int, int], None]
-
 
 @dataclass(frozen=True)
 class Task:
@@ -72,21 +73,6 @@ class Task:
 
 
 SWAPPER = Task(0, 0, "swapper/0")
-
-
-@dataclass
-class MemoryBlock:
-    """A hot-pluggable unit (``/sys/devices/system/memory/memoryN``)."""
-
-    index: int
-    start_pfn: int
-    end_pfn: int
-    online: bool
-    hotplug: bool  # hot-pluggable memory (offline at boot), not boot RAM
-
-    @property
-    def nr_pages(self) -> int:
-        return self.end_pfn - self.start_pfn
 
 
 class Machine(BuddyAllocator):
@@ -109,18 +95,19 @@ class Machine(BuddyAllocator):
         self.contents.oops = self._log_oops
         self.taint: set[str] = set()
         self.nr_oopses = 0
-        self.memory_notifiers: list[MemoryNotifier] = []
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
         self._init_allocator()
         self.callouts: Callouts = NO_CALLOUTS
         self._on_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
-        self._on_online: tuple[Callable[[int, int], object], ...] = ()
         self._present: list[tuple[int, int]] = list(g.ram)
         self._present_starts = [s for s, _ in self._present]
         self.memblock_reserved: list[tuple[int, int]] = list(g.reserved)
         self.booted = False
+        self.hotplug = Hotplug(self)
+        # Called with (event, start_pfn, nr_pages) on every hotplug event; the same list as ``hotplug.notifiers``.
+        self.memory_notifiers: list[MemoryNotifier] = self.hotplug.notifiers
         self._log_layout()
         if not memblock_only:
             self.free_all()
@@ -197,6 +184,18 @@ class Machine(BuddyAllocator):
             f"Memory: {total * PAGE_SIZE // 1024}K/{present_kb}K available "
             f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
         )
+
+    # -- call-outs ------------------------------------------------------------------------
+
+    def install(self, callouts: Callouts) -> None:
+        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
+
+        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
+        """
+        self.bind_callouts(callouts)
+        self._on_migrate = tuple(c.fn for c in callouts.migrate)
+        self.contents.fault_handlers = [c.fn for c in callouts.fault]
+        self.callouts = callouts
 
     # -- pfn checks and descriptions --------------------------------------------------
 
@@ -416,135 +415,25 @@ class Machine(BuddyAllocator):
             observer(pfn, new, order, reason)
         return new
 
-    # -- memory hotplug ---------------------------------------------------------------------
+    # -- memory hotplug (pageext_core.mm.hotplug) -------------------------------------------
 
     @property
     def memory_blocks(self) -> list[MemoryBlock]:
-        """Boot RAM and hot-pluggable memory, in memory-block units, by address.
-
-        A block's ``index`` is the kernel's: its start address divided by the
-        block size (``/sys/devices/system/memory/memoryN``).
-        """
-        if not hasattr(self, "_blocks"):
-            g = self.geometry
-            size = (self.config.memory_block_size or (1 << self.config.section_size_bits)) // PAGE_SIZE
-            starts: set[int] = set()
-            for lo, hi in g.ram:
-                starts.update(range(lo // size * size, hi, size))
-            blocks = [MemoryBlock(start // size, start, start + size, True, False) for start in sorted(starts)]
-            blocks += [MemoryBlock(lo // size, lo, hi, False, True) for lo, hi in g.hotplug_blocks]
-            self._blocks = blocks
-            self._blocks_by_id = {b.index: b for b in blocks}
-        return self._blocks
-
-    def _block(self, index: int) -> MemoryBlock:
-        blk = self._blocks_by_id.get(index) if self.memory_blocks else None
-        if blk is None:
-            ids = sorted(self._blocks_by_id)
-            raise HotplugError(f"memory block {index}: this machine has no such block "
-                               f"(memory{ids[0]}..memory{ids[-1]}; see machine.memory_blocks)")
-        return blk
-
-    def _notify(self, event: str, start: int, nr: int, notifiers: Sequence[MemoryNotifier] | None = None) -> None:
-        for fn in (self.memory_notifiers if notifiers is None else notifiers):
-            fn(event, start, nr)
+        """Boot RAM and hot-pluggable memory, in memory-block units, by address (see ``Hotplug.blocks``)."""
+        return self.hotplug.blocks
 
     def online_memory_block(self, index: int) -> None:
-        """Bring a memory block online; a notifier's failure cancels it with nothing changed."""
-        blk = self._block(index)
-        if blk.online:
-            raise HotplugError(f"memory block {index} [{blk.start_pfn:#x}, {blk.end_pfn:#x}) is already online")
-        ranges = [(blk.start_pfn, blk.end_pfn)] if blk.hotplug else _intersect(self.geometry.ram, blk.start_pfn, blk.end_pfn)
-        start, nr = blk.start_pfn, blk.nr_pages
-        for fn in self.memory_notifiers:
-            try:
-                fn(MEM_GOING_ONLINE, start, nr)
-            except Exception as exc:
-                self._notify(MEM_CANCEL_ONLINE, start, nr)
-                self.log.warn(f"memory block {index}: online failed: {exc}")
-                raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
-        self._set_present(ranges, True)
-        for z in self.geometry.zones:
-            self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self.free_ranges(ranges, tail=True)
-        blk.online = True
-        self._build_zonelists()
-        self._notify(MEM_ONLINE, start, nr)
-        for fn in self._on_online:
-            fn(start, nr)
-        self.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
+        """Bring a memory block online (``Hotplug.online``)."""
+        self.hotplug.online(index)
 
     def offline_memory_block(self, index: int, migrate: bool = False) -> None:
-        """Take a memory block offline.
+        """Take a memory block offline (``Hotplug.offline``)."""
+        self.hotplug.offline(index, migrate)
 
-        Without ``migrate``, any page in use makes it fail (-EBUSY) with
-        nothing changed.  With ``migrate`` it does what the kernel does: the
-        block's pageblocks are isolated (nothing new is allocated there) and
-        its movable allocations are migrated out (reason ``memory_hotplug``);
-        an unmovable, reserved or held page still fails it (-EBUSY), and so
-        does a migration with nowhere to go (-ENOMEM): the isolation is then
-        undone, and blocks already migrated stay where they went, as in the
-        kernel.
-        """
-        blk = self._block(index)
-        if not blk.online:
-            raise HotplugError(f"memory block {index} is already offline")
-        start, end = blk.start_pfn, blk.end_pfn
-        self.drain_all_pages()
-        seg = self.state[start:end]
-        kinds = seg >> 4
-        busy_mask = (kinds != _b.K_FREE) & (kinds != _b.K_NONE)
-        if migrate:
-            busy_mask &= kinds != _b.K_ALLOC_MOVABLE
-        busy = np.flatnonzero(busy_mask)
-        if busy.size:
-            p = start + int(busy[0])
-            k = int(kinds[busy[0]])
-            hint = "it cannot be migrated" if migrate else "free it, or offline with migration"
-            raise HotplugError(
-                f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {_b.KIND_NAMES[k]} "
-                f"(order {int(seg[busy[0]]) & 15}); {hint}")
-        saved = self.isolate_range(start, end) if migrate else None
-        try:
-            if migrate:
-                self._migrate_out(index, start, end)
-            for fn in self.memory_notifiers:
-                try:
-                    fn(MEM_GOING_OFFLINE, start, end - start)
-                except Exception as exc:
-                    self._notify(MEM_CANCEL_OFFLINE, start, end - start)
-                    raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
-        except BaseException:
-            if saved is not None:
-                self.unisolate_range(start, end, saved)
-            raise
-        ranges = _intersect([r for r in self._present if r[0] < end and r[1] > start], start, end)
-        self.take_free_range(start, end)
-        for z in self.geometry.zones:
-            self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self.pflags[start:end] = 0
-        self.contents.forget(ranges)
-        self._set_present(ranges, False)
-        blk.online = False
-        self._build_zonelists()
-        self._notify(MEM_OFFLINE, start, end - start)
-        self.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
+    # -- present memory --------------------------------------------------------------------------
 
-    def _migrate_out(self, index: int, start: int, end: int) -> None:
-        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_ALLOC_MOVABLE)
-        pages = 0
-        for off in heads.tolist():
-            p = start + off
-            o = self._st[p] & 15
-            if self.migrate_pages(p, o, "memory_hotplug") is None:
-                raise HotplugError(f"memory block {index}: offline failed (-ENOMEM): nowhere outside the block "
-                                   f"to migrate pfn {p:#x} (order {o}) to")
-            pages += 1 << o
-        self.drain_all_pages()
-        if heads.size:
-            self.log.info(f"memory block {index}: migrated {heads.size} blocks ({pages} pages) out before offlining")
-
-    def _set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
+    def set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
+        """Mark page ranges present (online) or not; ``pfn_valid`` follows."""
         cur = list(self._present)
         for r in ranges:
             cur = _subtract(cur, r)
