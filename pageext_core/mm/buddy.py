@@ -23,7 +23,7 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -59,6 +59,12 @@ from pageext_core.mm.pageflags import (
     PG_writeback,
     flag_names,
 )
+
+if TYPE_CHECKING:
+    from pageext_core.mm.contents import PageContents
+    from pageext_core.mm.context import Task
+    from pageext_core.mm.geometry import Geometry
+    from pageext_core.mm.printk import KernelLog
 
 # gfp bits used inside class bodies, where a ``__GFP_*`` name would be mangled.
 GFP_BIT_COMP = _gfp.__GFP_COMP
@@ -164,9 +170,37 @@ def zone_batchsize(managed_pages: int) -> int:
 class BuddyAllocator:
     """Allocator state and operations; ``Machine`` builds on it.
 
-    Subclasses provide ``geometry``, ``clock_ns``, ``cpu``, ``log`` and
-    ``contents`` before calling ``_init_allocator``.
+    The allocator owns its state (page state, pageblocks, free lists, per-CPU
+    lists, counters) and every change to its free lists.  What it needs from
+    the machine is declared below and provided by ``Machine`` before
+    ``_init_allocator``: the geometry, the clock and CPU it charges and runs
+    on, the current task (named in errors), the log (allocation failures),
+    the page contents (``__GFP_ZERO``) and the machine's pfn check and page
+    descriptions (errors in the kernel's words).
     """
+
+    geometry: Geometry
+    clock_ns: int
+    cpu: int
+    current: Task
+    log: KernelLog
+    contents: PageContents
+
+    def check_pfn(self, pfn: int) -> None:
+        """Raise ``InvalidPfn`` saying why a pfn is not usable memory (the machine's)."""
+        raise NotImplementedError
+
+    def describe_page(self, pfn: int) -> str:
+        """A ``dump_page``-style description (the machine's)."""
+        raise NotImplementedError
+
+    def cpu_line(self) -> str:
+        """``dump_stack``'s first line (the machine's)."""
+        raise NotImplementedError
+
+    def call_trace_lines(self) -> list[str]:
+        """The current call trace (the machine's)."""
+        raise NotImplementedError
 
     # -- set-up -----------------------------------------------------------
 

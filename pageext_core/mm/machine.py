@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from pageext_core.mm import buddy as _b
+from pageext_core.mm import oops
 from pageext_core.mm.buddy import BuddyAllocator
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
@@ -24,10 +24,10 @@ from pageext_core.mm.constants import (
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
-    TAINT_LETTERS,
     ZONE_MOVABLE,
     ZONE_NAMES,
 )
+from pageext_core.mm.context import SWAPPER, Task
 from pageext_core.mm.contents import PageContents
 from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn, PageFault
 from pageext_core.mm.geometry import (
@@ -57,23 +57,6 @@ from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home us
 from pageext_core.mm.pageflags import PG_reserved, format_pageflags
 from pageext_core.mm.printk import KernelLog
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
-
-@dataclass(frozen=True)
-class Task:
-    """The "current" task allocations are attributed to."""
-
-    pid: int
-    tgid: int
-    comm: str
-
-    def __post_init__(self) -> None:
-        if len(self.comm.encode()) > 15:
-            # TASK_COMM_LEN is 16 with the NUL: the kernel truncates, so do we.
-            object.__setattr__(self, "comm", self.comm.encode()[:15].decode(errors="ignore"))
-
-
-SWAPPER = Task(0, 0, "swapper/0")
-
 
 class Machine(BuddyAllocator):
     """A booted machine.  The allocator's entry points are ``alloc_pages`` and ``free_pages``."""
@@ -265,32 +248,24 @@ class Machine(BuddyAllocator):
             lines.append("page_type: guard")
         return "\n".join(lines)
 
-    # -- oopses, CPU lines, call traces ------------------------------------------------
+    # -- oopses (pageext_core.mm.oops) --------------------------------------------------
 
     def taint_text(self) -> str:
         """``Not tainted`` or the kernel's ``Tainted: G      D ...`` column string."""
-        if not self.taint:
-            return "Not tainted"
-        return "Tainted: " + ("P" if "P" in self.taint else "G") + "".join(
-            c if c in self.taint else " " for c in TAINT_LETTERS)
+        return oops.taint_text(self.taint)
 
     def cpu_line(self) -> str:
         """``dump_stack``'s first line for the current task."""
-        t = self.current
-        return f"CPU: {self.cpu} UID: 0 PID: {t.pid} Comm: {t.comm} {self.taint_text()} {KERNEL_RELEASE} #1"
+        return oops.cpu_line(self.cpu, self.current, self.taint)
 
     def call_trace_lines(self) -> list[str]:
         """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
-        frames = self.depot.fetch(self.current_stack())
-        return ["Call Trace:", " <TASK>", *(f" {f}" for f in frames), " </TASK>"]
+        return oops.call_trace_lines(self.depot.fetch(self.current_stack()))
 
     def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
         """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
         self.nr_oopses += 1
-        lines = [*fault.header_lines(),
-                 f"Oops: {0x0002 if fault.write else 0x0000:04x} [#{self.nr_oopses}] SMP",
-                 self.cpu_line(), *self.call_trace_lines(), *texts]
-        self.log.printk("\n".join(lines), "err")
+        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.cpu_line(), self.call_trace_lines()), "err")
         self.taint.add("D")
 
     # -- context: task, CPU, clock, stack -----------------------------------------
