@@ -54,6 +54,7 @@ from pageext_core.mm.geometry import _intersect, count_pages
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_head,
+    PG_reserved,
     PG_locked,
     PG_mlocked,
     PG_writeback,
@@ -677,6 +678,18 @@ class BuddyAllocator:
                 self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
             self._push(zi * MIGRATE_TYPES + mt, o, p)
 
+    def reserve_ranges(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Boot: mark memblock reservations (never freed to the buddy) and count them in their zones."""
+        for s, e in ranges:
+            self.state[s:e] = RESV_K
+            self.pflags[s:e] = 1 << PG_reserved
+            for z in self.geometry.zones:
+                self.zone_reserved[z.index] += count_pages(_intersect([(s, e)], z.start_pfn, z.end_pfn))
+
+    def free_list_bytes(self) -> int:
+        """Host bytes of the free lists' arrays."""
+        return sum(a.nbytes for a in self._fl_arr)
+
     def add_memory(self, ranges: Sequence[tuple[int, int]]) -> None:
         """Hot-added memory: count it present in its zones and free it to the buddy (used last)."""
         for z in self.geometry.zones:
@@ -720,6 +733,7 @@ class BuddyAllocator:
         (state 0): the caller gives them one (an exact-placement allocation)
         or removes them (offlining).  Pageblock types are not changed.
         """
+        start, end = max(start, 0), min(end, len(self.state))  # a memory block may reach past max_pfn
         if start >= end:
             return 0
         st = self._st
@@ -998,6 +1012,17 @@ class BuddyAllocator:
     def clear_page_flags(self, pfn: int, mask: int, nr: int = 1) -> None:
         self._require_allocated(pfn, nr)
         self.pflags[pfn : pfn + nr] &= np.uint32(~mask & 0xFFFFFFFF)
+
+    def check_block(self, pfn: int, order: int) -> None:
+        """Raise, in the kernel's words, unless ``pfn`` heads an allocated block of this order."""
+        s = self._st[pfn] if pfn.__class__ is int and 0 <= pfn < self.geometry.max_pfn else 0
+        if s != ALLOC_K | order and s != ALLOCM_K | order:
+            self._bad_free(pfn, order)
+
+    def replace_page_flags(self, pfn: int, flags: int) -> None:
+        """Set the whole flags word of an allocated page (migration moves it to the new block)."""
+        self._require_allocated(pfn, 1)
+        self._pf[pfn] = flags
 
     def page_flags(self, pfn: int) -> int:
         """Flags of a page (0 for free pages, whose flag word holds list bookkeeping)."""

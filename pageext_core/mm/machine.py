@@ -15,9 +15,8 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from pageext_core.mm import buddy as _b
 from pageext_core.mm import oops
-from pageext_core.mm.buddy import BuddyAllocator
+from pageext_core.mm.buddy import BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
@@ -54,7 +53,7 @@ from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home us
     MemoryBlock,
     MemoryNotifier,
 )
-from pageext_core.mm.pageflags import PG_reserved, format_pageflags
+from pageext_core.mm.pageflags import format_pageflags
 from pageext_core.mm.printk import KernelLog
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
 
@@ -143,11 +142,7 @@ class Machine(BuddyAllocator):
         pbo = g.pageblock_order
         for z in g.zones:
             self.zone_present[z.index] = count_pages(_intersect(self._present, z.start_pfn, z.end_pfn))
-        for s, e in self.memblock_reserved:
-            self.state[s:e] = _b.RESV_K
-            self.pflags[s:e] = 1 << PG_reserved
-            for z in g.zones:
-                self.zone_reserved[z.index] += count_pages(_intersect([(s, e)], z.start_pfn, z.end_pfn))
+        self.reserve_ranges(self.memblock_reserved)
         free = list(self._present)
         for r in self.memblock_reserved:
             free = _subtract(free, r)
@@ -236,15 +231,15 @@ class Machine(BuddyAllocator):
     def describe_page(self, pfn: int) -> str:
         """A ``dump_page``-style description (the lines before ``page dumped because``)."""
         kind, order, head = self.page_kind(pfn)
-        allocated = kind in (_b.K_ALLOC, _b.K_ALLOC_MOVABLE)
-        lines = [f"page: refcount:{1 if allocated or kind == _b.K_RESERVED else 0} mapcount:0 "
+        allocated = kind.allocated
+        lines = [f"page: refcount:{1 if allocated or kind == PageKind.RESERVED else 0} mapcount:0 "
                  f"mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
         if head != pfn or order:
-            lines.append(f"head: order:{order} pfn:{head:#x} ({_b.KIND_NAMES[kind]})")
+            lines.append(f"head: order:{order} pfn:{head:#x} ({kind.label})")
         lines.append(f"flags: {self.format_page_flags(head)}")
-        if kind == _b.K_FREE:
+        if kind == PageKind.FREE:
             lines.append("page_type: buddy")
-        elif kind == _b.K_HELD:
+        elif kind == PageKind.HELD:
             lines.append("page_type: guard")
         return "\n".join(lines)
 
@@ -370,10 +365,8 @@ class Machine(BuddyAllocator):
         """
         if reason not in MIGRATE_REASONS:
             raise ValueError(f"migrate reason {reason!r}: expected one of {', '.join(MIGRATE_REASONS)}")
-        s = self._st[pfn] if isinstance(pfn, int) and 0 <= pfn < self.geometry.max_pfn else 0
-        if s != _b.ALLOC_K | order and s != _b.ALLOCM_K | order:
-            self._bad_free(pfn, order)
-        flags = self._pf[pfn]
+        self.check_block(pfn, order)
+        flags = self.page_flags(pfn)
         # The target is allocated like any block (clients map it, record it);
         # the migrate call-out then lets them copy the old block's record over.
         new = self.alloc_pages(gfp_mask | GFP_BIT_NOWARN, order)
@@ -381,10 +374,10 @@ class Machine(BuddyAllocator):
             return None
         for i in range(1 << order):
             self.contents.copy_page(new + i, pfn + i)
-        self._pf[new] = flags
+        self.replace_page_flags(new, flags)
         for h in self._on_migrate:
             h(pfn, new, order, reason)
-        self._pf[pfn] = 0
+        self.replace_page_flags(pfn, 0)
         self.free_pages(pfn, order)
         for observer in self.migrate_observers:
             observer(pfn, new, order, reason)
@@ -464,11 +457,10 @@ class Machine(BuddyAllocator):
 
     def host_bytes(self) -> dict[str, int]:
         """Host memory the model holds, by part (virtual sizes of the arrays)."""
-        lists = sum(a.nbytes for a in self._fl_arr)
         return {
             "state": self.state.nbytes,
             "pflags": self.pflags.nbytes,
             "pageblocks": self.pb_mt.nbytes + self.pb_zone.nbytes,
-            "free_lists": lists,
+            "free_lists": self.free_list_bytes(),
             "contents": self.contents.host_bytes,
         }

@@ -135,3 +135,12 @@ def test_take_free_range_splits_the_blocks_that_reach_outside() -> None:
     q = m.alloc_pages(G.GFP_KERNEL, 0)
     m.drain_all_pages()
     assert m.take_free_range(q, q + 1) == 0 and m.is_allocated(q)
+
+
+def test_take_free_range_past_the_end_of_memory_takes_what_exists() -> None:
+    m = Machine(SMALL)
+    m.drain_all_pages()
+    n = m.geometry.max_pfn
+    free_before = m.nr_free_pages
+    taken = m.take_free_range(n - 16, n + 4096)  # a range reaching past max_pfn, as a memory block may
+    assert taken == 16 and m.nr_free_pages == free_before - 16
