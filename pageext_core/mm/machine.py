@@ -6,6 +6,13 @@ FLATMEM page_ext tables) → ``free_all`` (memory handed to the buddy
 allocator) → late users (SPARSEMEM page_ext tables, clients' ``init``).
 ``Machine(config)`` does all of it; ``Machine(config, memblock_only=True)``
 stops before ``free_all`` so the page_ext framework can reserve memory first.
+
+The machine is the front plugins, sessions and tests use.  Its parts: the
+allocator (``buddy``, still its base class: it owns the page state and
+every free-list change, and declares what it takes from the machine),
+memory hotplug (``hotplug``, a component: ``machine.hotplug``), the
+call-out table (``callouts``), the task (``context``) and the oops text
+(``oops``).
 """
 from __future__ import annotations
 
