@@ -35,7 +35,7 @@ from pageext_core.mm.constants import (
 )
 from pageext_core.mm.context import SWAPPER, Task
 from pageext_core.mm.contents import PageContents
-from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn, PageFault
+from pageext_core.mm.errors import ConfigError, InvalidPfn, PageFault
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,

@@ -14,7 +14,7 @@ import pytest
 
 from fwsupport import Counter, Fixed, boot_with, free_total
 from pageext_core import hookimpl
-from pageext_core.mm import NO_CALLOUTS, Callout, Callouts, HookError, PageFault, check_invariants
+from pageext_core.mm import NO_CALLOUTS, Callout, HookError, PageFault, check_invariants
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
 CANONICAL_ALLOC = ["pfn", "order", "gfp_mask", "migratetype"]

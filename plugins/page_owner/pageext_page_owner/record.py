@@ -17,7 +17,7 @@ work (comm bytes) only when ``machine.current`` changes.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
