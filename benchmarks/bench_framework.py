@@ -39,7 +39,7 @@ from typing import Any, Callable
 
 import pageext_core as pc
 from pageext_core import hookimpl
-from pageext_core.mm import GiB, MachineConfig, MiB, TiB
+from pageext_core.mm import Callout, Callouts, GiB, MachineConfig, MiB, TiB
 from pageext_core.mm.geometry import build_geometry
 
 from benchmarks import _workload as wl
@@ -87,8 +87,7 @@ def overhead_off(quick: bool) -> list[Result]:
     off = pc.boot(CONFIG, "")
     bare = pc.boot(CONFIG, "", autoload=False)
     m_off, m_bare = off.machine, bare.machine
-    callouts = [m_off._cb_alloc, m_off._cb_free, m_off._cb_split_page, m_off._cb_migrate]
-    assert not any(callouts) and m_off._cb_split is None and m_off._cb_merge is None, "off must install no call-out"
+    assert not m_off.callouts, "off must install no call-out"
     best, walls = interleaved_cpu({"off": lambda: wl.run_plan(m_off, plan), "bare": lambda: wl.run_plan(m_bare, plan)},
                                   rounds=5 if quick else 21)
     ratio = best["bare"] / best["off"]
@@ -153,7 +152,7 @@ def _through_pluggy(pe: pc.PageExt) -> pc.Machine:
     def free(pfn: int, order: int) -> None:
         on_free(pfn=pfn, order=order)
 
-    m._cb_alloc, m._cb_free = (alloc,), (free,)
+    m.install(Callouts(alloc=(Callout("pluggy", alloc),), free=(Callout("pluggy", free),)))
     return m
 
 
@@ -167,7 +166,7 @@ def noop_clients(quick: bool) -> list[Result]:
     machines = {"0": _noop_boot(0).machine}
     for k in (1, 3):
         pe = _noop_boot(k)
-        assert len(pe.machine._cb_alloc) == k and len(pe.machine._cb_free) == k
+        assert len(pe.machine.callouts.alloc) == k and len(pe.machine.callouts.free) == k
         machines[f"{k} resolved"] = pe.machine
         machines[f"{k} pluggy"] = _through_pluggy(_noop_boot(k))
     runs: dict[str, Callable[[], Any]] = {name: (lambda m=m: wl.run_plan(m, plan)) for name, m in machines.items()}

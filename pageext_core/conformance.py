@@ -125,13 +125,12 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
     # 1. off costs nothing
     pe_off = boot_with(boot_off)
     c_off = pe_off.client(cname)
-    owners = {o for o, _ in pe_off.machine.callout_owner.values()}
     problems = []
     if c_off.enabled:
         problems.append(f"need() said yes for boot_off {boot_off!r}")
     if c_off.layout is not None or c_off.view is not None:
         problems.append("it has page_ext space while not needed")
-    if cname in owners:
+    if cname in pe_off.machine.callouts.clients():
         problems.append("it has hot-path call-outs while not needed")
     report.add("no memory and no calls when not needed", not problems, "; ".join(problems))
 
@@ -183,16 +182,8 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
 
 
 def _only_calls_of(pe: PageExt, cname: str) -> None:
-    """Keep the allocator's call-outs of one client; drop every other client's."""
-    m = pe.machine
-    mine = {key for key, (owner, _) in m.callout_owner.items() if owner == cname}
-    for attr in ("_cb_alloc", "_cb_free", "_cb_split_page", "_cb_migrate"):
-        setattr(m, attr, tuple(f for f in getattr(m, attr) if id(f) in mine))
-    for attr in ("_cb_split", "_cb_merge"):
-        f = getattr(m, attr)
-        if f is not None and id(f) not in mine:
-            setattr(m, attr, None)
-    m.contents.fault_handlers[:] = [f for f in m.contents.fault_handlers if id(f) in mine]
+    """Keep the machine's call-outs of one client; drop every other client's."""
+    pe.machine.install(pe.machine.callouts.only(cname))
 
 
 def _own_reports(pe: PageExt, cname: str) -> list[str]:

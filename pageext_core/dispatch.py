@@ -51,6 +51,7 @@ EVENT_HOOKS: dict[str, tuple[str, ...]] = {
     "pageext_on_split_page": ("pfn", "order"),
     "pageext_on_migrate": ("old_pfn", "new_pfn", "order", "reason"),
     "pageext_on_fault": ("pfn", "offset", "write"),
+    "pageext_on_online": ("start_pfn", "nr_pages"),
 }
 
 

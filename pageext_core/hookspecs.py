@@ -251,3 +251,18 @@ def pageext_finding_kinds() -> "FindingKinds":
     implement it catches nothing there.  Asked of enabled clients only, once
     per session.  Not on the hot path.
     """
+
+
+# -- memory hotplug: hot-added memory (called once per onlined block, not per page) -----------
+
+
+@hookspec
+def pageext_on_online(start_pfn: int, nr_pages: int) -> None:
+    """A memory block came online: ``[start_pfn, start_pfn + nr_pages)``, its free pages now on the buddy lists.
+
+    Called after the page_ext tables covering it exist and its pages were
+    freed, without per-page call-outs (as at boot, where ``pageext_init``
+    sees the free memory).  debug_pagealloc poisons the new free pages here.
+    A client needs no hook to follow the tables: its view's ``per_section``
+    lists are kept current by the storage.
+    """

@@ -53,12 +53,6 @@ class ClientLayout:
     fields: tuple[FieldLayout, ...]
     flag_bits: Mapping[str, int] = field(default_factory=dict)  # name -> bit number
 
-    def flag_mask(self, name: str) -> int:
-        try:
-            return 1 << self.flag_bits[name]
-        except KeyError:
-            raise KeyError(f"client {self.name!r} declared no flag {name!r} (it has {sorted(self.flag_bits)})") from None
-
 
 @dataclass(frozen=True)
 class Layout:
@@ -87,19 +81,6 @@ class Layout:
             if c.name == name:
                 return c
         raise KeyError(f"client {name!r} is not in the page_ext layout (not needed this boot?)")
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "record_size": self.record_size,
-            "flags_word": self.has_flags,
-            "clients": [
-                {"name": c.name, "offset": c.offset, "size": c.size,
-                 "fields": [{"name": f.name, "offset": f.offset, "dtype": f.dtype.str, "shape": list(f.shape)}
-                            for f in c.fields],
-                 "flag_bits": dict(c.flag_bits)}
-                for c in self.clients
-            ],
-        }
 
 
 def _field_dtype(client: str, name: str, spec: Any) -> tuple[np.dtype, tuple[int, ...]]:

@@ -22,8 +22,9 @@ import pluggy
 
 from pageext_core import hookspecs
 from pageext_core.bootparams import BootConfig, BootParam, describe, parse_boot
+from pageext_core.callouts import install_callouts
 from pageext_core.discovery import PluginInfo, PluginLoadError, builtins, direct, discover, env_strict
-from pageext_core.dispatch import ask, ask_each, call_order, caller_for, env_trace, first_true, resolve, trace_hook_calls
+from pageext_core.dispatch import ask, ask_each, call_order, caller_for, env_trace, trace_hook_calls
 from pageext_core.layout import ClientLayout, Layout, compute_layout
 from pageext_core.mm.errors import ConfigError
 from pageext_core.mm.geometry import MachineConfig
@@ -489,30 +490,3 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     install_callouts(pe)
     return pe
 
-
-def install_callouts(pe: PageExt) -> None:
-    """Give the allocator plain call lists for the enabled clients' event hooks."""
-    m, pm, names = pe.machine, pe.pm, pe.enabled
-    owner = m.callout_owner
-    owner.clear()
-
-    def fns(hook: str) -> list[Callable[..., Any]]:
-        out = []
-        for name, fn in resolve(pm, hook, names):
-            owner[id(fn)] = (name, hook)
-            out.append(fn)
-        return out
-
-    m._cb_alloc = tuple(fns("pageext_on_alloc"))
-    m._cb_free = tuple(fns("pageext_on_free"))
-    m._cb_split_page = tuple(fns("pageext_on_split_page"))
-    m._cb_migrate = tuple(fns("pageext_on_migrate"))
-    split = fns("pageext_on_split")
-    merge = fns("pageext_on_merge")
-    m._cb_split = first_true(split)
-    m._cb_merge = first_true(merge)
-    for hook, group in (("pageext_on_split", split), ("pageext_on_merge", merge)):
-        if len(group) > 1:
-            owner[id(getattr(m, "_cb_split" if hook.endswith("split") else "_cb_merge"))] = (
-                "+".join(owner[id(f)][0] for f in group), hook)
-    m.contents.fault_handlers[:] = fns("pageext_on_fault")

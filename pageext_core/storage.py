@@ -10,12 +10,15 @@ rollback of everything that event allocated if one allocation fails.
 
 A client reaches page_ext only through its ``PageExtView``: its own fields
 (one pfn, a whole 2^order block as a numpy slice, or vectorised scans) and
-its own flag bits.  ``locate`` gives raw bytes for the hottest paths.
+its own flag bits.  For the hottest paths ``view.per_section(build)`` gives a
+list indexed by section whose entries the storage itself keeps current as
+tables come and go (memory hotplug), as ``page_ext.c``'s own memory callback
+does: a client keeps no per-section state of its own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
 
 import numpy as np
 
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
 
 GFP_PAGE_EXT = GFP_KERNEL | parse_gfp("__GFP_NOWARN")
+T = TypeVar("T")
 
 
 class NoExtension(LookupError):
@@ -67,6 +71,7 @@ class PageExtTables:
         self._client_dtypes = {c.name: client_dtype(layout, c) for c in layout.clients}
         self.fail_allocation: Callable[[int], bool] | None = None  # test hook: fail this table?
         self.views: dict[str, PageExtView] = {}
+        self._per_section: list[SectionList[Any]] = []
         self._event_sections: list[int] = []
 
     # -- accounting ----------------------------------------------------------------
@@ -96,6 +101,8 @@ class PageExtTables:
         self.tables[t.key] = t
         for s in sections:
             self._entries[s] = t
+        for lst in self._per_section:
+            lst.fill(t, sections)
 
     def allocate_flatmem(self) -> None:
         """Early boot: one table per node, from memblock (before ``free_all``)."""
@@ -160,6 +167,8 @@ class PageExtTables:
             if t is None:
                 continue
             self._entries[s] = None
+            for lst in self._per_section:
+                lst.entries[s] = None
             if not t.from_memblock:
                 for p, n in t.sim_chunks:
                     self.machine.free_pages_exact(p, n)
@@ -193,6 +202,40 @@ class PageExtTables:
             self._event_sections = []
         elif event == MEM_OFFLINE:
             self.free_sections(sections)
+
+
+@dataclass(frozen=True)
+class ClientTable:
+    """One page_ext table as one client sees it: what a ``per_section`` builder is given.
+
+    The pfn ``p``'s record starts at byte ``(p - base_pfn) * record_size`` of
+    ``raw``; the client's region at ``offset`` inside it; the flags word is
+    ``words[(p - base_pfn) * record_size // 8]`` (``words`` is None when
+    records are not made of 8-byte words, i.e. there is no flags word).
+    ``records`` shows the client's own fields only.
+    """
+
+    base_pfn: int
+    nr_pages: int
+    raw: memoryview
+    words: memoryview | None
+    records: np.ndarray
+    offset: int
+    record_size: int
+
+
+class SectionList(Generic[T]):
+    """A client's per-section entries, ``build(table)`` for every section with a table, kept by the storage."""
+
+    def __init__(self, view: "PageExtView", build: Callable[[ClientTable], T]) -> None:
+        self._view = view
+        self._build = build
+        self.entries: list[T | None] = [None] * len(view._tables._entries)
+
+    def fill(self, t: Table, sections: range) -> None:
+        value = self._build(self._view._client_table(t))
+        for s in sections:
+            self.entries[s] = value
 
 
 def client_dtype(layout: Layout, c: ClientLayout) -> np.dtype:
@@ -302,6 +345,31 @@ class PageExtView:
             yield t.base_pfn, t.typed[self.name], flags
 
     # -- raw access for hot paths -----------------------------------------------------------
+
+    def per_section(self, build: Callable[[ClientTable], T]) -> list[T | None]:
+        """A list indexed by section (``pfn >> section_shift``): ``build(table)`` where there is a table, else None.
+
+        ``build`` is called once per table, now and whenever memory hotplug
+        adds one; the storage clears the entries of tables it frees.  The list
+        is the same object for the whole boot, so a hot path may bind it once
+        and index it: ``entries[pfn >> shift]``.  A None entry means "no
+        extension" for that pfn (call ``locate`` to get the ``NoExtension``).
+        """
+        lst = SectionList(self, build)
+        for t in {id(t): t for t in self._tables._entries if t is not None}.values():
+            lst.fill(t, range(t.base_pfn >> self._tables.shift,
+                              ((t.base_pfn + len(t.records) - 1) >> self._tables.shift) + 1))
+        self._tables._per_section.append(lst)
+        return lst.entries
+
+    @property
+    def section_shift(self) -> int:
+        """``pfn >> section_shift`` indexes a ``per_section`` list."""
+        return self._tables.shift
+
+    def _client_table(self, t: Table) -> ClientTable:
+        return ClientTable(t.base_pfn, len(t.records), t.raw, t.words, t.typed[self.name], self.offset,
+                           self.record_size)
 
     def locate(self, pfn: int) -> tuple[memoryview, int, memoryview | None, int]:
         """``(bytes, byte offset of this client's region, words, flags word index)`` for ``pfn``.

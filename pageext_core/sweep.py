@@ -233,7 +233,7 @@ def execute(t: RunTask) -> dict[str, Any]:
     except Exception as exc:  # a configuration the run rejects, an unwritable output, a bug: this row says which
         from pageext_core.bootparams import BootParamError
         from pageext_core.mm.errors import ConfigError
-        from pageext_core.registry import PluginLoadError
+        from pageext_core.discovery import PluginLoadError
         from pageext_core.reports import ReportError
 
         usage = isinstance(exc, (SessionError, ConfigError, PluginLoadError, BootParamError, ReportError))

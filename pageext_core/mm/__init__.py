@@ -1,6 +1,11 @@
 """The simulated machine: geometry, buddy allocator, page contents, context and log.
 
-Import what you need from here; the submodules are one idea each.
+Import what you need from here; the submodules are one idea each.  What a
+page_ext client may use is listed in ``__all__`` (and in docs/machine.md,
+"The machine for plugins"): the ``Machine`` methods documented there, the
+page kinds (``PageKind``), constants, gfp helpers and errors.  The
+submodules' other names (``buddy.K_*``, the allocator's arrays) are the
+machine's own and may change.
 """
 from pageext_core.mm.constants import (
     GiB,
@@ -28,7 +33,8 @@ from pageext_core.mm.errors import (
     OrderMismatch,
     PageFault,
 )
-from pageext_core.mm.buddy import HookError
+from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.invariants import InvariantError, check_invariants
@@ -36,10 +42,11 @@ from pageext_core.mm.machine import Machine, MemoryBlock, Task
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 __all__ = [
-    "BadPageState", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
+    "BadPageState", "Callout", "Callouts", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
     "InvalidPfn", "InvariantError", "KiB", "MAX_PAGE_ORDER", "MIGRATETYPE_NAMES", "MIGRATE_MOVABLE",
     "MIGRATE_RECLAIMABLE", "MIGRATE_TYPES", "MIGRATE_UNMOVABLE", "MMError", "Machine", "MachineConfig",
-    "MemoryBlock", "MiB", "OrderMismatch", "PAGEBLOCK_ORDER", "PAGE_SIZE", "PageFault", "Task", "TiB",
+    "NO_CALLOUTS",
+    "MemoryBlock", "MiB", "OrderMismatch", "PAGEBLOCK_ORDER", "PAGE_SIZE", "PageBlock", "PageFault", "PageKind", "Task", "TiB",
     "ZONE_NAMES", "check_invariants", "flags_mask", "format_gfp", "format_gfp_mask", "format_pageflags",
     "format_size", "gfp_migratetype", "parse_gfp", "parse_size",
 ]

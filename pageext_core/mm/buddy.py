@@ -22,10 +22,12 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 """
 from __future__ import annotations
 
-from typing import Callable
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from pageext_core.mm.callouts import EVENTS, Callouts, first_true
 from pageext_core.mm.constants import (
     FALLBACKS,
     MIGRATE_HIGHATOMIC,
@@ -49,14 +51,22 @@ from pageext_core.mm.errors import (
     PlacementRefused,
 )
 from pageext_core.mm import gfp as _gfp
+from pageext_core.mm.geometry import _intersect, count_pages
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_head,
+    PG_reserved,
     PG_locked,
     PG_mlocked,
     PG_writeback,
     flag_names,
 )
+
+if TYPE_CHECKING:
+    from pageext_core.mm.contents import PageContents
+    from pageext_core.mm.context import Task
+    from pageext_core.mm.geometry import Geometry
+    from pageext_core.mm.printk import KernelLog
 
 # gfp bits used inside class bodies, where a ``__GFP_*`` name would be mangled.
 GFP_BIT_COMP = _gfp.__GFP_COMP
@@ -77,6 +87,45 @@ K_RESERVED = 4  # memblock reservation (never freed to the buddy)
 K_HELD = 5  # split off by expand() and held by a page_ext client (guard pages)
 K_ALLOC_MOVABLE = 6  # allocated with a movable migratetype (the kernel's LRU pages)
 KIND_NAMES = ("none", "free", "allocated", "pcp", "reserved", "held", "allocated")
+
+
+
+class PageKind(IntEnum):
+    """What the block covering a pfn is (the public names of the ``K_*`` values)."""
+
+    NONE = K_NONE  #: a hole, offline memory, or no block
+    FREE = K_FREE  #: on a buddy free list
+    ALLOCATED = K_ALLOC  #: allocated, not movable
+    PCP = K_PCP  #: an order-0 page on a per-CPU list (free to the user)
+    RESERVED = K_RESERVED  #: a memblock reservation
+    HELD = K_HELD  #: split off by expand and held by a page_ext client (guard pages)
+    ALLOCATED_MOVABLE = K_ALLOC_MOVABLE  #: allocated with a movable migratetype
+
+    @property
+    def label(self) -> str:
+        """How reports name it ("free", "allocated", "held"...)."""
+        return KIND_NAMES[self]
+
+    @property
+    def allocated(self) -> bool:
+        return self in (PageKind.ALLOCATED, PageKind.ALLOCATED_MOVABLE)
+
+    @property
+    def free(self) -> bool:
+        """Free from the user's point of view: in the buddy or on a per-CPU list."""
+        return self in (PageKind.FREE, PageKind.PCP)
+
+
+_KINDS = tuple(PageKind)
+
+
+class PageBlock(NamedTuple):
+    """The block covering a pfn: its kind, order and head pfn."""
+
+    kind: PageKind
+    order: int
+    head: int
+
 
 FREE_K = K_FREE << 4
 ALLOC_K = K_ALLOC << 4
@@ -123,9 +172,37 @@ def zone_batchsize(managed_pages: int) -> int:
 class BuddyAllocator:
     """Allocator state and operations; ``Machine`` builds on it.
 
-    Subclasses provide ``geometry``, ``clock_ns``, ``cpu``, ``log`` and
-    ``contents`` before calling ``_init_allocator``.
+    The allocator owns its state (page state, pageblocks, free lists, per-CPU
+    lists, counters) and every change to its free lists.  What it needs from
+    the machine is declared below and provided by ``Machine`` before
+    ``_init_allocator``: the geometry, the clock and CPU it charges and runs
+    on, the current task (named in errors), the log (allocation failures),
+    the page contents (``__GFP_ZERO``) and the machine's pfn check and page
+    descriptions (errors in the kernel's words).
     """
+
+    geometry: Geometry
+    clock_ns: int
+    cpu: int
+    current: Task
+    log: KernelLog
+    contents: PageContents
+
+    def check_pfn(self, pfn: int) -> None:
+        """Raise ``InvalidPfn`` saying why a pfn is not usable memory (the machine's)."""
+        raise NotImplementedError
+
+    def describe_page(self, pfn: int) -> str:
+        """A ``dump_page``-style description (the machine's)."""
+        raise NotImplementedError
+
+    def cpu_line(self) -> str:
+        """``dump_stack``'s first line (the machine's)."""
+        raise NotImplementedError
+
+    def call_trace_lines(self) -> list[str]:
+        """The current call trace (the machine's)."""
+        raise NotImplementedError
 
     # -- set-up -----------------------------------------------------------
 
@@ -168,18 +245,39 @@ class BuddyAllocator:
         self.alloc_failures_by_order = [0] * self.nr_orders
         self.nr_fallbacks = 0
         self.nr_pageblock_claims = 0
-        # Call-outs, resolved at boot by the page_ext framework.
-        self._cb_alloc: tuple[AllocHook, ...] = ()
-        self._cb_free: tuple[FreeHook, ...] = ()
-        self._cb_split: Callable[[int, int, int], object] | None = None
-        self._cb_merge: Callable[[int, int], object] | None = None
-        self._cb_split_page: tuple[Callable[[int, int], object], ...] = ()
-        self._cb_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
-        self.callout_owner: dict[int, tuple[str, str]] = {}
+        # Call-outs: plain tuples bound from the machine's Callouts table (``bind_callouts``).
+        self._on_alloc: tuple[AllocHook, ...] = ()
+        self._on_free: tuple[FreeHook, ...] = ()
+        self._on_split: Callable[[int, int, int], object] | None = None
+        self._on_merge: Callable[[int, int], object] | None = None
+        self._on_split_page: tuple[Callable[[int, int], object], ...] = ()
+        self._callout_names: dict[int, tuple[str, str]] = {}
         self._deferred_hook_error: HookError | None = None
         self._gfp_cache: dict[int, tuple[int, tuple[tuple[int, ...], ...]]] = {}
         self.mobility_grouping = True
         self.op_cost_ns = 250  # simulated time per allocator operation
+
+    def bind_callouts(self, callouts: Callouts) -> None:
+        """Bind the allocator's events of a call-out table as plain tuples for the hot path."""
+        names: dict[int, tuple[str, str]] = {}
+
+        def fns(event: str) -> tuple[Callable[..., Any], ...]:
+            entries = getattr(callouts, event)
+            for c in entries:
+                names[id(c.fn)] = (c.client, EVENTS[event])
+            return tuple(c.fn for c in entries)
+
+        self._on_alloc = fns("alloc")
+        self._on_free = fns("free")
+        self._on_split_page = fns("split_page")
+        split, merge = fns("split"), fns("merge")
+        self._on_split = first_true(split)
+        self._on_merge = first_true(merge)
+        for event, group, combined in (("split", callouts.split, self._on_split),
+                                       ("merge", callouts.merge, self._on_merge)):
+            if len(group) > 1:
+                names[id(combined)] = ("+".join(c.client for c in group), EVENTS[event])
+        self._callout_names = names
 
     def _init_pcp(self) -> None:
         """Per-CPU lists for order-0 pages, one per (cpu, zone, pcp migratetype)."""
@@ -337,7 +435,7 @@ class BuddyAllocator:
         self.nr_allocs += 1
         if self._deferred_hook_error is not None:
             self._undo_alloc(pfn, order, self._deferred_hook_error)
-        hooks = self._cb_alloc
+        hooks = self._on_alloc
         if hooks:
             try:
                 for h in hooks:
@@ -441,7 +539,7 @@ class BuddyAllocator:
         if order and gfp_mask & GFP_BIT_COMP:
             self._pf[pfn] = 1 << PG_head
         self.nr_allocs += 1
-        hooks = self._cb_alloc
+        hooks = self._on_alloc
         if hooks:
             try:
                 for h in hooks:
@@ -460,7 +558,7 @@ class BuddyAllocator:
 
     def _hook_error(self, h: object, hook: str, pfn: int, order: int, exc: BaseException, undone: str) -> HookError:
         h = getattr(exc, "__pageext_hook__", h)  # a combined split/merge call-out names the one that raised
-        owner, name = self.callout_owner.get(id(h), (getattr(h, "__qualname__", repr(h)), hook))
+        owner, name = self._callout_names.get(id(h), (getattr(h, "__qualname__", repr(h)), hook))
         return HookError(owner, name, pfn, order, exc, undone)
 
     def _alloc_failed(self, gfp_mask: int, order: int) -> None:
@@ -494,7 +592,7 @@ class BuddyAllocator:
         """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
-        split = self._cb_split
+        split = self._on_split
         while high > low:
             high -= 1
             half = pfn + (1 << high)
@@ -595,6 +693,191 @@ class BuddyAllocator:
             self._push(base + new_mt, o, pfn)
         self._pbmt[pb] = new_mt
 
+    # -- whole ranges: boot, hotplug, isolation -----------------------------------------
+
+    def free_ranges(self, ranges: Sequence[tuple[int, int]], *, tail: bool = False) -> None:
+        """Hand page ranges to the buddy as maximal aligned free blocks (boot, hot-add), vectorised.
+
+        The pages must be present and belong to no block.  No call-out is made.
+
+        Lists are filled so that the lowest pfns are handed out first, as the
+        kernel's boot-time frees to the list tails make happen.  With
+        ``tail`` (hot-added memory, as since Linux 5.10) the new blocks go
+        below what is already listed, so they are used last.
+        """
+        maxo = self.max_order
+        big = 1 << maxo
+        pbo = self.pageblock_order
+        per_list: dict[tuple[int, int], list[np.ndarray]] = {}
+        for s, e in ranges:
+            for zs, ze, zi in self._split_by_zone(s, e):
+                a = min(-(-zs // big) * big, ze)
+                b = max(a, ze // big * big)
+                edge = []
+                for lo, hi in ((zs, a), (b, ze)):
+                    p = lo
+                    while p < hi:
+                        o = 0
+                        while o < maxo and p & ((2 << o) - 1) == 0 and p + (2 << o) <= hi:
+                            o += 1
+                        edge.append((p, o))
+                        p += 1 << o
+                if b > a:
+                    heads = np.arange(a, b, big, dtype=np.int64)
+                    self.state[heads] = FREE_K | maxo
+                    per_list.setdefault((zi, maxo), []).append(heads)
+                    self.zone_free[zi] += b - a
+                for p, o in edge:
+                    self._st[p] = FREE_K | o
+                    per_list.setdefault((zi, o), []).append(np.array([p], np.int64))
+                    self.zone_free[zi] += 1 << o
+                self.pb_mt[zs >> pbo : (ze + (1 << pbo) - 1) >> pbo] = MIGRATE_MOVABLE
+        for (zi, o), parts in per_list.items():
+            zm = zi * MIGRATE_TYPES + MIGRATE_MOVABLE
+            li = zm * self.nr_orders + o
+            heads = np.sort(np.concatenate(parts))[::-1]
+            n0 = self._fl_n[li]
+            need = n0 + len(heads)
+            if need > len(self._fl_arr[li]):
+                grown = np.zeros(max(16, need), np.uint32)
+                grown[:n0] = self._fl_arr[li][:n0]
+                self._fl_arr[li] = grown
+                self._fl_mv[li] = memoryview(grown)
+            arr = self._fl_arr[li]
+            if tail and n0:
+                # The stack is popped from its end: put the new blocks at its start.
+                arr[len(heads):need] = arr[:n0].copy()
+                arr[: len(heads)] = heads
+                self.pflags[arr[:need].astype(np.int64)] = np.arange(need, dtype=np.uint32)
+            else:
+                arr[n0:need] = heads
+                self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
+            self._fl_n[li] = need
+            self._nonempty[zm] |= 1 << o
+
+    def _split_by_zone(self, s: int, e: int) -> list[tuple[int, int, int]]:
+        out = []
+        for z in self.geometry.zones:
+            lo, hi = max(s, z.start_pfn), min(e, z.end_pfn)
+            if lo < hi:
+                out.append((lo, hi, z.index))
+        return out
+
+    def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
+        """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
+        pbo = self.pageblock_order
+        first = start >> pbo
+        pbmt = self._pbmt
+        moved = []
+        for off in np.flatnonzero((self.state[start:end] >> 4) == K_FREE).tolist():
+            p = start + off
+            o = self._st[p] & 15
+            zi = self._pbz[p >> pbo]
+            self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
+            moved.append((p, o, zi))
+        self.pb_mt[first : first + len(mts)] = mts
+        for p, o, zi in moved:
+            mt = pbmt[p >> pbo]
+            if o >= pbo:  # a free block over several pageblocks has one type
+                self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
+            self._push(zi * MIGRATE_TYPES + mt, o, p)
+
+    def reserve_ranges(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Boot: mark memblock reservations (never freed to the buddy) and count them in their zones."""
+        for s, e in ranges:
+            self.state[s:e] = RESV_K
+            self.pflags[s:e] = 1 << PG_reserved
+            for z in self.geometry.zones:
+                self.zone_reserved[z.index] += count_pages(_intersect([(s, e)], z.start_pfn, z.end_pfn))
+
+    def free_list_bytes(self) -> int:
+        """Host bytes of the free lists' arrays."""
+        return sum(a.nbytes for a in self._fl_arr)
+
+    def add_memory(self, ranges: Sequence[tuple[int, int]]) -> None:
+        """Hot-added memory: count it present in its zones and free it to the buddy (used last)."""
+        for z in self.geometry.zones:
+            self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self.free_ranges(ranges, tail=True)
+        self._build_zonelists()
+
+    def remove_memory(self, start: int, end: int, ranges: Sequence[tuple[int, int]]) -> None:
+        """Offlined memory: ``[start, end)`` (present in ``ranges``) leaves the free lists and its zones.
+
+        Every page must be free or belong to no block (the caller checked).
+        """
+        self.take_free_range(start, end)
+        for z in self.geometry.zones:
+            self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
+        self.pflags[start:end] = 0
+        self._build_zonelists()
+
+    def isolate_range(self, start: int, end: int) -> np.ndarray:
+        """MIGRATE_ISOLATE the pageblocks of ``[start, end)``: their free memory is never handed out.
+
+        Returns the old types, for ``unisolate_range``.
+        """
+        pbo = self.pageblock_order
+        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
+        self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
+        return saved
+
+    def unisolate_range(self, start: int, end: int, saved: np.ndarray) -> None:
+        """Give the pageblocks of ``[start, end)`` back the types ``isolate_range`` returned."""
+        self._retype(start, end, saved)
+
+    def take_free_range(self, start: int, end: int) -> int:
+        """Take every free page of ``[start, end)`` off the buddy free lists; the number of pages taken.
+
+        A free block that reaches outside the range is split as ``expand``
+        splits: its pieces outside the range go back on the free lists (of the
+        same zone and type), its pages inside are taken.  Pages of the range
+        that are not on a buddy free list (allocated, per-CPU, held, holes)
+        are left as they are.  Taken pages belong to no block afterwards
+        (state 0): the caller gives them one (an exact-placement allocation)
+        or removes them (offlining).  Pageblock types are not changed.
+        """
+        start, end = max(start, 0), min(end, len(self.state))  # a memory block may reach past max_pfn
+        if start >= end:
+            return 0
+        st = self._st
+        pbo = self.pageblock_order
+        taken = 0
+        for edge in (start, end - 1):
+            head = self.block_head(edge)
+            if head is None:
+                continue
+            s = st[head]
+            order = s & 15
+            if s >> 4 != K_FREE or (head >= start and head + (1 << order) <= end):
+                continue
+            zone = self._pbz[head >> pbo]
+            zm = zone * MIGRATE_TYPES + self._pbmt[head >> pbo]
+            self._remove(zm, order, head)
+            self.zone_free[zone] -= 1 << order
+            st[head] = 0
+            lo, hi = max(head, start), min(head + (1 << order), end)
+            taken += hi - lo
+            for a, b in ((head, lo), (hi, head + (1 << order))):
+                p = a
+                while p < b:  # the outside piece, as maximal aligned blocks
+                    o = 0
+                    while p & ((2 << o) - 1) == 0 and p + (2 << o) <= b:
+                        o += 1
+                    st[p] = FREE_K | o
+                    self._push(zm, o, p)
+                    self.zone_free[zone] += 1 << o
+                    p += 1 << o
+        for off in np.flatnonzero((self.state[start:end] >> 4) == K_FREE).tolist():
+            p = start + off
+            o = st[p] & 15
+            zone = self._pbz[p >> pbo]
+            self._remove(zone * MIGRATE_TYPES + self._pbmt[p >> pbo], o, p)
+            self.zone_free[zone] -= 1 << o
+            st[p] = 0
+            taken += 1 << o
+        return taken
+
     # -- per-CPU lists ------------------------------------------------------------
 
     def _pcp_refill(self, zone: int, mt: int, pl: list[int]) -> None:
@@ -658,7 +941,7 @@ class BuddyAllocator:
         if (s != ALLOC_K | order and s != ALLOCM_K | order) or self._pf[pfn] & FLAGS_CHECK_AT_FREE:
             self._bad_free(pfn, order)
         self.clock_ns += self.op_cost_ns  # before the call-outs: a free has its own timestamp
-        hooks = self._cb_free
+        hooks = self._on_free
         if hooks:
             try:
                 for h in hooks:
@@ -714,7 +997,7 @@ class BuddyAllocator:
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
         """A freed block meets a held buddy (a guard): ask its holder to let go."""
-        merge = self._cb_merge
+        merge = self._on_merge
         if merge is None:
             return False
         try:
@@ -774,13 +1057,13 @@ class BuddyAllocator:
                 return head
         return None
 
-    def page_kind(self, pfn: int) -> tuple[int, int, int]:
-        """(kind, order, head) of the block covering ``pfn``; kind K_NONE when none."""
+    def page_kind(self, pfn: int) -> PageBlock:
+        """``PageBlock(kind, order, head)`` of the block covering ``pfn``; kind ``PageKind.NONE`` when none."""
         head = self.block_head(pfn)
         if head is None:
-            return K_NONE, 0, pfn
+            return PageBlock(PageKind.NONE, 0, pfn)
         s = self._st[head]
-        return s >> 4, s & 15, head
+        return PageBlock(_KINDS[s >> 4], s & 15, head)
 
     def is_allocated(self, pfn: int) -> bool:
         return self.page_kind(pfn)[0] in (K_ALLOC, K_ALLOC_MOVABLE)
@@ -834,6 +1117,17 @@ class BuddyAllocator:
         self._require_allocated(pfn, nr)
         self.pflags[pfn : pfn + nr] &= np.uint32(~mask & 0xFFFFFFFF)
 
+    def check_block(self, pfn: int, order: int) -> None:
+        """Raise, in the kernel's words, unless ``pfn`` heads an allocated block of this order."""
+        s = self._st[pfn] if pfn.__class__ is int and 0 <= pfn < self.geometry.max_pfn else 0
+        if s != ALLOC_K | order and s != ALLOCM_K | order:
+            self._bad_free(pfn, order)
+
+    def replace_page_flags(self, pfn: int, flags: int) -> None:
+        """Set the whole flags word of an allocated page (migration moves it to the new block)."""
+        self._require_allocated(pfn, 1)
+        self._pf[pfn] = flags
+
     def page_flags(self, pfn: int) -> int:
         """Flags of a page (0 for free pages, whose flag word holds list bookkeeping)."""
         if self._st[pfn] >> 4 == K_FREE:
@@ -857,7 +1151,7 @@ class BuddyAllocator:
             return
         kind = s & 0xF0
         self.state[pfn : pfn + (1 << order)] = kind
-        for h in self._cb_split_page:
+        for h in self._on_split_page:
             h(pfn, order)
 
     def free_pages_exact_tail(self, pfn: int, keep: int, order: int) -> None:

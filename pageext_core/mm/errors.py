@@ -100,10 +100,6 @@ class HotplugError(MMError):
     """A memory block that cannot be onlined or offlined (the -ENOMEM / -EBUSY of this world)."""
 
 
-class OutOfMemory(MMError):
-    """Raised only by helpers that must not fail; ``alloc_pages`` returns None instead."""
-
-
 class PlacementRefused(MMError):
     """``alloc_pages_at`` cannot hand out exactly that block; the message says which page is in the way.
 

@@ -6,34 +6,40 @@ FLATMEM page_ext tables) → ``free_all`` (memory handed to the buddy
 allocator) → late users (SPARSEMEM page_ext tables, clients' ``init``).
 ``Machine(config)`` does all of it; ``Machine(config, memblock_only=True)``
 stops before ``free_all`` so the page_ext framework can reserve memory first.
+
+The machine is the front plugins, sessions and tests use.  Its parts: the
+allocator (``buddy``, still its base class: it owns the page state and
+every free-list change, and declares what it takes from the machine),
+memory hotplug (``hotplug``, a component: ``machine.hotplug``), the
+call-out table (``callouts``), the task (``context``) and the oops text
+(``oops``).
 """
 from __future__ import annotations
 
 import bisect
 import contextlib
-from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from pageext_core.mm import buddy as _b
-from pageext_core.mm.buddy import BuddyAllocator
+from pageext_core.mm import oops
+from pageext_core.mm.buddy import BuddyAllocator, PageKind
+from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
-    MIGRATE_ISOLATE,
-    MIGRATE_MOVABLE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
-    TAINT_LETTERS,
     ZONE_MOVABLE,
     ZONE_NAMES,
 )
+from pageext_core.mm.context import SWAPPER, Task
 from pageext_core.mm.contents import PageContents
-from pageext_core.mm.errors import ConfigError, HotplugError, InvalidPfn, PageFault
+from pageext_core.mm.errors import ConfigError, InvalidPfn, PageFault
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,
+    ZoneSpan,
     _intersect,
     _merge,
     _subtract,
@@ -43,51 +49,20 @@ from pageext_core.mm.geometry import (
 )
 from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
-from pageext_core.mm.pageflags import PG_reserved, format_pageflags
+from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home used to be here
+    MEM_CANCEL_OFFLINE,
+    MEM_CANCEL_ONLINE,
+    MEM_GOING_OFFLINE,
+    MEM_GOING_ONLINE,
+    MEM_OFFLINE,
+    MEM_ONLINE,
+    Hotplug,
+    MemoryBlock,
+    MemoryNotifier,
+)
+from pageext_core.mm.pageflags import format_pageflags
 from pageext_core.mm.printk import KernelLog
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
-
-MEM_GOING_ONLINE = "going-online"
-MEM_ONLINE = "online"
-MEM_CANCEL_ONLINE = "cancel-online"
-MEM_GOING_OFFLINE = "going-offline"
-MEM_OFFLINE = "offline"
-MEM_CANCEL_OFFLINE = "cancel-offline"
-
-MemoryNotifier = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class Task:
-    """The "current" task allocations are attributed to."""
-
-    pid: int
-    tgid: int
-    comm: str
-
-    def __post_init__(self) -> None:
-        if len(self.comm.encode()) > 15:
-            # TASK_COMM_LEN is 16 with the NUL: the kernel truncates, so do we.
-            object.__setattr__(self, "comm", self.comm.encode()[:15].decode(errors="ignore"))
-
-
-SWAPPER = Task(0, 0, "swapper/0")
-
-
-@dataclass
-class MemoryBlock:
-    """A hot-pluggable unit (``/sys/devices/system/memory/memoryN``)."""
-
-    index: int
-    start_pfn: int
-    end_pfn: int
-    online: bool
-    hotplug: bool  # hot-pluggable memory (offline at boot), not boot RAM
-
-    @property
-    def nr_pages(self) -> int:
-        return self.end_pfn - self.start_pfn
-
 
 class Machine(BuddyAllocator):
     """A booted machine.  The allocator's entry points are ``alloc_pages`` and ``free_pages``."""
@@ -109,15 +84,19 @@ class Machine(BuddyAllocator):
         self.contents.oops = self._log_oops
         self.taint: set[str] = set()
         self.nr_oopses = 0
-        self.memory_notifiers: list[MemoryNotifier] = []
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
         self._init_allocator()
+        self.callouts: Callouts = NO_CALLOUTS
+        self._on_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
         self._present: list[tuple[int, int]] = list(g.ram)
         self._present_starts = [s for s, _ in self._present]
         self.memblock_reserved: list[tuple[int, int]] = list(g.reserved)
         self.booted = False
+        self.hotplug = Hotplug(self)
+        # Called with (event, start_pfn, nr_pages) on every hotplug event; the same list as ``hotplug.notifiers``.
+        self.memory_notifiers: list[MemoryNotifier] = self.hotplug.notifiers
         self._log_layout()
         if not memblock_only:
             self.free_all()
@@ -170,15 +149,11 @@ class Machine(BuddyAllocator):
         pbo = g.pageblock_order
         for z in g.zones:
             self.zone_present[z.index] = count_pages(_intersect(self._present, z.start_pfn, z.end_pfn))
-        for s, e in self.memblock_reserved:
-            self.state[s:e] = _b.RESV_K
-            self.pflags[s:e] = 1 << PG_reserved
-            for z in g.zones:
-                self.zone_reserved[z.index] += count_pages(_intersect([(s, e)], z.start_pfn, z.end_pfn))
+        self.reserve_ranges(self.memblock_reserved)
         free = list(self._present)
         for r in self.memblock_reserved:
             free = _subtract(free, r)
-        self._free_ranges_bulk(free)
+        self.free_ranges(free)
         total = sum(self.zone_free)
         if total < (1 << pbo) * MIGRATE_TYPES:
             self.mobility_grouping = False
@@ -195,71 +170,17 @@ class Machine(BuddyAllocator):
             f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
         )
 
-    def _free_ranges_bulk(self, ranges: Sequence[tuple[int, int]], tail: bool = False) -> None:
-        """Free page ranges into maximal aligned blocks, vectorised for the bulk.
+    # -- call-outs ------------------------------------------------------------------------
 
-        Lists are filled so that the lowest pfns are handed out first, as the
-        kernel's boot-time frees to the list tails make happen.  With
-        ``tail`` (hot-added memory, as since Linux 5.10) the new blocks go
-        below what is already listed, so they are used last.
+    def install(self, callouts: Callouts) -> None:
+        """Make ``callouts`` the machine's call-out table (the page_ext framework does, at boot).
+
+        Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
         """
-        maxo = self.max_order
-        big = 1 << maxo
-        pbo = self.pageblock_order
-        per_list: dict[tuple[int, int], list[np.ndarray]] = {}
-        for s, e in ranges:
-            for zs, ze, zi in self._split_by_zone(s, e):
-                a = min(-(-zs // big) * big, ze)
-                b = max(a, ze // big * big)
-                edge = []
-                for lo, hi in ((zs, a), (b, ze)):
-                    p = lo
-                    while p < hi:
-                        o = 0
-                        while o < maxo and p & ((2 << o) - 1) == 0 and p + (2 << o) <= hi:
-                            o += 1
-                        edge.append((p, o))
-                        p += 1 << o
-                if b > a:
-                    heads = np.arange(a, b, big, dtype=np.int64)
-                    self.state[heads] = _b.FREE_K | maxo
-                    per_list.setdefault((zi, maxo), []).append(heads)
-                    self.zone_free[zi] += b - a
-                for p, o in edge:
-                    self._st[p] = _b.FREE_K | o
-                    per_list.setdefault((zi, o), []).append(np.array([p], np.int64))
-                    self.zone_free[zi] += 1 << o
-                self.pb_mt[zs >> pbo : (ze + (1 << pbo) - 1) >> pbo] = MIGRATE_MOVABLE
-        for (zi, o), parts in per_list.items():
-            zm = zi * MIGRATE_TYPES + MIGRATE_MOVABLE
-            li = zm * self.nr_orders + o
-            heads = np.sort(np.concatenate(parts))[::-1]
-            n0 = self._fl_n[li]
-            need = n0 + len(heads)
-            if need > len(self._fl_arr[li]):
-                grown = np.zeros(max(16, need), np.uint32)
-                grown[:n0] = self._fl_arr[li][:n0]
-                self._fl_arr[li] = grown
-                self._fl_mv[li] = memoryview(grown)
-            arr = self._fl_arr[li]
-            if tail and n0:
-                # The stack is popped from its end: put the new blocks at its start.
-                arr[len(heads):need] = arr[:n0].copy()
-                arr[: len(heads)] = heads
-                self.pflags[arr[:need].astype(np.int64)] = np.arange(need, dtype=np.uint32)
-            else:
-                arr[n0:need] = heads
-                self.pflags[heads] = np.arange(n0, need, dtype=np.uint32)
-            self._fl_n[li] = need
-            self._nonempty[zm] |= 1 << o
-
-    def _split_by_zone(self, s: int, e: int) -> list[tuple[int, int, int]]:
-        out = []
-        for z in self.geometry.zones:
-            lo, hi = max(s, z.start_pfn), min(e, z.end_pfn)
-            if lo < hi:
-                out.append((lo, hi, z.index))
-        return out
+        self.bind_callouts(callouts)
+        self._on_migrate = tuple(c.fn for c in callouts.migrate)
+        self.contents.fault_handlers = [c.fn for c in callouts.fault]
+        self.callouts = callouts
 
     # -- pfn checks and descriptions --------------------------------------------------
 
@@ -284,13 +205,17 @@ class Machine(BuddyAllocator):
                 raise InvalidPfn(pfn, f"in a memory hole [{s:#x}, {e:#x})")
         raise InvalidPfn(pfn, "not present memory (a hole or an offline section)")
 
-    def zone_of_pfn(self, pfn: int) -> int:
-        """Zone index of a pfn (from its pageblock)."""
+    def zone_of(self, pfn: int) -> int:
+        """Zone index of a pfn (from its pageblock): ``geometry.zones[i]``."""
         return int(self.pb_zone[pfn >> self.pageblock_order])
+
+    def zones_of(self, pfns: np.ndarray) -> np.ndarray:
+        """Zone index of each pfn (vectorised ``zone_of``), as int64."""
+        return self.pb_zone[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
 
     def node_zone(self, pfn: int) -> tuple[int, int]:
         """(node id, zone type) of a pfn, as ``%pGp`` prints them."""
-        z = self.geometry.zones[self.zone_of_pfn(pfn)]
+        z = self.geometry.zones[self.zone_of(pfn)]
         return z.node, z.ztype
 
     def format_page_flags(self, pfn: int) -> str:
@@ -299,49 +224,50 @@ class Machine(BuddyAllocator):
         return format_pageflags(self.page_flags(pfn), node, zt)
 
     def pageblock_migratetype(self, pfn: int) -> int:
+        """Migratetype of the pageblock holding ``pfn`` (``MIGRATETYPE_NAMES[i]``)."""
         return int(self.pb_mt[pfn >> self.pageblock_order])
+
+    def pageblock_migratetypes(self, pfns: np.ndarray) -> np.ndarray:
+        """Migratetype of each pfn's pageblock (vectorised ``pageblock_migratetype``), as int64."""
+        return self.pb_mt[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+
+    def populated_zones(self, nid: int | None = None) -> list[ZoneSpan]:
+        """Zones with present memory (of one node, or all), in index order."""
+        return [z for z in self.geometry.zones if self.zone_present[z.index] and (nid is None or z.node == nid)]
 
     def describe_page(self, pfn: int) -> str:
         """A ``dump_page``-style description (the lines before ``page dumped because``)."""
         kind, order, head = self.page_kind(pfn)
-        allocated = kind in (_b.K_ALLOC, _b.K_ALLOC_MOVABLE)
-        lines = [f"page: refcount:{1 if allocated or kind == _b.K_RESERVED else 0} mapcount:0 "
+        allocated = kind.allocated
+        lines = [f"page: refcount:{1 if allocated or kind == PageKind.RESERVED else 0} mapcount:0 "
                  f"mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
         if head != pfn or order:
-            lines.append(f"head: order:{order} pfn:{head:#x} ({_b.KIND_NAMES[kind]})")
+            lines.append(f"head: order:{order} pfn:{head:#x} ({kind.label})")
         lines.append(f"flags: {self.format_page_flags(head)}")
-        if kind == _b.K_FREE:
+        if kind == PageKind.FREE:
             lines.append("page_type: buddy")
-        elif kind == _b.K_HELD:
+        elif kind == PageKind.HELD:
             lines.append("page_type: guard")
         return "\n".join(lines)
 
-    # -- oopses, CPU lines, call traces ------------------------------------------------
+    # -- oopses (pageext_core.mm.oops) --------------------------------------------------
 
     def taint_text(self) -> str:
         """``Not tainted`` or the kernel's ``Tainted: G      D ...`` column string."""
-        if not self.taint:
-            return "Not tainted"
-        return "Tainted: " + ("P" if "P" in self.taint else "G") + "".join(
-            c if c in self.taint else " " for c in TAINT_LETTERS)
+        return oops.taint_text(self.taint)
 
     def cpu_line(self) -> str:
         """``dump_stack``'s first line for the current task."""
-        t = self.current
-        return f"CPU: {self.cpu} UID: 0 PID: {t.pid} Comm: {t.comm} {self.taint_text()} {KERNEL_RELEASE} #1"
+        return oops.cpu_line(self.cpu, self.current, self.taint)
 
     def call_trace_lines(self) -> list[str]:
         """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
-        frames = self.depot.fetch(self.current_stack())
-        return ["Call Trace:", " <TASK>", *(f" {f}" for f in frames), " </TASK>"]
+        return oops.call_trace_lines(self.depot.fetch(self.current_stack()))
 
     def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
         """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
         self.nr_oopses += 1
-        lines = [*fault.header_lines(),
-                 f"Oops: {0x0002 if fault.write else 0x0000:04x} [#{self.nr_oopses}] SMP",
-                 self.cpu_line(), *self.call_trace_lines(), *texts]
-        self.log.printk("\n".join(lines), "err")
+        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.cpu_line(), self.call_trace_lines()), "err")
         self.taint.add("D")
 
     # -- context: task, CPU, clock, stack -----------------------------------------
@@ -360,6 +286,12 @@ class Machine(BuddyAllocator):
         if ns < 0:
             raise ValueError("time only moves forward")
         self.clock_ns += ns
+
+    def set_stack_depth(self, frames: int) -> None:
+        """Keep at most ``frames`` frames of every stack captured or set from now on (page_owner's stack depth)."""
+        if frames.__class__ is not int or frames < 1:
+            raise ValueError(f"stack depth {frames!r}: expected a positive number of frames")
+        self.stack_max_frames = frames
 
     def set_stack(self, frames: Sequence[str] | int | None) -> int:
         """Attribute the next allocations to these frames (or a depot handle); None: capture Python's stack."""
@@ -440,10 +372,8 @@ class Machine(BuddyAllocator):
         """
         if reason not in MIGRATE_REASONS:
             raise ValueError(f"migrate reason {reason!r}: expected one of {', '.join(MIGRATE_REASONS)}")
-        s = self._st[pfn] if isinstance(pfn, int) and 0 <= pfn < self.geometry.max_pfn else 0
-        if s != _b.ALLOC_K | order and s != _b.ALLOCM_K | order:
-            self._bad_free(pfn, order)
-        flags = self._pf[pfn]
+        self.check_block(pfn, order)
+        flags = self.page_flags(pfn)
         # The target is allocated like any block (clients map it, record it);
         # the migrate call-out then lets them copy the old block's record over.
         new = self.alloc_pages(gfp_mask | GFP_BIT_NOWARN, order)
@@ -451,178 +381,34 @@ class Machine(BuddyAllocator):
             return None
         for i in range(1 << order):
             self.contents.copy_page(new + i, pfn + i)
-        self._pf[new] = flags
-        for h in self._cb_migrate:
+        self.replace_page_flags(new, flags)
+        for h in self._on_migrate:
             h(pfn, new, order, reason)
-        self._pf[pfn] = 0
+        self.replace_page_flags(pfn, 0)
         self.free_pages(pfn, order)
         for observer in self.migrate_observers:
             observer(pfn, new, order, reason)
         return new
 
-    # -- memory hotplug ---------------------------------------------------------------------
+    # -- memory hotplug (pageext_core.mm.hotplug) -------------------------------------------
 
     @property
     def memory_blocks(self) -> list[MemoryBlock]:
-        """Boot RAM and hot-pluggable memory, in memory-block units, by address.
-
-        A block's ``index`` is the kernel's: its start address divided by the
-        block size (``/sys/devices/system/memory/memoryN``).
-        """
-        if not hasattr(self, "_blocks"):
-            g = self.geometry
-            size = (self.config.memory_block_size or (1 << self.config.section_size_bits)) // PAGE_SIZE
-            starts: set[int] = set()
-            for lo, hi in g.ram:
-                starts.update(range(lo // size * size, hi, size))
-            blocks = [MemoryBlock(start // size, start, start + size, True, False) for start in sorted(starts)]
-            blocks += [MemoryBlock(lo // size, lo, hi, False, True) for lo, hi in g.hotplug_blocks]
-            self._blocks = blocks
-            self._blocks_by_id = {b.index: b for b in blocks}
-        return self._blocks
-
-    def _block(self, index: int) -> MemoryBlock:
-        blk = self._blocks_by_id.get(index) if self.memory_blocks else None
-        if blk is None:
-            ids = sorted(self._blocks_by_id)
-            raise HotplugError(f"memory block {index}: this machine has no such block "
-                               f"(memory{ids[0]}..memory{ids[-1]}; see machine.memory_blocks)")
-        return blk
-
-    def _notify(self, event: str, start: int, nr: int, notifiers: Sequence[MemoryNotifier] | None = None) -> None:
-        for fn in (self.memory_notifiers if notifiers is None else notifiers):
-            fn(event, start, nr)
+        """Boot RAM and hot-pluggable memory, in memory-block units, by address (see ``Hotplug.blocks``)."""
+        return self.hotplug.blocks
 
     def online_memory_block(self, index: int) -> None:
-        """Bring a memory block online; a notifier's failure cancels it with nothing changed."""
-        blk = self._block(index)
-        if blk.online:
-            raise HotplugError(f"memory block {index} [{blk.start_pfn:#x}, {blk.end_pfn:#x}) is already online")
-        ranges = [(blk.start_pfn, blk.end_pfn)] if blk.hotplug else _intersect(self.geometry.ram, blk.start_pfn, blk.end_pfn)
-        start, nr = blk.start_pfn, blk.nr_pages
-        for fn in self.memory_notifiers:
-            try:
-                fn(MEM_GOING_ONLINE, start, nr)
-            except Exception as exc:
-                self._notify(MEM_CANCEL_ONLINE, start, nr)
-                self.log.warn(f"memory block {index}: online failed: {exc}")
-                raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
-        self._set_present(ranges, True)
-        for z in self.geometry.zones:
-            self.zone_present[z.index] += count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self._free_ranges_bulk(ranges, tail=True)
-        blk.online = True
-        self._build_zonelists()
-        self._notify(MEM_ONLINE, start, nr)
-        self.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
+        """Bring a memory block online (``Hotplug.online``)."""
+        self.hotplug.online(index)
 
     def offline_memory_block(self, index: int, migrate: bool = False) -> None:
-        """Take a memory block offline.
+        """Take a memory block offline (``Hotplug.offline``)."""
+        self.hotplug.offline(index, migrate)
 
-        Without ``migrate``, any page in use makes it fail (-EBUSY) with
-        nothing changed.  With ``migrate`` it does what the kernel does: the
-        block's pageblocks are isolated (nothing new is allocated there) and
-        its movable allocations are migrated out (reason ``memory_hotplug``);
-        an unmovable, reserved or held page still fails it (-EBUSY), and so
-        does a migration with nowhere to go (-ENOMEM): the isolation is then
-        undone, and blocks already migrated stay where they went, as in the
-        kernel.
-        """
-        blk = self._block(index)
-        if not blk.online:
-            raise HotplugError(f"memory block {index} is already offline")
-        start, end = blk.start_pfn, blk.end_pfn
-        self.drain_all_pages()
-        seg = self.state[start:end]
-        kinds = seg >> 4
-        busy_mask = (kinds != _b.K_FREE) & (kinds != _b.K_NONE)
-        if migrate:
-            busy_mask &= kinds != _b.K_ALLOC_MOVABLE
-        busy = np.flatnonzero(busy_mask)
-        if busy.size:
-            p = start + int(busy[0])
-            k = int(kinds[busy[0]])
-            hint = "it cannot be migrated" if migrate else "free it, or offline with migration"
-            raise HotplugError(
-                f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {_b.KIND_NAMES[k]} "
-                f"(order {int(seg[busy[0]]) & 15}); {hint}")
-        saved = self._isolate(start, end) if migrate else None
-        try:
-            if migrate:
-                self._migrate_out(index, start, end)
-            for fn in self.memory_notifiers:
-                try:
-                    fn(MEM_GOING_OFFLINE, start, end - start)
-                except Exception as exc:
-                    self._notify(MEM_CANCEL_OFFLINE, start, end - start)
-                    raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
-        except BaseException:
-            if saved is not None:
-                self._unisolate(start, end, saved)
-            raise
-        ranges = _intersect([r for r in self._present if r[0] < end and r[1] > start], start, end)
-        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE)
-        for off in heads.tolist():
-            p = start + off
-            o = self._st[p] & 15
-            zi = self.zone_of_pfn(p)
-            self._remove(zi * MIGRATE_TYPES + self._pbmt[p >> self.pageblock_order], o, p)
-            self.zone_free[zi] -= 1 << o
-            self._st[p] = 0
-        for z in self.geometry.zones:
-            self.zone_present[z.index] -= count_pages(_intersect(ranges, z.start_pfn, z.end_pfn))
-        self.pflags[start:end] = 0
-        self.contents.forget(ranges)
-        self._set_present(ranges, False)
-        blk.online = False
-        self._build_zonelists()
-        self._notify(MEM_OFFLINE, start, end - start)
-        self.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
+    # -- present memory --------------------------------------------------------------------------
 
-    def _retype(self, start: int, end: int, mts: np.ndarray) -> None:
-        """Give the block's pageblocks these migratetypes; its free blocks move to the matching lists."""
-        pbo = self.pageblock_order
-        first = start >> pbo
-        pbmt = self._pbmt
-        moved = []
-        for off in np.flatnonzero((self.state[start:end] >> 4) == _b.K_FREE).tolist():
-            p = start + off
-            o = self._st[p] & 15
-            zi = self.zone_of_pfn(p)
-            self._remove(zi * MIGRATE_TYPES + pbmt[p >> pbo], o, p)  # a free block's list is its pageblock's type
-            moved.append((p, o, zi))
-        self.pb_mt[first : first + len(mts)] = mts
-        for p, o, zi in moved:
-            mt = pbmt[p >> pbo]
-            if o >= pbo:  # a free block over several pageblocks has one type
-                self.pb_mt[p >> pbo : (p + (1 << o)) >> pbo] = mt
-            self._push(zi * MIGRATE_TYPES + mt, o, p)
-
-    def _isolate(self, start: int, end: int) -> np.ndarray:
-        """MIGRATE_ISOLATE the block's pageblocks: their free memory is never handed out; the old types."""
-        pbo = self.pageblock_order
-        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
-        self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
-        return saved
-
-    def _unisolate(self, start: int, end: int, saved: np.ndarray) -> None:
-        self._retype(start, end, saved)
-
-    def _migrate_out(self, index: int, start: int, end: int) -> None:
-        heads = np.flatnonzero((self.state[start:end] >> 4) == _b.K_ALLOC_MOVABLE)
-        pages = 0
-        for off in heads.tolist():
-            p = start + off
-            o = self._st[p] & 15
-            if self.migrate_pages(p, o, "memory_hotplug") is None:
-                raise HotplugError(f"memory block {index}: offline failed (-ENOMEM): nowhere outside the block "
-                                   f"to migrate pfn {p:#x} (order {o}) to")
-            pages += 1 << o
-        self.drain_all_pages()
-        if heads.size:
-            self.log.info(f"memory block {index}: migrated {heads.size} blocks ({pages} pages) out before offlining")
-
-    def _set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
+    def set_present(self, ranges: Sequence[tuple[int, int]], present: bool) -> None:
+        """Mark page ranges present (online) or not; ``pfn_valid`` follows."""
         cur = list(self._present)
         for r in ranges:
             cur = _subtract(cur, r)
@@ -678,11 +464,10 @@ class Machine(BuddyAllocator):
 
     def host_bytes(self) -> dict[str, int]:
         """Host memory the model holds, by part (virtual sizes of the arrays)."""
-        lists = sum(a.nbytes for a in self._fl_arr)
         return {
             "state": self.state.nbytes,
             "pflags": self.pflags.nbytes,
             "pageblocks": self.pb_mt.nbytes + self.pb_zone.nbytes,
-            "free_lists": lists,
+            "free_lists": self.free_list_bytes(),
             "contents": self.contents.host_bytes,
         }

@@ -311,7 +311,7 @@ class _Placer:
         kind, o, head = m.page_kind(pb << pbo)
         if kind == _b.K_FREE and o > pbo:  # one free block over several pageblocks has one type: not split here
             return
-        m._move_freepages_block(m.zone_of_pfn(pfn), pb, old, mt)
+        m._move_freepages_block(m.zone_of(pfn), pb, old, mt)
 
     def extfrag(self, ev: tuple) -> None:
         self.infer = False  # the trace says which pageblocks changed hands

@@ -34,15 +34,20 @@ import gzip
 import lzma
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
 
+from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, StackTable, TraceEvent
 from pageext_core.trace.writer import TraceWriter
 
 _new = tuple.__new__
+
+
+RECORDER = "trace-recorder"  # the name the recorder's call-outs carry
 
 
 class TraceRecorder:
@@ -61,6 +66,7 @@ class TraceRecorder:
         self._pb = machine.pb_mt.copy()
         self._f: IO[str] | None = None
         self._tmp: str | None = None
+        self._saved: Callouts | None = None  # the machine's table before the recorder joined it
         self.writer: TraceWriter | None = None
 
     @property
@@ -81,14 +87,18 @@ class TraceRecorder:
         self._fallbacks = m.nr_fallbacks
         self._claims = m.nr_pageblock_claims
         self._pb = m.pb_mt.copy()
-        m._cb_alloc = tuple(m._cb_alloc) + (self.on_alloc,)
-        m._cb_free = tuple(m._cb_free) + (self.on_free,)
+        # The recorder joins the machine's call-out table after every client's entries
+        # (so it sees each event last, as the tracepoint fires after the allocation).
+        self._saved = m.callouts
+        m.install(replace(self._saved, alloc=self._saved.alloc + (Callout(RECORDER, self.on_alloc),),
+                          free=self._saved.free + (Callout(RECORDER, self.on_free),)))
 
     def uninstall(self, keep: bool = True) -> None:
         """Leave the call-out lists; with ``keep`` the file is renamed into place, else removed."""
         m = self.m
-        m._cb_alloc = tuple(h for h in m._cb_alloc if h != self.on_alloc)
-        m._cb_free = tuple(h for h in m._cb_free if h != self.on_free)
+        if self._saved is not None:
+            m.install(self._saved)
+            self._saved = None
         if self._f is None or self._tmp is None:
             return
         self._f.close()

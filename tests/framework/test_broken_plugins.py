@@ -78,7 +78,7 @@ def test_misspelled_hook_names_plugin_hook_and_suggestion():
 def test_hookimpl_argument_not_in_the_spec_names_plugin_and_argument():
     pe = boot_with(("extra", ExtraArgument(flags=["E"])), strict=False)
     booted_without(pe, "extra", "pageext_on_alloc", "colour")
-    assert pe.machine._cb_alloc == ()
+    assert pe.machine.callouts.alloc == ()
     with pytest.raises(PluginLoadError, match=r"(?s)'extra'.*colour"):
         boot_with(("extra", ExtraArgument()), strict=True)
 

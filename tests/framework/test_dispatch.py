@@ -14,7 +14,7 @@ import pytest
 
 from fwsupport import Counter, Fixed, boot_with, free_total
 from pageext_core import hookimpl
-from pageext_core.mm import HookError, PageFault, check_invariants
+from pageext_core.mm import NO_CALLOUTS, Callout, HookError, PageFault, check_invariants
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
 CANONICAL_ALLOC = ["pfn", "order", "gfp_mask", "migratetype"]
@@ -27,11 +27,10 @@ def test_full_signature_hooks_are_the_clients_own_methods():
     c = Counter(flags=["F"])
     pe = boot_with(("c", c))
     m = pe.machine
-    assert m._cb_alloc == (c.pageext_on_alloc,)
-    assert m._cb_alloc[0].__func__ is Counter.pageext_on_alloc
-    assert m._cb_free == (c.pageext_on_free,)
-    assert m.callout_owner[id(m._cb_alloc[0])] == ("c", "pageext_on_alloc")
-    assert m.callout_owner[id(m._cb_free[0])] == ("c", "pageext_on_free")
+    assert m.callouts.alloc == (Callout("c", c.pageext_on_alloc),)
+    assert m.callouts.alloc[0].fn.__func__ is Counter.pageext_on_alloc
+    assert m.callouts.free == (Callout("c", c.pageext_on_free),)
+    assert m.callouts.clients() == {"c"}
     p = m.alloc_pages(GFP_KERNEL, 1)
     m.free_pages(p, 1)
     assert c.events == [("alloc", p, 1), ("free", p, 1)]
@@ -52,11 +51,11 @@ def test_subset_of_arguments_gets_a_one_line_adapter():
     c = Subset(flags=["F"])
     pe = boot_with(("s", c))
     m = pe.machine
-    [fn] = m._cb_alloc
+    [(client, fn)] = [(e.client, e.fn) for e in m.callouts.alloc]
     assert isinstance(fn, types.FunctionType) and fn.__name__ == "<lambda>"
     assert list(inspect.signature(fn).parameters) == CANONICAL_ALLOC
-    assert list(inspect.signature(m._cb_free[0]).parameters) == ["pfn", "order"]
-    assert m.callout_owner[id(fn)] == ("s", "pageext_on_alloc")
+    assert list(inspect.signature(m.callouts.free[0].fn).parameters) == ["pfn", "order"]
+    assert client == "s"
     p = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 2)
     m.free_pages(p, 2)
     assert got == [("alloc", p, 1), ("free", 2)]  # MIGRATE_MOVABLE is 1
@@ -116,7 +115,7 @@ def test_call_order_tryfirst_then_name_order_then_trylast():
     m.free_pages(p, 0)
     expected = ["m_first", "z_first", "a_plain", "b_plain", "c_last"]
     assert log == [(n, "alloc") for n in expected] + [(n, "free") for n in expected]
-    assert [m.callout_owner[id(f)][0] for f in m._cb_alloc] == expected
+    assert [e.client for e in m.callouts.alloc] == expected
 
 
 # -- not needed: never called ----------------------------------------------------------------------------
@@ -216,7 +215,7 @@ def test_only_clients_not_needed_means_no_callouts_and_no_calls():
     off = EveryHook(need=False)
     pe = boot_with(("off", off))
     m = pe.machine
-    assert (m._cb_alloc, m._cb_free, m._cb_split, m._cb_merge) == ((), (), None, None)
+    assert m.callouts == NO_CALLOUTS and not m.callouts
     exercise(pe)
     assert pe.dump_page(5) is None
     assert off.calls == []
@@ -243,7 +242,7 @@ def test_split_page_migrate_and_fault_hooks():
 
     pe = boot_with(("o", Others(flags=["F"])))
     m = pe.machine
-    assert list(inspect.signature(m._cb_migrate[0]).parameters) == ["old_pfn", "new_pfn", "order", "reason"]
+    assert list(inspect.signature(m.callouts.migrate[0].fn).parameters) == ["old_pfn", "new_pfn", "order", "reason"]
     p = m.alloc_pages(GFP_KERNEL, 2)
     m.split_page(p, 2)
     q = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
@@ -274,7 +273,7 @@ def test_split_hold_and_merge_release():
     log: list = []
     pe = boot_with(("g", holder("g", log, hold_order=1)))
     m = pe.machine
-    assert m._cb_split is not None and m._cb_merge is not None
+    assert [e.client for e in m.callouts.split] == ["g"] and [e.client for e in m.callouts.merge] == ["g"]
     m.drain_all_pages()
     before = m.nr_free_pages
     p = m.alloc_pages(GFP_KERNEL, 1)

@@ -225,3 +225,40 @@ def test_no_page_ext_no_notifier():
     m.online_memory_block(16)
     assert pe.nbytes == 0 and pe.tables is None
     check_invariants(m)
+
+
+def test_per_section_lists_follow_hotplug_without_the_client_listening():
+    """The storage builds entries for hot-added tables and clears those it frees: clients keep no cache."""
+    c = rec16()
+    pe = boot_with(("c", c), config=HOT)
+    m = pe.machine
+    built: list[int] = []
+
+    def build(t):
+        built.append(t.base_pfn)
+        return t
+
+    entries = c.view.per_section(build)
+    shift = c.view.section_shift
+    assert sorted(built) == [s * PAGES_PER_SECTION for s in range(8)]  # boot RAM: sections 0-7
+    assert entries[32] is None and entries[33] is None
+    m.online_memory_block(16)
+    assert entries[32].base_pfn == BLOCK4 and entries[33].base_pfn == BLOCK4 + PAGES_PER_SECTION
+    # The entry is the table the view itself reads: a write through it is what lookup sees.
+    p = BLOCK4 + 5
+    t = entries[p >> shift]
+    t.records["count"][p - t.base_pfn] = 77
+    assert c.view.lookup(p)["count"] == 77
+    m.offline_memory_block(16)
+    assert entries[32] is None and entries[33] is None
+    m.online_memory_block(16)
+    assert entries[32] is not None and entries[32].records["count"][5] == 0  # a fresh table
+
+
+def test_failed_online_leaves_no_entry_behind():
+    c = rec16()
+    pe = boot_with(("c", c), config=HOT, fail_table_allocation=lambda s: s == 33)
+    entries = c.view.per_section(lambda t: t)
+    with pytest.raises(HotplugError):
+        pe.machine.online_memory_block(16)
+    assert entries[32] is None and entries[33] is None

@@ -41,12 +41,7 @@ def test_no_client_needed_allocates_nothing_and_installs_no_callouts():
     assert pe.enabled == []
     assert pe.layout == Layout(record_size=0, has_flags=False, clients=())
     # The allocator makes no call at all.
-    assert m._cb_alloc == ()
-    assert m._cb_free == ()
-    assert m._cb_split is None
-    assert m._cb_merge is None
-    assert m._cb_split_page == ()
-    assert m._cb_migrate == ()
+    assert all(entries == () for entries in m.callouts.events().values())
     assert m.contents.fault_handlers == []
     lines = log_lines(pe)
     assert "page_ext: no client is needed, nothing allocated" in lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pageext_core.mm import HotplugError, Machine, MachineConfig, MiB, check_invariants
+from pageext_core.mm import Callout, Callouts, HotplugError, Machine, MachineConfig, MiB, PageKind, check_invariants
 from pageext_core.mm import gfp as G
 from pageext_core.mm.constants import MIGRATE_ISOLATE, MIGRATE_MOVABLE
 
@@ -21,7 +21,7 @@ def block_of(m: Machine, pfn: int) -> int:
 def test_movable_pages_are_migrated_out_with_their_contents() -> None:
     m = Machine(SMALL)
     moves: list[tuple[int, int, int, str]] = []
-    m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order, reason)),)
+    m.install(Callouts(migrate=(Callout("test", lambda old, new, order, reason: moves.append((old, new, order, reason))),)))
     # GFP_HIGHUSER_MOVABLE takes DMA32's lowest pfns first: block 2 (pfns 4096..6143).
     blocks = [(m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, o), o) for o in (0, 1, 2, 0, 3)]
     assert all(block_of(m, p) == 2 for p, _ in blocks)
@@ -89,12 +89,12 @@ def test_nowhere_to_migrate_to_undoes_the_isolation() -> None:
 
 def test_isolated_free_memory_is_never_handed_out() -> None:
     m = Machine(SMALL)
-    saved = m._isolate(4096, 4096 + BLOCK)
+    saved = m.isolate_range(4096, 4096 + BLOCK)
     assert set(m.pb_mt[4096 >> 9 : (4096 + BLOCK) >> 9].tolist()) == {MIGRATE_ISOLATE}
     got = [m.alloc_pages(G.GFP_KERNEL, o) for o in (0, 3, 9, 10) for _ in range(3)]
     assert all(p is not None and not 4096 <= p < 4096 + BLOCK for p in got)
     check_invariants(m)
-    m._unisolate(4096, 4096 + BLOCK, saved)
+    m.unisolate_range(4096, 4096 + BLOCK, saved)
     assert set(m.pb_mt[4096 >> 9 : (4096 + BLOCK) >> 9].tolist()) == {MIGRATE_MOVABLE}
     check_invariants(m)
 
@@ -112,3 +112,35 @@ def test_offline_with_migration_then_online_again() -> None:
     m.drain_all_pages()
     assert m.nr_free_pages == boot_free and len(live) == 40
     check_invariants(m)
+
+
+def test_take_free_range_splits_the_blocks_that_reach_outside() -> None:
+    """The allocator's range removal: pages inside are taken, pieces outside stay free and listed."""
+    m = Machine(SMALL)
+    m.drain_all_pages()
+    p = m.alloc_pages(G.GFP_KERNEL, 10)  # a whole free order-10 block, then give it back
+    m.free_pages(p, 10)
+    m.drain_all_pages()
+    assert m.page_kind(p) == (PageKind.FREE, 10, p)
+    free_before = m.nr_free_pages
+    start, end = p + 3, p + 9  # straddles no block edge but splits the order-10 block
+    assert m.take_free_range(start, end) == 6
+    assert m.nr_free_pages == free_before - 6
+    assert all(m.page_kind(q).kind is PageKind.NONE for q in range(start, end))
+    # What is left around it is free, in maximal aligned blocks: [p, p+3) and [p+9, p+1024).
+    assert m.page_kind(p) == (PageKind.FREE, 1, p) and m.page_kind(p + 2) == (PageKind.FREE, 0, p + 2)
+    assert m.page_kind(p + 9) == (PageKind.FREE, 0, p + 9) and m.page_kind(p + 10) == (PageKind.FREE, 1, p + 10)
+    assert m.page_kind(p + 512) == (PageKind.FREE, 9, p + 512)
+    # Allocated pages inside a range are left alone and not counted.
+    q = m.alloc_pages(G.GFP_KERNEL, 0)
+    m.drain_all_pages()
+    assert m.take_free_range(q, q + 1) == 0 and m.is_allocated(q)
+
+
+def test_take_free_range_past_the_end_of_memory_takes_what_exists() -> None:
+    m = Machine(SMALL)
+    m.drain_all_pages()
+    n = m.geometry.max_pfn
+    free_before = m.nr_free_pages
+    taken = m.take_free_range(n - 16, n + 4096)  # a range reaching past max_pfn, as a memory block may
+    assert taken == 16 and m.nr_free_pages == free_before - 16

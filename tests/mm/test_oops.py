@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pageext_core.mm import Machine, PageFault, Task
+from pageext_core.mm import Callout, Callouts, Machine, PageFault, Task
 from pageext_core.mm import gfp as G
 from pageext_core.mm.errors import direct_map_address
 
@@ -12,7 +12,7 @@ def test_fault_is_logged_as_one_oops_and_taints_the_kernel(tiny: Machine) -> Non
     m = tiny
     p = m.alloc_pages(G.GFP_KERNEL, 0)
     m.contents.unmap(p)
-    m.contents.fault_handlers.append(lambda pfn, off, write: f"client: pfn {pfn:#x} is a trap")
+    m.install(Callouts(fault=(Callout("client", lambda pfn, off, write: f"client: pfn {pfn:#x} is a trap"),)))
     stack = ["memcpy_orig+0x10/0x120", "buggy_driver_write+0x2c/0x90", "vfs_write+0x35a/0x4a0"]
     before = len(m.log.lines)
     with m.context(task=Task(77, 77, "buggy"), stack=stack, cpu=1):

@@ -18,6 +18,9 @@ from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pageext_core.mm import (
+    NO_CALLOUTS,
+    Callout,
+    Callouts,
     BadPageState,
     HotplugError,
     MMError,
@@ -107,7 +110,7 @@ class AllocatorModel(RuleBasedStateMachine):
         assert 0 <= pfn and pfn + n <= m.geometry.max_pfn
         assert not self.owned[pfn : pfn + n].any(), f"block {pfn:#x}/{order} overlaps a live block"
         assert all(m.pfn_valid(p) for p in (pfn, pfn + n - 1))
-        zone = m.geometry.zones[m.zone_of_pfn(pfn)]
+        zone = m.geometry.zones[m.zone_of(pfn)]
         assert zone.ztype <= m.gfp_zone(gfp), f"{zone.name} page for {G.format_gfp(gfp)}"
         if gfp & DMA_BIT:
             assert zone.ztype == ZONE_DMA and pfn + n <= self.dma_end
@@ -257,7 +260,7 @@ class AllocatorModel(RuleBasedStateMachine):
             return
         blk = data.draw(st.sampled_from(online))
         moves: list[tuple[int, int, int]] = []
-        m._cb_migrate = (lambda old, new, order, reason: moves.append((old, new, order)),)
+        m.install(Callouts(migrate=(Callout("test", lambda old, new, order, reason: moves.append((old, new, order))),)))
         try:
             m.offline_memory_block(blk.index, migrate=True)
             done = True
@@ -265,7 +268,7 @@ class AllocatorModel(RuleBasedStateMachine):
             assert "-EBUSY" in str(exc) or "-ENOMEM" in str(exc), str(exc)
             done = False
         finally:
-            m._cb_migrate = ()
+            m.install(NO_CALLOUTS)
         for old, new, order in moves:  # migrated blocks stay migrated, even when the offline fails
             locked, comp = old in self.locked, old in self.comp
             self._drop(old)

@@ -6,6 +6,7 @@ import pytest
 
 from pageext_core.mm import Machine, MachineConfig, MiB
 from pageext_core.mm import buddy as _b
+from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.mm.errors import InvalidOrder, PlacementRefused
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, parse_gfp
 from pageext_core.mm.invariants import check_invariants
@@ -100,7 +101,7 @@ def test_reserved_and_hole_pages_are_refused():
 def test_call_outs_fire_as_for_alloc_pages():
     m = Machine(TINY)
     seen = []
-    m._cb_alloc = (lambda pfn, order, gfp, mt: seen.append((pfn, order, gfp, mt, m.clock_ns)),)
+    m.install(Callouts(alloc=(Callout("test", lambda pfn, order, gfp, mt: seen.append((pfn, order, gfp, mt, m.clock_ns))),)))
     m.clock_ns = 1000
     m.alloc_pages_at(6000 & ~7, 3, GFP_KERNEL)
     assert seen == [(6000 & ~7, 3, GFP_KERNEL, 0, 1000 + m.op_cost_ns)]

@@ -15,8 +15,9 @@ ever given).
 
 Hot path: ``on_free`` and ``on_alloc`` run on every allocator operation.
 Order-0 blocks take a path of plain memoryview reads and writes on the
-flags word (tables located once per section and cached); larger blocks
-take numpy slices.  The poison check costs two array reads per page unless
+flags word (each table's words found with one list index, from the view's
+``per_section`` list, which the storage keeps current); larger blocks take
+numpy slices.  The poison check costs two array reads per page unless
 the page has backing bytes or another fill byte, and only then does
 ``find_mismatch`` compare whole pages.
 """
@@ -28,9 +29,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
-from pageext_core.mm import buddy as _buddy
+from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
-from pageext_core.mm.machine import MEM_ONLINE
 
 from pageext_debug_pagealloc.report import (
     CORRUPTION,
@@ -47,14 +47,16 @@ if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
     from pageext_core.page_ext import PageExt
-    from pageext_core.storage import PageExtView
+    from pageext_core.storage import ClientTable, PageExtView
+
+__all__ = ["DebugPagealloc", "MODE_DEBUG_PAGEALLOC", "MODE_OFF", "MODE_PAGE_POISON", "boot_mode",
+           "unmapping_off_reason"]
 
 MODE_OFF = "off"
 MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison
 MODE_PAGE_POISON = "page_poison"  # poison only
 AND_REDUCE = np.bitwise_and.reduce
 RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks after the function
-_FREE_KINDS = (_buddy.K_FREE, _buddy.K_PCP)
 
 
 def boot_mode(boot: BootConfig) -> str:
@@ -63,12 +65,27 @@ def boot_mode(boot: BootConfig) -> str:
     ``disable_debug_pagealloc`` (2014) wins over ``debug_pagealloc=on``
     wherever it stands on the line: it existed to switch off a feature that
     was otherwise on.  It does not cancel an explicit ``page_poison=on``.
+    A parameter nobody owns counts as not given (a client that asks this
+    rule may run next to a stand-in that owns only ``debug_pagealloc``).
     """
-    if boot["debug_pagealloc"] and not boot["disable_debug_pagealloc"]:
+    if boot.get("debug_pagealloc") and not boot.get("disable_debug_pagealloc"):
         return MODE_DEBUG_PAGEALLOC
-    if boot["page_poison"]:
+    if boot.get("page_poison"):
         return MODE_PAGE_POISON
     return MODE_OFF
+
+
+def unmapping_off_reason(boot: BootConfig) -> str | None:
+    """Why this boot line does not unmap free pages, in words a user can act on; None when it does.
+
+    The public form of ``boot_mode`` for clients that depend on unmapping
+    (guard pages): they ask this rule rather than copy it.
+    """
+    if boot_mode(boot) == MODE_DEBUG_PAGEALLOC:
+        return None
+    if boot.get("disable_debug_pagealloc"):
+        return "debug_pagealloc is off (disable_debug_pagealloc is given)"
+    return "debug_pagealloc is off (add debug_pagealloc=on)"
 
 
 class DebugPagealloc:
@@ -132,9 +149,8 @@ class DebugPagealloc:
         if view.record_size % 8:
             raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
         self._stride = view.record_size // 8
-        self._shift = machine.geometry.section_shift
-        self._nr_sections = machine.geometry.nr_sections
-        self._reset_word_cache()
+        self._shift = view.section_shift
+        self._words = view.per_section(self._words_of)
         if self.unmap:
             log.info("debug_pagealloc: enabled: free pages are unmapped from the direct map "
                      f"and poisoned with {PAGE_POISON:#04x}")
@@ -147,7 +163,6 @@ class DebugPagealloc:
         self.pages_poisoned = self.poisoned_at_init
         what = "debug_pagealloc: unmapped and poisoned" if self.unmap else "page_poison: poisoned"
         log.info(f"{what} {self.poisoned_at_init} free pages ({self.poisoned_at_init * PAGE_SIZE // 1024}K)")
-        machine.memory_notifiers.append(self._memory_event)
 
     def _poison_free_range(self, lo: int, hi: int) -> tuple[int, int]:
         """Poison (and unmap) every free page in ``[lo, hi)``: vectorised, no backing created.
@@ -178,26 +193,21 @@ class DebugPagealloc:
             self.contents.unmap_mask(full)
         return n, n if self.unmap else 0
 
-    def _memory_event(self, event: str, start: int, nr: int) -> None:
-        """Hotplug: tables come and go (drop cached ones); new free memory is poisoned like boot memory."""
-        self._reset_word_cache()
-        if event == MEM_ONLINE:
-            done, _ = self._poison_free_range(start, start + nr)
-            self.pages_poisoned += done
+    @hookimpl
+    def pageext_on_online(self, start_pfn: int, nr_pages: int) -> None:
+        """Hot-added memory: its free pages are poisoned (and unmapped) like boot memory."""
+        done, _ = self._poison_free_range(start_pfn, start_pfn + nr_pages)
+        self.pages_poisoned += done
 
-    def _reset_word_cache(self) -> None:
-        self._words: list[tuple[memoryview, int, np.ndarray] | None] = [None] * self._nr_sections
+    def _words_of(self, t: "ClientTable") -> tuple[memoryview, int, np.ndarray]:
+        """A table's flags words: ``(memoryview, k, numpy view)``; page ``p``'s word is ``k + p * stride``."""
+        assert t.words is not None
+        return t.words, -t.base_pfn * self._stride, np.asarray(t.words)
 
     def _locate(self, pfn: int) -> tuple[memoryview, int, np.ndarray]:
-        """The flags words of the table holding ``pfn``: ``(memoryview, k, numpy view)``.
-
-        The word of page ``p`` is ``k + p * stride``; cached per section until
-        a hotplug event changes the tables.
-        """
-        _, _, words, idx = self.view.locate(pfn)
-        ent = (words, idx - pfn * self._stride, np.asarray(words))
-        self._words[pfn >> self._shift] = ent  # type: ignore[assignment]
-        return ent  # type: ignore[return-value]
+        """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
+        self.view.locate(pfn)
+        raise AssertionError("unreachable: a pfn with a table has a per_section entry")
 
     # -- hot path -------------------------------------------------------------------------
 
@@ -297,7 +307,7 @@ class DebugPagealloc:
     def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
         """Explain a fault on a page this client unmapped: only pages that are free right now."""
         kind, order, head = self.machine.page_kind(pfn)
-        if kind not in _FREE_KINDS:
+        if not kind.free:
             return None
         freed = bool(int(self.view.flags_of(pfn)[0]) & self.FREED)
         fkind = USE_AFTER_FREE if freed else STRAY_ACCESS
@@ -305,7 +315,7 @@ class DebugPagealloc:
         self.findings.append(Finding(kind=fkind, pfn=pfn, time_ns=self.machine.clock_ns, message=text,
                                      offset=offset, detail={
                                          "write": write, "block_head": head, "block_order": order,
-                                         "on_pcp_list": kind == _buddy.K_PCP,
+                                         "on_pcp_list": kind == PageKind.PCP,
                                      }))
         return text
 

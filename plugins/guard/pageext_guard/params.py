@@ -3,9 +3,10 @@
 The kernel reads N with ``kstrtoul`` (base 10, unsigned) and accepts
 0 <= N <= MAX_PAGE_ORDER / 2; anything else is logged as
 ``Bad debug_guardpage_minorder value`` and ignored.  N only takes effect when
-debug_pagealloc is on; that parameter belongs to the debug_pagealloc client
-(a dependency of this distribution) and may still be absent (client blocked,
-or installed without its dependencies), which counts as off and is said so.
+debug_pagealloc unmaps free pages; that is the debug_pagealloc client's rule
+(a dependency of this distribution), asked of it, and its parameters may
+still be absent (client blocked, or installed without its dependencies),
+which counts as off and is said so.
 """
 from __future__ import annotations
 
@@ -71,20 +72,14 @@ def boot_param() -> BootParam:
     )
 
 
-def debug_pagealloc_on(boot: "BootConfig") -> bool:
-    """debug_pagealloc as its client sees it; off when nobody owns the parameter.
-
-    The 2014 spelling ``disable_debug_pagealloc`` turns it off again.
-    """
-    return bool(boot.get("debug_pagealloc")) and not boot.get("disable_debug_pagealloc")
-
-
 def debug_pagealloc_missing(boot: "BootConfig") -> str | None:
-    """Why debug_pagealloc is not on, in words the user can act on; None when it is on.
+    """Why debug_pagealloc is not unmapping free pages, in words the user can act on; None when it is.
 
-    Its parameter is registered only when its client is loaded, so an
+    Its parameters are registered only when its client is loaded, so an
     unowned parameter means the distribution is not installed, or is
-    installed but was not loaded (disabled, or it failed to load).
+    installed but was not loaded (disabled, or it failed to load).  Whether
+    the line turns it on is debug_pagealloc's own rule, asked of it
+    (``unmapping_off_reason``), never copied here.
     """
     if "debug_pagealloc" not in boot.params:
         from pageext_core.discovery import install_command, installed_names, shipped
@@ -93,8 +88,6 @@ def debug_pagealloc_missing(boot: "BootConfig") -> str | None:
         if dist is not None and not ({dist.name, dist.dist} & installed_names()):
             return f"debug_pagealloc is not installed ({install_command(dist)})"
         return "debug_pagealloc is not loaded (its plugin is disabled or failed to load)"
-    if boot.get("disable_debug_pagealloc"):
-        return "debug_pagealloc is off (disable_debug_pagealloc is given)"
-    if not boot.get("debug_pagealloc"):
-        return "debug_pagealloc is off (add debug_pagealloc=on)"
-    return None
+    from pageext_debug_pagealloc.plugin import unmapping_off_reason
+
+    return unmapping_off_reason(boot)

@@ -25,6 +25,7 @@ from pageext_guard import report as _report
 
 if TYPE_CHECKING:
     from pageext_core import PageExt, PageExtView
+    from pageext_core.storage import ClientTable
     from pageext_core.mm.contents import PageContents
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
@@ -51,7 +52,7 @@ class Guard:
         self._stride = 0  # 8-byte words per record
         self._obyte = 0  # byte of ``order`` inside a record
         self._shift = 0
-        self._words: list[tuple[memoryview, memoryview, int] | None] = []
+        self._words: list[tuple[memoryview, memoryview, int] | None] = []  # per section, kept by the view
 
     # -- boot ------------------------------------------------------------------------------
 
@@ -102,30 +103,19 @@ class Guard:
             raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
         self._stride = view.record_size // 8
         self._obyte = view.dtype.fields["order"][1]
-        self._shift = machine.geometry.section_shift
-        self._reset_cache()
-        machine.memory_notifiers.append(self._memory_event)
+        self._shift = view.section_shift
+        self._words = view.per_section(self._words_of)
         self.active = self.minorder > 0
 
-    def _reset_cache(self) -> None:
-        assert self._machine is not None
-        self._words = [None] * self._machine.geometry.nr_sections
-
-    def _memory_event(self, event: str, start: int, nr: int) -> None:
-        """Hotplug makes and frees tables: forget the cached ones."""
-        self._reset_cache()
+    def _words_of(self, t: "ClientTable") -> tuple[memoryview, memoryview, int]:
+        """``(bytes, words, k)`` of a table: page ``p``'s flags word is ``words[k + p * stride]``."""
+        assert t.words is not None
+        return t.raw, t.words, -t.base_pfn * self._stride
 
     def _table_of(self, pfn: int) -> tuple[memoryview, memoryview, int]:
-        """``(bytes, words, k)`` of the table holding ``pfn``: its flags word is ``k + pfn * stride``.
-
-        Cached per section until a hotplug event, so the hot path does one
-        list lookup instead of a ``locate`` call.
-        """
-        raw, _, words, wi = self._view.locate(pfn)  # type: ignore[union-attr]
-        assert words is not None
-        ent = (raw, words, wi - pfn * self._stride)
-        self._words[pfn >> self._shift] = ent
-        return ent
+        """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
+        self._view.locate(pfn)  # type: ignore[union-attr]
+        raise AssertionError("unreachable: a pfn with a table has a per_section entry")
 
     # -- hot path: the allocator's split and merge --------------------------------------------------
 

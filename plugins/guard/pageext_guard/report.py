@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from pageext_core.mm import buddy as _b
+from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import direct_map_address
 from pageext_core.mm.printk import KernelLog
@@ -20,9 +20,6 @@ if TYPE_CHECKING:
     from pageext_core import Finding, PageExtView
     from pageext_core.mm.machine import Machine
 
-_ALLOCATED = (_b.K_ALLOC, _b.K_ALLOC_MOVABLE)
-
-
 @dataclass(frozen=True)
 class Neighbour:
     """A block near a guard block: just below it, just above it, or at the head of its buddy."""
@@ -30,26 +27,26 @@ class Neighbour:
     side: str  # "below", "above" or "buddy"
     pfn: int  # head of the block, or the probed pfn when there is none
     order: int
-    kind: int  # a ``buddy.K_*`` value; K_NONE for a hole or the edge of memory
+    kind: PageKind  # NONE for a hole or the edge of memory
     guard: bool  # a guard block of this client (held), not just any held block
 
     @property
     def allocated(self) -> bool:
-        return self.kind in _ALLOCATED
+        return self.kind.allocated
 
     def describe(self) -> str:
-        if self.kind == _b.K_NONE:
+        if self.kind == PageKind.NONE:
             return f"no memory at pfn {self.pfn:#x}"
-        what = "guard" if self.guard else {_b.K_PCP: "per-CPU free"}.get(self.kind, _b.KIND_NAMES[self.kind])
+        what = "guard" if self.guard else {PageKind.PCP: "per-CPU free"}.get(self.kind, self.kind.label)
         return f"{what} order-{self.order} block at pfn {self.pfn:#x}"
 
 
 def neighbour(m: "Machine", probe: int, side: str, is_guard_head: Callable[[int, int], bool]) -> Neighbour:
     """The block covering ``probe``."""
     if probe < 0 or not m.pfn_valid(probe):
-        return Neighbour(side, probe, 0, _b.K_NONE, False)
+        return Neighbour(side, probe, 0, PageKind.NONE, False)
     kind, order, head = m.page_kind(probe)
-    return Neighbour(side, head, order, kind, kind == _b.K_HELD and is_guard_head(head, order))
+    return Neighbour(side, head, order, kind, kind == PageKind.HELD and is_guard_head(head, order))
 
 
 def pick_suspect(pfn: int, offset: int, guard_pfn: int, guard_order: int,
@@ -118,11 +115,9 @@ class GuardCounts:
 
     def by_zone(self, m: "Machine", minorder: int) -> dict[int, np.ndarray]:
         """Zone index → guard blocks per order (0..minorder-1), for populated zones."""
-        zones = m.pb_zone[self.heads >> m.pageblock_order].astype(np.int64)
+        zones = m.zones_of(self.heads)
         out = {}
-        for z in m.geometry.zones:
-            if not m.zone_present[z.index]:
-                continue
+        for z in m.populated_zones():
             sel = zones == z.index
             out[z.index] = np.bincount(self.orders[sel].astype(np.int64), minlength=max(minorder, 1))[:max(minorder, 1)]
         return out

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pageext_core.mm.stats import populated_zones
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -22,12 +21,12 @@ if TYPE_CHECKING:
 def early_allocated_pages(machine: "Machine") -> np.ndarray:
     """Allocated pages per zone index right now (all of them are record-less at init)."""
     heads, orders = machine.allocated_blocks()
-    zones = machine.pb_zone[heads >> machine.pageblock_order].astype(np.int64)
+    zones = machine.zones_of(heads)
     pages = np.left_shift(np.int64(1), orders.astype(np.int64))
     return np.bincount(zones, weights=pages, minlength=machine.nr_zones).astype(np.int64)[: machine.nr_zones]
 
 
 def log_early_allocated(machine: "Machine", log: "KernelLog", per_zone: np.ndarray) -> None:
     """One line per populated zone, as mainline prints at page_owner init."""
-    for z in populated_zones(machine):
+    for z in machine.populated_zones():
         log.info(f"Node {z.node}, zone {z.name:>8s}: page owner found early allocated {int(per_zone[z.index])} pages")

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 import numpy as np
 
 from pageext_core import BootConfig, BootParam, hookimpl
-from pageext_core.mm.stats import populated_zones
 from pageext_page_owner import scan
 from pageext_page_owner.dump import Dumper
 from pageext_page_owner.early import early_allocated_pages, log_early_allocated
@@ -62,7 +61,7 @@ class PageOwner(OwnerEvents):
         self.view = view
         self.machine = machine
         self.stack_depth = int(boot["page_owner_stack_depth"])
-        machine.stack_max_frames = self.stack_depth
+        machine.set_stack_depth(self.stack_depth)
         self.bind(view, machine)
         self.dumper = Dumper(machine)
         # Everything allocated so far has no record (the tables themselves, at least).
@@ -172,7 +171,7 @@ class PageOwner(OwnerEvents):
             "depot_bytes": m.depot.nbytes,
             "early_allocated_pages": int(self.early.sum()),
             "early_allocated_by_zone": {
-                f"Node {z.node}, zone {z.name}": int(self.early[z.index]) for z in populated_zones(m)
+                f"Node {z.node}, zone {z.name}": int(self.early[z.index]) for z in m.populated_zones()
             },
             "allocations_recorded": m.nr_allocs - self._allocs_at_init,
             "frees_recorded": m.nr_frees - self._frees_at_init,

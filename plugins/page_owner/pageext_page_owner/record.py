@@ -10,13 +10,14 @@ not either).
 
 Hot-path rules kept here: the event hooks take the full canonical argument
 list (a subset would make the dispatcher wrap them in an adapter), read
-``self`` attributes bound at init, and redo per-task work (comm bytes) only
-when ``machine.current`` changes.
+``self`` attributes bound at init, find a table's ``Section`` with one list
+index (``view.per_section``, kept current by the storage), and redo per-task
+work (comm bytes) only when ``machine.current`` changes.
 """
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from pageext_core.mm.constants import MIGRATE_REASONS
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine, Task
-    from pageext_core.storage import PageExtView
+    from pageext_core.storage import ClientTable, PageExtView
 
 # Field name -> numpy dtype, in record order (offsets relative to the client's region).
 FIELDS: dict[str, str] = {
@@ -59,7 +60,6 @@ EXPECTED_OFFSETS = {
     "ts_nsec": 0, "order": 8, "last_migrate_reason": 10, "gfp_mask": 12, "handle": 16, "pid": 20,
     "tgid": 24, "comm": 28, "free_handle": 44, "free_ts_nsec": 48, "free_pid": 56, "free_tgid": 60,
 }
-NO_MIGRATION = -1  # (the hot path writes the literal: a constant is cheaper than a global)
 _OR = np.bitwise_or
 _AND = np.bitwise_and
 
@@ -95,47 +95,48 @@ class OwnerRecord(NamedTuple):
 assert OwnerRecord._fields[1:] == tuple(FIELDS), "OwnerRecord must list FIELDS in record order"
 
 
-class Where:
-    """Where each section's records are, found with ``view.locate`` once per section.
+class Runs(NamedTuple):
+    """One table as numpy, for block copies: one element per record from pfn ``base``."""
 
-    The hot path needs, per event, the table's bytes, its flags words and
-    where the pfn's record starts; asking ``locate`` every time costs more
-    than the rest of the event, so its answer is kept per section (a list
-    index) with numpy views of the same table for the block copies.
-    Memory hotplug creates and frees tables, so the cache is dropped on
-    every memory event.
+    base: int
+    alloc_runs: np.ndarray
+    free_runs: np.ndarray
+    flags: np.ndarray
+
+
+class Section(NamedTuple):
+    """Where one table's records are, for the hot path (one per table, kept by the view).
+
+    A pfn's client bytes start at ``pfn * rs + kb`` in ``raw`` and its flags
+    word is ``words[pfn * wpr + kw]``; ``runs`` serves block copies.  Seven
+    items, unpacked on every event: the numpy ones are nested so that an
+    order-0 event does not pay for them.
     """
 
-    def __init__(self, view: "PageExtView", machine: "Machine") -> None:
-        self._locate = view.locate
-        self._rs = view.record_size
-        self._coff = view.offset
-        self.shift = machine.geometry.section_shift
-        self.sections: list[tuple | None] = [None] * machine.geometry.nr_sections
+    raw: memoryview
+    words: memoryview
+    rs: int
+    kb: int
+    wpr: int
+    kw: int
+    runs: Runs
 
-    def load(self, pfn: int) -> tuple:
-        """The pfn's section entry (raises ``NoExtension`` where there is no table).
 
-        ``(raw, words, rs, kb, wpr, kw, (base, alloc_runs, free_runs, flags))``:
-        a pfn's client bytes start at ``pfn * rs + kb`` in ``raw`` and its
-        flags word is ``words[pfn * wpr + kw]``.  The last item serves block
-        copies: the table's first pfn, then one numpy element per record for
-        its alloc run, its free run and its flags word.
-        """
-        raw, off, words, _ = self._locate(pfn)
-        rs = self._rs
-        wpr = rs >> 3
-        base = pfn - (off - self._coff) // rs
-        runs = np.frombuffer(raw, np.dtype({
-            "names": ["alloc", "free"], "formats": [f"V{ALLOC_BYTES}", f"V{FREE_BYTES}"],
-            "offsets": [self._coff, self._coff + FREE_OFFSET], "itemsize": rs}))
-        arrays = (base, runs["alloc"], runs["free"], np.frombuffer(raw, np.uint64)[::wpr])
-        ent = (raw, words, rs, self._coff - base * rs, wpr, -base * wpr, arrays)
-        self.sections[pfn >> self.shift] = ent
-        return ent
+def section_of(t: "ClientTable") -> tuple:
+    """A table's ``Section``, as a plain tuple (``view.per_section`` calls this once per table).
 
-    def clear(self, *_: Any) -> None:
-        self.sections[:] = [None] * len(self.sections)
+    Plain: unpacking an exact tuple takes CPython's fast path, a NamedTuple
+    (a subclass) the slow one, which costs page_owner about 2% per event.
+    """
+    rs = t.record_size
+    wpr = rs >> 3
+    base = t.base_pfn
+    runs = np.frombuffer(t.raw, np.dtype({
+        "names": ["alloc", "free"], "formats": [f"V{ALLOC_BYTES}", f"V{FREE_BYTES}"],
+        "offsets": [t.offset, t.offset + FREE_OFFSET], "itemsize": rs}))
+    assert t.words is not None  # check_layout: records are whole words
+    return tuple(Section(t.raw, t.words, rs, t.offset - base * rs, wpr, -base * wpr,
+                         tuple(Runs(base, runs["alloc"], runs["free"], np.frombuffer(t.raw, np.uint64)[::wpr]))))
 
 
 class OwnerEvents:
@@ -152,9 +153,8 @@ class OwnerEvents:
         check_layout(view)
         self._view = view
         self._machine = machine
-        self._where = where = Where(view, machine)
-        self._sections = where.sections
-        self._shift = where.shift
+        self._sections = view.per_section(section_of)
+        self._shift = view.section_shift
         self._coff = view.offset  # client region inside a record
         self._current_stack = machine.current_stack
         self._owner = view.flag("OWNER")
@@ -171,7 +171,6 @@ class OwnerEvents:
         self._pid = self._tgid = 0
         self.migrations = 0
         self.split_pages = 0
-        machine.memory_notifiers.append(where.clear)
 
     def _switch_task(self, task: "Task") -> None:
         """Per-task values, worked out once per task rather than per event."""
@@ -185,14 +184,20 @@ class OwnerEvents:
     @hookimpl
     def pageext_on_alloc(self, pfn: int, order: int, gfp_mask: int, migratetype: int) -> None:
         """Record who allocated the block: the head by ``pack_into``, the rest by one copy."""
-        raw, words, rs, kb, wpr, kw, arrays = self._sections[pfn >> self._shift] or self._where.load(pfn)
+        raw, words, rs, kb, wpr, kw, runs = self._sections[pfn >> self._shift] or self._none(pfn)
         m = self._machine
         if m.current is not self._task:
             self._switch_task(m.current)
         self._pack_alloc(raw, pfn * rs + kb, m.clock_ns, order, -1, gfp_mask, self._current_stack(),
                          self._task_blob)
-        if order:
-            base, alloc_runs, _, flags = arrays
+        if order == 1:  # the commonest block: two memoryview copies cost less than two numpy calls
+            src = pfn * rs + kb
+            raw[src + rs : src + rs + ALLOC_BYTES] = raw[src : src + ALLOC_BYTES]
+            wi = pfn * wpr + kw
+            words[wi] |= self._both
+            words[wi + wpr] |= self._both
+        elif order:
+            base, alloc_runs, _, flags = runs
             i = pfn - base
             end = i + (1 << order)
             alloc_runs[i + 1 : end] = alloc_runs[i : i + 1]
@@ -204,13 +209,19 @@ class OwnerEvents:
     @hookimpl
     def pageext_on_free(self, pfn: int, order: int) -> None:
         """Record who freed the block; the pages stay OWNER but are no longer OWNER_ALLOCATED."""
-        raw, words, rs, kb, wpr, kw, arrays = self._sections[pfn >> self._shift] or self._where.load(pfn)
+        raw, words, rs, kb, wpr, kw, runs = self._sections[pfn >> self._shift] or self._none(pfn)
         m = self._machine
         if m.current is not self._task:
             self._switch_task(m.current)
         self._pack_free(raw, pfn * rs + kb + FREE_OFFSET, self._current_stack(), m.clock_ns, self._pid, self._tgid)
-        if order:
-            base, _, free_runs, flags = arrays
+        if order == 1:
+            src = pfn * rs + kb + FREE_OFFSET
+            raw[src + rs : src + rs + FREE_BYTES] = raw[src : src + FREE_BYTES]
+            wi = pfn * wpr + kw
+            words[wi] &= self._keep_unallocated
+            words[wi + wpr] &= self._keep_unallocated
+        elif order:
+            base, _, free_runs, flags = runs
             i = pfn - base
             end = i + (1 << order)
             free_runs[i + 1 : end] = free_runs[i : i + 1]
@@ -218,6 +229,11 @@ class OwnerEvents:
             _AND(seg, self._np_keep_unallocated, out=seg)
         else:
             words[pfn * wpr + kw] &= self._keep_unallocated
+
+    def _none(self, pfn: int) -> tuple:
+        """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
+        self._view.locate(pfn)
+        raise AssertionError("unreachable: a pfn with a table has a per_section entry")
 
     # -- rarer events --------------------------------------------------------------------
 

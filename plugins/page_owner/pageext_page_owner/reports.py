@@ -11,7 +11,6 @@ import numpy as np
 
 from pageext_core.mm.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_SIZE
 from pageext_core.mm.gfp import gfp_migratetype
-from pageext_core.mm.stats import populated_zones
 from pageext_page_owner.dump import Dumper
 from pageext_page_owner.scan import allocated_columns, head_columns
 
@@ -78,12 +77,14 @@ def mixed_block_counts(machine: "Machine", view: "PageExtView", allocated: int) 
     allocated page in it was requested with another migratetype.
     """
     cols = allocated_columns(view, allocated, ["gfp_mask"])
-    blocks = cols["pfn"] >> machine.pageblock_order
+    pfns = cols["pfn"]
     page_mt = gfp_migratetype(cols["gfp_mask"].astype(np.int64))
-    mixed = np.unique(blocks[machine.pb_mt[blocks].astype(np.int64) != page_mt])
+    pbo = machine.pageblock_order
+    # One pfn per mixed pageblock (its first), then each block's zone and type.
+    mixed = np.unique(pfns[machine.pageblock_migratetypes(pfns) != page_mt] >> pbo) << pbo
     counts = np.zeros((machine.nr_zones, MIGRATE_TYPES), np.int64)
     # Our model has no CMA; were it there, CMA blocks would count as Movable.
-    np.add.at(counts, (machine.pb_zone[mixed].astype(np.int64), machine.pb_mt[mixed].astype(np.int64)), 1)
+    np.add.at(counts, (machine.zones_of(mixed), machine.pageblock_migratetypes(mixed)), 1)
     return counts
 
 
@@ -91,6 +92,6 @@ def mixed_blocks_section(machine: "Machine", view: "PageExtView", allocated: int
     """``/proc/pagetypeinfo``'s "Number of mixed blocks" for one node."""
     counts = mixed_block_counts(machine, view, allocated)
     out = [f"\n{'Number of mixed blocks ':<23s}" + "".join(f"{name:>12s} " for name in MIGRATETYPE_NAMES) + "\n"]
-    for z in populated_zones(machine, nid):
+    for z in machine.populated_zones(nid):
         out.append(f"Node {nid}, zone {z.name:>8s} " + "".join(f"{int(c):12d} " for c in counts[z.index]) + "\n")
     return "".join(out)

@@ -62,7 +62,7 @@ def test_off_costs_no_memory_and_no_call() -> None:
     pe = boot_dpa("")
     m = pe.machine
     assert pe.nbytes == 0 and pe.record_size == 0
-    assert m._cb_alloc == () and m._cb_free == ()
+    assert m.callouts.alloc == () and m.callouts.free == ()
     assert m.contents.fault_handlers == []
     p = m.alloc_pages(GFP_KERNEL, 0)
     m.write(p, 0, b"data")

@@ -65,7 +65,7 @@ def test_debug_pagealloc_off_says_so_and_costs_nothing() -> None:
                  "no guard pages"),
     ]
     assert pe.enabled == [] and pe.nbytes == 0 and pe.record_size == 0
-    assert pe.machine._cb_split is None and pe.machine._cb_merge is None
+    assert pe.machine.callouts.split == () and pe.machine.callouts.merge == ()
 
 
 def test_debug_pagealloc_without_its_client_counts_as_off() -> None:
@@ -84,7 +84,7 @@ def test_disable_debug_pagealloc_2014_spelling_turns_guards_off() -> None:
 
 def test_zero_needs_nothing_and_no_line_when_not_given() -> None:
     pe = boot("debug_pagealloc=on debug_guardpage_minorder=0", stack="isolated")
-    assert "guard" not in pe.enabled and pe.machine._cb_split is None
+    assert "guard" not in pe.enabled and pe.machine.callouts.split == ()
     pe = boot("debug_pagealloc=on", stack="isolated")
     assert guard_lines(pe) == []
     assert "guard" not in pe.enabled

@@ -59,7 +59,7 @@ def test_off_costs_no_memory_and_no_callouts(how: str, cmdline: str) -> None:
     assert "page_owner" in [c.name for c in pe.clients]
     assert pe.client("page_owner").enabled is False
     assert pe.nbytes == 0 and pe.record_size == 0
-    assert m._cb_alloc == () and m._cb_free == () and m.callout_owner == {}
+    assert not m.callouts and m.callouts.clients() == set()
     pfn = m.alloc_pages(GFP_KERNEL, 0)
     assert pe.dump_page(pfn) is None
     assert "page_owner" not in pe.report_names()
@@ -98,17 +98,19 @@ def test_layout_is_flags_word_then_64_byte_record(pe: pc.PageExt) -> None:
 # -- events ----------------------------------------------------------------------------------
 
 
-def test_alloc_records_every_page_of_the_block(pe: pc.PageExt) -> None:
+@pytest.mark.parametrize("order", [1, 2, 3])  # order 1 takes its own copying path
+def test_alloc_records_every_page_of_the_block(pe: pc.PageExt, order: int) -> None:
     m = pe.machine
+    n = 1 << order
     with m.context(task=UDEV, stack=STACK):
         before = m.clock_ns
-        pfn = m.alloc_pages(GFP_KERNEL, 2)
+        pfn = m.alloc_pages(GFP_KERNEL, order)
     handle = m.depot.save(STACK)  # same frames: the depot gives the same handle back
-    for name, want in [("order", 2), ("gfp_mask", GFP_KERNEL), ("handle", handle), ("pid", 812), ("tgid", 812),
-                       ("comm", b"systemd-udevd"), ("ts_nsec", before + m.op_cost_ns), ("last_migrate_reason", -1),
-                       ("free_handle", 0), ("free_ts_nsec", 0)]:
-        assert field(pe, pfn, name, 4) == [want] * 4, name
-    assert bits(pe, pfn, 5) == [3, 3, 3, 3, 0]  # OWNER|OWNER_ALLOCATED on the 4 pages, not beyond
+    for name, want in [("order", order), ("gfp_mask", GFP_KERNEL), ("handle", handle), ("pid", 812),
+                       ("tgid", 812), ("comm", b"systemd-udevd"), ("ts_nsec", before + m.op_cost_ns),
+                       ("last_migrate_reason", -1), ("free_handle", 0), ("free_ts_nsec", 0)]:
+        assert field(pe, pfn, name, n) == [want] * n, name
+    assert bits(pe, pfn, n + 1) == [3] * n + [0]  # OWNER|OWNER_ALLOCATED on the block's pages, not beyond
     check_invariants(m)
 
 

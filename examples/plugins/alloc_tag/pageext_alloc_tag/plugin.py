@@ -43,7 +43,7 @@ from pageext_alloc_tag.allocinfo import Row, format_allocinfo
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import PageExtView
+    from pageext_core.storage import ClientTable, PageExtView
 
 CLIENT = "alloc_tag"
 FIELD = "tag"
@@ -123,33 +123,29 @@ class AllocTag:
         self._max_tag = split - 1
         self._step = view.record_size // size  # items per record
         self._item = field_off // size  # the tag's item inside a record
-        self._shift = machine.geometry.section_shift
-        self._sections = [None] * machine.geometry.nr_sections
-        # Hot-plug creates and frees tables: forget where they were on every memory event.
-        machine.memory_notifiers.append(self._forget_tables)
+        self._shift = view.section_shift
+        # Where each table's tags are, per section; the view keeps it current through hotplug.
+        self._sections = view.per_section(self._tags_of)
         self.active = True
         log.info(params.boot_message(self.setting))
 
     # -- where a pfn's tag lives ---------------------------------------------------------------
 
-    def _load(self, pfn: int) -> tuple:
-        """``(items, step, k, tags, base)`` for the pfn's table, cached per section.
+    def _tags_of(self, t: "ClientTable") -> tuple:
+        """``(items, step, k, tags, base)`` for one table.
 
         ``items[pfn * step + k]`` is the pfn's tag (one memoryview store on the
         hot path); ``tags[pfn - base]`` the same through numpy, for blocks.
-        Raises ``NoExtension`` for a pfn without page_ext.
         """
-        raw, off, _, _ = self._view.locate(pfn)
-        base = pfn - (off - self._view.offset) // self._view.record_size
-        items = raw.cast(self._fmt)
-        k = self._item - base * self._step
-        tags = np.frombuffer(raw, self._np_dtype)[self._item :: self._step]
-        ent = (items, self._step, k, tags, base)
-        self._sections[pfn >> self._shift] = ent
-        return ent
+        items = t.raw.cast(self._fmt)
+        k = self._item - t.base_pfn * self._step
+        tags = np.frombuffer(t.raw, self._np_dtype)[self._item :: self._step]
+        return (items, self._step, k, tags, t.base_pfn)
 
-    def _forget_tables(self, *_: Any) -> None:
-        self._sections[:] = [None] * len(self._sections)
+    def _load(self, pfn: int) -> tuple:
+        """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
+        self._view.locate(pfn)
+        raise AssertionError("unreachable: a pfn with a table has a per_section entry")
 
     # -- call site -> tag id ---------------------------------------------------------------------
 
@@ -266,7 +262,7 @@ class AllocTag:
         m = self._machine
         if not m.is_allocated(pfn):
             return None
-        head = m.page_kind(pfn)[2]
+        head = m.page_kind(pfn).head
         ent = self._sections[head >> self._shift] or self._load(head)
         tag = ent[0][head * ent[1] + ent[2]] & self._max_tag
         return self.texts[tag] if tag else None

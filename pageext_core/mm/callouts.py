@@ -1,0 +1,91 @@
+"""The call-out table: which client's functions the machine calls, per event.
+
+A frozen ``Callouts`` holds one tuple of ``Callout(client, fn)`` per event,
+in call order.  The machine installs it (``machine.install(callouts)``) and
+binds plain tuples of functions for its hot path; an event nobody listens to
+is an empty tuple and costs no call.  Every entry names its client, so an
+error names the client that raised, and ``only(client)`` keeps one client's
+entries (the conformance check).  The page_ext framework builds the table
+from the enabled clients' hooks (``pageext_core.callouts``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
+
+# Event name (a ``Callouts`` field) -> the hook its functions implement.
+EVENTS: dict[str, str] = {
+    "alloc": "pageext_on_alloc",
+    "free": "pageext_on_free",
+    "split": "pageext_on_split",
+    "merge": "pageext_on_merge",
+    "split_page": "pageext_on_split_page",
+    "migrate": "pageext_on_migrate",
+    "fault": "pageext_on_fault",
+    "online": "pageext_on_online",
+}
+
+
+@dataclass(frozen=True)
+class Callout:
+    """One client's function for one event, called with the hook's canonical positional arguments."""
+
+    client: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Callouts:
+    """Every event's call-outs, in call order; empty tuples when nobody listens."""
+
+    alloc: tuple[Callout, ...] = ()
+    free: tuple[Callout, ...] = ()
+    split: tuple[Callout, ...] = ()
+    merge: tuple[Callout, ...] = ()
+    split_page: tuple[Callout, ...] = ()
+    migrate: tuple[Callout, ...] = ()
+    fault: tuple[Callout, ...] = ()
+    online: tuple[Callout, ...] = ()
+
+    def events(self) -> dict[str, tuple[Callout, ...]]:
+        """Event name -> its entries (every event, empty ones too)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def clients(self) -> set[str]:
+        """Clients with at least one call-out."""
+        return {c.client for entries in self.events().values() for c in entries}
+
+    def only(self, client: str) -> "Callouts":
+        """The same table with one client's entries alone."""
+        return replace(self, **{event: tuple(c for c in entries if c.client == client)
+                                for event, entries in self.events().items()})
+
+    def __bool__(self) -> bool:
+        return any(self.events().values())
+
+
+NO_CALLOUTS = Callouts()
+
+
+def first_true(fns: tuple[Callable[..., Any], ...]) -> Callable[..., bool] | None:
+    """One callable asking each in turn until one says yes (split and merge); None for none.
+
+    When one of them raises, the exception is tagged with the function that
+    raised (``__pageext_hook__``) so the error can name that client alone.
+    """
+    if not fns:
+        return None
+    if len(fns) == 1:
+        return fns[0]
+
+    def any_of(*args: Any) -> bool:
+        for f in fns:
+            try:
+                if f(*args):
+                    return True
+            except Exception as exc:
+                exc.__pageext_hook__ = f  # type: ignore[attr-defined]
+                raise
+        return False
+
+    return any_of
