@@ -5,6 +5,10 @@
 (flamegraph.svg, when page_owner is on) and ``index`` (index.html, the page
 that shows the others); ``"all"`` is every one.  Only this module's
 ``write`` imports the drawing code, and that imports matplotlib.
+
+Every run that writes files leaves ``index.html`` (plain HTML, no
+matplotlib: it costs milliseconds); the drawn pictures cost about a second
+and matplotlib's import, so they are asked for (``pictures = ["all"]``).
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ if TYPE_CHECKING:
     from pageext_core.pictures.samples import Sampler
 
 PICTURES = ("memmap", "fragmentation", "flamegraph", "index")
+DRAWN = ("memmap", "fragmentation", "flamegraph")  # the ones matplotlib draws
+DEFAULT_PICTURES = ("index",)  # what a session leaves without a [report] pictures key
 FILES = {"memmap": "memmap.png", "fragmentation": "fragmentation.png", "flamegraph": "flamegraph.svg",
          "index": "index.html"}
 SAMPLES_FILE = "samples.csv"
@@ -60,6 +66,10 @@ def write(out_dir: Path, pe: "PageExt", session_name: str, pictures: Sequence[st
     title = title_of(pe, session_name)
     planned = planned_files(pe, pictures)
     notes = []
+    if not any(p in pictures for p in DRAWN):
+        notes.append("No pictures were drawn in this run: add --set report.pictures=all (or [report] pictures = "
+                     "[\"all\"] in the session file) for the memory map, fragmentation over time and the "
+                     "flame graph.")
     if "flamegraph" in pictures and FILES["flamegraph"] not in planned:
         notes.append("No flame graph: page_owner is off in this boot (boot with page_owner=on).")
     m = pe.machine

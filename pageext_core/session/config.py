@@ -79,7 +79,7 @@ class ReportSpec:
     out: str | None = None
     reports: list[str] | None = None  # None: every available report
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pictures: list[str] = field(default_factory=list)  # memmap, fragmentation, flamegraph, index (none by default)
+    pictures: list[str] = field(default_factory=lambda: ["index"])  # memmap, fragmentation, flamegraph, index
     sample_every: int | None = None  # None: operations / 50
     picture_params: dict[str, dict[str, Any]] = field(default_factory=dict)  # [report.params.memmap] stack = "..."
 
@@ -388,9 +388,11 @@ def _check(data: dict[str, Any], smap: SourceMap, name: str, path: Path | None,
 
 def _check_pictures(c: _Checker, rep: Mapping[str, Any]) -> list[str]:
     """``[report] pictures``: a list of picture names, or "all" (a string or in the list); checked with a hint."""
-    from pageext_core.pictures.outputs import PICTURES, expand
+    from pageext_core.pictures.outputs import DEFAULT_PICTURES, DRAWN, PICTURES, expand
 
-    raw = rep.get("pictures", [])
+    if "pictures" not in rep:
+        return list(DEFAULT_PICTURES)  # plain HTML: no matplotlib needed
+    raw = rep["pictures"]
     names = [raw] if isinstance(raw, str) else c.strlist(rep, ["report"], "pictures")
     for n in names:
         if n != "all" and n not in PICTURES:
@@ -398,7 +400,7 @@ def _check_pictures(c: _Checker, rep: Mapping[str, Any]) -> list[str]:
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise c.fail(["report", "pictures"], f"no picture {n!r}; {hint}(pictures: {', '.join(PICTURES)}, or \"all\")")
     got = expand(names)
-    if got:
+    if any(p in DRAWN for p in got):
         import importlib.util
 
         if importlib.util.find_spec("matplotlib") is None:

@@ -112,7 +112,8 @@ def test_pictures_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
 def test_pictures_all_as_a_string(tmp_path: Path) -> None:
     sess = load_session(write_session(tmp_path), overrides=["report.pictures=all"])
     assert sess.report.pictures == ["memmap", "fragmentation", "flamegraph", "index"]
-    assert load_session(write_session(tmp_path, SMALL.replace('pictures = ["all"]', ""))).report.pictures == []
+    # without the key a run draws nothing but still leaves its page (plain HTML, no matplotlib)
+    assert load_session(write_session(tmp_path, SMALL.replace('pictures = ["all"]', ""))).report.pictures == ["index"]
 
 
 def test_unknown_picture_is_an_error_at_its_key(tmp_path: Path) -> None:
@@ -145,6 +146,10 @@ def test_matplotlib_is_not_imported_without_pictures(tmp_path: Path, args: list[
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "False"
+    if "run" in args:  # every run still leaves its page, drawn without matplotlib
+        page = (tmp_path / "o" / "index.html").read_text()
+        assert "No pictures were drawn in this run" in page and "report.pictures=all" in page
+        assert not any((tmp_path / "o" / n).exists() for n in ("memmap.png", "fragmentation.png", "flamegraph.svg"))
 
 
 def test_view_opens_the_page_in_the_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

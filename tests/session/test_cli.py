@@ -149,7 +149,7 @@ def test_run_prints_a_text_summary(tmp_path: Path) -> None:
     assert lines[1] == "machine   64MiB, 1 node(s), SPARSEMEM, " \
                        f"{load_summary(out)['machine']['present_pages']} present pages"
     assert "boot      (empty)" in lines and "findings  none" in lines
-    assert f"reports   {out}/: buddyinfo, meminfo, dmesg.log, summary.json" in lines
+    assert f"reports   {out}/: buddyinfo, meminfo, dmesg.log, summary.json, index.html" in lines
     assert re.fullmatch(r"time      \d+\.\d\d s", lines[-1])
 
 
@@ -177,7 +177,7 @@ def test_memory_seed_set_and_report_options(tmp_path: Path) -> None:
     s = load_summary(tmp_path / "out")
     assert s["machine"]["memory_bytes"] == 128 << 20
     assert (s["workload"]["seed"], s["workload"]["operations"]) == (9, 123)
-    assert sorted(tree(tmp_path / "out")) == ["dmesg.log", "summary.json", "vmstat"]
+    assert sorted(tree(tmp_path / "out")) == ["dmesg.log", "index.html", "summary.json", "vmstat"]
 
 
 def test_dmesg_option_echoes_the_log(tmp_path: Path) -> None:

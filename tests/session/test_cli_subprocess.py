@@ -24,7 +24,7 @@ def test_run(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stderr == ""  # no progress bar on a pipe, no warning
     assert r.stdout.startswith("session   tiny\n")
-    assert sorted(tree(tmp_path / "out")) == ["buddyinfo", "dmesg.log", "meminfo", "summary.json"]
+    assert sorted(tree(tmp_path / "out")) == ["buddyinfo", "dmesg.log", "index.html", "meminfo", "summary.json"]
     r = run_pageext(["run", p, "--out", tmp_path / "out2", "--json"])
     assert without_timing(json.loads(r.stdout)) == without_timing(load_summary(tmp_path / "out2"))
 
@@ -123,7 +123,7 @@ def test_ctrl_c_writes_the_state_reached(tmp_path: Path) -> None:
     assert w["interrupted"] is True and w["operations"] == done
     assert 0 < done < 5_000_000 and done % 1024 == 1  # stopped between two operations
     assert w["allocations"] + w["frees"] == done
-    assert sorted(tree(out)) == ["buddyinfo", "dmesg.log", "meminfo", "summary.json"]  # no temporary file either
+    assert sorted(tree(out)) == ["buddyinfo", "dmesg.log", "index.html", "meminfo", "summary.json"]  # no temp file
     assert "pageext: workload interrupted; reports show the state reached" in (out / "dmesg.log").read_text()
 
 

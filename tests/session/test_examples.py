@@ -36,11 +36,12 @@ def test_example_runs_and_writes_its_reports(tmp_path: Path, session: Path) -> N
     assert r.exit_code == 0, r.stderr
     assert r.stdout == ""
     files = tree(out)
-    assert sorted(files) == sorted([*listed, "dmesg.log", "summary.json"])
+    assert sorted(files) == sorted([*listed, "dmesg.log", "summary.json", "index.html"])
     assert all(files[name].strip() for name in listed), "an empty report"
     s = load_summary(out)
     # In the session's report order (pageext report --list), whatever order the file lists them in.
-    assert sorted(s["reports"][:-2]) == sorted(listed) and s["reports"][-2:] == ["dmesg.log", "summary.json"]
+    assert sorted(s["reports"][:-3]) == sorted(listed)
+    assert s["reports"][-3:] == ["dmesg.log", "summary.json", "index.html"]  # every run leaves its page
     assert s["plugin_problems"] == [] and s["boot"]["warnings"] == []
     assert s["session"]["name"] == session.stem and s["workload"]["interrupted"] is False
     if session.stem in ("use_after_free", "guard_overrun"):

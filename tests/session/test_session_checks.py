@@ -188,7 +188,7 @@ def test_reports_of_an_earlier_run_are_removed_not_left_stale(tmp_path: Path, mo
     assert (out / "mine.txt").read_text() == "a user's own file"  # only files a run wrote are removed
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index",
-         "dmesg.log", "summary.json", "mine.txt"])
+         "dmesg.log", "summary.json", "index.html", "mine.txt"])
 
 
 class Misspelt:

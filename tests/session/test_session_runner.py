@@ -43,8 +43,8 @@ def test_one_file_per_report_plus_dmesg_and_summary(tmp_path: Path) -> None:
     out = run_tiny(tmp_path)
     assert out.exit_code == EXIT_OK
     files = tree(tmp_path / "out")
-    assert sorted(files) == ["buddyinfo", "dmesg.log", "meminfo", "summary.json"]
-    assert out.files == ["buddyinfo", "meminfo", "dmesg.log", "summary.json"]
+    assert sorted(files) == ["buddyinfo", "dmesg.log", "index.html", "meminfo", "summary.json"]
+    assert out.files == ["buddyinfo", "meminfo", "dmesg.log", "summary.json", "index.html"]
     assert files["buddyinfo"].decode() == out.page_ext.report("buddyinfo")
     assert files["meminfo"].decode() == out.page_ext.report("meminfo")
     assert json.loads(files["summary.json"]) == out.summary
@@ -54,9 +54,9 @@ def test_all_reports_when_none_listed(tmp_path: Path) -> None:
     out = run_tiny(tmp_path, TINY.replace('reports = ["buddyinfo", "meminfo"]', 'reports = ["all"]'))
     assert sorted(tree(tmp_path / "out")) == sorted(
         ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index",
-         "dmesg.log", "summary.json"])
+         "dmesg.log", "summary.json", "index.html"])
     assert out.summary["reports"] == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index",
-                                      "extfrag_index", "dmesg.log", "summary.json"]
+                                      "extfrag_index", "dmesg.log", "summary.json", "index.html"]
 
 
 def test_nested_report_names_become_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -66,7 +66,7 @@ def test_nested_report_names_become_folders(tmp_path: Path, monkeypatch: pytest.
     assert files["deep/er/report"] == b"nested\n"
     assert files["flat"] == b"ab\n"  # text chunks are joined
     assert (tmp_path / "out" / "deep" / "er").is_dir()
-    assert out.summary["reports"] == ["deep/er/report", "flat", "dmesg.log", "summary.json"]
+    assert out.summary["reports"] == ["deep/er/report", "flat", "dmesg.log", "summary.json", "index.html"]
 
 
 def test_page_owner_stacks_show_stacks_is_written_in_a_subfolder(tmp_path: Path) -> None:
@@ -130,7 +130,7 @@ def test_summary_has_every_documented_key(tmp_path: Path) -> None:
     assert s["planted"] == {"planted": 0, "detected": 0, "missed": 0, "undetectable": 0, "items": []}
     assert s["clients"] == {}
     assert s["log"]["lines"] == len(out.page_ext.machine.log.lines)
-    assert s["reports"] == ["buddyinfo", "meminfo", "dmesg.log", "summary.json"]
+    assert s["reports"] == ["buddyinfo", "meminfo", "dmesg.log", "summary.json", "index.html"]
     t = s["timing"]
     assert set(t) == {"boot_seconds", "workload_seconds", "elapsed_seconds"}
     assert 0 <= t["boot_seconds"] <= t["elapsed_seconds"] and 0 <= t["workload_seconds"] <= t["elapsed_seconds"]
@@ -381,8 +381,8 @@ def test_unknown_report_name_with_suggestion(tmp_path: Path) -> None:
 
 def test_report_override_and_duplicates(tmp_path: Path) -> None:
     out = run_tiny(tmp_path, reports=["vmstat", "vmstat", "page_ext"])
-    assert sorted(tree(tmp_path / "out")) == ["dmesg.log", "page_ext", "summary.json", "vmstat"]
-    assert out.files == ["vmstat", "page_ext", "dmesg.log", "summary.json"]
+    assert sorted(tree(tmp_path / "out")) == ["dmesg.log", "index.html", "page_ext", "summary.json", "vmstat"]
+    assert out.files == ["vmstat", "page_ext", "dmesg.log", "summary.json", "index.html"]
 
 
 def test_report_params_reach_the_report(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -528,6 +528,6 @@ def test_ctrl_c_stops_between_operations_and_reports_are_written(tmp_path: Path,
     assert m.nr_allocated_pages - client.baseline == w.live_pages  # every allocation accounted for
     s = load_summary(tmp_path / "out")
     assert s["workload"]["interrupted"] is True and s["workload"]["operations"] == w.operations
-    assert sorted(tree(tmp_path / "out")) == ["buddyinfo", "dmesg.log", "meminfo", "summary.json"]
+    assert sorted(tree(tmp_path / "out")) == ["buddyinfo", "dmesg.log", "index.html", "meminfo", "summary.json"]
     assert "pageext: workload interrupted; reports show the state reached" in (tmp_path / "out" / "dmesg.log").read_text()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back

@@ -149,7 +149,8 @@ def test_keep_runs_writes_each_runs_outputs(tiny: Path, client: Any, tmp_path: P
         assert summary["workload"]["seed"] == row["seed"]
         assert {**flatten(summary), **{k: v for k, v in row.items() if k.startswith("mixed_blocks.")}} == \
             {k: v for k, v in row.items() if k in flatten(summary) or k.startswith("mixed_blocks.")}
-        assert sorted(p.name for p in d.iterdir()) == ["buddyinfo", "dmesg.log", "pagetypeinfo", "summary.json"]
+        assert sorted(p.name for p in d.iterdir()) == ["buddyinfo", "dmesg.log", "index.html", "pagetypeinfo",
+                                                       "summary.json"]
     plain = tmp_path / "plain"
     run_sweep(SweepSpec(str(tiny), seeds="1-2", out=str(plain)), client=client)
     assert not (plain / "runs").exists()
