@@ -437,6 +437,11 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
     if list_ and name and session is None:  # pageext report --list my.toml
         session, name = name, None
     sess = _load(session, sets, memory, seed)
+    from pageext_core.pictures.outputs import DRAWN
+
+    if name in DRAWN and not list_:
+        _picture_report(sess, name, params, out, boot_line, disable, strict)
+        return
     opts = RunOptions(boot=boot_line, disable=list(disable), strict=strict, write_files=False,
                       reports=[name] if name and not list_ else None, reports_label="pageext report", warn=_warn)
     outcome = run_session(sess, opts)
@@ -458,6 +463,45 @@ def report(name: str | None, session: str | None, boot_line: str, memory: str | 
     if out:
         atomic_write(report_path(__import__("pathlib").Path(out), name), text)
     click.echo(text, nl=False)
+
+
+def _picture_report(sess: Any, name: str, params: tuple[str, ...], out: str | None, boot_line: str,
+                    disable: tuple[str, ...], strict: bool) -> None:
+    """``pageext report memmap|fragmentation|flamegraph``: run the session and write that one picture.
+
+    A picture is not text, so it goes to a file (``--out DIR``, else the
+    session's output directory) and its path is printed.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from pageext_core.pictures.outputs import FILES, SAMPLES_FILE
+    from pageext_core.reports import atomic_write
+    from pageext_core.session.config import PICTURE_PARAMS
+    from pageext_core.session.runner import RunOptions, run_session
+
+    kw: dict[str, Any] = dict(sess.report.picture_params.get(name, {}))
+    allowed = PICTURE_PARAMS.get(name, {})
+    for item in params:
+        k, eq, v = item.partition("=")
+        if not eq:
+            raise UsageError(f"--param {item!r}: expected KEY=VALUE")
+        if k not in allowed:
+            takes = f"takes {', '.join(allowed)}" if allowed else "takes no parameters"
+            raise UsageError(f"--param {item!r}: the {name} picture {takes}")
+        kw[k] = _toml_value(v)
+    sess.report.pictures = [name]
+    sess.report.picture_params = {**sess.report.picture_params, name: kw}
+    out_dir = Path(out or sess.report.out or f"out/{sess.name}")
+    files = [FILES[name]] + ([SAMPLES_FILE] if name == "fragmentation" else [])
+    with tempfile.TemporaryDirectory(prefix="pageext-picture-") as tmp:
+        run_session(sess, RunOptions(boot=boot_line, disable=list(disable), strict=strict, out=tmp, reports=[],
+                                     reports_label="pageext report", warn=_warn))
+        if not (Path(tmp) / files[0]).is_file():  # the flame graph needs page_owner's stacks
+            raise UsageError(f"no {name} picture for this boot: it needs page_owner=on (add --boot page_owner=on)")
+        for f in files:
+            atomic_write(out_dir / f, (Path(tmp) / f).read_bytes())
+    click.echo(out_dir / files[0])
 
 
 def _toml_value(raw: str) -> Any:

@@ -200,3 +200,27 @@ def test_a_function_workload_is_sampled_before_and_after(tmp_path: Path) -> None
     rows = list(csv.DictReader(io.StringIO((tmp_path / "out" / "samples.csv").read_text())))
     assert [int(r["op"]) for r in rows] == [0, o.workload.operations] == [0, 10]
     assert int(rows[1]["free_pages"]) < int(rows[0]["free_pages"])
+
+
+def test_report_draws_one_picture_with_its_param(tmp_path: Path) -> None:
+    """`pageext report memmap --param stack=...` writes the picture (a file, not text) and prints its path."""
+    import matplotlib.image
+
+    from pageext_core.pictures import memmap
+
+    def pixels(png: bytes) -> np.ndarray:
+        return (matplotlib.image.imread(io.BytesIO(png), format="png")[..., :3] * 255).round().astype(np.uint8)
+
+    sess = write_session(tmp_path)
+    run = CliRunner().invoke
+    plain = run(main, ["report", "memmap", str(sess), "--out", str(tmp_path / "a")], catch_exceptions=False)
+    over = run(main, ["report", "memmap", str(sess), "--param", "stack=alloc_pages", "--out", str(tmp_path / "b")],
+               catch_exceptions=False)
+    assert plain.exit_code == 0 and over.exit_code == 0, (plain.output, over.output)
+    assert plain.stdout.strip() == str(tmp_path / "a" / "memmap.png") and os.listdir(tmp_path / "a") == ["memmap.png"]
+    count = lambda p: int(np.all(pixels(p.read_bytes()) == memmap.HIGHLIGHT, axis=-1).sum())  # noqa: E731
+    assert count(tmp_path / "a" / "memmap.png") == 0 < count(tmp_path / "b" / "memmap.png")
+    bad = run(main, ["report", "memmap", str(sess), "--param", "stak=x"])
+    assert bad.exit_code == 2 and "the memmap picture takes stack" in bad.output
+    no_po = run(main, ["report", "flamegraph", str(sess), "--boot", "page_owner=off", "--out", str(tmp_path / "c")])
+    assert no_po.exit_code == 2 and "needs page_owner=on" in no_po.output and not (tmp_path / "c").exists()
