@@ -154,26 +154,3 @@ def resolve(pm: pluggy.PluginManager, hook: str, enabled: Sequence[str]) -> list
             out.append((name, adapt(impl.function, impl.argnames, canonical)))
     return out
 
-
-def first_true(fns: Sequence[Callable[..., Any]]) -> Callable[..., bool] | None:
-    """One callable asking each in turn until one says yes (split/merge hooks); None for none.
-
-    When one of them raises, the exception is tagged with the function that
-    raised (``__pageext_hook__``) so the error can name that client alone.
-    """
-    if not fns:
-        return None
-    if len(fns) == 1:
-        return fns[0]
-
-    def any_of(*args: Any) -> bool:
-        for f in fns:
-            try:
-                if f(*args):
-                    return True
-            except Exception as exc:
-                exc.__pageext_hook__ = f  # type: ignore[attr-defined]
-                raise
-        return False
-
-    return any_of
