@@ -34,7 +34,7 @@ REBUILD_WHY := the last install into $(VENV) did not finish
 endif
 endif
 
-.PHONY: run test bench install dist clean pictures FORCE
+.PHONY: run test lint bench install dist clean pictures FORCE
 
 install: $(STAMP)
 
@@ -55,8 +55,12 @@ $(STAMP): $(VENV)/pyvenv.cfg $(PROJECTS) $(if $(REBUILD_WHY),FORCE)
 run: $(STAMP)
 	$(BIN)/pageext run $(ARGS)
 
-test: $(STAMP)
+# Lint first: `make test` fails on a finding, as on a failing test.
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pageext_core plugins tests benchmarks examples
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks $(ARGS)

@@ -34,8 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from benchmarks._harness import Result, cpu_time, interleaved, run_parts, self_timed
 from pageext_core.trace import ALLOC, FREE, LiveSet, StackTable, TraceEvent, make_event, read_trace, write_trace
@@ -153,16 +153,16 @@ def speed(quick: bool) -> list[Result]:
             stacks = StackTable()
             write_trace(path, events(n, stacks), fmt, stacks)
 
-            def floor() -> None:
+            def floor(path: Path = path) -> None:  # bound now: called within this iteration anyway
                 with open(path) as f:
                     for line in f:
                         split(line)
 
-            def reader() -> None:
+            def reader(path: Path = path, fmt: str = fmt) -> None:
                 for _ in read_trace(path, format=fmt):
                     pass
 
-            def reader_live() -> None:
+            def reader_live(path: Path = path, fmt: str = fmt) -> None:
                 LiveSet().feed(read_trace(path, format=fmt))
 
             funcs = {"floor": floor, "reader": reader}

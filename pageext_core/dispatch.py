@@ -36,7 +36,8 @@ from __future__ import annotations
 import os
 import reprlib
 import sys
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import pluggy
 

@@ -7,20 +7,22 @@ page kinds (``PageKind``), constants, gfp helpers and errors.  The
 submodules' other names (``buddy.K_*``, the allocator's arrays) are the
 machine's own and may change.
 """
+from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.constants import (
-    GiB,
-    KiB,
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_TYPES,
     MIGRATE_UNMOVABLE,
     MIGRATETYPE_NAMES,
-    MiB,
     PAGE_SIZE,
     PAGEBLOCK_ORDER,
-    TiB,
     ZONE_NAMES,
+    GiB,
+    KiB,
+    MiB,
+    TiB,
 )
 from pageext_core.mm.errors import (
     BadPageState,
@@ -33,8 +35,6 @@ from pageext_core.mm.errors import (
     OrderMismatch,
     PageFault,
 )
-from pageext_core.mm.buddy import HookError, PageBlock, PageKind
-from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.invariants import InvariantError, check_invariants

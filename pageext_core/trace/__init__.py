@@ -18,7 +18,15 @@ from pageext_core.trace.events import (
     make_event,
 )
 from pageext_core.trace.kmem import KmemStat, callsite_of, kmem_report
-from pageext_core.trace.reader import FORMATS, TraceError, TraceReader, TraceStats, detect_format, open_trace, read_trace
+from pageext_core.trace.reader import (
+    FORMATS,
+    TraceError,
+    TraceReader,
+    TraceStats,
+    detect_format,
+    open_trace,
+    read_trace,
+)
 from pageext_core.trace.writer import TraceWriter, write_trace
 
 __all__ = [

@@ -21,9 +21,10 @@ import io
 import itertools
 import lzma
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from pageext_core.mm.errors import GfpParseError
 from pageext_core.mm.gfp import parse_gfp

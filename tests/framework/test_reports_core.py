@@ -11,10 +11,9 @@ import os
 from pathlib import Path, PurePosixPath
 
 import pytest
-
 from fwsupport import Fixed, boot_with
-from pageext_core import hookimpl
-from pageext_core import reports
+
+from pageext_core import hookimpl, reports
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 
 

@@ -12,8 +12,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from fwsupport import PAGES_PER_SECTION, Fixed, boot_with
+
 from pageext_core import MachineConfig, NoExtension
 from pageext_core.layout import FLAGS_FIELD
 from pageext_core.mm import ConfigError, GiB, MiB, check_invariants
@@ -60,7 +60,7 @@ def test_sparsemem_tables_are_taken_from_the_machine():
     assert m.nr_allocated_pages == 768
     assert m.nr_reserved_pages == plain.nr_reserved_pages == 0
     for t in pe.tables.tables.values():
-        for pfn, n in t.sim_chunks:
+        for pfn, _n in t.sim_chunks:
             assert m.is_allocated(pfn), f"table memory at {pfn:#x} is not an allocated block"
         assert sum(n for _, n in t.sim_chunks) == t.sim_pages == 128
     check_invariants(m)

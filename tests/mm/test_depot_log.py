@@ -10,7 +10,6 @@ from pageext_core.mm import gfp as G
 from pageext_core.mm.printk import KernelLog, RateLimit
 from pageext_core.mm.stackdepot import StackDepot
 
-
 # -- clock, task, CPU ----------------------------------------------------------------------------
 
 

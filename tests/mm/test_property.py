@@ -14,19 +14,20 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pageext_core.mm import (
     NO_CALLOUTS,
+    BadPageState,
     Callout,
     Callouts,
-    BadPageState,
     HotplugError,
-    MMError,
     Machine,
     MachineConfig,
     MiB,
+    MMError,
     check_invariants,
     flags_mask,
     stats,

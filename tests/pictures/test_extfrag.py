@@ -62,7 +62,7 @@ def test_reports_have_one_line_per_populated_zone_in_the_kernel_format() -> None
         m.alloc_pages(GFP_KERNEL, 0)
     per = stats.free_blocks(m).sum(axis=1)
     zones = stats.populated_zones(m)
-    for name, fn, fmt in (("unusable_index", extfrag.unusable_free_index, "{:d}.{:03d}"),
+    for name, _fn, fmt in (("unusable_index", extfrag.unusable_free_index, "{:d}.{:03d}"),
                           ("extfrag_index", extfrag.fragmentation_index, "{:2d}.{:03d}")):
         text = pe.report(name)
         lines = text.splitlines()

@@ -18,7 +18,6 @@ from pageext_core.reports import Finding
 from pageext_core.session import RunOptions, load_session, run_session
 from pageext_core.session.config import FAULT_KINDS, SessionError
 from pageext_core.session.workload import declared_finding_kinds, match_planted
-
 from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 

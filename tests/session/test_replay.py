@@ -222,8 +222,8 @@ def test_ctrl_c_keeps_what_was_reached(tmp_path):
     trace = "".join(line("alloc", 1_000 + i, P + i, 0) + line("free", 1_000 + i, P + i, 0) for i in range(2100))
     (tmp_path / "t.txt").write_text(trace)
     (tmp_path / "s.toml").write_text('[machine]\nmemory = "64MiB"\n[workload]\nkind = "replay"\ntrace = "t.txt"\n')
-    from pageext_core.session.runner import boot_session
     from pageext_core.session.replay import prepare_replay
+    from pageext_core.session.runner import boot_session
 
     sess = prepare_replay(load_session(tmp_path / "s.toml"))
     pe = boot_session(sess, RunOptions())

@@ -8,14 +8,14 @@ stack: an order-0 page freed on a CPU is the next one that CPU allocates).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
 import pageext_core as pc
 from pageext_core.mm import MachineConfig, MiB
 from pageext_core.mm.gfp import GFP_KERNEL
-
 from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 # 64 MiB, no holes, nothing reserved: pfns 0..16383, DMA [0, 4096), DMA32 above.

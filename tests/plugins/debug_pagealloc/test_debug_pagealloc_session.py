@@ -9,7 +9,6 @@ import pytest
 
 from pageext_core.conformance import check_conformance
 from pageext_core.session import RunOptions, load_session, run_session
-
 from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 SESSION = """

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-
-import pageext_core as pc
 from guardsupport import GFP_DMA, TINY, boot, guard_of
 
+import pageext_core as pc
 from pageext_guard.params import parse_minorder
 
 

@@ -9,11 +9,21 @@ order; those below N become guards.
 from __future__ import annotations
 
 import pytest
-
 from guardsupport import (
-    DMA_ZONE, GFP_DMA, GFP_DMA_MOVABLE, STACKS, TINY, ParamOnlyDebugPagealloc, boot, check_guards_consistent, flagged_heads, free_blocks,
-    guard_of, held_blocks,
+    DMA_ZONE,
+    GFP_DMA,
+    GFP_DMA_MOVABLE,
+    STACKS,
+    TINY,
+    ParamOnlyDebugPagealloc,
+    boot,
+    check_guards_consistent,
+    flagged_heads,
+    free_blocks,
+    guard_of,
+    held_blocks,
 )
+
 import pageext_core as pc
 from pageext_core.mm import PageFault, check_invariants
 
@@ -183,7 +193,7 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
     pe = boot("debug_pagealloc=on debug_guardpage_minorder=3", stack, config=TINY.with_(hotplug=256 * MiB))
     m = pe.machine
     base = 0x100000
-    for rnd in range(2):  # online, use, offline, and again: tables are freed and made anew
+    for _rnd in range(2):  # online, use, offline, and again: tables are freed and made anew
         m.online_memory_block(32)  # the kernel's memory32: 4 GiB / 128 MiB
         pfn = m.alloc_pages(GFP_KERNEL, 1)
         assert pfn == base

@@ -4,8 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from guardsupport import STACKS, TINY, boot, check_guards_consistent, guard_of, held_blocks
+
 from pageext_core.mm import PageFault, check_invariants
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, parse_gfp
@@ -37,7 +37,7 @@ def test_random_workload(stack: str, n: int, seed: int) -> None:
     boot_free = m.nr_free_pages
     live: list[tuple[str, int, int]] = []  # (how, pfn, order or nr_pages)
     planted = reported = 0
-    for step in range(400):
+    for _step in range(400):
         r = rng.random()
         if r < 0.55 or not live:
             if rng.random() < 0.08:

@@ -10,7 +10,7 @@ import pytest
 
 import pageext_core as pc
 from pageext_core.mm import MiB, Task, check_invariants
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_COMP
+from pageext_core.mm.gfp import __GFP_COMP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from pageext_page_owner.plugin import PageOwner
 
 TINY = pc.MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)

@@ -16,11 +16,11 @@ import pytest
 import pageext_core as pc
 from pageext_core.mm import MiB, Task, check_invariants
 from pageext_core.mm.gfp import (
-    GFP_HIGHUSER_MOVABLE,
-    GFP_KERNEL,
     __GFP_COMP,
     __GFP_NORETRY,
     __GFP_NOWARN,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
 )
 from pageext_core.mm.pageflags import flags_mask
 from pageext_page_owner import dumpparse, page_owner_sort

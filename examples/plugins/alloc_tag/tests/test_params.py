@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from tagsupport import PAGES_PER_SECTION, boot_tag
 
 from pageext_alloc_tag.params import MALFORMED, parse_mem_profiling
-from tagsupport import PAGES_PER_SECTION, boot_tag
 
 
 @pytest.mark.parametrize("raw,value", [

@@ -15,7 +15,8 @@ exact parser for every record.
 from __future__ import annotations
 
 import os
-from typing import BinaryIO, Callable
+from collections.abc import Callable
+from typing import BinaryIO
 
 from pageext_page_owner.dumpparse import (
     ALLOC_CMA,
@@ -128,7 +129,7 @@ class Aggregator:
 
     # -- input
 
-    def feed(self, source: object, chunk_size: int = DEFAULT_CHUNK, jobs: int = 1) -> "Aggregator":
+    def feed(self, source: object, chunk_size: int = DEFAULT_CHUNK, jobs: int = 1) -> Aggregator:
         """Read a whole dump (path, ``-`` or binary stream), with ``jobs`` processes if it pays."""
         if jobs > 1 and isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
             path = os.fspath(source)
