@@ -34,7 +34,7 @@ REBUILD_WHY := the last install into $(VENV) did not finish
 endif
 endif
 
-.PHONY: run test bench install dist clean pictures FORCE
+.PHONY: run test lint bench install dist clean pictures FORCE
 
 install: $(STAMP)
 
@@ -55,7 +55,12 @@ $(STAMP): $(VENV)/pyvenv.cfg $(PROJECTS) $(if $(REBUILD_WHY),FORCE)
 run: $(STAMP)
 	$(BIN)/pageext run $(ARGS)
 
-test: $(STAMP)
+# Style (ruff) and types (mypy), configured in pyproject.toml; `make test` fails on any finding.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m mypy
+
+test: lint
 	$(BIN)/python -m pytest $(ARGS)
 
 bench: $(STAMP)

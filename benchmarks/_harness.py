@@ -9,8 +9,9 @@ from __future__ import annotations
 import gc
 import os
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 
 @dataclass
@@ -82,7 +83,7 @@ def rss_bytes() -> int:
     return resident_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def run_parts(parts: "Sequence[Callable[[bool], list[Result]]]", quick: bool) -> list[Result]:
+def run_parts(parts: Sequence[Callable[[bool], list[Result]]], quick: bool) -> list[Result]:
     """Run a module's measuring functions in turn; each result notes how long its part took."""
     out: list[Result] = []
     for part in parts:

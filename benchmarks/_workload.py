@@ -35,7 +35,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_USER, __GFP_RECLAIMABLE
+from pageext_core.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL, GFP_USER
 
 GFP_MIX = (
     (GFP_KERNEL, 40),
@@ -136,7 +136,7 @@ CLEAN_ORDERS = (0,) * 12 + (1, 1, 2, 2, 3, 4, 5)
 
 
 def clean_gfps() -> tuple[int, ...]:
-    from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_ZERO
+    from pageext_core.mm.gfp import __GFP_ZERO, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
     return (GFP_KERNEL, GFP_KERNEL, GFP_HIGHUSER_MOVABLE, GFP_KERNEL | __GFP_ZERO)
 

@@ -24,14 +24,13 @@ Run: ``.venv/bin/python -m benchmarks alloc_tag`` (``--quick`` for a smoke test)
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pageext_core as pc
-from pageext_core.mm import GiB, MachineConfig
-
 from benchmarks._harness import Result, interleaved, list_floor, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
+from pageext_core.mm import GiB, MachineConfig
 
 PLUGIN_DIR = Path(__file__).resolve().parents[1] / "examples" / "plugins" / "alloc_tag"
 if str(PLUGIN_DIR) not in sys.path:

@@ -16,17 +16,14 @@ Run: ``.venv/bin/python -m benchmarks debug_pagealloc`` (``--quick`` for a smoke
 """
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 
 import numpy as np
 
 import pageext_core as pc
-from pageext_core.mm import GiB, MachineConfig, MiB, PAGE_SIZE
-
-from typing import Callable
-
 from benchmarks._harness import Result, interleaved, run_parts, self_timed
 from benchmarks._workload import Plan, make_plan, run_clean_workload, run_plan
+from pageext_core.mm import PAGE_SIZE, GiB, MachineConfig, MiB
 
 # The standard plan keeps ~280 MiB live: 1 GiB runs it without failures.
 CONFIG = MachineConfig(memory=1 * GiB, x86_holes=False, kernel_image=0, reserve_memmap=False)

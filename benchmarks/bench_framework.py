@@ -34,16 +34,16 @@ import json
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pageext_core as pc
+from benchmarks import _workload as wl
+from benchmarks._harness import Result, interleaved, list_floor, run_parts
 from pageext_core import hookimpl
 from pageext_core.mm import Callout, Callouts, GiB, MachineConfig, MiB, TiB
 from pageext_core.mm.geometry import build_geometry
-
-from benchmarks import _workload as wl
-from benchmarks._harness import Result, interleaved, list_floor, run_parts
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = MachineConfig(memory=1 * GiB)  # the standard plan runs without failures on 1 GiB

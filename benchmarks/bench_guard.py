@@ -16,11 +16,10 @@ from __future__ import annotations
 import gc
 
 import pageext_core as pc
-from pageext_core.mm import GiB, MachineConfig
-from pageext_core.mm.gfp import GFP_KERNEL
-
 from benchmarks._harness import Result, interleaved, run_parts
 from benchmarks._workload import Plan, make_plan, run_plan
+from pageext_core.mm import GiB, MachineConfig
+from pageext_core.mm.gfp import GFP_KERNEL
 
 # The standard plan keeps ~280 MiB live; 1 GiB runs it without failures.
 CONFIG = MachineConfig(memory=1 * GiB, x86_holes=False, kernel_image=0, reserve_memmap=False)

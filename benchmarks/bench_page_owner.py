@@ -17,17 +17,16 @@ from __future__ import annotations
 import random
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
-
-import pageext_core as pc
-from pageext_core.mm import MachineConfig, MiB
-from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, FRAME_BYTES
 from pageext_page_owner.record import FIELDS, RECORD_BYTES
 
+import pageext_core as pc
 from benchmarks._harness import Result, interleaved, list_floor, self_timed
 from benchmarks._workload import Plan, make_plan, run_plan
+from pageext_core.mm import MachineConfig, MiB
+from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, FRAME_BYTES
 
 CONFIG = MachineConfig(memory=1024 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 NAIVE_FRAMES = 16  # what a depot-less design would keep per page

@@ -34,8 +34,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from benchmarks._harness import Result, cpu_time, interleaved, run_parts, self_timed
 from pageext_core.trace import ALLOC, FREE, LiveSet, StackTable, TraceEvent, make_event, read_trace, write_trace

@@ -42,11 +42,11 @@ __all__ = sorted(_EXPORTS)
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.bootparams import BootConfig, BootParam, kstrtobool, parse_boot
     from pageext_core.conformance import ConformanceError, check_conformance
+    from pageext_core.discovery import PluginLoadError
     from pageext_core.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
     from pageext_core.layout import Layout, compute_layout
     from pageext_core.mm import Machine, MachineConfig, parse_gfp, parse_size
     from pageext_core.page_ext import PageExt, boot
-    from pageext_core.discovery import PluginLoadError
     from pageext_core.reports import Finding, FindingKinds
     from pageext_core.storage import NoExtension, PageExtView
 

@@ -11,8 +11,9 @@ TOML: ``[boot.<client>]`` tables set the same parameters by their short
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 PARAM_TYPES = ("bool", "int", "str", "flag")
 

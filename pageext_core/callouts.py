@@ -7,7 +7,8 @@ frozen ``Callouts`` table, and the machine installs it.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pluggy
 
@@ -26,6 +27,6 @@ def resolve_callouts(pm: pluggy.PluginManager, enabled: Sequence[str]) -> Callou
                        for event, hook in EVENTS.items()})
 
 
-def install_callouts(pe: "PageExt") -> None:
+def install_callouts(pe: PageExt) -> None:
     """Give the machine the call-out table of this boot's enabled clients."""
     pe.machine.install(resolve_callouts(pe.pm, pe.enabled))

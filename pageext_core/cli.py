@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import click
 
@@ -332,7 +333,7 @@ def replay(trace: str, session: str | None, boot_line: str, memory: str | None, 
     overrides: list[str | tuple[str, str]] = []
     if session is None:  # the built-in machine and boot, with no synthetic keys left over
         overrides.append(("workload={}", "pageext replay"))
-    overrides.append((f"workload.kind=\"replay\"", "pageext replay"))
+    overrides.append(("workload.kind=\"replay\"", "pageext replay"))
     overrides.append((f"workload.trace={json.dumps(str(Path(trace).resolve()))}", f"pageext replay {trace}"))
     if mode:
         overrides.append((f"workload.mode={json.dumps(mode)}", f"--mode {mode}"))
@@ -366,9 +367,9 @@ def plugins(boot_line: str, memory: str, disable: tuple[str, ...], strict: bool,
     The figures are arithmetic on the layout and the geometry: the machine
     is never booted (no table allocated, no page freed), so any size is instant.
     """
+    from pageext_core.discovery import discover
     from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
     from pageext_core.page_ext import boot
-    from pageext_core.discovery import discover
     from pageext_core.resources import estimate, human
 
     size = parse_size(memory, "--memory")

@@ -14,7 +14,8 @@ row to ``REPORTS``: its functions take the booted ``PageExt``.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
 
 from pageext_core.hookspecs import hookimpl
 from pageext_core.mm import stats
@@ -24,17 +25,17 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
 
 
-def pagetypeinfo(pe: "PageExt") -> str:
+def pagetypeinfo(pe: PageExt) -> str:
     """``/proc/pagetypeinfo`` with the enabled clients' per-node sections."""
     sections = pe.caller("pageext_pagetypeinfo_section")
 
-    def section(machine: "Machine", nid: int) -> str:
+    def section(machine: Machine, nid: int) -> str:
         return "".join(sections(machine=machine, nid=nid))
 
     return stats.pagetypeinfo(pe.machine, [section])
 
 
-def layout_text(pe: "PageExt") -> str:
+def layout_text(pe: PageExt) -> str:
     """The ``page_ext`` report: record size, tables and where each client's bytes are."""
     lay = pe.layout
     lines = [f"record size: {lay.record_size} bytes", f"page_ext bytes: {pe.nbytes}"]
@@ -55,7 +56,7 @@ def layout_text(pe: "PageExt") -> str:
 # Listed in this order, before every client's reports.  Reading a report never
 # changes the machine (no report drains the per-CPU lists), so the order is
 # only the listing's.
-REPORTS: dict[str, Callable[["PageExt"], str]] = {
+REPORTS: dict[str, Callable[[PageExt], str]] = {
     "buddyinfo": lambda pe: stats.buddyinfo(pe.machine),
     "meminfo": lambda pe: stats.meminfo(pe.machine),
     "vmstat": lambda pe: stats.vmstat(pe.machine),
@@ -73,11 +74,11 @@ class CoreReports:
     name = "core"
 
     @hookimpl
-    def pageext_report(self, page_ext: "PageExt") -> Mapping[str, Callable[[], str]]:
+    def pageext_report(self, page_ext: PageExt) -> Mapping[str, Callable[[], str]]:
         return {name: _bound(fn, page_ext) for name, fn in REPORTS.items()}
 
 
-def _bound(fn: Callable[["PageExt"], str], pe: "PageExt") -> Callable[[], str]:
+def _bound(fn: Callable[[PageExt], str], pe: PageExt) -> Callable[[], str]:
     def report() -> str:
         return fn(pe)
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import difflib
 import os
 import sys
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points  # group= and EntryPoint.dist: stdlib since 3.10
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from pageext_core.hookspecs import ENTRY_POINT_GROUP
 

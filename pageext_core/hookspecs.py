@@ -26,7 +26,8 @@ client, ``pageext_core.core_reports``, through ``pageext_report`` too.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, Union
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Union
 
 import pluggy
 
@@ -55,7 +56,7 @@ ReportFn = Callable[..., "str | Sequence[str]"]
 
 
 @hookspec
-def pageext_params() -> "Sequence[BootParam]":
+def pageext_params() -> Sequence[BootParam]:
     """Boot parameters this client owns.
 
     Called once per boot for every installed client, before the command line
@@ -67,7 +68,7 @@ def pageext_params() -> "Sequence[BootParam]":
 
 
 @hookspec
-def pageext_need(boot: "BootConfig", log: "KernelLog", machine: "Machine") -> bool:
+def pageext_need(boot: BootConfig, log: KernelLog, machine: Machine) -> bool:
     """Is this client enabled for this boot?
 
     Asked once per client, before anything is allocated; the answer is
@@ -81,7 +82,7 @@ def pageext_need(boot: "BootConfig", log: "KernelLog", machine: "Machine") -> bo
 
 
 @hookspec
-def pageext_fields(boot: "BootConfig") -> "Mapping[str, FieldSpec]":
+def pageext_fields(boot: BootConfig) -> Mapping[str, FieldSpec]:
     """Per-page bytes this client stores: field name → dtype (or ``(dtype, shape)``).
 
     Asked only of enabled clients.  Fields are laid out in the order given,
@@ -91,7 +92,7 @@ def pageext_fields(boot: "BootConfig") -> "Mapping[str, FieldSpec]":
 
 
 @hookspec
-def pageext_flags(boot: "BootConfig") -> "Sequence[str]":
+def pageext_flags(boot: BootConfig) -> Sequence[str]:
     """Names of the bits this client wants in the shared 8-byte flags word.
 
     Asked only of enabled clients; bits are handed out at boot in client
@@ -104,8 +105,8 @@ def pageext_flags(boot: "BootConfig") -> "Sequence[str]":
 
 
 @hookspec
-def pageext_init(view: "PageExtView", machine: "Machine", boot: "BootConfig",
-                 page_ext: "PageExt", log: "KernelLog") -> None:
+def pageext_init(view: PageExtView, machine: Machine, boot: BootConfig,
+                 page_ext: PageExt, log: KernelLog) -> None:
     """Called once after the page_ext tables exist, for enabled clients only.
 
     ``view`` reads and writes this client's own fields and flag bits (one
@@ -176,7 +177,7 @@ def pageext_on_migrate(old_pfn: int, new_pfn: int, order: int, reason: str) -> N
 
 
 @hookspec
-def pageext_on_fault(pfn: int, offset: int, write: bool) -> "str | None":
+def pageext_on_fault(pfn: int, offset: int, write: bool) -> str | None:
     """An access hit an unmapped page: return text for the fault report, or None.
 
     debug_pagealloc says the page is free, guard says it is a guard page;
@@ -188,7 +189,7 @@ def pageext_on_fault(pfn: int, offset: int, write: bool) -> "str | None":
 
 
 @hookspec
-def pageext_report(page_ext: "PageExt") -> "Mapping[str, ReportFn]":
+def pageext_report(page_ext: PageExt) -> Mapping[str, ReportFn]:
     """The named reports this client offers (the debugfs files of this world).
 
     Names may nest with ``/`` (``page_owner_stacks/show_stacks``); each
@@ -200,7 +201,7 @@ def pageext_report(page_ext: "PageExt") -> "Mapping[str, ReportFn]":
 
 
 @hookspec
-def pageext_dump_page(pfn: int) -> "str | None":
+def pageext_dump_page(pfn: int) -> str | None:
     """Lines this client adds to the report of a bad page, or None.
 
     The kernel's ``dump_page`` prints the page and then ``dump_page_owner``;
@@ -213,7 +214,7 @@ def pageext_dump_page(pfn: int) -> "str | None":
 
 
 @hookspec
-def pageext_pagetypeinfo_section(machine: "Machine", nid: int) -> "str | None":
+def pageext_pagetypeinfo_section(machine: Machine, nid: int) -> str | None:
     """Text this client adds to ``pagetypeinfo`` after each node's block counts, or None.
 
     Called by the built-in core reports for each node with memory; page_owner
@@ -223,12 +224,12 @@ def pageext_pagetypeinfo_section(machine: "Machine", nid: int) -> "str | None":
 
 
 @hookspec
-def pageext_summary() -> "Mapping[str, Any]":
+def pageext_summary() -> Mapping[str, Any]:
     """Figures for ``summary.json`` (plain JSON data), under the client's name."""
 
 
 @hookspec
-def pageext_findings() -> "Sequence[Finding]":
+def pageext_findings() -> Sequence[Finding]:
     """Bugs this client caught (use-after-free, corruption, guard hits).
 
     Any finding makes ``pageext run --fail-on-findings`` exit 1.
@@ -236,7 +237,7 @@ def pageext_findings() -> "Sequence[Finding]":
 
 
 @hookspec
-def pageext_finding_kinds() -> "FindingKinds":
+def pageext_finding_kinds() -> FindingKinds:
     """The finding kinds this client reports, and which planted bugs each catches.
 
     Return a ``FindingKinds``: ``reports`` lists every ``Finding.kind`` the

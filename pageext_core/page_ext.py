@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import pluggy
 

@@ -13,9 +13,10 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO, Iterable, Iterator, Mapping
+from typing import Any, BinaryIO
 
 FINDING_KINDS = (
     "use-after-free",

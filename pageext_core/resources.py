@@ -41,8 +41,8 @@ replaces that measurement (tests simulate a small host with it).
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from pageext_core.layout import FLAGS_BYTES, Layout
 from pageext_core.mm.constants import MIGRATE_TYPES, MiB

@@ -17,8 +17,9 @@ does: a client keeps no per-section state of its own.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Generic, Iterator, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class Table:
 class PageExtTables:
     """All tables of one boot, and their accounting."""
 
-    def __init__(self, machine: "Machine", layout: Layout) -> None:
+    def __init__(self, machine: Machine, layout: Layout) -> None:
         self.machine = machine
         self.layout = layout
         self.record_size = layout.record_size
@@ -227,7 +228,7 @@ class ClientTable:
 class SectionList(Generic[T]):
     """A client's per-section entries, ``build(table)`` for every section with a table, kept by the storage."""
 
-    def __init__(self, view: "PageExtView", build: Callable[[ClientTable], T]) -> None:
+    def __init__(self, view: PageExtView, build: Callable[[ClientTable], T]) -> None:
         self._view = view
         self._build = build
         self.entries: list[T | None] = [None] * len(view._tables._entries)

@@ -38,9 +38,10 @@ import os
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from pageext_core.reports import FINDING_KINDS, atomic_write
 from pageext_core.session.config import FAULT_KINDS, SessionError
@@ -232,8 +233,8 @@ def execute(t: RunTask) -> dict[str, Any]:
         return row
     except Exception as exc:  # a configuration the run rejects, an unwritable output, a bug: this row says which
         from pageext_core.bootparams import BootParamError
-        from pageext_core.mm.errors import ConfigError
         from pageext_core.discovery import PluginLoadError
+        from pageext_core.mm.errors import ConfigError
         from pageext_core.reports import ReportError
 
         usage = isinstance(exc, (SessionError, ConfigError, PluginLoadError, BootParamError, ReportError))

@@ -16,7 +16,8 @@ plugin that cannot be loaded is an error, not a warning.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -32,7 +33,7 @@ Op = Sequence[Any]
 class Kit:
     """What the ``pageext`` fixture gives a test."""
 
-    def config(self, memory: str | int = "128MiB", **machine: Any) -> "MachineConfig":
+    def config(self, memory: str | int = "128MiB", **machine: Any) -> MachineConfig:
         """A small, fast machine (no kernel image reservation unless asked)."""
         from pageext_core.mm.geometry import MachineConfig, parse_size
 
@@ -40,13 +41,13 @@ class Kit:
         return MachineConfig(memory=parse_size(memory), **machine)
 
     def boot(self, boot: str = "", *, plugins: Iterable[Any] = (), memory: str | int = "128MiB",
-             autoload: bool = False, strict: bool = True, **machine: Any) -> "PageExt":
+             autoload: bool = False, strict: bool = True, **machine: Any) -> PageExt:
         """Boot a small machine with the given clients (installed ones too with ``autoload=True``)."""
         from pageext_core.page_ext import boot as _boot
 
         return _boot(self.config(memory, **machine), boot, plugins=list(plugins), autoload=autoload, strict=strict)
 
-    def run_ops(self, pe: "PageExt", ops: Iterable[Op]) -> list[int | None]:
+    def run_ops(self, pe: PageExt, ops: Iterable[Op]) -> list[int | None]:
         """Apply ``("alloc", gfp, order)``, ``("free", i)``, ``("write", i, offset, data)``,
         ``("read", i, offset, n)`` and ``("drain",)``; ``i`` indexes earlier allocations.
 
@@ -76,14 +77,14 @@ class Kit:
                 raise ValueError(f"unknown op {op!r}: use alloc, free, write, read or drain")
         return [pfn for pfn, _ in blocks]
 
-    def run_workload(self, pe: "PageExt", operations: int = 2000, seed: int = 0, **spec: Any) -> "WorkloadResult":
+    def run_workload(self, pe: PageExt, operations: int = 2000, seed: int = 0, **spec: Any) -> WorkloadResult:
         """The seeded synthetic workload (same options as a session's ``[workload]``)."""
         from pageext_core.session.config import WorkloadSpec
         from pageext_core.session.workload import run_workload
 
         return run_workload(pe, WorkloadSpec(operations=operations, seed=seed, **spec))
 
-    def report(self, pe: "PageExt", name: str, **params: Any) -> str:
+    def report(self, pe: PageExt, name: str, **params: Any) -> str:
         return pe.report(name, **params)
 
     def assert_invariants(self, target: Any) -> None:
@@ -92,7 +93,7 @@ class Kit:
 
         check_invariants(getattr(target, "machine", target))
 
-    def conformance(self, plugin: Any, boot_on: str, **kwargs: Any) -> "ConformanceReport":
+    def conformance(self, plugin: Any, boot_on: str, **kwargs: Any) -> ConformanceReport:
         """Run the conformance check; fails the test on any broken promise."""
         from pageext_core.conformance import check_conformance
 

@@ -5,7 +5,6 @@ left allocated so page_owner_leaks has something to show.  Stacks are the
 Python stack of this file (page_owner captures it when no frames are given).
 """
 from pageext_core.mm.gfp import GFP_KERNEL
-from pageext_core.mm.machine import Task
 
 
 def ring_buffer(ctx):

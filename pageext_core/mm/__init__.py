@@ -7,20 +7,22 @@ page kinds (``PageKind``), constants, gfp helpers and errors.  The
 submodules' other names (``buddy.K_*``, the allocator's arrays) are the
 machine's own and may change.
 """
+from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.constants import (
-    GiB,
-    KiB,
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_TYPES,
     MIGRATE_UNMOVABLE,
     MIGRATETYPE_NAMES,
-    MiB,
     PAGE_SIZE,
     PAGEBLOCK_ORDER,
-    TiB,
     ZONE_NAMES,
+    GiB,
+    KiB,
+    MiB,
+    TiB,
 )
 from pageext_core.mm.errors import (
     BadPageState,
@@ -33,8 +35,6 @@ from pageext_core.mm.errors import (
     OrderMismatch,
     PageFault,
 )
-from pageext_core.mm.buddy import HookError, PageBlock, PageKind
-from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.invariants import InvariantError, check_invariants
@@ -42,11 +42,46 @@ from pageext_core.mm.machine import Machine, MemoryBlock, Task
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 __all__ = [
-    "BadPageState", "Callout", "Callouts", "ConfigError", "DoubleFree", "GiB", "HookError", "HotplugError", "InvalidOrder",
-    "InvalidPfn", "InvariantError", "KiB", "MAX_PAGE_ORDER", "MIGRATETYPE_NAMES", "MIGRATE_MOVABLE",
-    "MIGRATE_RECLAIMABLE", "MIGRATE_TYPES", "MIGRATE_UNMOVABLE", "MMError", "Machine", "MachineConfig",
+    "MAX_PAGE_ORDER",
+    "MIGRATETYPE_NAMES",
+    "MIGRATE_MOVABLE",
+    "MIGRATE_RECLAIMABLE",
+    "MIGRATE_TYPES",
+    "MIGRATE_UNMOVABLE",
     "NO_CALLOUTS",
-    "MemoryBlock", "MiB", "OrderMismatch", "PAGEBLOCK_ORDER", "PAGE_SIZE", "PageBlock", "PageFault", "PageKind", "Task", "TiB",
-    "ZONE_NAMES", "check_invariants", "flags_mask", "format_gfp", "format_gfp_mask", "format_pageflags",
-    "format_size", "gfp_migratetype", "parse_gfp", "parse_size",
+    "PAGEBLOCK_ORDER",
+    "PAGE_SIZE",
+    "ZONE_NAMES",
+    "BadPageState",
+    "Callout",
+    "Callouts",
+    "ConfigError",
+    "DoubleFree",
+    "GiB",
+    "HookError",
+    "HotplugError",
+    "InvalidOrder",
+    "InvalidPfn",
+    "InvariantError",
+    "KiB",
+    "MMError",
+    "Machine",
+    "MachineConfig",
+    "MemoryBlock",
+    "MiB",
+    "OrderMismatch",
+    "PageBlock",
+    "PageFault",
+    "PageKind",
+    "Task",
+    "TiB",
+    "check_invariants",
+    "flags_mask",
+    "format_gfp",
+    "format_gfp_mask",
+    "format_pageflags",
+    "format_size",
+    "gfp_migratetype",
+    "parse_gfp",
+    "parse_size",
 ]

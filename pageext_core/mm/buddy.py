@@ -22,11 +22,13 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from pageext_core.mm import gfp as _gfp
 from pageext_core.mm.callouts import EVENTS, Callouts, first_true
 from pageext_core.mm.constants import (
     FALLBACKS,
@@ -50,14 +52,13 @@ from pageext_core.mm.errors import (
     OrderMismatch,
     PlacementRefused,
 )
-from pageext_core.mm import gfp as _gfp
 from pageext_core.mm.geometry import _intersect, count_pages
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_head,
-    PG_reserved,
     PG_locked,
     PG_mlocked,
+    PG_reserved,
     PG_writeback,
     flag_names,
 )

@@ -10,8 +10,9 @@ from the enabled clients' hooks (``pageext_core.callouts``).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
-from typing import Any, Callable
+from typing import Any
 
 # Event name (a ``Callouts`` field) -> the hook its functions implement.
 EVENTS: dict[str, str] = {
@@ -55,7 +56,7 @@ class Callouts:
         """Clients with at least one call-out."""
         return {c.client for entries in self.events().values() for c in entries}
 
-    def only(self, client: str) -> "Callouts":
+    def only(self, client: str) -> Callouts:
         """The same table with one client's entries alone."""
         return replace(self, **{event: tuple(c for c in entries if c.client == client)
                                 for event, entries in self.events().items()})

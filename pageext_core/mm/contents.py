@@ -12,7 +12,7 @@ with the report the fault handlers (page_ext clients) give about the page.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 

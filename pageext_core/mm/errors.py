@@ -6,7 +6,6 @@ allocator exactly as it was before the call.
 """
 from __future__ import annotations
 
-
 PAGE_OFFSET = 0xFFFF888000000000  # x86_64 direct map base (4-level paging, no KASLR)
 
 

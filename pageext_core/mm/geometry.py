@@ -9,14 +9,11 @@ layout on its hot path.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Sequence
 
 from pageext_core.mm.constants import (
-    GiB,
-    KiB,
     MAX_PAGE_ORDER,
-    MiB,
     PAGE_SHIFT,
     PAGE_SIZE,
     PAGEBLOCK_ORDER,
@@ -26,6 +23,9 @@ from pageext_core.mm.constants import (
     ZONE_MOVABLE,
     ZONE_NAMES,
     ZONE_NORMAL,
+    GiB,
+    KiB,
+    MiB,
 )
 from pageext_core.mm.errors import ConfigError
 
@@ -64,7 +64,7 @@ class MachineConfig:
     dma_limit: int = 16 * MiB
     dma32_limit: int = 4 * GiB
 
-    def with_(self, **changes: object) -> "MachineConfig":
+    def with_(self, **changes: object) -> MachineConfig:
         """A copy with some fields changed (configs are immutable)."""
         return replace(self, **changes)  # type: ignore[arg-type]
 

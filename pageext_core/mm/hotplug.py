@@ -9,8 +9,9 @@ back this way), and asks the machine for each change: presence
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -50,7 +51,7 @@ class MemoryBlock:
 class Hotplug:
     """One machine's memory blocks and hotplug notifiers."""
 
-    def __init__(self, machine: "Machine") -> None:
+    def __init__(self, machine: Machine) -> None:
         self.m = machine
         self.notifiers: list[MemoryNotifier] = []
         self._blocks: list[MemoryBlock] | None = None

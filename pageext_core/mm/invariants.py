@@ -20,7 +20,7 @@ class InvariantError(AssertionError):
     """The allocator's state is inconsistent; the message lists every violation found."""
 
 
-def check_invariants(m: "Machine", *, allow_held_buddies: bool = False) -> None:
+def check_invariants(m: Machine, *, allow_held_buddies: bool = False) -> None:
     """Raise ``InvariantError`` unless the allocator is consistent.
 
     Checks: blocks cover every present page exactly once and nothing else;

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
 from pageext_core.mm import oops
-from pageext_core.mm.buddy import BuddyAllocator, PageKind
+from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
@@ -33,8 +33,8 @@ from pageext_core.mm.constants import (
     ZONE_MOVABLE,
     ZONE_NAMES,
 )
-from pageext_core.mm.context import SWAPPER, Task
 from pageext_core.mm.contents import PageContents
+from pageext_core.mm.context import SWAPPER, Task
 from pageext_core.mm.errors import ConfigError, InvalidPfn, PageFault
 from pageext_core.mm.geometry import (
     Geometry,
@@ -47,7 +47,6 @@ from pageext_core.mm.geometry import (
     count_pages,
     format_size,
 )
-from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home used to be here
     MEM_CANCEL_OFFLINE,
@@ -63,6 +62,7 @@ from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home us
 from pageext_core.mm.pageflags import format_pageflags
 from pageext_core.mm.printk import KernelLog
 from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
+
 
 class Machine(BuddyAllocator):
     """A booted machine.  The allocator's entry points are ``alloc_pages`` and ``free_pages``."""
@@ -318,7 +318,7 @@ class Machine(BuddyAllocator):
 
     @contextlib.contextmanager
     def context(self, task: Task | None = None, stack: Sequence[str] | int | None = None,
-                cpu: int | None = None) -> Iterator["Machine"]:
+                cpu: int | None = None) -> Iterator[Machine]:
         """Run a block as ``task`` on ``cpu`` with ``stack``; restores the previous context."""
         saved = (self.current, self._stack_handle, self.cpu)
         try:

@@ -5,7 +5,8 @@ logs them and taints itself (``Machine._log_oops``).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from pageext_core.mm.constants import KERNEL_RELEASE, TAINT_LETTERS
 
@@ -21,7 +22,7 @@ def taint_text(taint: set[str]) -> str:
     return "Tainted: " + ("P" if "P" in taint else "G") + "".join(c if c in taint else " " for c in TAINT_LETTERS)
 
 
-def cpu_line(cpu: int, task: "Task", taint: set[str]) -> str:
+def cpu_line(cpu: int, task: Task, taint: set[str]) -> str:
     """``dump_stack``'s first line."""
     return f"CPU: {cpu} UID: 0 PID: {task.pid} Comm: {task.comm} {taint_text(taint)} {KERNEL_RELEASE} #1"
 
@@ -31,7 +32,7 @@ def call_trace_lines(frames: Iterable[str]) -> list[str]:
     return ["Call Trace:", " <TASK>", *(f" {f}" for f in frames), " </TASK>"]
 
 
-def oops_text(fault: "PageFault", texts: list[str], number: int, cpu: str, trace: list[str]) -> str:
+def oops_text(fault: PageFault, texts: list[str], number: int, cpu: str, trace: list[str]) -> str:
     """One numbered oops: the fault's header, the Oops line, CPU line, call trace, then the clients' texts."""
     return "\n".join([*fault.header_lines(), f"Oops: {0x0002 if fault.write else 0x0000:04x} [#{number}] SMP",
                       cpu, *trace, *texts])

@@ -5,7 +5,7 @@ Lines read like a real ``dmesg``: ``[    0.000123] text``.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 

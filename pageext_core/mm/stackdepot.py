@@ -8,8 +8,8 @@ replayed kernel traces, as given frame strings.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable, Sequence
 from types import CodeType, FrameType
-from typing import Iterable, Sequence
 
 DEFAULT_MAX_FRAMES = 16
 # Bytes the kernel's depot spends per stored stack: a record header plus

@@ -8,7 +8,8 @@ and ``summary.json`` describe one moment whichever of them are asked for.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,16 +22,16 @@ PagetypeinfoSection = Callable[["Machine", int], str]
 FREECOUNT_CAP = 100000  # the kernel stops counting a list here and prints ">100000"
 
 
-def populated_zones(m: "Machine", nid: int | None = None) -> list:
+def populated_zones(m: Machine, nid: int | None = None) -> list:
     return [z for z in m.geometry.zones if m.zone_present[z.index] and (nid is None or z.node == nid)]
 
 
-def free_blocks(m: "Machine") -> np.ndarray:
+def free_blocks(m: Machine) -> np.ndarray:
     """Free blocks per [zone, migratetype, order] (numbers of blocks, not pages)."""
     return np.array(m._fl_n, dtype=np.int64).reshape(m.nr_zones, MIGRATE_TYPES, m.nr_orders)
 
 
-def buddyinfo(m: "Machine") -> str:
+def buddyinfo(m: Machine) -> str:
     per = free_blocks(m).sum(axis=1)
     out = []
     for z in populated_zones(m):
@@ -38,7 +39,7 @@ def buddyinfo(m: "Machine") -> str:
     return "".join(out)
 
 
-def pageblock_counts(m: "Machine") -> np.ndarray:
+def pageblock_counts(m: Machine) -> np.ndarray:
     """Pageblocks per [zone, migratetype], counting blocks whose first page is present."""
     pbo = m.pageblock_order
     counts = np.zeros((m.nr_zones, MIGRATE_TYPES), np.int64)
@@ -54,7 +55,7 @@ def pageblock_counts(m: "Machine") -> np.ndarray:
     return counts
 
 
-def pagetypeinfo(m: "Machine", sections: Iterable[PagetypeinfoSection] = ()) -> str:
+def pagetypeinfo(m: Machine, sections: Iterable[PagetypeinfoSection] = ()) -> str:
     """``/proc/pagetypeinfo`` per node, read-only: one moment, as buddyinfo shows it.
 
     The free counts are read as they are (per-CPU pages are not on the free
@@ -91,7 +92,7 @@ def pagetypeinfo(m: "Machine", sections: Iterable[PagetypeinfoSection] = ()) -> 
     return "".join(out)
 
 
-def meminfo(m: "Machine") -> str:
+def meminfo(m: Machine) -> str:
     """A short ``/proc/meminfo``: the lines our model can fill honestly."""
     kb = PAGE_SIZE // 1024
     managed = m.nr_present_pages - m.nr_reserved_pages
@@ -106,7 +107,7 @@ def meminfo(m: "Machine") -> str:
     return "".join(f"{name + ':':<16s}{value:8d} kB\n" for name, value in rows)
 
 
-def vmstat(m: "Machine") -> str:
+def vmstat(m: Machine) -> str:
     """Counters in ``/proc/vmstat``'s ``name value`` shape.
 
     ``nr_free_pages`` is the kernel's; the others are the model's own, named
@@ -125,7 +126,7 @@ def vmstat(m: "Machine") -> str:
     return "".join(f"{k} {v}\n" for k, v in rows)
 
 
-def free_summary(m: "Machine") -> dict:
+def free_summary(m: Machine) -> dict:
     """Free-page statistics as plain data (for summary.json)."""
     fb = free_blocks(m)
     zones = []
@@ -151,20 +152,20 @@ def free_summary(m: "Machine") -> dict:
     }
 
 
-def _extfrag_lines(m: "Machine", index: Callable, fmt: Callable) -> str:
+def _extfrag_lines(m: Machine, index: Callable, fmt: Callable) -> str:
     """One line per populated zone of every node with memory: ``Node %d, zone %8s `` and the values."""
     per = free_blocks(m).sum(axis=1)  # [zone, order], every migratetype (the kernel's nr_free)
     return "".join(f"Node {z.node}, zone {z.name:>8s} " + fmt(index(per[z.index])) + "\n" for z in populated_zones(m))
 
 
-def unusable_index(m: "Machine") -> str:
+def unusable_index(m: Machine) -> str:
     """``/sys/kernel/debug/extfrag/unusable_index``: per zone and order, the free memory that cannot serve it."""
     from pageext_core.mm import extfrag
 
     return _extfrag_lines(m, extfrag.unusable_free_index, extfrag.format_unusable)
 
 
-def extfrag_index(m: "Machine") -> str:
+def extfrag_index(m: Machine) -> str:
     """``/sys/kernel/debug/extfrag/extfrag_index``: per zone and order, whether a failure would be fragmentation."""
     from pageext_core.mm import extfrag
 

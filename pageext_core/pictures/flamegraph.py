@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 from xml.sax.saxutils import escape
 
 from pageext_core.mm.constants import PAGE_SIZE
@@ -30,7 +30,7 @@ class Node:
     name: str
     old: int = 0
     new: int = 0
-    children: dict[str, "Node"] = field(default_factory=dict)
+    children: dict[str, Node] = field(default_factory=dict)
 
     @property
     def width(self) -> int:

@@ -8,8 +8,9 @@ Deterministic: no wall-clock figure appears on it.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from html import escape
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import quote
 
 CSS = """

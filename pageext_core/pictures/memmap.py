@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from pageext_core.mm import buddy as _b
-from pageext_core.mm.constants import MIGRATE_MOVABLE, MIGRATE_RECLAIMABLE, PAGE_SIZE
+from pageext_core.mm.constants import MIGRATE_RECLAIMABLE, PAGE_SIZE
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -49,7 +50,7 @@ CHUNK_PAGES = 1 << 20  # pages read at a time: bounds working memory (tens of Mi
 MAX_CELLS = 1 << 19  # above this many pages, one cell stands for several
 
 
-def page_states(machine: "Machine", start: int, end: int,
+def page_states(machine: Machine, start: int, end: int,
                 table_chunks: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     """Category code (uint8) of every page in ``[start, end)``; ``start`` aligned to a max-order block.
 
@@ -145,7 +146,7 @@ def grid_shape(max_pfn: int) -> tuple[int, int, int]:
     return ppc, cols, rows
 
 
-def build_grid(machine: "Machine", table_chunks: Sequence[tuple[int, int]] = (),
+def build_grid(machine: Machine, table_chunks: Sequence[tuple[int, int]] = (),
                highlight_pfns: np.ndarray | None = None) -> Grid:
     """Bin the machine's pages into cells (majority state per cell), a chunk at a time."""
     m = machine
@@ -216,7 +217,7 @@ def _size_text(nbytes: int) -> str:
     return f"{nbytes:#x}"
 
 
-def render(machine: "Machine", title: str, table_chunks: Sequence[tuple[int, int]] = (),
+def render(machine: Machine, title: str, table_chunks: Sequence[tuple[int, int]] = (),
            highlight_pfns: np.ndarray | None = None, highlight_label: str = "") -> tuple[bytes, Grid, Placement]:
     """The memmap PNG's bytes, with the grid and where it lies in the picture (for tests and the page)."""
     from pageext_core.pictures import _mpl

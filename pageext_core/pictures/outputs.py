@@ -8,8 +8,9 @@ that shows the others); ``"all"`` is every one.  Only this module's
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
@@ -34,7 +35,7 @@ def needs_samples(pictures: Sequence[str]) -> bool:
     return "fragmentation" in pictures
 
 
-def planned_files(pe: "PageExt", pictures: Sequence[str]) -> list[str]:
+def planned_files(pe: PageExt, pictures: Sequence[str]) -> list[str]:
     """The files the pictures will be written to, in order (a flame graph needs page_owner's stacks)."""
     out = []
     for p in pictures:
@@ -46,11 +47,11 @@ def planned_files(pe: "PageExt", pictures: Sequence[str]) -> list[str]:
     return out
 
 
-def title_of(pe: "PageExt", session_name: str) -> str:
+def title_of(pe: PageExt, session_name: str) -> str:
     return f"{session_name}: {pe.boot.cmdline or '(empty boot line)'}"
 
 
-def write(out_dir: Path, pe: "PageExt", session_name: str, pictures: Sequence[str], sampler: "Sampler | None",
+def write(out_dir: Path, pe: PageExt, session_name: str, pictures: Sequence[str], sampler: Sampler | None,
           summary: dict[str, Any], files: Sequence[str], planted: Sequence[dict[str, Any]],
           findings: Sequence[Any], report_texts: dict[str, str],
           picture_params: dict[str, dict[str, Any]] | None = None) -> None:

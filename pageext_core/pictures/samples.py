@@ -29,7 +29,7 @@ def default_sample_every(operations: int) -> int:
     return max(1, operations // DEFAULT_SAMPLES)
 
 
-def mixed_pageblocks(m: "Machine") -> int:
+def mixed_pageblocks(m: Machine) -> int:
     """Pageblocks holding an allocation of another mobility than the block's own (movable vs not), read-only.
 
     The machine knows whether each allocated block is movable; page_owner's
@@ -51,7 +51,7 @@ def zone_label(z: Any) -> str:
 class Sampler:
     """Takes samples of one PageExt's machine; ``rows`` are plain ints, one list per sample."""
 
-    def __init__(self, pe: "PageExt") -> None:
+    def __init__(self, pe: PageExt) -> None:
         self.pe = pe
         m = pe.machine
         self.zones = populated_zones(m)

@@ -42,9 +42,10 @@ Rules (docs/replay.md says the same, for users):
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -236,7 +237,7 @@ class _Placer:
                     claim = k == _b.K_FREE and o >= pbo
         try:
             m.alloc_pages_at(pfn, order, gfp)
-        except PlacementRefused as exc:
+        except PlacementRefused:
             # blocks this trace placed there lost their frees: free them, then try again
             placed = self._placed_in(pfn, order)
             if placed:
@@ -327,8 +328,8 @@ def _ts(ns: int) -> str:
 class Replay:
     """Runs a trace through the session's machine; see the module docstring."""
 
-    def __init__(self, pe: "PageExt", spec: WorkloadSpec, progress: Callable[[int], None],
-                 result: "WorkloadResult") -> None:
+    def __init__(self, pe: PageExt, spec: WorkloadSpec, progress: Callable[[int], None],
+                 result: WorkloadResult) -> None:
         self.pe = pe
         self.m = pe.machine
         self.spec = spec
@@ -364,7 +365,7 @@ class Replay:
 
     # -- the loop -------------------------------------------------------------------
 
-    def run(self) -> "WorkloadResult":
+    def run(self) -> WorkloadResult:
         m, res, st = self.m, self.res, self.stats
         whatif = self.spec.mode == "what-if"
         placer = _Placer(m, st)
@@ -574,7 +575,7 @@ class Replay:
         st, r = self.stats, self.reader.stats
         lines = [f"pageext replay ({st.mode}) of {st.trace} ({st.format}): {st.events} events, {r.lines} lines",
                  "events:    " + (", ".join(f"{k} {v}" for k, v in r.events_by_name().items() if v) or "none"),
-                 f"ignored:   " + (", ".join(f"{k} {v}" for k, v in sorted(r.ignored.items())) or "none"),
+                 "ignored:   " + (", ".join(f"{k} {v}" for k, v in sorted(r.ignored.items())) or "none"),
                  f"malformed: {r.malformed}, unattached stacks: {r.unattached_stacks}, lost events: {r.lost_events}",
                  f"machine:   {format_size(m_bytes(self.m))} present, {self.m.config.nodes} node(s), "
                  f"{self.m.config.cpus} CPU(s), from {self.machine_from()}",
@@ -623,13 +624,20 @@ def free_blocks_per_order(m: Machine) -> list[int]:
     return [int(x) for x in np.bincount(st[heads] & 15, minlength=m.max_order + 1)]
 
 
-def run_replay(pe: "PageExt", spec: WorkloadSpec, progress: Callable[[int], None],
-               result: "WorkloadResult") -> "WorkloadResult":
+def run_replay(pe: PageExt, spec: WorkloadSpec, progress: Callable[[int], None],
+               result: WorkloadResult) -> WorkloadResult:
     """The ``replay`` workload: ``spec.mode`` is exact or what-if."""
     if spec.mode not in MODES:
         raise SessionError(f"[workload] mode {spec.mode!r}: expected one of {', '.join(MODES)}")
     return Replay(pe, spec, progress, result).run()
 
 
-__all__ = ["run_replay", "prepare_replay", "Replay", "ReplayStats", "highest_pfn_end", "mixed_pageblocks",
-           "free_blocks_per_order"]
+__all__ = [
+    "Replay",
+    "ReplayStats",
+    "free_blocks_per_order",
+    "highest_pfn_end",
+    "mixed_pageblocks",
+    "prepare_replay",
+    "run_replay",
+]

@@ -22,13 +22,21 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pageext_core
 from pageext_core import resources
 from pageext_core.bootparams import BootParamError, split_cmdline
+from pageext_core.discovery import (
+    PluginLoadError,
+    explain_unknown_word,
+    installed_names,
+    not_loaded_reason,
+    shipped_owner_of_report,
+)
 from pageext_core.mm import stats
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import ConfigError
@@ -36,8 +44,6 @@ from pageext_core.mm.geometry import build_geometry
 from pageext_core.page_ext import PageExt, boot
 from pageext_core.pictures import outputs as picture_outputs
 from pageext_core.pictures.samples import Sampler, default_sample_every
-from pageext_core.discovery import (PluginLoadError, explain_unknown_word, installed_names, not_loaded_reason,
-                                   shipped_owner_of_report)
 from pageext_core.reports import OutputError, ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import Session, SessionError
 from pageext_core.session.workload import (

@@ -19,8 +19,9 @@ import importlib
 import random
 import sys
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ from pageext_core.reports import Finding, FindingKinds
 from pageext_core.session.callsites import ACCESS_FRAME, BUILTIN_SITES, DEFAULT_TASKS, STRAY_STACK, CallSite
 
 STRAY_TASK = Task(203, 203, "kworker/0:3")  # the broken driver's work item runs here
-from pageext_core.session.config import SessionError, WorkloadSpec
+from pageext_core.session.config import SessionError, WorkloadSpec  # noqa: E402 (after STRAY_TASK, as before)
 
 if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
@@ -72,7 +73,7 @@ class WorkloadContext:
     """What a ``module:function`` workload receives."""
 
     machine: Any
-    page_ext: "PageExt"
+    page_ext: PageExt
     rng: random.Random
     params: dict[str, Any]
     spec: WorkloadSpec
@@ -80,7 +81,7 @@ class WorkloadContext:
     result: WorkloadResult
 
 
-def run_workload(pe: "PageExt", spec: WorkloadSpec, progress: Progress | None = None,
+def run_workload(pe: PageExt, spec: WorkloadSpec, progress: Progress | None = None,
                  result: WorkloadResult | None = None, sample: Callable[[int], None] | None = None,
                  sample_every: int = 0) -> WorkloadResult:
     """Run the session's workload into ``result``.
@@ -138,7 +139,7 @@ def load_function(target: str, base_dir: str | None = None) -> Callable[[Workloa
     return obj
 
 
-def _run_function(pe: "PageExt", spec: WorkloadSpec, progress: Progress, res: WorkloadResult) -> WorkloadResult:
+def _run_function(pe: PageExt, spec: WorkloadSpec, progress: Progress, res: WorkloadResult) -> WorkloadResult:
     fn = load_function(spec.function or "", spec.base_dir)
     m = pe.machine
     a0, f0, x0 = m.nr_allocs, m.nr_frees, m.nr_alloc_failures
@@ -191,7 +192,7 @@ def hotplug_failure_line(m: Any, action: str, index: int, error: str) -> str:
 class Synthetic:
     """The seeded generator; see the module docstring."""
 
-    def __init__(self, pe: "PageExt", spec: WorkloadSpec, progress: Progress, result: WorkloadResult,
+    def __init__(self, pe: PageExt, spec: WorkloadSpec, progress: Progress, result: WorkloadResult,
                  sample: Callable[[int], None] | None = None, sample_every: int = 0) -> None:
         self.pe = pe
         self.sample, self.sample_every = sample, sample_every
@@ -550,7 +551,7 @@ class Synthetic:
         self.res.planted.append({"kind": kind, "skipped": "no allocation with a valid neighbour"})
 
 
-def declared_finding_kinds(pe: "PageExt") -> dict[str, FindingKinds]:
+def declared_finding_kinds(pe: PageExt) -> dict[str, FindingKinds]:
     """Each enabled client's ``pageext_finding_kinds`` answer, checked (a broken one is a SessionError).
 
     Asked once, before the workload, so a plugin's bad declaration stops the

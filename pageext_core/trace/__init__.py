@@ -18,12 +18,43 @@ from pageext_core.trace.events import (
     make_event,
 )
 from pageext_core.trace.kmem import KmemStat, callsite_of, kmem_report
-from pageext_core.trace.reader import FORMATS, TraceError, TraceReader, TraceStats, detect_format, open_trace, read_trace
+from pageext_core.trace.reader import (
+    FORMATS,
+    TraceError,
+    TraceReader,
+    TraceStats,
+    detect_format,
+    open_trace,
+    read_trace,
+)
 from pageext_core.trace.writer import TraceWriter, write_trace
 
 __all__ = [
-    "ALLOC", "FREE", "FREE_BATCHED", "PCPU_DRAIN", "EXTFRAG", "KIND_NAMES", "NO_STACK", "TraceEvent", "make_event",
-    "StackTable", "TraceReader", "TraceStats", "TraceError", "read_trace", "detect_format", "open_trace", "FORMATS",
-    "TraceWriter", "write_trace", "LiveSet", "ANOMALIES", "FREE_BEFORE_TRACE", "LOST_FREE", "ORDER_MISMATCH",
-    "KmemStat", "kmem_report", "callsite_of",
+    "ALLOC",
+    "ANOMALIES",
+    "EXTFRAG",
+    "FORMATS",
+    "FREE",
+    "FREE_BATCHED",
+    "FREE_BEFORE_TRACE",
+    "KIND_NAMES",
+    "LOST_FREE",
+    "NO_STACK",
+    "ORDER_MISMATCH",
+    "PCPU_DRAIN",
+    "KmemStat",
+    "LiveSet",
+    "StackTable",
+    "TraceError",
+    "TraceEvent",
+    "TraceReader",
+    "TraceStats",
+    "TraceWriter",
+    "callsite_of",
+    "detect_format",
+    "kmem_report",
+    "make_event",
+    "open_trace",
+    "read_trace",
+    "write_trace",
 ]

@@ -26,7 +26,7 @@ those, since the simulated buddy allocator refuses them.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from pageext_core.trace.events import ALLOC, FREE, FREE_BATCHED, TraceEvent
 

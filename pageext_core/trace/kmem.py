@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from pageext_core.mm.gfp import format_gfp
 from pageext_core.trace.events import ALLOC, FREE, StackTable, TraceEvent
@@ -108,7 +108,7 @@ class KmemStat:
             c = self._callsites[stack] = callsite_of(self.stacks.frames(stack))
         return c
 
-    def feed(self, events: Iterable[TraceEvent]) -> "KmemStat":
+    def feed(self, events: Iterable[TraceEvent]) -> KmemStat:
         """Account a stream of events; returns self."""
         for ev in events:
             kind = ev[0]

@@ -21,9 +21,10 @@ import io
 import itertools
 import lzma
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Iterable, Iterator
+from typing import IO
 
 from pageext_core.mm.errors import GfpParseError
 from pageext_core.mm.gfp import parse_gfp
@@ -349,7 +350,7 @@ class TraceReader:
         try:
             for lineno, line in enumerate(lines, 1):
                 c = line[:1]
-                if c == " " and line.startswith(" => ") or c == "=":
+                if (c == " " and line.startswith(" => ")) or c == "=":
                     if not in_stack:
                         self._bad(lineno, "stack frame outside a stack block", line)
                     elif frames is not None:

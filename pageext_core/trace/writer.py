@@ -28,8 +28,9 @@ import lzma
 import os
 import tempfile
 import zlib
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Iterable
+from typing import IO
 
 from pageext_core.mm.gfp import format_gfp
 from pageext_core.trace.events import (

@@ -73,7 +73,7 @@ class Zoneinfo:
         return max(ends) if ends else None
 
 
-def usable_end(g: "Geometry") -> int:
+def usable_end(g: Geometry) -> int:
     """The pfn where the last node's top reservations (memmap, FLATMEM tables) begin, or the end.
 
     A trace's highest pfns must lie below it: the traced box had RAM where

@@ -10,7 +10,8 @@ section (section 0: pfns [0, 32768), partly present).
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import pageext_core as pc
 from pageext_core import BootParam, hookimpl

@@ -6,8 +6,8 @@ parts that involve clients (ownership, the machine log) go through ``boot``.
 from __future__ import annotations
 
 import pytest
-
 from fwsupport import Switch, boot_with, log_lines
+
 from pageext_core import BootParam, PluginLoadError, hookimpl, kstrtobool, parse_boot
 from pageext_core.bootparams import BootParamError, split_cmdline
 

@@ -5,8 +5,8 @@ In strict mode each of these is a ``PluginLoadError`` instead.
 from __future__ import annotations
 
 import pytest
-
 from fwsupport import Counter, Fixed, Switch, boot_with, log_lines
+
 from pageext_core import PluginLoadError, hookimpl
 from pageext_core.mm.gfp import GFP_KERNEL
 

@@ -8,9 +8,9 @@ imported?" is answered by marker files and ``sys.modules`` there.
 from __future__ import annotations
 
 import pytest
+from fwsupport import TINY
 
 import pageext_core as pc
-from fwsupport import TINY
 from pageext_core import discovery
 
 UNKNOWN = 'Unknown kernel command line parameters "{}", will be passed to user space.'

@@ -11,8 +11,8 @@ import types
 
 import numpy as np
 import pytest
-
 from fwsupport import Counter, Fixed, boot_with, free_total
+
 from pageext_core import hookimpl
 from pageext_core.mm import NO_CALLOUTS, Callout, HookError, PageFault, check_invariants
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL

@@ -6,13 +6,24 @@ Also the boot phases one by one, the built-in core-reports client, and
 from __future__ import annotations
 
 import pytest
-
 from fwsupport import TINY, Fixed, boot_with, log_lines
+
 from pageext_core import BootParam, Finding, hookimpl
 from pageext_core.dispatch import ENV_TRACE, call_order
 from pageext_core.mm.gfp import GFP_KERNEL
-from pageext_core.page_ext import (Booting, allocate, ask_need, collect_params, discover_clients, init_clients,
-                                   lay_out, new_plugin_manager, parse_params, register_clients, start_machine)
+from pageext_core.page_ext import (
+    Booting,
+    allocate,
+    ask_need,
+    collect_params,
+    discover_clients,
+    init_clients,
+    lay_out,
+    new_plugin_manager,
+    parse_params,
+    register_clients,
+    start_machine,
+)
 from pageext_core.reports import ReportError
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fwsupport import PAGES_PER_SECTION, Counter, Fixed, boot_with, free_total, log_lines
+
 from pageext_core import MachineConfig, hookimpl
 from pageext_core.mm import GiB, HotplugError, MiB, check_invariants
 from pageext_core.mm.gfp import GFP_KERNEL

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from fwsupport import PAGES_PER_SECTION, Counter, Fixed, boot_with, log_lines
+
 from pageext_core.layout import FLAGS_FIELD, Layout, LayoutError, compute_layout
 from pageext_core.mm import check_invariants
 from pageext_core.mm.gfp import GFP_KERNEL

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from fwsupport import Fixed, Switch, boot_with
+
 from pageext_core import hookimpl
 
 

@@ -12,8 +12,8 @@ import struct
 
 import numpy as np
 import pytest
-
 from fwsupport import PAGES_PER_SECTION, Fixed, boot_with
+
 from pageext_core import MachineConfig, NoExtension
 from pageext_core.layout import FLAGS_FIELD
 from pageext_core.mm import ConfigError, GiB, MiB, check_invariants

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pageext_core.mm import MachineConfig, Machine, MiB
+from pageext_core.mm import Machine, MachineConfig, MiB
 
 # 64 MiB, no x86 holes, nothing reserved: DMA = pfns [0, 4096) = 4 order-10
 # blocks, DMA32 = [4096, 16384) = 12 order-10 blocks, every page free.

@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 
 from pageext_core.mm import (
-    BadPageState,
-    DoubleFree,
-    GiB,
     MIGRATE_MOVABLE,
     MIGRATE_RECLAIMABLE,
     MIGRATE_UNMOVABLE,
+    BadPageState,
+    DoubleFree,
+    GiB,
     Machine,
     MachineConfig,
     MiB,

@@ -25,9 +25,9 @@ from pageext_core.mm import (
     check_invariants,
     format_size,
     parse_size,
+    stats,
 )
 from pageext_core.mm import gfp as G
-from pageext_core.mm import stats
 from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE, K_RESERVED
 
 DMA_END = 16 * MiB // 4096  # 4096

@@ -14,19 +14,20 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from hypothesis import HealthCheck, settings, strategies as st
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 from pageext_core.mm import (
     NO_CALLOUTS,
+    BadPageState,
     Callout,
     Callouts,
-    BadPageState,
     HotplugError,
-    MMError,
     Machine,
     MachineConfig,
     MiB,
+    MMError,
     check_invariants,
     flags_mask,
     stats,
@@ -107,7 +108,7 @@ class AllocatorModel(RuleBasedStateMachine):
         m = self.m
         n = 1 << order
         assert pfn % n == 0, f"pfn {pfn:#x} not aligned to order {order}"
-        assert 0 <= pfn and pfn + n <= m.geometry.max_pfn
+        assert pfn >= 0 and pfn + n <= m.geometry.max_pfn
         assert not self.owned[pfn : pfn + n].any(), f"block {pfn:#x}/{order} overlaps a live block"
         assert all(m.pfn_valid(p) for p in (pfn, pfn + n - 1))
         zone = m.geometry.zones[m.zone_of(pfn)]

@@ -9,9 +9,8 @@ migratetype, rows ``"Node %d, zone %8s "`` + ``"%12lu "``.
 """
 from __future__ import annotations
 
-from pageext_core.mm import GiB, MIGRATETYPE_NAMES, Machine, MachineConfig, MiB, check_invariants
+from pageext_core.mm import MIGRATETYPE_NAMES, GiB, Machine, MachineConfig, MiB, check_invariants, stats
 from pageext_core.mm import gfp as G
-from pageext_core.mm import stats
 
 # 64 MiB x86 by hand: RAM pfns 0..159 and 256..16383; pfn 0, the kernel image 4096..8191 and
 # the memmap (16288 pages * 64 B -> 255 pages, 16129..16383) reserved.

@@ -13,11 +13,21 @@ import matplotlib.image
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import MIGRATE_RECLAIMABLE, PAGE_SIZE
 from pageext_core.mm.geometry import MachineConfig
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_RECLAIMABLE
+from pageext_core.mm.gfp import __GFP_RECLAIMABLE, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from pageext_core.page_ext import boot
 from pageext_core.pictures import memmap
-from pageext_core.pictures.memmap import (FREE, FREE_UNMAPPED, GUARD, HOLE, MOVABLE, PAGE_EXT, PALETTE,
-                                          RECLAIMABLE, RESERVED, UNMOVABLE)
+from pageext_core.pictures.memmap import (
+    FREE,
+    FREE_UNMAPPED,
+    GUARD,
+    HOLE,
+    MOVABLE,
+    PAGE_EXT,
+    PALETTE,
+    RECLAIMABLE,
+    RESERVED,
+    UNMOVABLE,
+)
 
 MiB = 1 << 20
 

@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib", reason="pictures need the pictures extra (make install installs it)")
@@ -18,9 +16,9 @@ from picsupport import SMALL, fingerprint_tools, run_small, write_session
 
 from pageext_core.cli import main
 from pageext_core.mm import stats
-from pageext_core.page_ext import boot
 from pageext_core.mm.geometry import MachineConfig
 from pageext_core.mm.gfp import GFP_KERNEL
+from pageext_core.page_ext import boot
 from pageext_core.pictures.samples import Sampler
 from pageext_core.session.config import SessionError, load_session
 

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sessionsupport import EXAMPLES, PLUGINS, TINY, load_summary, tree, without_timing, write_session
 
 from pageext_core.cli import main
 from pageext_core.session.config import DEFAULT_SESSION, load_session
-
-from sessionsupport import EXAMPLES, PLUGINS, TINY, load_summary, tree, without_timing, write_session
 
 
 def cli(*args: object) -> Result:

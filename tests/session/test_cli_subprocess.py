@@ -10,8 +10,17 @@ import subprocess
 import time
 from pathlib import Path
 
-from sessionsupport import PAGEEXT, PLUGINS, TINY, clean_env, load_summary, run_pageext, tree, without_timing, \
-    write_session
+from sessionsupport import (
+    PAGEEXT,
+    PLUGINS,
+    TINY,
+    clean_env,
+    load_summary,
+    run_pageext,
+    tree,
+    without_timing,
+    write_session,
+)
 
 
 def test_console_script_is_installed() -> None:

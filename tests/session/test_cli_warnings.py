@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from sessionsupport import TINY, load_summary, run_pageext, write_session
 
 import pageext_core as pc
 from pageext_core import discovery
@@ -19,8 +20,6 @@ from pageext_core.hookspecs import ENTRY_POINT_GROUP
 from pageext_core.mm import MiB
 from pageext_core.session.config import HotplugEvent, WorkloadSpec
 from pageext_core.session.workload import run_workload
-
-from sessionsupport import TINY, load_summary, run_pageext, write_session
 
 WARN = "pageext: warning: boot parameter nosuchword=1: no plugin owns 'nosuchword' " \
        "(it is passed to user space, as the kernel does)"

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sessionsupport import EXAMPLES, load_summary, tree
 
 from pageext_core.cli import main
-
-from sessionsupport import EXAMPLES, load_summary, tree
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,14 +19,13 @@ else:  # pragma: no cover
 
 import pytest
 from click.testing import CliRunner, Result
+from sessionsupport import REPO, TINY, write_session
 
 import pageext_core as pc
 from pageext_core import discovery
 from pageext_core.cli import main
-from pageext_core.mm import MiB
 from pageext_core.discovery import SHIPPED, install_command, shipped
-
-from sessionsupport import REPO, TINY, write_session
+from pageext_core.mm import MiB
 
 UNKNOWN = 'Unknown kernel command line parameters "{}", will be passed to user space.'
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pageext_debug_pagealloc.plugin import DebugPagealloc
 from sessionsupport import EXAMPLES, with_clients
 
 from pageext_core import FindingKinds, hookimpl
@@ -18,8 +19,6 @@ from pageext_core.reports import Finding
 from pageext_core.session import RunOptions, load_session, run_session
 from pageext_core.session.config import FAULT_KINDS, SessionError
 from pageext_core.session.workload import declared_finding_kinds, match_planted
-
-from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 
 def run(memory: str, seed: int, faults: str, boot_line: str = "") -> Any:

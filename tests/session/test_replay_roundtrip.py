@@ -103,8 +103,8 @@ def test_exact_replay_of_a_recorded_session_gives_its_page_owner_dump(tmp_path, 
 
 def test_recording_a_trace_changes_no_other_output(tmp_path):
     sfile = session_file(tmp_path, "256MiB-1node", 3)
-    a = run_session(load_session(sfile), RunOptions(out=str(tmp_path / "a")))
-    b = run_session(load_session(sfile), RunOptions(out=str(tmp_path / "b"), record_trace=str(tmp_path / "t.txt.gz"),
+    run_session(load_session(sfile), RunOptions(out=str(tmp_path / "a")))
+    run_session(load_session(sfile), RunOptions(out=str(tmp_path / "b"), record_trace=str(tmp_path / "t.txt.gz"),
                                                     trace_format="perf"))
     names = sorted(p.name for p in (tmp_path / "a").rglob("*") if p.is_file())
     assert names == sorted(p.name for p in (tmp_path / "b").rglob("*") if p.is_file())

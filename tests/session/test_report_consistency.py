@@ -30,17 +30,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sessionsupport import load_summary
 
 import pageext_core as pc
 from pageext_core.mm import MiB, stats
 from pageext_core.mm.buddy import ALLOCM_K
 from pageext_core.mm.constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_NOWARN
+from pageext_core.mm.gfp import __GFP_NOWARN, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, RunOutcome, build_summary, run_session
 from pageext_core.session.workload import declared_finding_kinds, match_planted
-
-from sessionsupport import load_summary
 
 ALL_ON = ""  # the default session's own boot line: page_owner, debug_pagealloc, guard
 BOOTS = {

@@ -25,21 +25,20 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sessionsupport import PAGEEXT, TINY, clean_env, tree, write_session
 
 import pageext_core.page_ext as page_ext_mod
 import pageext_core.reports as reports_mod
 import pageext_core.session.runner as runner_mod
 from pageext_core import resources
 from pageext_core.cli import main
-from pageext_core.mm.constants import GiB, MiB, PAGE_SIZE
+from pageext_core.mm.constants import PAGE_SIZE, GiB, MiB
 from pageext_core.mm.geometry import MachineConfig, build_geometry, parse_size
 from pageext_core.mm.machine import Machine
 from pageext_core.page_ext import boot
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session
 from pageext_core.storage import PageExtTables
-
-from sessionsupport import PAGEEXT, TINY, clean_env, tree, write_session
 
 ALL_ON = "page_owner=on debug_pagealloc=on debug_guardpage_minorder=1"
 

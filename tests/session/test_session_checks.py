@@ -7,13 +7,12 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from sessionsupport import TINY, ReportClient, with_clients, write_session
 
 from pageext_core import hookimpl
 from pageext_core.cli import main
 from pageext_core.session.config import SessionError, load_session
 from pageext_core.session.runner import EXIT_FAILED, RunOptions, run_session
-
-from sessionsupport import TINY, ReportClient, with_clients, write_session
 
 WITH_PAGE_OWNER = TINY.replace("[plugins]\nautoload = false\n", '[boot]\ncmdline = "page_owner=on"\n')
 LONG = "operations = 400"

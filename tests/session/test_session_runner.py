@@ -11,10 +11,22 @@ import os
 import re
 import signal
 import stat
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
+from sessionsupport import (
+    TINY,
+    FindingClient,
+    KnobClient,
+    ReportClient,
+    load_summary,
+    tree,
+    with_clients,
+    without_timing,
+    write_session,
+)
 
 import pageext_core
 from pageext_core import hookimpl
@@ -22,9 +34,6 @@ from pageext_core.mm.invariants import check_invariants
 from pageext_core.reports import ReportError, atomic_write, check_report_name, report_path
 from pageext_core.session.config import SessionError, load_session
 from pageext_core.session.runner import EXIT_FINDINGS, EXIT_INTERRUPTED, EXIT_OK, RunOptions, run_session
-
-from sessionsupport import (TINY, FindingClient, KnobClient, ReportClient, load_summary, tree, with_clients,
-                            without_timing, write_session)
 
 SUMMARY_KEYS = ["schema", "pageext_version", "session", "machine", "boot", "plugins", "plugin_problems", "page_ext",
                 "workload", "free_pages", "findings", "planted", "clients", "log", "reports", "timing"]

@@ -13,11 +13,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from dask.distributed import Client, LocalCluster  # the sweep extra: make install has it
 
 from pageext_core.sweep import local_cluster

@@ -10,12 +10,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from conftest import write
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session
 from pageext_core.sweep import SweepSpec, flatten, mixed_blocks, run_sweep
-
-from conftest import write
 
 TIMING = ("timing.boot_seconds", "timing.workload_seconds", "timing.elapsed_seconds")
 

@@ -5,13 +5,22 @@ import math
 import re
 
 import pytest
+from conftest import TINY
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session
-from pageext_core.sweep import (NORMAL_FROM, T975, SweepError, flatten, interval, parse_grid, parse_mixed_blocks,
-                                parse_seeds, run_id, split_values)
-
-from conftest import TINY
+from pageext_core.sweep import (
+    NORMAL_FROM,
+    T975,
+    SweepError,
+    flatten,
+    interval,
+    parse_grid,
+    parse_mixed_blocks,
+    parse_seeds,
+    run_id,
+    split_values,
+)
 
 
 def test_seeds_ranges_lists_and_mistakes() -> None:

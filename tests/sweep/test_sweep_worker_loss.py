@@ -7,17 +7,16 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
 
 import pytest
+from conftest import start_cluster
 from dask.distributed import Client
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session
 from pageext_core.sweep import SweepSpec, flatten, run_sweep
-
-from conftest import start_cluster
 
 
 @pytest.fixture(scope="module")

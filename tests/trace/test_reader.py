@@ -277,7 +277,7 @@ def test_frame_outside_a_stack_block_is_malformed():
 # -- detection and compression ------------------------------------------------
 
 def test_detect_format_each_kind():
-    assert detect_format((FIXTURES / "ftrace_stacktrace.txt")) == "ftrace"
+    assert detect_format(FIXTURES / "ftrace_stacktrace.txt") == "ftrace"
     assert detect_format(FIXTURES / "perf_script_callchain.txt") == "perf"
     assert detect_format(TRACE_CMD.splitlines()) == "trace-cmd"
     # trace-cmd without its header: the padded event name gives it away

@@ -24,14 +24,14 @@ the page has backing bytes or another fill byte, and only then does
 from __future__ import annotations
 
 from collections import Counter
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
 from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
-
 from pageext_debug_pagealloc.report import (
     CORRUPTION,
     PAGE_POISON,
@@ -49,8 +49,14 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
     from pageext_core.storage import ClientTable, PageExtView
 
-__all__ = ["DebugPagealloc", "MODE_DEBUG_PAGEALLOC", "MODE_OFF", "MODE_PAGE_POISON", "boot_mode",
-           "unmapping_off_reason"]
+__all__ = [
+    "MODE_DEBUG_PAGEALLOC",
+    "MODE_OFF",
+    "MODE_PAGE_POISON",
+    "DebugPagealloc",
+    "boot_mode",
+    "unmapping_off_reason",
+]
 
 MODE_OFF = "off"
 MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison
@@ -133,7 +139,7 @@ class DebugPagealloc:
         return ["POISON", "FREED"]
 
     @hookimpl
-    def pageext_init(self, view: "PageExtView", machine: "Machine", page_ext: "PageExt", log: "KernelLog") -> None:
+    def pageext_init(self, view: PageExtView, machine: Machine, page_ext: PageExt, log: KernelLog) -> None:
         self.view = view
         self.machine = machine
         self.page_ext = page_ext
@@ -199,7 +205,7 @@ class DebugPagealloc:
         done, _ = self._poison_free_range(start_pfn, start_pfn + nr_pages)
         self.pages_poisoned += done
 
-    def _words_of(self, t: "ClientTable") -> tuple[memoryview, int, np.ndarray]:
+    def _words_of(self, t: ClientTable) -> tuple[memoryview, int, np.ndarray]:
         """A table's flags words: ``(memoryview, k, numpy view)``; page ``p``'s word is ``k + p * stride``."""
         assert t.words is not None
         return t.words, -t.base_pfn * self._stride, np.asarray(t.words)

@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pageext_core.mm.errors import direct_map_address
-
 from pageext_debug_pagealloc.hexdump import hex_dump
 
 if TYPE_CHECKING:
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
 
 PAGE_POISON = 0xAA
-from pageext_core.mm.constants import KERNEL_RELEASE  # noqa: E402 - the release the machine claims
 
 SINGLE_BIT = "single-bit-error"
 CORRUPTION = "memory-corruption"
@@ -43,12 +41,12 @@ def classify(first: int, last: int, data: bytes) -> str:
     return CORRUPTION
 
 
-def stack_lines(machine: "Machine") -> list[str]:
+def stack_lines(machine: Machine) -> list[str]:
     """``dump_stack``: who is running (with the kernel's taint), then the current stack."""
     return [machine.cpu_line(), *machine.call_trace_lines()]
 
 
-def dump_page_lines(machine: "Machine", page_ext: "PageExt", pfn: int, reason: str) -> list[str]:
+def dump_page_lines(machine: Machine, page_ext: PageExt, pfn: int, reason: str) -> list[str]:
     """``dump_page``: description, reason, then what the enabled clients add (page_owner's account)."""
     lines = machine.describe_page(pfn).split("\n")
     lines.append(f"page dumped because: {reason}")
@@ -58,7 +56,7 @@ def dump_page_lines(machine: "Machine", page_ext: "PageExt", pfn: int, reason: s
     return lines
 
 
-def corruption_report(machine: "Machine", page_ext: "PageExt", pfn: int, first: int, last: int,
+def corruption_report(machine: Machine, page_ext: PageExt, pfn: int, first: int, last: int,
                       data: bytes, kind: str) -> str:
     """The whole report for one page whose poison is damaged at bytes ``first..last``."""
     lines = [HEADLINES[kind]]
@@ -68,7 +66,7 @@ def corruption_report(machine: "Machine", page_ext: "PageExt", pfn: int, first: 
     return "\n".join(lines)
 
 
-def fault_report(machine: "Machine", page_ext: "PageExt", pfn: int, offset: int, write: bool, kind: str) -> str:
+def fault_report(machine: Machine, page_ext: PageExt, pfn: int, offset: int, write: bool, kind: str) -> str:
     """What debug_pagealloc adds to the page fault oops of an access to a free page."""
     access = "write" if write else "read"
     where = f"{access} at {direct_map_address(pfn, offset):016x} (pfn {pfn:#x} offset {offset:#x})"

@@ -72,7 +72,7 @@ def boot_param() -> BootParam:
     )
 
 
-def debug_pagealloc_missing(boot: "BootConfig") -> str | None:
+def debug_pagealloc_missing(boot: BootConfig) -> str | None:
     """Why debug_pagealloc is not unmapping free pages, in words the user can act on; None when it is.
 
     Its parameters are registered only when its client is loaded, so an

@@ -15,20 +15,20 @@ writes one flags word and one byte whatever the block's size.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, NoExtension, hookimpl
 from pageext_core.mm.errors import PageFault
-
 from pageext_guard import params
 from pageext_guard import report as _report
 
 if TYPE_CHECKING:
     from pageext_core import PageExt, PageExtView
-    from pageext_core.storage import ClientTable
     from pageext_core.mm.contents import PageContents
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
+    from pageext_core.storage import ClientTable
 
 CLIENT = "guard"
 FLAG = "GUARD"
@@ -61,7 +61,7 @@ class Guard:
         return [params.boot_param()]
 
     @hookimpl
-    def pageext_need(self, boot: BootConfig, log: "KernelLog", machine: "Machine") -> bool:
+    def pageext_need(self, boot: BootConfig, log: KernelLog, machine: Machine) -> bool:
         """On only with a good N > 0 and debug_pagealloc on; says why in the log otherwise.
 
         The parser knows only the default geometry's bound; this machine's
@@ -80,7 +80,7 @@ class Guard:
             return False
         return n > 0
 
-    def _say(self, log: "KernelLog", text: str, level: str) -> None:
+    def _say(self, log: KernelLog, text: str, level: str) -> None:
         self.boot_messages.append(text)
         log.printk(text, level)
 
@@ -93,7 +93,7 @@ class Guard:
         return [FLAG]
 
     @hookimpl
-    def pageext_init(self, view: "PageExtView", machine: "Machine", page_ext: "PageExt", log: "KernelLog") -> None:
+    def pageext_init(self, view: PageExtView, machine: Machine, page_ext: PageExt, log: KernelLog) -> None:
         self._view = view
         self._machine = machine
         self._contents = machine.contents
@@ -107,7 +107,7 @@ class Guard:
         self._words = view.per_section(self._words_of)
         self.active = self.minorder > 0
 
-    def _words_of(self, t: "ClientTable") -> tuple[memoryview, memoryview, int]:
+    def _words_of(self, t: ClientTable) -> tuple[memoryview, memoryview, int]:
         """``(bytes, words, k)`` of a table: page ``p``'s flags word is ``words[k + p * stride]``."""
         assert t.words is not None
         return t.raw, t.words, -t.base_pfn * self._stride

@@ -6,8 +6,9 @@ with the GUARD bit, which only head pages carry.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -41,7 +42,7 @@ class Neighbour:
         return f"{what} order-{self.order} block at pfn {self.pfn:#x}"
 
 
-def neighbour(m: "Machine", probe: int, side: str, is_guard_head: Callable[[int, int], bool]) -> Neighbour:
+def neighbour(m: Machine, probe: int, side: str, is_guard_head: Callable[[int, int], bool]) -> Neighbour:
     """The block covering ``probe``."""
     if probe < 0 or not m.pfn_valid(probe):
         return Neighbour(side, probe, 0, PageKind.NONE, False)
@@ -113,7 +114,7 @@ class GuardCounts:
     def pages(self) -> int:
         return int(np.left_shift(1, self.orders.astype(np.int64)).sum())
 
-    def by_zone(self, m: "Machine", minorder: int) -> dict[int, np.ndarray]:
+    def by_zone(self, m: Machine, minorder: int) -> dict[int, np.ndarray]:
         """Zone index → guard blocks per order (0..minorder-1), for populated zones."""
         zones = m.zones_of(self.heads)
         out = {}
@@ -123,7 +124,7 @@ class GuardCounts:
         return out
 
 
-def count_guards(view: "PageExtView") -> GuardCounts:
+def count_guards(view: PageExtView) -> GuardCounts:
     heads, orders = [], []
     for base, records, flags in view.scan():
         if flags is None:
@@ -136,7 +137,7 @@ def count_guards(view: "PageExtView") -> GuardCounts:
     return GuardCounts(np.concatenate(heads).astype(np.int64), np.concatenate(orders))
 
 
-def guard_report(m: "Machine", counts: GuardCounts, minorder: int, hits: Sequence["Finding"],
+def guard_report(m: Machine, counts: GuardCounts, minorder: int, hits: Sequence[Finding],
                  created: int, released: int) -> str:
     """The ``guard`` file: blocks per order and zone (``buddyinfo``'s shape), memory held, hits."""
     kb = PAGE_SIZE // 1024
@@ -162,7 +163,7 @@ def guard_report(m: "Machine", counts: GuardCounts, minorder: int, hits: Sequenc
     return "".join(out)
 
 
-def summary(m: "Machine", counts: GuardCounts, minorder: int, active: bool, hits: int,
+def summary(m: Machine, counts: GuardCounts, minorder: int, active: bool, hits: int,
             created: int, released: int) -> dict[str, Any]:
     """Plain-JSON figures for ``summary.json``."""
     pages = counts.pages

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import zlib
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pageext_core.mm.constants import MIGRATETYPE_NAMES
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
@@ -64,7 +65,7 @@ def rfc2014_flags(page_flags: int) -> str:
 class Dumper:
     """Formats records of one machine (its depot, page flags and pageblocks)."""
 
-    def __init__(self, machine: "Machine") -> None:
+    def __init__(self, machine: Machine) -> None:
         self.machine = machine
         self._stacks: dict[int, str] = {}
         self._stacks2014: dict[int, str] = {}

@@ -31,8 +31,9 @@ import lzma
 import os
 import re
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Callable, Iterator, NamedTuple, Union
+from typing import BinaryIO, NamedTuple, Union
 
 try:  # numpy is a dependency of pageext-core; the parser still works without it
     import numpy as _np

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
 
 
-def early_allocated_pages(machine: "Machine") -> np.ndarray:
+def early_allocated_pages(machine: Machine) -> np.ndarray:
     """Allocated pages per zone index right now (all of them are record-less at init)."""
     heads, orders = machine.allocated_blocks()
     zones = machine.zones_of(heads)
@@ -26,7 +25,7 @@ def early_allocated_pages(machine: "Machine") -> np.ndarray:
     return np.bincount(zones, weights=pages, minlength=machine.nr_zones).astype(np.int64)[: machine.nr_zones]
 
 
-def log_early_allocated(machine: "Machine", log: "KernelLog", per_zone: np.ndarray) -> None:
+def log_early_allocated(machine: Machine, log: KernelLog, per_zone: np.ndarray) -> None:
     """One line per populated zone, as mainline prints at page_owner init."""
     for z in machine.populated_zones():
         log.info(f"Node {z.node}, zone {z.name:>8s}: page owner found early allocated {int(per_zone[z.index])} pages")

@@ -7,7 +7,8 @@ unless ``page_owner=on``; then every page has a 64-byte record and the
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class PageOwner(OwnerEvents):
         return FLAGS
 
     @hookimpl
-    def pageext_init(self, view: "PageExtView", machine: "Machine", boot: BootConfig, log: "KernelLog") -> None:
+    def pageext_init(self, view: PageExtView, machine: Machine, boot: BootConfig, log: KernelLog) -> None:
         self.view = view
         self.machine = machine
         self.stack_depth = int(boot["page_owner_stack_depth"])
@@ -70,7 +71,7 @@ class PageOwner(OwnerEvents):
         self._allocs_at_init = machine.nr_allocs
         self._frees_at_init = machine.nr_frees
 
-    def _ready(self) -> "PageExtView":
+    def _ready(self) -> PageExtView:
         if self.view is None:
             raise RuntimeError("page_owner is not enabled on this boot (boot with page_owner=on)")
         return self.view
@@ -148,7 +149,7 @@ class PageOwner(OwnerEvents):
         return leaks(self._ready(), self._allocated, self.dumper)
 
     @hookimpl
-    def pageext_pagetypeinfo_section(self, machine: "Machine", nid: int) -> str:
+    def pageext_pagetypeinfo_section(self, machine: Machine, nid: int) -> str:
         """pagetypeinfo's "Number of mixed blocks" for one node: the kernel's figures after its drain, read-only."""
         return mixed_blocks_section(machine, self._ready(), self._allocated, nid)
 
@@ -162,11 +163,11 @@ class PageOwner(OwnerEvents):
         return {
             "stack_depth": self.stack_depth,
             "record_bytes": view.size,
-            "allocated_records": int(len(heads["pfn"])),
-            "allocated_pages": int(len(alloc["pfn"])),
+            "allocated_records": len(heads["pfn"]),
+            "allocated_pages": len(alloc["pfn"]),
             "pages_with_record": with_record,
-            "freed_pages_with_record": with_record - int(len(alloc["pfn"])),
-            "distinct_alloc_stacks": int(len(np.unique(alloc["handle"]))),
+            "freed_pages_with_record": with_record - len(alloc["pfn"]),
+            "distinct_alloc_stacks": len(np.unique(alloc["handle"])),
             "depot_stacks": len(m.depot),
             "depot_bytes": m.depot.nbytes,
             "early_allocated_pages": int(self.early.sum()),

@@ -122,7 +122,7 @@ class Section(NamedTuple):
     runs: Runs
 
 
-def section_of(t: "ClientTable") -> tuple:
+def section_of(t: ClientTable) -> tuple:
     """A table's ``Section``, as a plain tuple (``view.per_section`` calls this once per table).
 
     Plain: unpacking an exact tuple takes CPython's fast path, a NamedTuple
@@ -146,10 +146,10 @@ class OwnerEvents:
     then no event can arrive (call-outs are installed after init).
     """
 
-    _view: "PageExtView"
-    _machine: "Machine"
+    _view: PageExtView
+    _machine: Machine
 
-    def bind(self, view: "PageExtView", machine: "Machine") -> None:
+    def bind(self, view: PageExtView, machine: Machine) -> None:
         check_layout(view)
         self._view = view
         self._machine = machine
@@ -166,13 +166,13 @@ class OwnerEvents:
         self._np_keep_unallocated = np.array(self._keep_unallocated, np.uint64)
         self._pack_alloc = ALLOC_STRUCT.pack_into
         self._pack_free = FREE_STRUCT.pack_into
-        self._task: "Task | None" = None
+        self._task: Task | None = None
         self._task_blob = b""
         self._pid = self._tgid = 0
         self.migrations = 0
         self.split_pages = 0
 
-    def _switch_task(self, task: "Task") -> None:
+    def _switch_task(self, task: Task) -> None:
         """Per-task values, worked out once per task rather than per event."""
         self._task = task
         self._pid = task.pid
@@ -252,7 +252,7 @@ class OwnerEvents:
         self.migrations += 1
 
 
-def check_layout(view: "PageExtView") -> None:
+def check_layout(view: PageExtView) -> None:
     """The structs assume our field offsets; fail loudly at boot if the core placed them otherwise."""
     got = {name: view.dtype.fields[name][1] - view.offset for name in FIELDS}
     if got != EXPECTED_OFFSETS or view.size != RECORD_BYTES:

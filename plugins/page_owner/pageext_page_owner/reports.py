@@ -30,7 +30,7 @@ def _threshold(value: Any) -> int:
     return n
 
 
-def show_stacks(view: "PageExtView", allocated: int, dumper: Dumper, count_threshold: Any = 0) -> str:
+def show_stacks(view: PageExtView, allocated: int, dumper: Dumper, count_threshold: Any = 0) -> str:
     """``page_owner_stacks/show_stacks``: each stack that owns pages, then ``nr_base_pages``.
 
     Order: depot order (the order in which stacks were first seen), which
@@ -45,7 +45,7 @@ def show_stacks(view: "PageExtView", allocated: int, dumper: Dumper, count_thres
     )
 
 
-def leaks(view: "PageExtView", allocated: int, dumper: Dumper) -> str:
+def leaks(view: PageExtView, allocated: int, dumper: Dumper) -> str:
     """What is still allocated, by allocation stack, most pages first.
 
     Ties: more records first, then depot order.  Meant for the end of a
@@ -70,7 +70,7 @@ def leaks(view: "PageExtView", allocated: int, dumper: Dumper) -> str:
     return "".join(out)
 
 
-def mixed_block_counts(machine: "Machine", view: "PageExtView", allocated: int) -> np.ndarray:
+def mixed_block_counts(machine: Machine, view: PageExtView, allocated: int) -> np.ndarray:
     """Mixed pageblocks per [zone index, migratetype column].
 
     A pageblock counts once, in its own migratetype's column, when any
@@ -88,7 +88,7 @@ def mixed_block_counts(machine: "Machine", view: "PageExtView", allocated: int) 
     return counts
 
 
-def mixed_blocks_section(machine: "Machine", view: "PageExtView", allocated: int, nid: int) -> str:
+def mixed_blocks_section(machine: Machine, view: PageExtView, allocated: int, nid: int) -> str:
     """``/proc/pagetypeinfo``'s "Number of mixed blocks" for one node."""
     counts = mixed_block_counts(machine, view, allocated)
     out = [f"\n{'Number of mixed blocks ':<23s}" + "".join(f"{name:>12s} " for name in MIGRATETYPE_NAMES) + "\n"]

@@ -17,7 +17,8 @@ leaves the machine exactly as it was (tests/session/test_report_consistency.py).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -8,15 +8,15 @@ stack: an order-0 page freed on a CPU is the next one that CPU allocates).
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
+from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 import pageext_core as pc
 from pageext_core.mm import MachineConfig, MiB
 from pageext_core.mm.gfp import GFP_KERNEL
-
-from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 # 64 MiB, no holes, nothing reserved: pfns 0..16383, DMA [0, 4096), DMA32 above.
 SMALL = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)

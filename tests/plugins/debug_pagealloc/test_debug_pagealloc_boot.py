@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
+from debug_pagealloc_support import boot_dpa, boot_installed, client, log_lines
 
 from pageext_core.mm.gfp import GFP_KERNEL
-
-from debug_pagealloc_support import boot_dpa, boot_installed, client, log_lines
 
 
 @pytest.mark.parametrize("line, mode", [

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from debug_pagealloc_support import boot_dpa, boot_installed, free_then_alloc
 
 from pageext_core import BootParam, hookimpl
 from pageext_core.mm import PageFault
 from pageext_core.mm.gfp import GFP_KERNEL
-
-from debug_pagealloc_support import boot_dpa, boot_installed, free_then_alloc
 
 ALLOC_STACK = ["alloc_pages_noprof+0x1a/0x40", "buggy_driver_rx+0x88/0x200"]
 FREE_STACK = ["free_pages+0x12/0x30", "buggy_driver_done+0x10/0x80"]

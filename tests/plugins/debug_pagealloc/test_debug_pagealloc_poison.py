@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from debug_pagealloc_support import boot_dpa, client, free_then_alloc, headlines, log_lines
 
 from pageext_core.mm import check_invariants
 from pageext_core.mm.errors import direct_map_address
-from pageext_core.mm.gfp import GFP_KERNEL, __GFP_ZERO
-
-from debug_pagealloc_support import boot_dpa, client, free_then_alloc, headlines, log_lines
+from pageext_core.mm.gfp import __GFP_ZERO, GFP_KERNEL
 
 STACK = ["alloc_pages_noprof+0x1a/0x40", "my_driver_probe+0x44/0x100", "do_one_initcall+0x5d/0x310"]
 

@@ -1,9 +1,9 @@
 """Rate limiting: 10 reports per 5 s of simulated time, as the kernel's default ratelimit."""
 from __future__ import annotations
 
-from pageext_core.mm.gfp import GFP_KERNEL
-
 from debug_pagealloc_support import boot_dpa, client, headlines, log_lines
+
+from pageext_core.mm.gfp import GFP_KERNEL
 
 SECOND = 1_000_000_000
 
@@ -55,6 +55,7 @@ def test_a_new_window_opens_after_five_seconds_and_says_what_was_dropped() -> No
 def test_page_faults_are_not_rate_limited() -> None:
     """An oops is printed every time; each one is its own finding."""
     import pytest
+
     from pageext_core.mm import PageFault
 
     pe = boot_dpa()

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from debug_pagealloc_support import boot_dpa, free_then_alloc
 
 from pageext_core.mm import PageFault
 from pageext_core.mm.gfp import GFP_KERNEL
-
-from debug_pagealloc_support import boot_dpa, free_then_alloc
 
 
 def busy_session():

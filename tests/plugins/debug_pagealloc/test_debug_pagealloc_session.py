@@ -6,11 +6,10 @@ written, reports work, bad values rejected, invariants kept).
 from __future__ import annotations
 
 import pytest
+from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 from pageext_core.conformance import check_conformance
 from pageext_core.session import RunOptions, load_session, run_session
-
-from pageext_debug_pagealloc.plugin import DebugPagealloc
 
 SESSION = """
 [machine]

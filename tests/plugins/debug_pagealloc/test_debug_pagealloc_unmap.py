@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import pytest
+from debug_pagealloc_support import SMALL, boot_dpa, client, log_lines, never_allocated_free_pfn
 
 from pageext_core.mm import MachineConfig, MiB, PageFault, check_invariants
 from pageext_core.mm.errors import direct_map_address
 from pageext_core.mm.gfp import GFP_KERNEL
-
-from debug_pagealloc_support import SMALL, boot_dpa, client, log_lines, never_allocated_free_pfn
 
 
 def test_write_after_free_faults_with_use_after_free_report() -> None:

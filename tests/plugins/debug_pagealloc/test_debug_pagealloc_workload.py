@@ -1,10 +1,10 @@
 """A clean workload raises nothing, and poisoning creates no backing bytes."""
 from __future__ import annotations
 
+from debug_pagealloc_support import boot_dpa, client, headlines
+
 from benchmarks._workload import run_clean_workload  # the loop benchmarks/bench_debug_pagealloc.py times
 from pageext_core.mm import check_invariants
-
-from debug_pagealloc_support import boot_dpa, client, headlines
 
 
 def run_workload(pe, ops: int, seed: int, *, writes: bool, max_held: int = 1500) -> int:

@@ -23,7 +23,8 @@ import numpy as np
 
 import pageext_core as pc
 from pageext_core import BootParam, hookimpl
-from pageext_core.mm import MachineConfig, MiB, buddy as _b
+from pageext_core.mm import MachineConfig, MiB
+from pageext_core.mm import buddy as _b
 from pageext_core.mm.gfp import parse_gfp
 
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)

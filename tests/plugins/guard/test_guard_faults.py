@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from guardsupport import GFP_DMA, STACKS, FakeOwner, boot, guard_of
+
 from pageext_core.mm import PageFault
 
 N3 = "debug_pagealloc=on debug_guardpage_minorder=3"

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from guardsupport import GFP_DMA, TINY, boot, guard_of
+from pageext_guard.params import parse_minorder
 
 import pageext_core as pc
-from guardsupport import GFP_DMA, TINY, boot, guard_of
-
-from pageext_guard.params import parse_minorder
 
 
 def guard_lines(pe: pc.PageExt) -> list[tuple[str, str]]:

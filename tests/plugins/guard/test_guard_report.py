@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import pytest
-
 from guardsupport import GFP_DMA, boot
+
 from pageext_core.mm import PageFault
 
 N3 = "debug_pagealloc=on debug_guardpage_minorder=3"
@@ -76,9 +76,10 @@ def test_meminfo_counts_guard_pages_as_not_free() -> None:
 
 def test_conformance() -> None:
     pytest.importorskip("pageext_core.session.workload", reason="the core's session workload is not there yet")
-    from pageext_core.conformance import check_conformance
     from guardsupport import StubDebugPagealloc
     from pageext_guard.plugin import Guard
+
+    from pageext_core.conformance import check_conformance
 
     report = check_conformance(Guard, "debug_pagealloc=on debug_guardpage_minorder=3", boot_off="debug_pagealloc=on",
                                others=[StubDebugPagealloc()], raise_on_failure=False)

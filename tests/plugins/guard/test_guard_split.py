@@ -9,11 +9,21 @@ order; those below N become guards.
 from __future__ import annotations
 
 import pytest
-
 from guardsupport import (
-    DMA_ZONE, GFP_DMA, GFP_DMA_MOVABLE, STACKS, TINY, ParamOnlyDebugPagealloc, boot, check_guards_consistent, flagged_heads, free_blocks,
-    guard_of, held_blocks,
+    DMA_ZONE,
+    GFP_DMA,
+    GFP_DMA_MOVABLE,
+    STACKS,
+    TINY,
+    ParamOnlyDebugPagealloc,
+    boot,
+    check_guards_consistent,
+    flagged_heads,
+    free_blocks,
+    guard_of,
+    held_blocks,
 )
+
 import pageext_core as pc
 from pageext_core.mm import PageFault, check_invariants
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
 from guardsupport import STACKS, TINY, boot, check_guards_consistent, guard_of, held_blocks
+
 from pageext_core.mm import PageFault, check_invariants
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, parse_gfp

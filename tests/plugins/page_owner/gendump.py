@@ -14,18 +14,11 @@ import gzip as _gzip
 import os
 import random
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO, Iterator, Union
+from typing import BinaryIO
 
 from pageext_core.mm.gfp import (
-    GFP_ATOMIC,
-    GFP_HIGHUSER_MOVABLE,
-    GFP_KERNEL,
-    GFP_KERNEL_ACCOUNT,
-    GFP_NOFS,
-    GFP_NOWAIT,
-    GFP_TRANSHUGE_LIGHT,
-    GFP_USER,
     __GFP_COMP,
     __GFP_HIGHMEM,
     __GFP_MOVABLE,
@@ -35,10 +28,28 @@ from pageext_core.mm.gfp import (
     __GFP_RECLAIMABLE,
     __GFP_THISNODE,
     __GFP_ZERO,
+    GFP_ATOMIC,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
+    GFP_KERNEL_ACCOUNT,
+    GFP_NOFS,
+    GFP_NOWAIT,
+    GFP_TRANSHUGE_LIGHT,
+    GFP_USER,
     format_gfp_mask,
     gfp_migratetype,
 )
-from pageext_core.mm.pageflags import PG_active, PG_head, PG_lru, PG_mappedtodisk, PG_referenced, PG_slab, PG_swapbacked, PG_uptodate, format_pageflags
+from pageext_core.mm.pageflags import (
+    PG_active,
+    PG_head,
+    PG_lru,
+    PG_mappedtodisk,
+    PG_referenced,
+    PG_slab,
+    PG_swapbacked,
+    PG_uptodate,
+    format_pageflags,
+)
 
 __all__ = ["DumpInfo", "generate_records", "write_dump"]
 
@@ -322,7 +333,7 @@ def generate_records(
 
 
 def write_dump(
-    out: Union[str, "os.PathLike[str]", BinaryIO],
+    out: str | os.PathLike[str] | BinaryIO,
     n: int,
     *,
     seed: int = 0,

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
+from gendump import write_dump
 from pageext_page_owner.dumpparse import (
     ALLOC_CMA,
     ALLOC_OTHERS,
@@ -25,7 +25,6 @@ from pageext_page_owner.dumpparse import (
     scan_block,
     strip_ts,
 )
-from gendump import write_dump
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"

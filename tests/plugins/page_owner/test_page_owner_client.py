@@ -7,11 +7,11 @@ section whose page_ext table (32768 records) is allocated at boot.
 from __future__ import annotations
 
 import pytest
+from pageext_page_owner.plugin import PageOwner
 
 import pageext_core as pc
 from pageext_core.mm import MiB, Task, check_invariants
-from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL, __GFP_COMP
-from pageext_page_owner.plugin import PageOwner
+from pageext_core.mm.gfp import __GFP_COMP, GFP_HIGHUSER_MOVABLE, GFP_KERNEL
 
 TINY = pc.MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 UDEV = Task(812, 812, "systemd-udevd")
@@ -256,7 +256,7 @@ def test_early_allocated_pages_are_counted_per_zone(pe: pc.PageExt) -> None:
     ]
     table_pfn = 4096  # the lowest DMA32 order-10 block is handed out first
     assert owner(pe).record(table_pfn).handle == 0 and bits(pe, table_pfn) == [0]
-    assert "page_owner info is not present (never set?)" == pe.dump_page(table_pfn)
+    assert pe.dump_page(table_pfn) == "page_owner info is not present (never set?)"
 
 
 def test_early_count_covers_every_section_and_skips_reserved() -> None:

@@ -12,20 +12,20 @@ import re
 from pathlib import Path
 
 import pytest
+from pageext_page_owner import dumpparse, page_owner_sort
+from pageext_page_owner.dump import frame_address
+from pageext_page_owner.plugin import PageOwner
 
 import pageext_core as pc
 from pageext_core.mm import MiB, Task, check_invariants
 from pageext_core.mm.gfp import (
-    GFP_HIGHUSER_MOVABLE,
-    GFP_KERNEL,
     __GFP_COMP,
     __GFP_NORETRY,
     __GFP_NOWARN,
+    GFP_HIGHUSER_MOVABLE,
+    GFP_KERNEL,
 )
 from pageext_core.mm.pageflags import flags_mask
-from pageext_page_owner import dumpparse, page_owner_sort
-from pageext_page_owner.dump import frame_address
-from pageext_page_owner.plugin import PageOwner
 
 TINY = pc.MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 UDEV = Task(812, 812, "systemd-udevd")

@@ -16,13 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pageext_page_owner.page_owner_sort as pos
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pageext_page_owner.page_owner_sort as pos
-from pageext_page_owner.page_owner_sort import Aggregator, cull, main, sort_groups
-from pageext_page_owner.page_owner_sort import cli, parallel
+from pageext_page_owner.page_owner_sort import Aggregator, cli, cull, main, parallel, sort_groups
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"  # tracked, in the repository
 CURRENT = FIXTURES / "current.txt"

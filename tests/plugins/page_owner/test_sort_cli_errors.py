@@ -16,9 +16,8 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-import pytest
-
 import pageext_page_owner.page_owner_sort as pos
+import pytest
 from pageext_page_owner.page_owner_sort import cli, main
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "page_owner"

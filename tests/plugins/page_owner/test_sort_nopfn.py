@@ -35,11 +35,10 @@ import json
 import re
 from pathlib import Path
 
+import pageext_page_owner.page_owner_sort as pos
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import pageext_page_owner.page_owner_sort as pos
 from pageext_page_owner.dumpparse import allocator_flags, allocator_name, parse_dump
 from pageext_page_owner.page_owner_sort import Aggregator, main, parallel
 

@@ -13,7 +13,8 @@ are back to zero stay (the kernel lists every tag compiled in).
 """
 from __future__ import annotations
 
-from typing import Iterable, Iterator, NamedTuple
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
 
 HEADER = "allocinfo - version: 1.0\n#     <size>  <calls> <tag info>\n"
 

@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from types import FrameType
-from typing import Sequence
 
 ALLOCATOR_SYMBOLS = frozenset({
     "post_alloc_hook", "prep_new_page", "get_page_from_freelist", "rmqueue", "rmqueue_bulk",

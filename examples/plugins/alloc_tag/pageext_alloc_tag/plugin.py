@@ -29,16 +29,16 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Callable, Mapping
 from types import CodeType, FrameType
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pageext_core import BootConfig, BootParam, hookimpl
-from pageext_core.mm.constants import PAGE_SIZE
-
 from pageext_alloc_tag import callsite, params
 from pageext_alloc_tag.allocinfo import Row, format_allocinfo
+from pageext_core import BootConfig, BootParam, hookimpl
+from pageext_core.mm.constants import PAGE_SIZE
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -107,7 +107,7 @@ class AllocTag:
         return {FIELD: REFERENCE[params.compressed(str(boot[params.PARAM]))][0]}
 
     @hookimpl
-    def pageext_init(self, view: "PageExtView", machine: "Machine", log: "KernelLog") -> None:
+    def pageext_init(self, view: PageExtView, machine: Machine, log: KernelLog) -> None:
         dtype, fmt, split = REFERENCE[self.compressed]
         size = np.dtype(dtype).itemsize
         field_off = view.dtype.fields[FIELD][1]
@@ -131,7 +131,7 @@ class AllocTag:
 
     # -- where a pfn's tag lives ---------------------------------------------------------------
 
-    def _tags_of(self, t: "ClientTable") -> tuple:
+    def _tags_of(self, t: ClientTable) -> tuple:
         """``(items, step, k, tags, base)`` for one table.
 
         ``items[pfn * step + k]`` is the pfn's tag (one memoryview store on the

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
-import pageext_core as pc
 from pageext_alloc_tag import AllocTag
 from tagsupport import boot_tag
+
+import pageext_core as pc
 
 
 @pytest.fixture

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from pageext_alloc_tag import AllocTag
+
 import pageext_core as pc
 from pageext_core.mm import MachineConfig, MiB
 from pageext_core.session.callsites import ALLOC_PREFIX
-
-from pageext_alloc_tag import AllocTag
 
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 PAGES_PER_SECTION = 32768

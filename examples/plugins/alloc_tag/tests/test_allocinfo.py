@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
 from pageext_alloc_tag import parse_allocinfo
-from pageext_core.mm.gfp import GFP_KERNEL
 from tagsupport import ANON, DRIVER, PIPE, SLAB
+
+from pageext_core.mm.gfp import GFP_KERNEL
 
 
 def test_empty_file_is_the_header(pe):

@@ -1,17 +1,28 @@
 """Live counters: frees, split_page, alloc_pages_exact, migration, hotplug, and random runs vs a reference."""
 from __future__ import annotations
 
-import sys
-
 import random
+import sys
 
 import numpy as np
 import pytest
+from tagsupport import (
+    ANON,
+    ANON_TAG,
+    DRIVER,
+    DRIVER_TAG,
+    PAGES_PER_SECTION,
+    PIPE,
+    PIPE_TAG,
+    SLAB,
+    SLAB_TAG,
+    boot_tag,
+    kstack,
+)
 
 from pageext_core import MachineConfig
 from pageext_core.mm import GiB, MiB
 from pageext_core.mm.gfp import GFP_KERNEL
-from tagsupport import ANON, ANON_TAG, DRIVER, DRIVER_TAG, PAGES_PER_SECTION, PIPE, PIPE_TAG, SLAB, SLAB_TAG, boot_tag, kstack
 
 COMPACTION = kstack("alloc_pages_noprof+0x53/0x90", "compaction_alloc+0x1c/0x90", "migrate_pages_batch+0x2f1/0xa50")
 COMPACTION_TAG = "?:0 func:compaction_alloc"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from pageext_alloc_tag.params import MALFORMED, parse_mem_profiling
 from tagsupport import PAGES_PER_SECTION, boot_tag
 

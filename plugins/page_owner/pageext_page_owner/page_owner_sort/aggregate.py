@@ -1,8 +1,8 @@
 """Groups of records: what they hold, which records are kept, culling, sorting and diffing."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 __all__ = ["CULL_ORDER", "U64_MAX", "DiffRow", "Group", "Selection", "cull", "cull_key", "diff_groups", "sort_groups"]
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import BinaryIO, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import BinaryIO
 
 import click
 
@@ -157,7 +158,7 @@ def _parse_list(value: str | None, what: str) -> frozenset[int] | None:
         try:
             out.add(int(part.strip(), 10))
         except ValueError:
-            raise click.UsageError(f"--{what}={value}: {part!r} is not a number (give a comma-separated list like --{what}=1,812)")
+            raise click.UsageError(f"--{what}={value}: {part!r} is not a number (give a comma-separated list like --{what}=1,812)") from None
     return frozenset(out)
 
 

@@ -18,7 +18,8 @@ import io
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pageext_page_owner.dumpparse import PFN_PREFIX, compression_of, open_dump
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
 
 from pageext_page_owner.dumpparse import ALLOC_CMA, ALLOC_OTHERS, ALLOC_SLAB, ALLOC_VMALLOC, frame_symbol
 from pageext_page_owner.page_owner_sort.aggregate import U64_MAX, DiffRow, Group
