@@ -237,7 +237,7 @@ class _Placer:
                     claim = k == _b.K_FREE and o >= pbo
         try:
             m.alloc_pages_at(pfn, order, gfp)
-        except PlacementRefused:
+        except PlacementRefused as exc:  # noqa: F841 (rebound below and read after the retry)
             # blocks this trace placed there lost their frees: free them, then try again
             placed = self._placed_in(pfn, order)
             if placed:
