@@ -66,7 +66,7 @@ def _c_parts(value: int) -> tuple[int, int]:
 
 def format_unusable(values: np.ndarray) -> str:
     """One zone's values as ``unusable_show_print`` prints them (``%d.%03d `` each)."""
-    return "".join("%d.%03d " % _c_parts(int(v)) for v in values)  # noqa: UP031 - the kernel's format, verbatim
+    return "".join("%d.%03d " % _c_parts(int(v)) for v in values)
 
 
 def format_extfrag(values: np.ndarray) -> str:
@@ -74,5 +74,5 @@ def format_extfrag(values: np.ndarray) -> str:
     out = []
     for v in values:
         q, r = _c_parts(int(v))
-        out.append("%2d.%03d " % (q, abs(r)))  # noqa: UP031 - the kernel's format, verbatim
+        out.append("%2d.%03d " % (q, abs(r)))
     return "".join(out)

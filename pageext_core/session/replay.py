@@ -270,8 +270,8 @@ class _Placer:
             pbo = m.pageblock_order
             for at, fo, pmt in self.pending_mt:
                 n = 1 << (fo - pbo) if fo >= pbo else 1
-                first = at >> pbo
-                for pb in range(first, min(first + n, len(m.pb_mt))):
+                lo = at >> pbo
+                for pb in range(lo, min(lo + n, len(m.pb_mt))):
                     self.retype(pb << pbo, 0, pmt)
                 if not self.shadow:
                     self.stats.extfrag_applied += 1
@@ -633,5 +633,12 @@ def run_replay(pe: PageExt, spec: WorkloadSpec, progress: Callable[[int], None],
     return Replay(pe, spec, progress, result).run()
 
 
-__all__ = ["run_replay", "prepare_replay", "Replay", "ReplayStats", "highest_pfn_end", "mixed_pageblocks",
-           "free_blocks_per_order"]
+__all__ = [
+    "Replay",
+    "ReplayStats",
+    "free_blocks_per_order",
+    "highest_pfn_end",
+    "mixed_pageblocks",
+    "prepare_replay",
+    "run_replay",
+]

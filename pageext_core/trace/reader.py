@@ -350,7 +350,7 @@ class TraceReader:
         try:
             for lineno, line in enumerate(lines, 1):
                 c = line[:1]
-                if c == " " and line.startswith(" => ") or c == "=":
+                if (c == " " and line.startswith(" => ")) or c == "=":
                     if not in_stack:
                         self._bad(lineno, "stack frame outside a stack block", line)
                     elif frames is not None:

@@ -306,10 +306,9 @@ def test_atomic_writer_writes_a_device_in_place():
 def test_atomic_writer_lets_the_blocks_error_through_and_leaves_the_old_file(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old\n")
-    with pytest.raises(OSError) as info:
-        with reports.atomic_writer(target) as f:
-            f.write(b"half")
-            raise OSError(28, "No space left on device")
+    with pytest.raises(OSError) as info, reports.atomic_writer(target) as f:
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
     assert type(info.value) is OSError  # the caller's own error, not rewritten
     assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["out.txt"]
 
@@ -317,8 +316,7 @@ def test_atomic_writer_lets_the_blocks_error_through_and_leaves_the_old_file(tmp
 def test_atomic_writer_failure_names_the_path_as_given(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     _fail_replace(monkeypatch)
-    with pytest.raises(reports.OutputError) as info:
-        with reports.atomic_writer("out.txt") as f:
-            f.write(b"x")
+    with pytest.raises(reports.OutputError) as info, reports.atomic_writer("out.txt") as f:
+        f.write(b"x")
     assert str(info.value) == "cannot write out.txt: Invalid cross-device link"
     assert os.listdir(tmp_path) == []

@@ -51,9 +51,8 @@ def test_context_restores_task_cpu_and_stack(tiny: Machine):
         assert tiny.current.comm == "inner" and tiny.cpu == 1
         assert tiny.depot.fetch(tiny.current_stack()) == ("f1", "f2")
     assert (tiny.current, tiny.cpu) == before[:2]
-    with pytest.raises(RuntimeError):
-        with tiny.context(task=Task(9, 9, "boom"), cpu=1):
-            raise RuntimeError
+    with pytest.raises(RuntimeError), tiny.context(task=Task(9, 9, "boom"), cpu=1):
+        raise RuntimeError
     assert tiny.current.comm == "swapper/0" and tiny.cpu == 0
 
 

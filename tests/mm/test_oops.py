@@ -15,9 +15,8 @@ def test_fault_is_logged_as_one_oops_and_taints_the_kernel(tiny: Machine) -> Non
     m.install(Callouts(fault=(Callout("client", lambda pfn, off, write: f"client: pfn {pfn:#x} is a trap"),)))
     stack = ["memcpy_orig+0x10/0x120", "buggy_driver_write+0x2c/0x90", "vfs_write+0x35a/0x4a0"]
     before = len(m.log.lines)
-    with m.context(task=Task(77, 77, "buggy"), stack=stack, cpu=1):
-        with pytest.raises(PageFault):
-            m.write(p, 0x40, b"x")
+    with m.context(task=Task(77, 77, "buggy"), stack=stack, cpu=1), pytest.raises(PageFault):
+        m.write(p, 0x40, b"x")
     logged = [(lvl, t) for _, lvl, t in m.log.lines[before:]]
     assert logged == [("err", t) for t in [
         f"BUG: unable to handle page fault for address: {direct_map_address(p, 0x40):016x}",

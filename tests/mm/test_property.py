@@ -108,7 +108,7 @@ class AllocatorModel(RuleBasedStateMachine):
         m = self.m
         n = 1 << order
         assert pfn % n == 0, f"pfn {pfn:#x} not aligned to order {order}"
-        assert 0 <= pfn and pfn + n <= m.geometry.max_pfn
+        assert pfn >= 0 and pfn + n <= m.geometry.max_pfn
         assert not self.owned[pfn : pfn + n].any(), f"block {pfn:#x}/{order} overlaps a live block"
         assert all(m.pfn_valid(p) for p in (pfn, pfn + n - 1))
         zone = m.geometry.zones[m.zone_of(pfn)]

@@ -49,8 +49,14 @@ if TYPE_CHECKING:
     from pageext_core.page_ext import PageExt
     from pageext_core.storage import ClientTable, PageExtView
 
-__all__ = ["DebugPagealloc", "MODE_DEBUG_PAGEALLOC", "MODE_OFF", "MODE_PAGE_POISON", "boot_mode",
-           "unmapping_off_reason"]
+__all__ = [
+    "MODE_DEBUG_PAGEALLOC",
+    "MODE_OFF",
+    "MODE_PAGE_POISON",
+    "DebugPagealloc",
+    "boot_mode",
+    "unmapping_off_reason",
+]
 
 MODE_OFF = "off"
 MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison

@@ -81,6 +81,7 @@ def test_conformance() -> None:
     from pageext_core.conformance import check_conformance
     from pageext_guard.plugin import Guard
 
+
     report = check_conformance(Guard, "debug_pagealloc=on debug_guardpage_minorder=3", boot_off="debug_pagealloc=on",
                                others=[StubDebugPagealloc()], raise_on_failure=False)
     assert report.ok, str(report)

@@ -256,7 +256,7 @@ def test_early_allocated_pages_are_counted_per_zone(pe: pc.PageExt) -> None:
     ]
     table_pfn = 4096  # the lowest DMA32 order-10 block is handed out first
     assert owner(pe).record(table_pfn).handle == 0 and bits(pe, table_pfn) == [0]
-    assert "page_owner info is not present (never set?)" == pe.dump_page(table_pfn)
+    assert pe.dump_page(table_pfn) == "page_owner info is not present (never set?)"
 
 
 def test_early_count_covers_every_section_and_skips_reserved() -> None:

@@ -51,7 +51,7 @@ _OLD = "old"  # marks index keys of records whose first line has no timestamp
 class _Rep:
     """What is kept per distinct record text: the first record's fields."""
 
-    __slots__ = ("order", "pid", "tgid", "comm", "ts", "free_ts", "alloc", "keep")
+    __slots__ = ("alloc", "comm", "free_ts", "keep", "order", "pid", "tgid", "ts")
 
     def __init__(self, order: int, pid: int, tgid: int, comm: bytes, ts: int, free_ts: int, alloc: int, keep: bool) -> None:
         self.order = order
@@ -67,7 +67,7 @@ class _Rep:
 class _Lines:
     """Line numbers inside a chunk, counted only when asked for (errors are rare)."""
 
-    __slots__ = ("data", "pos", "line")
+    __slots__ = ("data", "line", "pos")
 
     def __init__(self, data: bytes, first_line: int, start: int = 0) -> None:
         self.data = data
