@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import reprlib
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -113,14 +113,14 @@ def trace_hook_calls(pm: pluggy.PluginManager) -> Callable[[], None]:
     def out(text: str) -> None:
         print(f"pageext trace: {text}", file=sys.stderr)  # looked up per call: redirect_stderr works
 
-    def who(impls: Sequence[Any]) -> str:
+    def who(impls: Sequence[pluggy.HookImpl]) -> str:
         return ",".join(i.plugin_name for i in impls) or "no client"
 
-    def before(hook: str, impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         args = ", ".join(f"{k}={_short.repr(v)}" for k, v in kwargs.items())
         out(f"{hook}({args}) [{who(impls)}]")
 
-    def after(outcome: Any, hook: str, impls: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    def after(outcome: pluggy.Result[Any], hook: str, impls: Sequence[pluggy.HookImpl], kwargs: Mapping[str, Any]) -> None:
         if outcome.exception is not None:
             exc = outcome.exception
             out(f"{hook} [{who(impls)}] raised {type(exc).__name__}: {exc}")
@@ -141,7 +141,8 @@ def adapt(fn: Callable[..., Any], argnames: Sequence[str], canonical: Sequence[s
         if a not in canonical or not a.isidentifier():
             raise ValueError(f"argument {a!r} is not one of {canonical}")
     src = f"lambda {', '.join(canonical)}: fn({', '.join(argnames)})"
-    return eval(src, {"fn": fn})
+    adapter: Callable[..., Any] = eval(src, {"fn": fn})
+    return adapter
 
 
 def resolve(pm: pluggy.PluginManager, hook: str, enabled: Sequence[str]) -> list[tuple[str, Callable[..., Any]]]:

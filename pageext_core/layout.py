@@ -64,7 +64,9 @@ class Layout:
     @property
     def dtype(self) -> np.dtype:
         """The full record as a numpy structured dtype."""
-        names, formats, offsets = [], [], []
+        names: list[str] = []
+        formats: list[Any] = []  # a dtype, or (dtype, shape) for an array field
+        offsets: list[int] = []
         if self.has_flags:
             names.append(FLAGS_FIELD)
             formats.append(np.dtype("<u8"))

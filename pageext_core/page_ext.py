@@ -375,7 +375,7 @@ def start_machine(st: Booting, config: MachineConfig, log_sink: Callable[[str], 
     for msg in st.problems:
         st.machine.log.warn(f"pageext: {msg}")
     # A client's own frames are not part of "who allocated" when it captures a stack.
-    st.machine.depot.skip_modules(*{(getattr(c.obj, "__module__", None) or getattr(c.obj, "__name__", "")).split(".")[0]
+    st.machine.depot.skip_modules(*{str(getattr(c.obj, "__module__", None) or getattr(c.obj, "__name__", "")).split(".")[0]
                                     for c in st.clients} - {"__main__", "builtins"})
     return st.machine
 
@@ -458,7 +458,7 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
          plugins: Iterable[Any] = (), blocked: Iterable[str] = (), autoload: bool | None = None,
          strict: bool | None = None, log_sink: Callable[[str], None] | None = None,
          fail_table_allocation: Callable[[int], bool] | None = None,
-         preflight: Callable[[Machine, Layout], None] | None = None, plan_only: bool = False) -> PageExt:
+         preflight: Callable[[Machine, Layout], object] | None = None, plan_only: bool = False) -> PageExt:
     """Boot a machine with every installed (and given) client; see the module docstring.
 
     ``cmdline`` is a kernel-style boot line; ``boot_tables`` the TOML

@@ -27,7 +27,8 @@ from pageext_core.layout import FLAGS_FIELD, ClientLayout, Layout
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import HotplugError, MMError
 from pageext_core.mm.gfp import GFP_KERNEL, parse_gfp
-from pageext_core.mm.machine import MEM_CANCEL_ONLINE, MEM_GOING_ONLINE, MEM_OFFLINE
+from pageext_core.mm.hotplug import MEM_CANCEL_ONLINE, MEM_GOING_ONLINE, MEM_OFFLINE
+from pageext_core.mm.views import memview
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -92,8 +93,8 @@ class PageExtTables:
     def _new_table(self, key: int, base: int, nr_pages: int, sim_chunks: list[tuple[int, int]],
                    from_memblock: bool = False) -> Table:
         records = np.zeros(nr_pages, self.dtype)
-        raw = memoryview(records.view(np.uint8))
-        words = memoryview(records.view(np.uint64)) if self.record_size % 8 == 0 else None
+        raw = memview(records.view(np.uint8))
+        words = memview(records.view(np.uint64)) if self.record_size % 8 == 0 else None
         typed = {name: records.view(dt) for name, dt in self._client_dtypes.items()}
         pages = sum(n for _, n in sim_chunks)
         return Table(key, base, records, raw, words, typed, sim_chunks, pages, from_memblock)
@@ -281,7 +282,8 @@ class PageExtView:
         t = self._tables.entry(pfn)
         if t is None or not self._machine.pfn_valid(pfn):
             return None
-        return t.typed[self.name][pfn - t.base_pfn]
+        rec: np.void = t.typed[self.name][pfn - t.base_pfn]
+        return rec
 
     def block(self, pfn: int, order: int = 0) -> np.ndarray:
         """The 2^order records starting at ``pfn`` as a writable numpy slice (client fields only)."""
@@ -328,7 +330,8 @@ class PageExtView:
 
     def flags_of(self, pfn: int, nr: int = 1) -> np.ndarray:
         """This client's bits of ``nr`` pages (other clients' bits masked out), a copy."""
-        return self._flags(pfn, nr) & np.uint64(self._own_bits)
+        own: np.ndarray = self._flags(pfn, nr) & np.uint64(self._own_bits)
+        return own
 
     def _check_bits(self, mask: int) -> None:
         if mask & ~self._own_bits:

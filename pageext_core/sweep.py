@@ -470,9 +470,9 @@ NORMAL_FROM = 30
 def interval(values: Sequence[float]) -> dict[str, Any]:
     """Mean and 95 % confidence interval: Student's t below 30 values, normal approximation from 30."""
     n = len(values)
-    mean = sum(values) / n if n else None
     if n < 2:
-        return {"n": n, "mean": mean, "low": None, "high": None, "method": None}
+        return {"n": n, "mean": float(values[0]) if n else None, "low": None, "high": None, "method": None}
+    mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
     q, method = (T975[n - 2], "t") if n < NORMAL_FROM else (Z975, "normal")
     half = q * sd / math.sqrt(n)
@@ -491,7 +491,8 @@ def aggregate(rows: Sequence[Mapping[str, Any]], param_keys: Sequence[str]) -> d
         gid = json.dumps(point, sort_keys=True, default=str)
         g = groups.setdefault(gid, {"params": point, "runs": 0, "ok": 0, "failed": 0, "error": 0, "rows": []})
         g["runs"] += 1
-        g[r.get("status") if r.get("status") in ("ok", "failed") else "error"] += 1
+        status = r.get("status")
+        g[status if status in ("ok", "failed") else "error"] += 1
         if r.get("status") == "ok":
             g["rows"].append(r)
     out = []
@@ -741,7 +742,8 @@ def local_cluster(workers: int) -> Any:
     main = threading.current_thread() is threading.main_thread()
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+        # ":0": the scheduler's HTTP endpoint on any free port (8787 may be another cluster's).
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                             silence_logs=logging.ERROR, memory_limit=0)
     finally:
         if main:

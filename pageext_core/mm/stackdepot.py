@@ -30,7 +30,7 @@ class StackDepot:
         # Python stacks are keyed by (id(code), line): hashing a code object is
         # not cached by CPython and costs about 1 µs; _codes keeps each code
         # alive so its id cannot be reused.
-        self._by_key: dict[tuple, int] = {}
+        self._by_key: dict[tuple[tuple[int, int], ...], int] = {}
         self._codes: dict[int, CodeType] = {}
         self._code_names: dict[int, tuple[str, int, int, str]] = {}
         self.skip_prefixes: tuple[str, ...] = _SKIP_PREFIXES
@@ -79,11 +79,11 @@ class StackDepot:
         the offset and size counted in source lines.  Repeated stacks cost a
         tuple and a dict lookup.
         """
-        f = frame if frame is not None else sys._getframe(1)
+        f: FrameType | None = frame if frame is not None else sys._getframe(1)
         skip = self.skip_prefixes
         while f is not None and f.f_globals.get("__name__", "").startswith(skip):
             f = f.f_back
-        key = []
+        key: list[tuple[int, int]] = []
         codes = self._codes
         while f is not None and len(key) < max_frames:
             code = f.f_code

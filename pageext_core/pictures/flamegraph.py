@@ -140,7 +140,7 @@ def _render(root: Node, title: str, diff: bool) -> bytes:
 
 def _add_titles(svg: str, titles: dict[str, str]) -> str:
     """Put a ``<title>`` (hover text) first inside each rectangle's group."""
-    def sub(m: re.Match) -> str:
+    def sub(m: re.Match[str]) -> str:
         t = titles.get(m.group(1))
         return m.group(0) if t is None else f"{m.group(0)}\n   <title>{escape(t)}</title>"
 

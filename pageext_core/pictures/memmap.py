@@ -50,6 +50,12 @@ CHUNK_PAGES = 1 << 20  # pages read at a time: bounds working memory (tens of Mi
 MAX_CELLS = 1 << 19  # above this many pages, one cell stands for several
 
 
+def _rgb(color: np.ndarray) -> tuple[float, float, float]:
+    """A palette entry as matplotlib's 0..1 colour."""
+    r, g, b = (int(c) / 255 for c in color[:3])
+    return (r, g, b)
+
+
 def page_states(machine: Machine, start: int, end: int,
                 table_chunks: Sequence[tuple[int, int]] = ()) -> np.ndarray:
     """Category code (uint8) of every page in ``[start, end)``; ``start`` aligned to a max-order block.
@@ -123,11 +129,11 @@ class Grid:
 
     @property
     def rows(self) -> int:
-        return self.codes.shape[0]
+        return int(self.codes.shape[0])
 
     @property
     def cols(self) -> int:
-        return self.codes.shape[1]
+        return int(self.codes.shape[1])
 
     def cell_of(self, pfn: int) -> tuple[int, int]:
         """(row, col) of the cell holding ``pfn``."""
@@ -279,11 +285,11 @@ def render(machine: Machine, title: str, table_chunks: Sequence[tuple[int, int]]
                 fontsize=8, va="top", ha="left", clip_on=False)
     cell = "page" if ppc == 1 else f"{ppc} pages ({_size_text(ppc * PAGE_SIZE)}; colour of the majority)"
     ax.set_xlabel(f"one cell = {cell}; one row = {_size_text(ppc * cols * PAGE_SIZE)}", fontsize=8)
-    handles = [Patch(facecolor=PALETTE[i] / 255, edgecolor="#444444", linewidth=0.5,
+    handles = [Patch(facecolor=_rgb(PALETTE[i]), edgecolor="#444444", linewidth=0.5,
                      label=f"{CATEGORY_NAMES[i]}: {int(grid.counts[i])} pages")
                for i in range(NR_CATEGORIES) if grid.counts[i] or i in (FREE, UNMOVABLE, MOVABLE)]
     if grid.highlight is not None:
-        handles.append(Patch(facecolor=HIGHLIGHT / 255, label=highlight_label or "overlaid stack"))
+        handles.append(Patch(facecolor=_rgb(HIGHLIGHT), label=highlight_label or "overlaid stack"))
     fig.legend(handles=handles, loc="lower right", bbox_to_anchor=(1 - 8 / w, BOTTOM / h), fontsize=7,
                frameon=False)
     fig.suptitle(title, x=pl.x0 / w, y=1 - 8 / h, ha="left", va="top", fontsize=9)

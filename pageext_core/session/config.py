@@ -168,7 +168,7 @@ class _Checker:
         if key in data and ((lo is not None and v < lo) or (hi is not None and v > hi)):
             rng = f"{lo if lo is not None else '-inf'}..{hi if hi is not None else 'inf'}"
             raise self.fail([*path, key], f"{v} is out of range ({rng})")
-        return v
+        return int(v)
 
     def float_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: float,
                lo: float | None = None, hi: float | None = None) -> float:
@@ -179,10 +179,11 @@ class _Checker:
         return float(v)
 
     def bool_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: bool) -> bool:
-        return self.typed(data, path, key, (bool,), "true or false", default)
+        return bool(self.typed(data, path, key, (bool,), "true or false", default))
 
     def str_(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: str | None) -> str | None:
-        return self.typed(data, path, key, (str,), "a string", default)
+        v = self.typed(data, path, key, (str,), "a string", default)
+        return None if v is None else str(v)
 
     def size(self, data: Mapping[str, Any], path: Sequence[Any], key: str, default: int) -> int:
         if key not in data:
@@ -270,6 +271,7 @@ def load_session(path: str | Path | None = None, *, overrides: Sequence[str | tu
     label)`` pairs whose label names the option in errors (``--memory 4XB``).
     """
     builtin = path is None and text is None
+    p: Path | None
     if text is None:
         p = Path(path) if path is not None else DEFAULT_SESSION
         try:
@@ -504,9 +506,9 @@ def _machine_keys(message: str) -> list[str]:
             found += [(m.start(), k) for k in keys]
             message = message[:m.start()] + " " * (m.end() - m.start()) + message[m.end():]
     for key in MACHINE:
-        m = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message)
-        if m:
-            found.append((m.start(), key))
+        hit = re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message)
+        if hit:
+            found.append((hit.start(), key))
     return list(dict.fromkeys(k for _, k in sorted(found)))
 
 
@@ -592,7 +594,7 @@ def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
         migrate = c.bool_(ev, EP, "migrate", False)
         if migrate and action != "offline":
             raise c.fail([*EP, "migrate"], "migrate applies to action = \"offline\" only")
-        events.append(HotplugEvent(at=c.int_(ev, EP, "at", 0, 0), action=action,  # type: ignore[arg-type]
+        events.append(HotplugEvent(at=c.int_(ev, EP, "at", 0, 0), action=action,
                                    block=c.int_(ev, EP, "block", -1, 0) if "block" in ev else None,
                                    migrate=migrate))
     tasks = w.get("tasks")

@@ -51,13 +51,14 @@ import numpy as np
 
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import MIGRATE_MOVABLE, MIGRATE_TYPES, PAGE_SIZE
+from pageext_core.mm.context import Task
 from pageext_core.mm.errors import PlacementRefused
 from pageext_core.mm.geometry import format_size
-from pageext_core.mm.machine import Machine, Task
+from pageext_core.mm.machine import Machine
 from pageext_core.mm.pageflags import PG_head
 from pageext_core.session.config import Session, SessionError, WorkloadSpec
 from pageext_core.trace.anomalies import ANOMALIES, LiveSet, aligned_blocks
-from pageext_core.trace.events import ALLOC, EXTFRAG, FREE
+from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, TraceEvent
 from pageext_core.trace.kmem import KmemStat
 from pageext_core.trace.reader import TraceError, TraceReader, detect_format, open_trace
 from pageext_core.trace.zoneinfo import ZoneinfoError, machine_covering, machine_from_zoneinfo, read_zoneinfo
@@ -315,7 +316,7 @@ class _Placer:
             return
         m._move_freepages_block(m.zone_of(pfn), pb, old, mt)
 
-    def extfrag(self, ev: tuple) -> None:
+    def extfrag(self, ev: TraceEvent) -> None:
         self.infer = False  # the trace says which pageblocks changed hands
         x = ev[11]
         if x and x[6] == 1 and ev[6] >= 0:
@@ -460,7 +461,7 @@ class Replay:
             progress(n)
         return res
 
-    def _whatif_failed_request(self, ev: tuple) -> None:
+    def _whatif_failed_request(self, ev: TraceEvent) -> None:
         """A request that failed on the traced box is made again; if it succeeds here it is freed at once."""
         m = self.m
         sim = m.alloc_pages(ev[9], ev[7])

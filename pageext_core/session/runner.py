@@ -301,7 +301,7 @@ def check_hotplug_events(sess: Session, pe: PageExt) -> None:
 
 
 def _ranges_text(ids: list[int]) -> str:
-    out: list[str] = []
+    out: list[tuple[int, int]] = []
     for i in ids:
         if out and out[-1][1] == i - 1:
             out[-1] = (out[-1][0], i)
@@ -378,6 +378,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             load_function(sess.workload.function or "", sess.workload.base_dir)
         except SessionError as exc:
             raise SessionError(f"{sess.source.where(['workload', 'function'])}: {exc}") from None
+    out_dir: Path | None = None
     if opts.write_files:  # found before the run, not after it
         out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
         check_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
@@ -398,7 +399,7 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
     check_report_params(sess, pe, dict(sess.report.params))
     check_hotplug_events(sess, pe)
     catches = declared_finding_kinds(pe)  # what each client says it catches, checked before the run
-    if opts.write_files:  # the last check, so a configuration error leaves nothing behind
+    if out_dir is not None:  # the last check, so a configuration error leaves nothing behind
         make_out_dir(out_dir, "--out" if opts.out else sess.source.where(["report", "out"]))
     total = sess.workload.operations if sess.workload.kind != "replay" else 0  # 0: not known in advance
     interrupted = False
@@ -477,11 +478,9 @@ def run_session(sess: Session, opts: RunOptions | None = None) -> RunOutcome:
             pe.machine.log.err(f"pageext: report {name} failed: {type(exc).__name__}: {exc}")
     for name, text in wres.reports.items():  # the replay's own: kmem (perf kmem stat --page) and replay
         texts[name] = text
-    out_dir: Path | None = None
     files: list[str] = []
     pictures = picture_outputs.planned_files(pe, sess.report.pictures) if opts.write_files else []
-    if opts.write_files:
-        out_dir = Path(opts.out or sess.report.out or f"out/{sess.name}")
+    if out_dir is not None:
         remove_stale_reports(out_dir, list(texts) + pictures)
         for name, text in texts.items():
             atomic_write(report_path(out_dir, name), text)

@@ -27,8 +27,8 @@ import numpy as np
 
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.constants import PAGE_SIZE
+from pageext_core.mm.context import Task
 from pageext_core.mm.errors import HotplugError, PageFault
-from pageext_core.mm.machine import Task
 from pageext_core.reports import Finding, FindingKinds
 from pageext_core.session.callsites import ACCESS_FRAME, BUILTIN_SITES, DEFAULT_TASKS, STRAY_STACK, CallSite
 from pageext_core.session.config import SessionError, WorkloadSpec
@@ -136,7 +136,8 @@ def load_function(target: str, base_dir: str | None = None) -> Callable[[Workloa
             raise SessionError(f"[workload] function {target!r}: {mod_name!r} has no {attr!r}")
     if not callable(obj):
         raise SessionError(f"[workload] function {target!r} is not callable")
-    return obj
+    fn: Callable[[WorkloadContext], Any] = obj
+    return fn
 
 
 def _run_function(pe: PageExt, spec: WorkloadSpec, progress: Progress, res: WorkloadResult) -> WorkloadResult:

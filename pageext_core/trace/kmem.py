@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from pageext_core.mm.gfp import format_gfp
 from pageext_core.trace.events import ALLOC, FREE, StackTable, TraceEvent
@@ -85,7 +86,7 @@ class KmemStat:
         self.live = live
         # ``both``: also keep the --live caller and order tables in the same pass (``live_report``)
         self.both = both and not live
-        self.lcallers: dict[tuple[str, int, int, int], list] = {}
+        self.lcallers: dict[tuple[str, int, int, int], list[Any]] = {}
         self.lorder_stats = [[0] * MAX_MIGRATE_TYPES for _ in range(MAX_PAGE_ORDER)]
         self.page_size = page_size
         self.nr_allocs = self.alloc_bytes = 0
@@ -94,11 +95,11 @@ class KmemStat:
         self.nr_fails = self.fail_bytes = 0
         self.order_stats = [[0] * MAX_MIGRATE_TYPES for _ in range(MAX_PAGE_ORDER)]
         # live pages: pfn -> [nr_alloc, alloc_bytes, order, mt, gfp, callsite]
-        self.pages: dict[int, list] = {}
+        self.pages: dict[int, list[Any]] = {}
         # --alloc without --live: (pfn, order, mt, gfp) -> [nr_alloc, alloc_bytes, callsite]
-        self.allocs: dict[tuple[int, int, int, int], list] = {}
+        self.allocs: dict[tuple[int, int, int, int], list[Any]] = {}
         # callers: (callsite, order, mt, gfp) -> [nr_alloc, alloc_bytes]
-        self.callers: dict[tuple[str, int, int, int], list] = {}
+        self.callers: dict[tuple[str, int, int, int], list[Any]] = {}
         self.gfps: dict[int, tuple[str, str]] = {}  # gfp -> (compact, full text)
         self._callsites: dict[int, str] = {}
 
@@ -206,7 +207,7 @@ class KmemStat:
     def _gfp_len(self) -> int:
         return max([9] + [len(c) for c, _ in self.gfps.values()])
 
-    def _sorted(self, rows: list[dict], sort: Sequence[str]) -> list[dict]:
+    def _sorted(self, rows: list[dict[str, Any]], sort: Sequence[str]) -> list[dict[str, Any]]:
         for k in sort:
             if k not in SORT_KEYS:
                 raise ValueError(f"unknown sort key {k!r}; use {', '.join(SORT_KEYS)}")
@@ -244,7 +245,7 @@ class KmemStat:
         out.append(DOTTED)
         return out
 
-    def _rows(self, rows: list[dict], lines: int, gl: int, with_page: bool) -> list[str]:
+    def _rows(self, rows: list[dict[str, Any]], lines: int, gl: int, with_page: bool) -> list[str]:
         out = []
         n = lines
         i = 0

@@ -24,7 +24,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from pageext_core.mm.errors import GfpParseError
 from pageext_core.mm.gfp import parse_gfp
@@ -75,14 +75,14 @@ def open_trace(path: str | Path) -> IO[str]:
     with open(p, "rb") as f:
         magic = f.read(6)
     if magic[:2] == b"\x1f\x8b":
-        raw: IO[bytes] = gzip.open(p, "rb")
+        raw: gzip.GzipFile | lzma.LZMAFile | bz2.BZ2File = gzip.open(p, "rb")
     elif magic[:6] == b"\xfd7zXZ\x00":
         raw = lzma.open(p, "rb")
     elif magic[:3] == b"BZh":
         raw = bz2.open(p, "rb")
     else:
         return open(p, encoding="utf-8", errors="replace")
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")  # type: ignore[arg-type]
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
 
 
 # -- line shapes -----------------------------------------------------------
@@ -291,7 +291,7 @@ class TraceReader:
         return value
 
     def _event(self, kind: int, fields: str, ts: int, cpu: int, pid: int, tgid: int, comm: str,
-               lineno: int, line: str) -> list | None:
+               lineno: int, line: str) -> list[Any] | None:
         """Parse one event's fields into a pending list (stack filled later), or None if malformed."""
         m = FIELD_RES[kind].match(fields)
         if m is None:
@@ -343,7 +343,7 @@ class TraceReader:
         intern = self.stacks.intern
         frame_cache: dict[str, str] = {}
         new = tuple.__new__
-        pending: list | None = None  # the last event, waiting for a possible stack block
+        pending: list[Any] | None = None  # the last event, waiting for a possible stack block
         frames: list[str] | None = None  # frames of the stack block being read (None: not ours)
         in_stack = False
         lineno = 0
@@ -418,7 +418,7 @@ class TraceReader:
         intern = self.stacks.intern
         frame_cache: dict[str, str] = {}
         new = tuple.__new__
-        pending: list | None = None
+        pending: list[Any] | None = None
         frames: list[str] = []
         in_record = False  # inside a record whose callchain we may be reading
         lineno = 0

@@ -29,9 +29,6 @@ What the trace holds and what it cannot:
 """
 from __future__ import annotations
 
-import bz2
-import gzip
-import lzma
 import os
 import tempfile
 from dataclasses import replace
@@ -42,7 +39,7 @@ import numpy as np
 
 from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, StackTable, TraceEvent
-from pageext_core.trace.writer import TraceWriter
+from pageext_core.trace.writer import TraceWriter, open_text_for_write
 
 _new = tuple.__new__
 
@@ -78,8 +75,7 @@ class TraceRecorder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         os.close(fd)
-        opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(self.path.suffix)
-        self._f = opener(self._tmp, "wt", encoding="utf-8") if opener else open(self._tmp, "w", encoding="utf-8")
+        self._f = open_text_for_write(self._tmp, self.path.suffix)
         m = self.m
         self.writer = TraceWriter(self._f, self.format, self.stacks, cpus=m.config.cpus,
                                   record_tgid=self.format == "ftrace", pid_tid=self.format == "perf",

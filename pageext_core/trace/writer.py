@@ -47,6 +47,20 @@ from pageext_core.trace.events import (
 STRUCT_PAGE_BASE = 0xFFFFEA0000000000
 
 
+def open_text_for_write(path: str | Path, suffix: str) -> IO[str]:
+    """Open ``path`` for text output, compressed as ``suffix`` (``.gz``, ``.xz``, ``.bz2``) asks.
+
+    ``suffix`` is the final file's, since ``path`` is usually the temporary beside it.
+    """
+    if suffix == ".gz":
+        return gzip.open(path, "wt", encoding="utf-8")
+    if suffix == ".xz":
+        return lzma.open(path, "wt", encoding="utf-8")
+    if suffix == ".bz2":
+        return bz2.open(path, "wt", encoding="utf-8")
+    return open(path, "w", encoding="utf-8")
+
+
 def fake_address(frame: str) -> int:
     """A stable kernel-text-looking address for a symbol (or the frame's own hex address)."""
     return int(frame, 16) if _is_address(frame) else _sym_addr(frame)
@@ -191,12 +205,7 @@ def write_trace(path: str | Path, events: Iterable[TraceEvent], format: str, sta
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        opener = {".gz": gzip.open, ".xz": lzma.open, ".bz2": bz2.open}.get(path.suffix)
-        if opener is not None:
-            f = opener(tmp, "wt", encoding="utf-8")
-        else:
-            f = open(tmp, "w", encoding="utf-8")
-        with f:
+        with open_text_for_write(tmp, path.suffix) as f:
             n = TraceWriter(f, format, stacks, **options).write_all(events)  # type: ignore[arg-type]
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)

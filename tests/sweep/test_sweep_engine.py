@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import write
+from sweepsupport import write
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session

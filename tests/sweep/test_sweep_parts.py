@@ -5,7 +5,7 @@ import math
 import re
 
 import pytest
-from conftest import TINY
+from sweepsupport import TINY
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import start_cluster
 from dask.distributed import Client
+from sweepsupport import start_cluster
 
 from pageext_core.session.config import load_session
 from pageext_core.session.runner import RunOptions, run_session
