@@ -57,7 +57,8 @@ class Client:
         """Part of pageext-core (the core reports): always active, owns no page_ext bytes."""
         return self.info.source == "built-in"
 
-    def describe(self, record_size: int) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
+        """What `pageext plugins` and `summary.json` say of this client."""
         lay = self.layout
         return {
             "name": self.name,
@@ -213,7 +214,7 @@ class PageExt:
         return {
             "record_size": self.record_size,
             "page_ext_bytes": self.nbytes,
-            "plugins": [c.describe(self.record_size) for c in self.clients],
+            "plugins": [c.describe() for c in self.clients],
             "problems": list(self.problems),
         }
 

@@ -26,7 +26,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 from pageext_core.mm.errors import ConfigError, GfpParseError
-from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
+from pageext_core.mm.geometry import MachineConfig, parse_size
 from pageext_core.mm.gfp import parse_gfp
 from pageext_core.session.sourcemap import SourceMap
 
@@ -638,9 +638,3 @@ def _check_workload(c: _Checker, w: Any) -> WorkloadSpec:
         zoneinfo=zoneinfo,
         infer_memory=infer_memory,
     )
-
-
-def describe_machine(cfg: MachineConfig) -> str:
-    mem = cfg.memory
-    text = "+".join(format_size(x) for x in mem) if isinstance(mem, tuple) else format_size(mem)
-    return f"{text}, {cfg.nodes} node(s), {cfg.memory_model}, {cfg.cpus} CPU(s)"

@@ -152,7 +152,7 @@ RUNNER = textwrap.dedent('''\
     for _ in range(opts.get("allocs", 0)):
         m.free_pages(m.alloc_pages(GFP_KERNEL, 0), 0)
     out = {
-        "clients": {c.name: c.describe(pe.record_size) for c in pe.clients},
+        "clients": {c.name: c.describe() for c in pe.clients},
         "enabled": pe.enabled,
         "problems": pe.problems,
         "warnings": [t for _, lvl, t in m.log.lines if lvl == "warn"],

@@ -219,7 +219,7 @@ def test_dtype_shape_fields_through_a_view():
     assert blk["grid"].shape == (2, 2, 2)
     blk["stack"][1] = [7, 8, 9]
     assert c.view.get(p + 1, "stack").tolist() == [7, 8, 9]
-    d = pe.client("s").describe(pe.record_size)
+    d = pe.client("s").describe()
     assert d["fields"] == {"stack": ["<u4", [3]], "grid": ["<u2", [2, 2]]}
     assert (d["offset"], d["size"]) == (0, 20)
 

@@ -74,7 +74,7 @@ def test_off_costs_no_memory_and_no_call() -> None:
 
 def test_on_uses_two_flag_bits_and_no_field_bytes() -> None:
     pe = boot_dpa("debug_pagealloc=on")
-    d = pe.client("debug_pagealloc").describe(pe.record_size)
+    d = pe.client("debug_pagealloc").describe()
     assert d["flag_bits"] == {"POISON": 0, "FREED": 1}
     assert d["size"] == 0
     assert pe.record_size == 8  # just the shared flags word

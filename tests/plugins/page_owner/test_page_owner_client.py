@@ -91,7 +91,7 @@ def test_layout_is_flags_word_then_64_byte_record(pe: pc.PageExt) -> None:
     assert view.flag_bits == {"OWNER": 1, "OWNER_ALLOCATED": 2}
     # One present section, a table of 32768 records.
     assert pe.nbytes == 32768 * 72
-    desc = pe.client("page_owner").describe(pe.record_size)
+    desc = pe.client("page_owner").describe()
     assert desc["fields"]["comm"] == "|S16" and desc["fields"]["last_migrate_reason"] == "<i2"
 
 

@@ -51,7 +51,7 @@ def test_on_gives_every_page_a_four_byte_tag():
     assert pe.nbytes == 4 * PAGES_PER_SECTION
     c = pe.client("alloc_tag")
     assert (c.layout.offset, c.layout.size) == (0, 4)
-    assert c.describe(pe.record_size)["fields"] == {"tag": "<u4"}
+    assert c.describe()["fields"] == {"tag": "<u4"}
     assert pe.machine.log.grep("Memory allocation profiling") == [
         "Memory allocation profiling is enabled without compression and is turned on!"]
 
