@@ -77,5 +77,5 @@ def test_command_line_wins_over_the_table():
 
 def test_parameter_is_described_for_pageext_plugins():
     pe = boot_tag("")
-    (p,) = pe.client("alloc_tag").describe(0)["boot_params"]
+    (p,) = pe.client("alloc_tag").describe()["boot_params"]
     assert (p["name"], p["type"], p["default"], p["toml_key"]) == ("sysctl.vm.mem_profiling", "str", "0", "mem_profiling")
