@@ -179,6 +179,7 @@ def test_no_report_changes_the_machine(boot: str) -> None:
     pe, m = outcome.page_ext, outcome.page_ext.machine
     # Preconditions: there is something a drain would change.
     assert m.nr_pcp_pages > 0
+    assert "zoneinfo" in pe.report_names()  # read below with every other report
     if "guard" in pe.enabled:
         assert m.nr_held_pages > 0
     before = fingerprint(pe)
