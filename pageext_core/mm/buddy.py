@@ -300,6 +300,8 @@ class BuddyAllocator:
         self.alloc_failures_by_order = [0] * self.nr_orders
         self.nr_fallbacks = 0
         self.nr_pageblock_claims = 0
+        self.nr_pcp_refilled = 0  # blocks per-CPU refills took from the buddy (rmqueue_bulk)
+        self.nr_pcp_returned = 0  # blocks bulk frees and drains gave back (free_pcppages_bulk)
         # Call-outs: plain tuples bound from the machine's Callouts table (``bind_callouts``).
         self._on_alloc: tuple[AllocHook, ...] = ()
         self._on_free: tuple[FreeHook, ...] = ()
@@ -856,6 +858,12 @@ class BuddyAllocator:
         """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
+        pf = self._pf
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        nr_orders = self.nr_orders
+        freed = 0
         split = self._on_split
         while high > low:
             high -= 1
@@ -873,8 +881,19 @@ class BuddyAllocator:
                     self.zone_held[zone] += 1 << high
                     continue
             st[half] = FREE_K | high
-            self._push(zm, high, half)
-            self.zone_free[zone] += 1 << high
+            # _push(zm, high, half)
+            li = zm * nr_orders + high
+            n = fl_n[li]
+            mv = fl_mv[li]
+            if n == len(mv):
+                mv = self._grow(li)
+            mv[n] = half
+            pf[half] = n
+            fl_n[li] = n + 1
+            if not n:
+                ne[zm] |= 1 << high
+            freed += 1 << high
+        self.zone_free[zone] += freed
 
     def _find_suitable_fallback(self, zone: int, order: int, start_mt: int) -> tuple[int, bool]:
         """``find_suitable_fallback``: the first non-empty fallback type at this order, and ``can_steal``.
@@ -1187,17 +1206,40 @@ class BuddyAllocator:
         pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
         pl = self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex]
         if not pl:
+            # rmqueue_bulk: __rmqueue per block, its common case (a block of the type) written out
             st = self._st
+            pf = self._pf
             k = PCP_K | order
+            zm = zone * MIGRATE_TYPES + mt
+            ne = self._nonempty
+            fl_n = self._fl_n
+            fl_mv = self._fl_mv
+            nr_orders = self.nr_orders
+            zone_free = self.zone_free
             for _ in range(self._nr_pcp_alloc(pcp, zone, order)):
-                pfn = self._rmqueue(zone, order, mt, aflags)
-                if pfn < 0:
-                    break
+                avail = ne[zm] >> order
+                if avail:
+                    cur = order + (avail & -avail).bit_length() - 1
+                    li = zm * nr_orders + cur
+                    n = fl_n[li] - 1
+                    fl_n[li] = n
+                    pfn = fl_mv[li][n]
+                    if not n:
+                        ne[zm] &= ~(1 << cur)
+                    pf[pfn] = 0
+                    zone_free[zone] -= 1 << cur
+                    if cur != order:
+                        self._expand(zone, pfn, order, cur, mt)
+                else:
+                    pfn = self._rmqueue_fallback(zone, order, mt, aflags)
+                    if pfn < 0:
+                        break
                 st[pfn] = k
                 pl.append(pfn)
             if not pl:
                 return -1
             pl.reverse()  # the first block taken is the list's head
+            self.nr_pcp_refilled += len(pl)
             n = len(pl) << order
             pcp.count += n
             self.zone_pcp[zone] += n
@@ -1308,6 +1350,7 @@ class BuddyAllocator:
             k = min(len(pl), -(-count // n))
             cold = pl[:k]
             del pl[:k]
+            self.nr_pcp_returned += k
             count -= k * n
             pcp.count -= k * n
             self.zone_pcp[zone] -= k * n
@@ -1383,13 +1426,23 @@ class BuddyAllocator:
             self._free_one(pfn, order, zone)
 
     def _free_one(self, pfn: int, order: int, zone: int) -> None:
-        """``__free_one_page``: merge with free (or held) buddies, then list the block."""
+        """``__free_one_page``: merge with free (or held) buddies, then list the block.
+
+        The list operations of ``_remove``/``_push`` are written out here: this
+        runs for every block a per-CPU bulk free returns.
+        """
         st = self._st
+        pf = self._pf
         pbo = self.pageblock_order
         pbmt = self._pbmt
         mt = pbmt[pfn >> pbo]
         maxo = self.max_order
+        nr_orders = self.nr_orders
         base = zone * MIGRATE_TYPES
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        merged = 0
         st[pfn] = 0
         while order < maxo:
             buddy = pfn ^ (1 << order)
@@ -1401,16 +1454,38 @@ class BuddyAllocator:
                 bmt = pbmt[buddy >> pbo]
                 if order >= pbo and bmt != mt and (bmt >= MIGRATE_HIGHATOMIC or mt >= MIGRATE_HIGHATOMIC):
                     break
-                self._remove(base + bmt, order, buddy)
-                self.zone_free[zone] -= 1 << order
+                # _remove(base + bmt, order, buddy)
+                li = (base + bmt) * nr_orders + order
+                i = pf[buddy]
+                n = fl_n[li] - 1
+                fl_n[li] = n
+                mv = fl_mv[li]
+                last = mv[n]
+                mv[i] = last
+                pf[last] = i
+                pf[buddy] = 0
+                if not n:
+                    ne[base + bmt] &= ~(1 << order)
+                merged += 1 << order
                 if bmt != mt:
                     self.pb_mt[buddy >> pbo : (buddy + (1 << order)) >> pbo] = mt
             st[buddy] = 0
             pfn &= ~(1 << order)
             order += 1
         st[pfn] = FREE_K | order
-        self._push(base + mt, order, pfn)
-        self.zone_free[zone] += 1 << order
+        # _push(base + mt, order, pfn)
+        zm = base + mt
+        li = zm * nr_orders + order
+        n = fl_n[li]
+        mv = fl_mv[li]
+        if n == len(mv):
+            mv = self._grow(li)
+        mv[n] = pfn
+        pf[pfn] = n
+        fl_n[li] = n + 1
+        if not n:
+            ne[zm] |= 1 << order
+        self.zone_free[zone] += (1 << order) - merged
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
         """A freed block meets a held buddy (a guard): ask its holder to let go."""
