@@ -250,3 +250,44 @@ def test_zoneinfo_shows_the_live_pagesets_and_reads_only(tiny: Machine, snapshot
     assert count1 == 8 and f"    cpu: 1\n              count: {count1}\n" in dma32
     assert f"  pages free     {tiny.zone_free[DMA32]}\n" in dma32
     assert tiny.page_kind(tiny._pcp[1][DMA32 * 14 + 6][0])[0] == K_PCP
+
+
+# -- item 9: free_high, and the marks after hotplug -----------------------------------------------------
+
+
+def test_a_run_of_high_order_frees_empties_the_pcp(tiny: Machine) -> None:
+    """``free_unref_page_commit``: for orders 1-3, free_count >= batch after a previous high-order free
+    sets ``free_high``; ``nr_pcp_high`` then returns 0 and ``nr_pcp_free`` min(count, batch << 5)."""
+    blocks = [tiny.alloc_pages(G.GFP_KERNEL, 1) for _ in range(3)]
+    tiny.drain_all_pages()
+    tiny.set_cpu(1)
+    pcp = tiny._pcps[1][DMA32]
+    tiny.free_pages(blocks[0], 1)
+    tiny.free_pages(blocks[1], 1)
+    assert (pcp.count, pcp.free_count) == (4, 4)  # free_count 2 < batch 3 at the second free: kept
+    tiny.free_pages(blocks[2], 1)
+    assert pcp.count == 0  # free_high: all six pages went back
+    assert pcp.high == 120  # max(high - (batch << 5), high_min)
+    check_invariants(tiny)
+
+
+def test_memory_hotplug_recomputes_min_free_kbytes_from_managed_minus_high() -> None:
+    """``init_per_zone_wmark_min`` on memory online: ``nr_free_buffer_pages`` subtracts the HIGH marks
+    in force, then the marks, protection and pcp limits follow the new zone sizes."""
+    from tests.mm.test_hotplug import CFG
+
+    m = Machine(CFG)
+    managed_before = [m.zone_managed(z) for z in range(4)]
+    high_before = [w[2] for w in m.zone_wmark]
+    m.online_memory_block(8)
+    managed = [m.zone_managed(z) for z in range(4)]
+    assert managed[NORMAL] == managed_before[NORMAL] + 2048
+    lowmem = sum(max(managed[z] - high_before[z], 0) for z in (DMA, DMA32, NORMAL))
+    assert m.min_free_kbytes == math.isqrt(lowmem * 4 * 16)
+    pages_min = m.min_free_kbytes // 4
+    total = sum(managed[:3])
+    assert m.zone_wmark[NORMAL][0] == pages_min * managed[NORMAL] // total
+    assert m.zone_protection[DMA][NORMAL] == (managed[DMA32] + managed[NORMAL]) // 256
+    low = m.zone_wmark[NORMAL][1]
+    assert m.pcp_high_limits[NORMAL] == (max(low // 2, 4 * m.pcp_batch[NORMAL]),
+                                         max(managed[NORMAL] // 8 // 2, 4 * m.pcp_batch[NORMAL]))
