@@ -3,7 +3,10 @@
 - Throughput: the standard mixed workload (``_workload``) on a 1 GiB and a
   256 GiB machine, interleaved with the plain-list floor in the same rounds.
   A bigger machine must not make the allocator slower (ratio >= 0.9), and the
-  per-operation cost is given as a multiple of the list floor.
+  per-operation cost is given as a multiple of the list floor.  Each result's
+  detail also gives the per-CPU list traffic (blocks refilled from and
+  returned to the buddy by the 6.12 pcp, issue 13) and the figure measured
+  before that change on the development host, to compare side by side.
 - Boot and memory: boot time of 64 MiB, 1 GiB, 8 GiB, 64 GiB and 1 TiB
   machines (targets in ``BOOT_SECONDS_TARGET``: a boot that loops over pages
   in Python misses them by far), and host bytes per simulated page: the
@@ -24,6 +27,9 @@ from pageext_core.mm import GiB, Machine, MachineConfig, MiB, TiB, format_size
 ALLOCATOR_PARTS = ("state", "pflags", "pageblocks", "free_lists")
 BYTES_PER_PAGE_TARGET = 8.0
 RATIO_TARGET = 0.9
+# ops/s of the allocator before issue 13 (order-0-only pcp with a per-list high, no watermarks,
+# 6.15-style fallback), measured with `python -m benchmarks mm` on the development host.
+BEFORE_ISSUE13_OPS_PER_S = {"1GiB": 6.793e5, "256GiB": 9.107e5}
 # Seconds a boot may take (measured 0.001 s at 1 GiB, 0.09 s at 64 GiB, 1.8 s at 1 TiB).
 BOOT_SECONDS_TARGET = {64 * MiB: 0.5, 1 * GiB: 0.5, 8 * GiB: 1.0, 64 * GiB: 3.0, 1 * TiB: 10.0}
 
@@ -97,7 +103,9 @@ def _throughput(n_ops: int, rounds: int) -> list[Result]:
             f"mm.alloc_free_ops_per_s[{name}]", rate[name], "ops/s",
             detail={"ops": ops_done[name], "best_loop_s": best, "rounds": rounds,
                     "wall_s_with_cleanup": wall[name], "alloc_failures": m.nr_alloc_failures,
-                    "fallbacks": m.nr_fallbacks, "pageblock_claims": m.nr_pageblock_claims},
+                    "fallbacks": m.nr_fallbacks, "pageblock_claims": m.nr_pageblock_claims,
+                    "pcp_blocks_refilled": m.nr_pcp_refilled, "pcp_blocks_returned": m.nr_pcp_returned,
+                    "before_issue13_ops_per_s": BEFORE_ISSUE13_OPS_PER_S[name]},
         ))
     ratio = rate["256GiB"] / rate["1GiB"]
     out.append(Result("mm.ops_per_s_ratio[256GiB/1GiB]", ratio, "x",

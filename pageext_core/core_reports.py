@@ -1,7 +1,7 @@
 """The core's reports, as a built-in client registered like any other.
 
 ``/proc/buddyinfo``, ``/proc/meminfo``, ``/proc/vmstat``, the page_ext
-layout and ``/proc/pagetypeinfo`` are offered through the same
+layout, ``/proc/pagetypeinfo``, the extfrag indices and ``/proc/zoneinfo`` are offered through the same
 ``pageext_report`` hook as the plugins' reports (datasette registers its
 built-in features as ``DEFAULT_PLUGINS`` the same way), so there is one path
 for every report: one name check, one owner, one listing.  This client is
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pageext_core.hookspecs import hookimpl
 from pageext_core.mm import stats
+from pageext_core.mm.zoneinfo import zoneinfo
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -65,6 +66,8 @@ REPORTS: dict[str, Callable[[PageExt], str]] = {
     # /sys/kernel/debug/extfrag/: how unusable free memory is, and why allocations would fail
     "unusable_index": lambda pe: stats.unusable_index(pe.machine),
     "extfrag_index": lambda pe: stats.extfrag_index(pe.machine),
+    # /proc/zoneinfo: watermarks, protection, zone sizes and each CPU's pageset
+    "zoneinfo": lambda pe: zoneinfo(pe.machine),
 }
 
 

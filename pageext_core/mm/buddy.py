@@ -42,6 +42,7 @@ from pageext_core.mm.constants import (
     ZONE_DMA,
     ZONE_DMA32,
     ZONE_MOVABLE,
+    ZONE_NAMES,
     ZONE_NORMAL,
 )
 from pageext_core.mm.errors import (
@@ -62,6 +63,29 @@ from pageext_core.mm.pageflags import (
     PG_writeback,
     flag_names,
 )
+from pageext_core.mm.watermarks import (
+    ALLOC_KSWAPD,
+    ALLOC_MIN_RESERVE,
+    ALLOC_NO_WATERMARKS,
+    ALLOC_NOFRAGMENT,
+    ALLOC_NON_BLOCK,
+    ALLOC_OOM,
+    ALLOC_RESERVES,
+    ALLOC_WMARK_LOW,
+    ALLOC_WMARK_MASK,
+    LOWMEM_RESERVE_RATIO,
+    PCP_BATCH_SCALE_MAX,
+    WMARK_HIGH,
+    WMARK_LOW,
+    WMARK_PROMO,
+    calculate_min_free_kbytes,
+    gfp_to_alloc_flags,
+    is_lowmem_type,
+    lowmem_reserve,
+    pageset_high_limits,
+    zone_batchsize,
+    zone_watermarks,
+)
 
 if TYPE_CHECKING:
     from pageext_core.mm.contents import PageContents
@@ -74,6 +98,11 @@ GFP_BIT_COMP = _gfp.__GFP_COMP
 GFP_BIT_DMA = _gfp.__GFP_DMA
 GFP_BIT_DMA32 = _gfp.__GFP_DMA32
 GFP_BIT_HIGHMEM = _gfp.__GFP_HIGHMEM
+GFP_BIT_KSWAPD_RECLAIM = _gfp.__GFP_KSWAPD_RECLAIM
+GFP_BIT_MEMALLOC = _gfp.__GFP_MEMALLOC
+GFP_BIT_DIRECT_RECLAIM = _gfp.__GFP_DIRECT_RECLAIM
+GFP_BIT_NOFAIL = _gfp.__GFP_NOFAIL
+GFP_BIT_NOMEMALLOC = _gfp.__GFP_NOMEMALLOC
 GFP_BIT_MOVABLE = _gfp.__GFP_MOVABLE
 GFP_BIT_NOWARN = _gfp.__GFP_NOWARN
 GFP_BIT_THISNODE = _gfp.__GFP_THISNODE
@@ -83,7 +112,7 @@ GFP_BIT_ZERO = _gfp.__GFP_ZERO
 K_NONE = 0  # tail page, hole or offline memory
 K_FREE = 1  # on a buddy free list
 K_ALLOC = 2  # allocated, not movable
-K_PCP = 3  # order-0 page on a per-CPU list
+K_PCP = 3  # a block (orders 0-3 or THP) on a per-CPU list
 K_RESERVED = 4  # memblock reservation (never freed to the buddy)
 K_HELD = 5  # split off by expand() and held by a page_ext client (guard pages)
 K_ALLOC_MOVABLE = 6  # allocated with a movable migratetype (the kernel's LRU pages)
@@ -97,7 +126,7 @@ class PageKind(IntEnum):
     NONE = K_NONE  #: a hole, offline memory, or no block
     FREE = K_FREE  #: on a buddy free list
     ALLOCATED = K_ALLOC  #: allocated, not movable
-    PCP = K_PCP  #: an order-0 page on a per-CPU list (free to the user)
+    PCP = K_PCP  #: a block (orders 0-3 or THP) on a per-CPU list (free to the user)
     RESERVED = K_RESERVED  #: a memblock reservation
     HELD = K_HELD  #: split off by expand and held by a page_ext client (guard pages)
     ALLOCATED_MOVABLE = K_ALLOC_MOVABLE  #: allocated with a movable migratetype
@@ -161,13 +190,38 @@ class HookError(MMError):
         )
 
 
-def zone_batchsize(managed_pages: int) -> int:
-    """The kernel's per-CPU batch: about a quarter of a 1/1024 share, a 2^n-1 value."""
-    batch = min(managed_pages >> 10, (1 << 20) >> 12) // 4
-    if batch < 1:
-        batch = 1
-    batch = batch + batch // 2
-    return (1 << (batch.bit_length() - 1)) - 1 if batch > 1 else 1
+# pcp_allowed_order / order_to_pindex: orders 0..PAGE_ALLOC_COSTLY_ORDER and the THP order.
+PAGE_ALLOC_COSTLY_ORDER = 3
+NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 2  # 14: 3 types x 4 orders + 2 THP lists
+NR_PCP_ORDER_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)  # 12
+
+
+def pindex_to_order(pindex: int, thp_order: int) -> int:
+    """The order of the blocks on a pcp list (``pindex_to_order``)."""
+    return pindex // MIGRATE_PCPTYPES if pindex < NR_PCP_ORDER_LISTS else thp_order
+
+
+class PerCpuPages:
+    """One CPU's ``struct per_cpu_pages`` for one zone: its counters and limits (the lists live in ``_pcp``).
+
+    ``count`` is in base pages over all 14 lists; ``high`` is clamped into
+    [high_min, high_max] when used (0 until the CPU first uses the zone, as a
+    boot pageset is); ``alloc_factor`` and ``free_count`` scale refills and
+    bulk frees (``nr_pcp_alloc``, ``nr_pcp_free``).
+    """
+
+    __slots__ = ("alloc_factor", "batch", "count", "free_count", "high", "high_max", "high_min",
+                 "prev_free_high_order")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.high = 0  # BOOT_PAGESET_HIGH
+        self.high_min = 0
+        self.high_max = 0
+        self.batch = 1  # BOOT_PAGESET_BATCH
+        self.alloc_factor = 0
+        self.free_count = 0
+        self.prev_free_high_order = False  # PCPF_PREV_FREE_HIGH_ORDER
 
 
 class BuddyAllocator:
@@ -246,6 +300,8 @@ class BuddyAllocator:
         self.alloc_failures_by_order = [0] * self.nr_orders
         self.nr_fallbacks = 0
         self.nr_pageblock_claims = 0
+        self.nr_pcp_refilled = 0  # blocks per-CPU refills took from the buddy (rmqueue_bulk)
+        self.nr_pcp_returned = 0  # blocks bulk frees and drains gave back (free_pcppages_bulk)
         # Call-outs: plain tuples bound from the machine's Callouts table (``bind_callouts``).
         self._on_alloc: tuple[AllocHook, ...] = ()
         self._on_free: tuple[FreeHook, ...] = ()
@@ -255,6 +311,13 @@ class BuddyAllocator:
         self._callout_names: dict[int, tuple[str, str]] = {}
         self._deferred_hook_error: HookError | None = None
         self._gfp_cache: dict[int, tuple[int, tuple[tuple[int, ...], ...]]] = {}
+        # Watermarks (``watermarks``; computed with the pcp sizes once the zones are known).
+        self.min_free_kbytes = 0
+        self.user_min_free_kbytes = -1  # vm.min_free_kbytes as written (-1: never)
+        self.lowmem_reserve_ratio: tuple[int, ...] = LOWMEM_RESERVE_RATIO
+        self.zone_wmark: list[tuple[int, int, int, int]] = []
+        self.zone_protection: list[list[int]] = []
+        self.zone_below_high: list[bool] = [False] * nz  # ZONE_BELOW_HIGH
         self.mobility_grouping = True
         self.op_cost_ns = 250  # simulated time per allocator operation
 
@@ -281,17 +344,25 @@ class BuddyAllocator:
         self._callout_names = names
 
     def _init_pcp(self) -> None:
-        """Per-CPU lists for order-0 pages, one per (cpu, zone, pcp migratetype)."""
+        """Per-CPU pagesets: per (CPU, zone) one ``PerCpuPages`` and 14 lists (orders 0-3 and THP, per type).
+
+        ``_pcp[cpu][zone * NR_PCP_LISTS + pindex]`` is a list of head pfns whose
+        end is the kernel list's head (frees and allocations there) and whose
+        start is its tail (bulk frees take the oldest from there).
+        """
         nz = self.nr_zones
-        self.pcp_batch = [zone_batchsize(max(self.zone_present[z] - self.zone_reserved[z], 0)) for z in range(nz)]
-        self.pcp_high = [6 * b for b in self.pcp_batch]
-        self._pcp: list[list[list[int]]] = [
-            [[] for _ in range(nz * MIGRATE_PCPTYPES)] for _ in range(self.geometry.config.cpus)
-        ]
+        cpus = self.geometry.config.cpus
+        self.thp_order = 9  # HPAGE_PMD_ORDER on x86_64
+        self._pcp: list[list[list[int]]] = [[[] for _ in range(nz * NR_PCP_LISTS)] for _ in range(cpus)]
+        self._pcps: list[list[PerCpuPages]] = [[PerCpuPages() for _ in range(nz)] for _ in range(cpus)]
         self._build_zonelists()
 
     def _build_zonelists(self) -> None:
-        """Zonelists per (node, highest zone type): own node high → low, then other nodes."""
+        """Zonelists per (node, highest zone type): own node high → low, then other nodes.
+
+        Also (re)computes what depends on zone sizes, as the kernel does at boot
+        and after memory hotplug: watermarks, lowmem_reserve and the pcp sizes.
+        """
         g = self.geometry
         nn = len(g.nodes)
         by_node: list[list[int]] = [[] for _ in range(nn)]
@@ -311,6 +382,84 @@ class BuddyAllocator:
                     self._zonelists[(nid, top, thisnode)] = tuple(zl)
         self._gfp_cache.clear()
         self._cpu_node = [self.cpu_to_node(c) for c in range(self.geometry.config.cpus)]
+        self._zone_node = [z.node for z in g.zones]
+        self._init_per_zone_wmark_min()
+
+    def zone_managed(self, zone: int) -> int:
+        """Pages of a zone the buddy allocator manages (present minus memblock reservations)."""
+        return max(self.zone_present[zone] - self.zone_reserved[zone], 0)
+
+    def _init_per_zone_wmark_min(self) -> None:
+        """``init_per_zone_wmark_min``: min_free_kbytes, watermarks, lowmem_reserve, then the pcp sizes.
+
+        Stores, per zone, the watermarks and protection, and the thresholds the
+        allocation path compares ``zone_free`` with: ``_wm_thr[mark][highest
+        zone type][zone]`` = watermark + lowmem_reserve.
+        """
+        g = self.geometry
+        zones = g.zones
+        managed = [self.zone_managed(z.index) for z in zones]
+        # nr_free_buffer_pages: GFP_USER zones (<= Normal) of all nodes, managed minus HIGH (0 at boot).
+        old = self.zone_wmark
+        lowmem = sum(max(managed[z.index] - (old[z.index][WMARK_HIGH] if old else 0), 0)
+                     for z in zones if is_lowmem_type(z.ztype))
+        new = calculate_min_free_kbytes(lowmem)
+        if new > self.user_min_free_kbytes:
+            self.min_free_kbytes = new
+        self._setup_per_zone_wmarks()
+
+    def set_min_free_kbytes(self, kbytes: int) -> None:
+        """Write ``vm.min_free_kbytes`` (``min_free_kbytes_sysctl_handler``): new watermarks and pcp sizes.
+
+        As in the kernel the value is kept over later recomputations (memory
+        hotplug) unless those compute a larger one.
+        """
+        if kbytes.__class__ is not int or kbytes < 0:
+            raise ValueError(f"vm.min_free_kbytes {kbytes!r}: expected a non-negative number of kB")
+        self.min_free_kbytes = self.user_min_free_kbytes = kbytes
+        self._setup_per_zone_wmarks()
+
+    def set_lowmem_reserve_ratio(self, ratios: Sequence[int]) -> None:
+        """Write ``vm.lowmem_reserve_ratio`` (one value per zone type; values below 1 store 0)."""
+        if len(ratios) != len(ZONE_NAMES) or any(r.__class__ is not int for r in ratios):
+            raise ValueError(f"vm.lowmem_reserve_ratio {list(ratios)!r}: expected {len(ZONE_NAMES)} integers "
+                             f"({', '.join(ZONE_NAMES)})")
+        self.lowmem_reserve_ratio = tuple(r if r >= 1 else 0 for r in ratios)
+        self._setup_per_zone_wmarks()
+
+    def _setup_per_zone_wmarks(self) -> None:
+        """``setup_per_zone_wmarks`` + ``setup_per_zone_lowmem_reserve`` + ``zone_pcp_update``."""
+        g = self.geometry
+        zones = g.zones
+        managed = [self.zone_managed(z.index) for z in zones]
+        self.zone_wmark = zone_watermarks(managed, [z.ztype for z in zones], self.min_free_kbytes)
+        nt = len(ZONE_NAMES)
+        self.zone_protection = [[0] * nt for _ in zones]
+        for n in g.nodes:
+            node_zones = sorted((z for z in zones if z.node == n.nid), key=lambda z: z.ztype)
+            res = lowmem_reserve([managed[z.index] for z in node_zones],
+                                 self.lowmem_reserve_ratio)
+            for z, row in zip(node_zones, res, strict=True):
+                self.zone_protection[z.index] = row
+        self._wm_thr = [[[self.zone_wmark[z.index][mark] + self.zone_protection[z.index][hz] for z in zones]
+                         for hz in range(nt)] for mark in range(WMARK_PROMO + 1)]
+        # zone_pcp_update: batch, high_min, high_max for every CPU's pageset of the zone.
+        cpus = g.config.cpus
+        node_cpus = [0] * len(g.nodes)
+        for c in range(cpus):
+            node_cpus[self._cpu_node[c]] += 1
+        self.pcp_batch = []
+        self.pcp_high_limits: list[tuple[int, int]] = []
+        for z in zones:
+            batch = zone_batchsize(managed[z.index])
+            limits = pageset_high_limits(managed[z.index], self.zone_wmark[z.index][WMARK_LOW], batch,
+                                         node_cpus[z.node], cpus)
+            self.pcp_batch.append(batch)
+            self.pcp_high_limits.append(limits)
+            for per_cpu in self._pcps:
+                pcp = per_cpu[z.index]
+                pcp.batch = batch
+                pcp.high_min, pcp.high_max = limits
 
     def cpu_to_node(self, cpu: int) -> int:
         """CPUs are spread over nodes in blocks, as firmware usually numbers them."""
@@ -328,15 +477,37 @@ class BuddyAllocator:
             return ZONE_MOVABLE
         return ZONE_NORMAL
 
-    def _resolve_gfp(self, gfp_mask: int) -> tuple[int, tuple[tuple[int, ...], ...]]:
-        """(migratetype, zonelist per node) for a mask, cached: a mask is resolved once."""
+    def _resolve_gfp(self, gfp_mask: int) -> tuple[int, tuple[tuple[int, ...], ...], int, tuple[int, ...], int]:
+        """What a mask means, cached (a mask is resolved once):
+
+        (migratetype, zonelist per node, highest zone type, fast-path
+        alloc_flags per node, slow-path alloc_flags).  The fast path checks
+        the LOW watermark and, when the preferred zone is Normal,
+        ``ALLOC_NOFRAGMENT`` (``alloc_flags_nofragment``); the slow path is
+        ``gfp_to_alloc_flags``.
+        """
         mt = gfp_migratetype(gfp_mask) if self.mobility_grouping else MIGRATE_UNMOVABLE
         if mt > MIGRATE_RECLAIMABLE:  # both movable bits set: not a valid request type
             mt = MIGRATE_MOVABLE
         top = self.gfp_zone(gfp_mask)
         thisnode = bool(gfp_mask & GFP_BIT_THISNODE)
-        zls = tuple(self._zonelists[(nid, top, thisnode)] for nid in range(len(self.geometry.nodes)))
-        info = (mt, zls)
+        g = self.geometry
+        nn = len(g.nodes)
+        zls = tuple(self._zonelists[(nid, top, thisnode)] for nid in range(nn))
+        kswapd = ALLOC_KSWAPD if gfp_mask & GFP_BIT_KSWAPD_RECLAIM else 0
+        fast = []
+        for nid in range(nn):
+            flags = ALLOC_WMARK_LOW | kswapd
+            zl = zls[nid]
+            # alloc_flags_nofragment: the preferred zone (first of the zonelist) is Normal and, with
+            # several nodes, the same node has a populated DMA32 zone.
+            if zl and g.zones[zl[0]].ztype == ZONE_NORMAL:
+                node = g.zones[zl[0]].node
+                if nn == 1 or any(z.node == node and z.ztype == ZONE_DMA32 and self.zone_managed(z.index)
+                                  for z in g.zones):
+                    flags |= ALLOC_NOFRAGMENT
+            fast.append(flags)
+        info = (mt, zls, top, tuple(fast), gfp_to_alloc_flags(gfp_mask))
         self._gfp_cache[gfp_mask] = info
         return info
 
@@ -397,9 +568,12 @@ class BuddyAllocator:
     def alloc_pages(self, gfp_mask: int, order: int = 0) -> int | None:
         """Allocate 2^order pages; the head pfn, or None when no zone can serve it.
 
-        Order-0 requests go through the current CPU's per-CPU list.  A failure
-        is counted and logged like the kernel's ``warn_alloc`` unless
-        ``GFP_BIT_NOWARN``.
+        ``__alloc_pages_noprof``: the fast path (LOW watermark, maybe
+        ``ALLOC_NOFRAGMENT``), then what is left of the slow path without
+        reclaim or compaction (MIN watermark with the reserves the gfp mask
+        allows).  Orders 0-3 and the THP order go through the current CPU's
+        per-CPU lists.  A failure is counted and logged like the kernel's
+        ``warn_alloc`` unless ``GFP_BIT_NOWARN``.
         """
         if order.__class__ is not int or order < 0 or order > self.max_order:
             raise InvalidOrder(order, self.max_order)
@@ -409,23 +583,11 @@ class BuddyAllocator:
                 raise TypeError(f"gfp_mask must be a non-negative int (use parse_gfp), got {gfp_mask!r}")
             info = self._resolve_gfp(gfp_mask)
         mt = info[0]
-        pfn = -1
-        if order:
-            for zone in info[1][self._cpu_node[self.cpu]]:
-                pfn = self._rmqueue(zone, order, mt)
-                if pfn >= 0:
-                    break
-        else:
-            pcp = self._pcp[self.cpu]
-            for zone in info[1][self._cpu_node[self.cpu]]:
-                pl = pcp[zone * 3 + mt]
-                if not pl:
-                    self._pcp_refill(zone, mt, pl)
-                    if not pl:
-                        continue
-                pfn = pl.pop()
-                self.zone_pcp[zone] -= 1
-                break
+        nid = self._cpu_node[self.cpu]
+        zl = info[1][nid]
+        pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
+        if pfn < 0:
+            pfn = self._alloc_slowpath(gfp_mask, zl, order, mt, info[2], info[4])
         self.clock_ns += self.op_cost_ns
         if pfn < 0:
             self._alloc_failed(gfp_mask, order)
@@ -447,6 +609,98 @@ class BuddyAllocator:
             # After the call-outs, as post_alloc_hook checks poison before zeroing.
             self.contents.zero(pfn, 1 << order)
         return pfn
+
+    def _get_page_from_freelist(self, zl: tuple[int, ...], order: int, mt: int, hz: int, aflags: int) -> int:
+        """``get_page_from_freelist``: the first zone of the zonelist that passes its watermark and has a block.
+
+        Each zone is checked against HIGH first (failing sets
+        ``ZONE_BELOW_HIGH``, which shrinks the pcp ``high`` on frees), then
+        against the mark of ``aflags``.  Order 0 without reserve flags is
+        answered by one comparison of the zone's free counter.  Under
+        ``ALLOC_NOFRAGMENT`` a zone on another node, or every zone failing,
+        drops the flag and starts again.
+        """
+        zone_free = self.zone_free
+        below = self.zone_below_high
+        high_thr = self._wm_thr[WMARK_HIGH][hz]
+        while True:
+            no_fallback = aflags & ALLOC_NOFRAGMENT
+            restart = False
+            for zone in zl:
+                if no_fallback and zone != zl[0] and self._zone_node[zone] != self._zone_node[zl[0]]:
+                    aflags &= ~ALLOC_NOFRAGMENT  # locality beats fragmentation
+                    restart = True
+                    break
+                if not (aflags & ALLOC_NO_WATERMARKS or (not order and not below[zone]
+                                                         and zone_free[zone] > high_thr[zone])):
+                    ok = False
+                    if not below[zone]:
+                        ok = self._zone_watermark_ok(zone, order, WMARK_HIGH, hz, aflags)
+                        if not ok:
+                            below[zone] = True
+                    if not ok and not self._zone_watermark_ok(zone, order, aflags & ALLOC_WMARK_MASK, hz, aflags):
+                        continue
+                if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
+                    pfn = self._rmqueue_pcplist(zone, order, mt, aflags)
+                else:
+                    pfn = self._rmqueue(zone, order, mt, aflags)
+                if pfn >= 0:
+                    return pfn
+            if restart:
+                continue
+            if no_fallback:
+                aflags &= ~ALLOC_NOFRAGMENT
+                continue
+            return -1
+
+    def _zone_watermark_ok(self, zone: int, order: int, mark: int, hz: int, aflags: int) -> bool:
+        """``__zone_watermark_ok``: free pages above mark + lowmem_reserve, and a big enough free block.
+
+        ``ALLOC_MIN_RESERVE`` (__GFP_HIGH) may use half of the mark, with
+        ``ALLOC_NON_BLOCK`` (GFP_ATOMIC) 3/8 of it; ``ALLOC_OOM`` half again.
+        """
+        free = self.zone_free[zone] - ((1 << order) - 1)
+        wmin = self.zone_wmark[zone][mark]
+        if aflags & ALLOC_RESERVES:
+            if aflags & ALLOC_MIN_RESERVE:
+                wmin -= wmin // 2
+                if aflags & ALLOC_NON_BLOCK:
+                    wmin -= wmin // 4
+            if aflags & ALLOC_OOM:
+                wmin -= wmin // 2
+        if free <= wmin + self.zone_protection[zone][hz]:
+            return False
+        if not order:
+            return True
+        ne = self._nonempty
+        base = zone * MIGRATE_TYPES
+        return bool((ne[base] | ne[base + 1] | ne[base + 2]) >> order)
+
+    def _alloc_slowpath(self, gfp_mask: int, zl: tuple[int, ...], order: int, mt: int, hz: int, aflags: int) -> int:
+        """``__alloc_pages_slowpath`` without kswapd, reclaim, compaction or the OOM killer.
+
+        One more try at the MIN watermark (with __GFP_HIGH's and GFP_ATOMIC's
+        reserves), then ``ALLOC_NO_WATERMARKS`` for __GFP_MEMALLOC; a request
+        that may reclaim directly then does what ``__alloc_pages_direct_reclaim``
+        does when reclaim frees nothing: drain every CPU's lists and try again.
+        Last, for __GFP_NOFAIL, one try with ``ALLOC_MIN_RESERVE`` (where the
+        kernel would retry forever, the model fails).
+        """
+        pfn = self._get_page_from_freelist(zl, order, mt, hz, aflags)
+        if pfn >= 0:
+            return pfn
+        if gfp_mask & GFP_BIT_MEMALLOC and not gfp_mask & GFP_BIT_NOMEMALLOC:
+            pfn = self._get_page_from_freelist(zl, order, mt, hz, ALLOC_NO_WATERMARKS | (aflags & ALLOC_KSWAPD))
+            if pfn >= 0:
+                return pfn
+        if gfp_mask & GFP_BIT_DIRECT_RECLAIM and self.nr_pcp_pages_total():
+            self.drain_all_pages()
+            pfn = self._get_page_from_freelist(zl, order, mt, hz, aflags)
+            if pfn >= 0:
+                return pfn
+        if gfp_mask & GFP_BIT_NOFAIL:
+            return self._get_page_from_freelist(zl, order, mt, hz, ALLOC_MIN_RESERVE)
+        return -1
 
     def alloc_pages_at(self, pfn: int, order: int, gfp_mask: int) -> int:
         """Allocate exactly [pfn, pfn + 2^order), as a replayed kernel trace says it was; returns ``pfn``.
@@ -476,23 +730,19 @@ class BuddyAllocator:
                                                f"multiple of {size})")
         st = self._st
         pbo = self.pageblock_order
-        # What covers the range: one free block holding it, or free blocks and per-CPU pages inside it.
-        pieces: list[tuple[int, int]] = []  # (head, order) of free blocks; order -1: a per-CPU page
+        # What covers the range: one free (or per-CPU) block holding it, or such blocks inside it.
+        pieces: list[tuple[int, int, bool]] = []  # (head, order, on a per-CPU list)
         p = pfn
         while p < end:
             s = st[p]
-            if s >> 4 == K_FREE:
+            if s >> 4 == K_FREE or s >> 4 == K_PCP:
                 o = s & 15
-                pieces.append((p, o))
+                pieces.append((p, o, s >> 4 == K_PCP))
                 p += 1 << o
                 continue
-            if s == PCP_K:
-                pieces.append((p, -1))
-                p += 1
-                continue
             kind, o, head = self.page_kind(p)
-            if kind == K_FREE and head < pfn:  # a larger free block holds the whole range
-                pieces.append((head, o))
+            if (kind == K_FREE or kind == K_PCP) and head < pfn:  # a larger free block holds the whole range
+                pieces.append((head, o, kind == K_PCP))
                 break
             what = {K_ALLOC: "allocated", K_ALLOC_MOVABLE: "allocated", K_RESERVED: "reserved",
                     K_HELD: "held by a page_ext client (a guard page)"}.get(kind)
@@ -507,25 +757,15 @@ class BuddyAllocator:
                 what += f" (part of the order-{o} block at {head:#x})"
             raise PlacementRefused(pfn, order, f"page {p:#x} is {what}")
         pbmt = self._pbmt
-        for head, o in pieces:
+        for head, o, on_pcp in pieces:
             z = self._pbz[head >> pbo]
-            if o < 0:
-                for lists in self._pcp:
-                    for idx in range(z * MIGRATE_PCPTYPES, (z + 1) * MIGRATE_PCPTYPES):
-                        pl = lists[idx]
-                        if pl and head in pl:
-                            pl.remove(head)
-                            break
-                    else:
-                        continue
-                    break
-                self.zone_pcp[z] -= 1
-                st[head] = 0
-                continue
-            self._remove(z * MIGRATE_TYPES + pbmt[head >> pbo], o, head)
-            self.zone_free[z] -= 1 << o
+            if on_pcp:
+                self._take_from_pcp(head, o, z)
+            else:
+                self._remove(z * MIGRATE_TYPES + pbmt[head >> pbo], o, head)
+                self.zone_free[z] -= 1 << o
             st[head] = 0
-            # split down to the range: the halves that do not hold it go back as free blocks
+            # split down to the range: the halves that do not hold it go back as free buddy blocks
             while o > order:
                 o -= 1
                 half = head + (1 << o)
@@ -550,6 +790,18 @@ class BuddyAllocator:
         if gfp_mask & GFP_BIT_ZERO:
             self.contents.zero(pfn, size)
         return pfn
+
+    def _take_from_pcp(self, head: int, order: int, zone: int) -> None:
+        """Take one block off whichever CPU's per-CPU list holds it (exact placement)."""
+        base = zone * NR_PCP_LISTS
+        for cpu, lists in enumerate(self._pcp):
+            for pl in lists[base : base + NR_PCP_LISTS]:
+                if pl and head in pl:
+                    pl.remove(head)
+                    self._pcps[cpu][zone].count -= 1 << order
+                    self.zone_pcp[zone] -= 1 << order
+                    return
+        raise AssertionError(f"pfn {head:#x} in per-CPU state but on no per-CPU list")
 
     def _undo_alloc(self, pfn: int, order: int, err: HookError) -> None:
         self._deferred_hook_error = None
@@ -576,8 +828,8 @@ class BuddyAllocator:
                            self.cpu_line(), *self.call_trace_lines()]),
             )
 
-    def _rmqueue(self, zone: int, order: int, mt: int) -> int:
-        """Take a 2^order block from a zone's buddy lists, falling back to other types."""
+    def _rmqueue(self, zone: int, order: int, mt: int, aflags: int = 0) -> int:
+        """``__rmqueue``: a 2^order block from a zone's buddy lists, falling back to other types."""
         zm = zone * MIGRATE_TYPES + mt
         avail = self._nonempty[zm] >> order
         if avail:
@@ -587,12 +839,31 @@ class BuddyAllocator:
             if cur != order:
                 self._expand(zone, pfn, order, cur, mt)
             return pfn
-        return self._rmqueue_fallback(zone, order, mt)
+        return self._rmqueue_fallback(zone, order, mt, aflags)
+
+    def _rmqueue_smallest(self, zone: int, order: int, mt: int) -> int:
+        """``__rmqueue_smallest``: the smallest block of this type of at least ``order``, or -1."""
+        zm = zone * MIGRATE_TYPES + mt
+        avail = self._nonempty[zm] >> order
+        if not avail:
+            return -1
+        cur = order + (avail & -avail).bit_length() - 1
+        pfn = self._pop(zm, cur)
+        self.zone_free[zone] -= 1 << cur
+        if cur != order:
+            self._expand(zone, pfn, order, cur, mt)
+        return pfn
 
     def _expand(self, zone: int, pfn: int, low: int, high: int, mt: int) -> None:
         """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
+        pf = self._pf
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        nr_orders = self.nr_orders
+        freed = 0
         split = self._on_split
         while high > low:
             high -= 1
@@ -610,48 +881,82 @@ class BuddyAllocator:
                     self.zone_held[zone] += 1 << high
                     continue
             st[half] = FREE_K | high
-            self._push(zm, high, half)
-            self.zone_free[zone] += 1 << high
+            # _push(zm, high, half)
+            li = zm * nr_orders + high
+            n = fl_n[li]
+            mv = fl_mv[li]
+            if n == len(mv):
+                mv = self._grow(li)
+            mv[n] = half
+            pf[half] = n
+            fl_n[li] = n + 1
+            if not n:
+                ne[zm] |= 1 << high
+            freed += 1 << high
+        self.zone_free[zone] += freed
 
-    def _rmqueue_fallback(self, zone: int, order: int, start_mt: int) -> int:
-        """Steal from another migratetype; claim whole pageblocks when it pays.
+    def _find_suitable_fallback(self, zone: int, order: int, start_mt: int) -> tuple[int, bool]:
+        """``find_suitable_fallback``: the first non-empty fallback type at this order, and ``can_steal``.
 
-        Claiming walks from the largest free block down (so a big block is
-        converted rather than many small ones polluted); when no block can be
-        claimed, the smallest suitable block of another type is stolen and the
-        pageblock becomes mixed.
+        Only the first non-empty type in the fallback table's order is
+        considered (-1 when both are empty).  ``can_steal_fallback``: a whole
+        pageblock or more, half a pageblock or more, or an Unmovable or
+        Reclaimable request (or mobility grouping off).
+        """
+        ne = self._nonempty
+        base = zone * MIGRATE_TYPES
+        for fmt in FALLBACKS[start_mt]:
+            if ne[base + fmt] >> order & 1:
+                pbo = self.pageblock_order
+                return fmt, (order >= pbo // 2 or start_mt != MIGRATE_MOVABLE or not self.mobility_grouping)
+        return -1, False
+
+    def _rmqueue_fallback(self, zone: int, order: int, start_mt: int, aflags: int = 0) -> int:
+        """``__rmqueue_fallback`` (6.12): take a block of another migratetype, the largest first.
+
+        From the largest order down: the first order with a suitable fallback
+        block is taken, unless a Movable request could not claim its pageblock
+        (then the smallest suitable block is taken instead, ``find_smallest``).
+        Under ``ALLOC_NOFRAGMENT`` only blocks of at least a pageblock are
+        looked at (so no pageblock becomes mixed).
         """
         if start_mt >= MIGRATE_PCPTYPES:
             return -1
-        ne = self._nonempty
-        base = zone * MIGRATE_TYPES
-        fallbacks = FALLBACKS[start_mt]
         pbo = self.pageblock_order
-        for cur in range(self.max_order, order - 1, -1):
-            if not (cur >= pbo // 2 or start_mt != MIGRATE_MOVABLE or not self.mobility_grouping):
-                break
-            for fmt in fallbacks:
-                if ne[base + fmt] >> cur & 1:
-                    pfn = self._try_claim(zone, cur, order, start_mt, fmt)
-                    if pfn >= 0:
-                        self.nr_fallbacks += 1
-                        return pfn
+        min_order = pbo if order < pbo and aflags & ALLOC_NOFRAGMENT else order
+        for cur in range(self.max_order, min_order - 1, -1):
+            fmt, can_steal = self._find_suitable_fallback(zone, cur, start_mt)
+            if fmt < 0:
+                continue
+            if not can_steal and start_mt == MIGRATE_MOVABLE and cur > order:
+                break  # find_smallest
+            return self._steal_suitable_fallback(zone, cur, order, start_mt, fmt, can_steal)
+        else:
+            return -1
         for cur in range(order, self.max_order + 1):
-            for fmt in fallbacks:
-                if ne[base + fmt] >> cur & 1:
-                    pfn = self._pop(base + fmt, cur)
-                    self.zone_free[zone] -= 1 << cur
-                    if cur != order:
-                        self._expand(zone, pfn, order, cur, fmt)
-                    self.nr_fallbacks += 1
-                    return pfn
-        return -1
+            fmt, can_steal = self._find_suitable_fallback(zone, cur, start_mt)
+            if fmt >= 0:
+                return self._steal_suitable_fallback(zone, cur, order, start_mt, fmt, can_steal)
+        return -1  # not reached: a block was found above
 
-    def _try_claim(self, zone: int, cur: int, order: int, start_mt: int, block_mt: int) -> int:
+    def _steal_suitable_fallback(self, zone: int, cur: int, order: int, start_mt: int, block_mt: int,
+                                 whole_block: bool) -> int:
+        """``steal_suitable_fallback`` (6.12): claim the found block's pageblock, or split just that block.
+
+        A block of a pageblock or more is re-typed whole.  Otherwise, if
+        ``whole_block`` and the pageblock lies inside the zone
+        (``prep_move_freepages_block``) and at least half of it is free or
+        allocated alike, the pageblock is claimed (its free blocks move to the
+        request's type) and the smallest block of the request's type in the
+        zone is taken.  Else the found block is split with its remainders left
+        on its own type's lists: the pageblock becomes mixed.  The watermark
+        boost is not modelled (kswapd would undo it).
+        """
+        self.nr_fallbacks += 1
         base = zone * MIGRATE_TYPES
         pbo = self.pageblock_order
         li = (base + block_mt) * self.nr_orders + cur
-        pfn = self._fl_mv[li][self._fl_n[li] - 1]
+        pfn = self._fl_mv[li][self._fl_n[li] - 1]  # the list's head, as get_page_from_free_area takes it
         if cur >= pbo:
             self._pop(base + block_mt, cur)
             self.zone_free[zone] -= 1 << cur
@@ -660,24 +965,32 @@ class BuddyAllocator:
             if cur != order:
                 self._expand(zone, pfn, order, cur, start_mt)
             return pfn
-        pb = pfn >> pbo
-        start = pb << pbo
-        seg = self.state[start : start + (1 << pbo)]
-        kinds = seg >> 4
-        sizes = np.left_shift(1, (seg & 15).astype(np.int64))
-        free_pages = int(sizes[kinds == K_FREE].sum())
-        movable_pages = int(sizes[kinds == K_ALLOC_MOVABLE].sum())
-        if start_mt == MIGRATE_MOVABLE:
-            alike = movable_pages
-        elif block_mt == MIGRATE_MOVABLE:
-            alike = (1 << pbo) - free_pages - movable_pages
-        else:
-            alike = 0
-        if free_pages + alike < (1 << (pbo - 1)) and self.mobility_grouping:
-            return -1
-        self._move_freepages_block(zone, pb, block_mt, start_mt)
-        self.nr_pageblock_claims += 1
-        return self._rmqueue(zone, order, start_mt)
+        if whole_block and block_mt != MIGRATE_HIGHATOMIC:
+            pb = pfn >> pbo
+            start = pb << pbo
+            z = self.geometry.zones[zone]
+            if z.start_pfn <= start and start + (1 << pbo) <= z.end_pfn:
+                seg = self.state[start : start + (1 << pbo)]
+                kinds = seg >> 4
+                sizes = np.left_shift(1, (seg & 15).astype(np.int64))
+                free_pages = int(sizes[kinds == K_FREE].sum())
+                movable_pages = int(sizes[kinds == K_ALLOC_MOVABLE].sum())
+                if start_mt == MIGRATE_MOVABLE:
+                    alike = movable_pages
+                elif block_mt == MIGRATE_MOVABLE:
+                    alike = (1 << pbo) - free_pages - movable_pages
+                else:
+                    alike = 0
+                if free_pages + alike >= (1 << (pbo - 1)) or not self.mobility_grouping:
+                    self._move_freepages_block(zone, pb, block_mt, start_mt)
+                    self.nr_pageblock_claims += 1
+                    return self._rmqueue_smallest(zone, order, start_mt)
+        # single_page: split the found block; the remainders stay on the block's type.
+        self._pop(base + block_mt, cur)
+        self.zone_free[zone] -= 1 << cur
+        if cur != order:
+            self._expand(zone, pfn, order, cur, block_mt)
+        return pfn
 
     def _move_freepages_block(self, zone: int, pb: int, old_mt: int, new_mt: int) -> None:
         """Re-type a pageblock and move its free blocks to the new type's lists."""
@@ -881,51 +1194,195 @@ class BuddyAllocator:
 
     # -- per-CPU lists ------------------------------------------------------------
 
-    def _pcp_refill(self, zone: int, mt: int, pl: list[int]) -> None:
-        st = self._st
-        for _ in range(self.pcp_batch[zone]):
-            pfn = self._rmqueue(zone, 0, mt)
-            if pfn < 0:
-                break
-            st[pfn] = PCP_K
-            pl.append(pfn)
-        pl.reverse()  # hand out in the order they left the buddy lists
-        self.zone_pcp[zone] += len(pl)
+    def _rmqueue_pcplist(self, zone: int, order: int, mt: int, aflags: int) -> int:
+        """``rmqueue_pcplist``: a block from this CPU's list for (order, type), refilled when empty.
 
-    def _pcp_free(self, pfn: int, zone: int) -> None:
+        The refill takes ``nr_pcp_alloc`` blocks from the buddy (``rmqueue_bulk``,
+        each through ``__rmqueue``, so with fallbacks); the list's head is
+        handed out.  -1 when the list is empty and nothing could be taken.
+        """
+        pcp = self._pcps[self.cpu][zone]
+        pcp.free_count >>= 1
+        pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
+        pl = self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex]
+        if not pl:
+            # rmqueue_bulk: __rmqueue per block, its common case (a block of the type) written out
+            st = self._st
+            pf = self._pf
+            k = PCP_K | order
+            zm = zone * MIGRATE_TYPES + mt
+            ne = self._nonempty
+            fl_n = self._fl_n
+            fl_mv = self._fl_mv
+            nr_orders = self.nr_orders
+            zone_free = self.zone_free
+            for _ in range(self._nr_pcp_alloc(pcp, zone, order)):
+                avail = ne[zm] >> order
+                if avail:
+                    cur = order + (avail & -avail).bit_length() - 1
+                    li = zm * nr_orders + cur
+                    n = fl_n[li] - 1
+                    fl_n[li] = n
+                    pfn = fl_mv[li][n]
+                    if not n:
+                        ne[zm] &= ~(1 << cur)
+                    pf[pfn] = 0
+                    zone_free[zone] -= 1 << cur
+                    if cur != order:
+                        self._expand(zone, pfn, order, cur, mt)
+                else:
+                    pfn = self._rmqueue_fallback(zone, order, mt, aflags)
+                    if pfn < 0:
+                        break
+                st[pfn] = k
+                pl.append(pfn)
+            if not pl:
+                return -1
+            pl.reverse()  # the first block taken is the list's head
+            self.nr_pcp_refilled += len(pl)
+            n = len(pl) << order
+            pcp.count += n
+            self.zone_pcp[zone] += n
+        pcp.count -= 1 << order
+        self.zone_pcp[zone] -= 1 << order
+        return pl.pop()
+
+    def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
+        """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""
+        base_batch = pcp.batch
+        high = pcp.high = min(max(pcp.high, pcp.high_min), pcp.high_max)
+        if high < base_batch:
+            return 1
+        batch = base_batch if order else base_batch << pcp.alloc_factor
+        if pcp.high_min != pcp.high_max and not self.zone_below_high[zone]:
+            high = pcp.high = min(high + batch, pcp.high_max)
+        if not order:
+            max_nr_alloc = max(high - pcp.count - base_batch, base_batch)
+            if batch <= max_nr_alloc and pcp.alloc_factor < PCP_BATCH_SCALE_MAX:
+                pcp.alloc_factor += 1
+            batch = min(batch, max_nr_alloc)
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        return batch
+
+    def _free_unref_page(self, pfn: int, order: int, zone: int) -> None:
+        """``free_unref_page``: a block of a pcp order goes to the head of this CPU's list.
+
+        When the CPU's count over all its lists reaches ``nr_pcp_high``, a
+        bulk of ``nr_pcp_free`` pages goes back to the buddy
+        (``free_pcppages_bulk``).  Isolated pageblocks bypass the lists;
+        HighAtomic ones use the Movable list.
+        """
         mt = self._pbmt[pfn >> self.pageblock_order]
         if mt >= MIGRATE_PCPTYPES:
             if mt == MIGRATE_ISOLATE:
-                self._free_one(pfn, 0, zone)
+                self._free_one(pfn, order, zone)
                 return
             mt = MIGRATE_MOVABLE
-        pl = self._pcp[self.cpu][zone * 3 + mt]
-        self._st[pfn] = PCP_K
-        pl.append(pfn)
-        self.zone_pcp[zone] += 1
-        if len(pl) > self.pcp_high[zone]:
-            batch = self.pcp_batch[zone]
-            cold = pl[:batch]
-            del pl[:batch]
-            self.zone_pcp[zone] -= len(cold)
+        pcp = self._pcps[self.cpu][zone]
+        pcp.alloc_factor >>= 1
+        pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
+        self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex].append(pfn)
+        self._st[pfn] = PCP_K | order
+        n = 1 << order
+        pcp.count += n
+        self.zone_pcp[zone] += n
+        batch = pcp.batch
+        free_high = False
+        if order and order <= PAGE_ALLOC_COSTLY_ORDER:
+            # PCPF_FREE_HIGH_BATCH (a CPU cache slice above 3 x batch) is never set: no caches modelled.
+            free_high = pcp.free_count >= batch and pcp.prev_free_high_order
+            pcp.prev_free_high_order = True
+        else:
+            pcp.prev_free_high_order = False
+        if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
+            pcp.free_count += n
+        # nr_pcp_high (ZONE_RECLAIM_ACTIVE is never set: no reclaim)
+        high_min, high_max = pcp.high_min, pcp.high_max
+        high = pcp.high = min(max(pcp.high, high_min), high_max)
+        if high:
+            if free_high:
+                pcp.high = max(high - (batch << PCP_BATCH_SCALE_MAX), high_min)
+                high = 0
+            elif high_min != high_max:
+                if self.zone_below_high[zone]:
+                    pcp.high = max(high - max(pcp.free_count, batch), high_min)
+                    high = max(pcp.count, high_min)
+                elif pcp.count >= high:
+                    need_high = pcp.free_count + batch
+                    if pcp.high < need_high:
+                        pcp.high = min(max(need_high, high_min), high_max)
+        if pcp.count >= high:
+            # nr_pcp_free
+            if free_high:
+                nr = min(pcp.count, batch << PCP_BATCH_SCALE_MAX)
+            elif high < batch:
+                nr = 1
+            else:
+                nr = min(max(pcp.free_count, batch), high - batch)
+            self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[self.cpu])
+            if self.zone_below_high[zone] and \
+                    self.zone_free[zone] > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
+                self.zone_below_high[zone] = False
+
+    def _free_pcppages_bulk(self, zone: int, count: int, pcp: PerCpuPages, pindex: int,
+                            lists: list[list[int]]) -> None:
+        """``free_pcppages_bulk``: ``count`` pages back to the buddy, round-robin over the lists.
+
+        Starts with the list just freed to and takes each list's oldest
+        blocks (its tail); each is freed with its pageblock's type now.
+        """
+        count = min(pcp.count, count)
+        base = zone * NR_PCP_LISTS
+        thp = self.thp_order
+        free_one = self._free_one
+        pindex -= 1
+        while count > 0:
+            while True:
+                pindex += 1
+                if pindex >= NR_PCP_LISTS:
+                    pindex = 0
+                pl = lists[base + pindex]
+                if pl:
+                    break
+            order = pindex // 3 if pindex < NR_PCP_ORDER_LISTS else thp
+            n = 1 << order
+            k = min(len(pl), -(-count // n))
+            cold = pl[:k]
+            del pl[:k]
+            self.nr_pcp_returned += k
+            count -= k * n
+            pcp.count -= k * n
+            self.zone_pcp[zone] -= k * n
             for p in cold:
-                self._free_one(p, 0, zone)
+                free_one(p, order, zone)
 
     def drain_all_pages(self) -> int:
-        """Return every per-CPU page to the buddy lists; the number of pages moved."""
+        """``drain_all_pages``: every CPU's lists back to the buddy; the number of pages moved.
+
+        Per CPU and zone (``drain_pages_zone``) in chunks of batch << 5, each
+        starting at list 0.
+        """
         moved = 0
-        for lists in self._pcp:
-            for idx, pl in enumerate(lists):
-                if not pl:
-                    continue
-                zone = idx // 3
-                cold = pl[:]
-                pl.clear()
-                self.zone_pcp[zone] -= len(cold)
-                for p in cold:
-                    self._free_one(p, 0, zone)
-                moved += len(cold)
+        for cpu, lists in enumerate(self._pcp):
+            for zone, pcp in enumerate(self._pcps[cpu]):
+                moved += pcp.count
+                while pcp.count:
+                    self._free_pcppages_bulk(zone, min(pcp.count, pcp.batch << PCP_BATCH_SCALE_MAX), pcp, 0, lists)
+        err = self._deferred_hook_error  # a merge call-out that raised while the drain merged
+        if err is not None:
+            self._deferred_hook_error = None
+            raise err
         return moved
+
+    def nr_pcp_pages_total(self) -> int:
+        """Pages on every CPU's lists (all zones)."""
+        return sum(self.zone_pcp)
+
+    def pcp_stats(self, cpu: int, zone: int) -> tuple[int, int, int]:
+        """(count, high, batch) of one CPU's pageset for a zone, as /proc/zoneinfo prints them."""
+        pcp = self._pcps[cpu][zone]
+        return pcp.count, pcp.high, pcp.batch
 
     # -- free -----------------------------------------------------------------------
 
@@ -957,23 +1414,35 @@ class BuddyAllocator:
             raise err
 
     def _release(self, pfn: int, order: int) -> None:
-        """Return an allocated block to the buddy (no call-outs)."""
+        """Return an allocated block (no call-outs): pcp orders to this CPU's list, others to the buddy."""
         zone = self._pbz[pfn >> self.pageblock_order]
         if order:
             self.pflags[pfn : pfn + (1 << order)] = 0
-            self._free_one(pfn, order, zone)
         else:
             self._pf[pfn] = 0
-            self._pcp_free(pfn, zone)
+        if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
+            self._free_unref_page(pfn, order, zone)
+        else:
+            self._free_one(pfn, order, zone)
 
     def _free_one(self, pfn: int, order: int, zone: int) -> None:
-        """``__free_one_page``: merge with free (or held) buddies, then list the block."""
+        """``__free_one_page``: merge with free (or held) buddies, then list the block.
+
+        The list operations of ``_remove``/``_push`` are written out here: this
+        runs for every block a per-CPU bulk free returns.
+        """
         st = self._st
+        pf = self._pf
         pbo = self.pageblock_order
         pbmt = self._pbmt
         mt = pbmt[pfn >> pbo]
         maxo = self.max_order
+        nr_orders = self.nr_orders
         base = zone * MIGRATE_TYPES
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        merged = 0
         st[pfn] = 0
         while order < maxo:
             buddy = pfn ^ (1 << order)
@@ -985,16 +1454,38 @@ class BuddyAllocator:
                 bmt = pbmt[buddy >> pbo]
                 if order >= pbo and bmt != mt and (bmt >= MIGRATE_HIGHATOMIC or mt >= MIGRATE_HIGHATOMIC):
                     break
-                self._remove(base + bmt, order, buddy)
-                self.zone_free[zone] -= 1 << order
+                # _remove(base + bmt, order, buddy)
+                li = (base + bmt) * nr_orders + order
+                i = pf[buddy]
+                n = fl_n[li] - 1
+                fl_n[li] = n
+                mv = fl_mv[li]
+                last = mv[n]
+                mv[i] = last
+                pf[last] = i
+                pf[buddy] = 0
+                if not n:
+                    ne[base + bmt] &= ~(1 << order)
+                merged += 1 << order
                 if bmt != mt:
                     self.pb_mt[buddy >> pbo : (buddy + (1 << order)) >> pbo] = mt
             st[buddy] = 0
             pfn &= ~(1 << order)
             order += 1
         st[pfn] = FREE_K | order
-        self._push(base + mt, order, pfn)
-        self.zone_free[zone] += 1 << order
+        # _push(base + mt, order, pfn)
+        zm = base + mt
+        li = zm * nr_orders + order
+        n = fl_n[li]
+        mv = fl_mv[li]
+        if n == len(mv):
+            mv = self._grow(li)
+        mv[n] = pfn
+        pf[pfn] = n
+        fl_n[li] = n + 1
+        if not n:
+            ne[zm] |= 1 << order
+        self.zone_free[zone] += (1 << order) - merged
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
         """A freed block meets a held buddy (a guard): ask its holder to let go."""

@@ -271,21 +271,22 @@ def holder(name: str, log: list, hold_order: int | None, release: bool = True):
 
 def test_split_hold_and_merge_release():
     log: list = []
-    pe = boot_with(("g", holder("g", log, hold_order=1)))
+    # order 4: above the per-CPU orders, so the allocation and the free meet the buddy directly
+    pe = boot_with(("g", holder("g", log, hold_order=4)))
     m = pe.machine
     assert [e.client for e in m.callouts.split] == ["g"] and [e.client for e in m.callouts.merge] == ["g"]
     m.drain_all_pages()
     before = m.nr_free_pages
-    p = m.alloc_pages(GFP_KERNEL, 1)
-    held = [(pfn, o) for _, what, pfn, o in log if what == "split" and o == 1]
+    p = m.alloc_pages(GFP_KERNEL, 4)
+    held = [(pfn, o) for _, what, pfn, o in log if what == "split" and o == 4]
     assert len(held) == 1
-    assert held[0][0] == p ^ 2  # the order-1 buddy of the allocated block
-    assert m.nr_held_pages == 2
-    assert m.nr_free_pages == before - 4
+    assert held[0][0] == p ^ 16  # the order-4 buddy of the allocated block
+    assert m.nr_held_pages == 16
+    assert m.nr_free_pages == before - 32
     check_invariants(m, allow_held_buddies=True)
     log.clear()
-    m.free_pages(p, 1)
-    assert log == [("g", "merge", p ^ 2, 1)]
+    m.free_pages(p, 4)
+    assert log == [("g", "merge", p ^ 16, 4)]
     assert m.nr_held_pages == 0
     assert m.nr_free_pages == before
     check_invariants(m)
@@ -293,14 +294,14 @@ def test_split_hold_and_merge_release():
 
 def test_first_client_to_hold_wins():
     log: list = []
-    pe = boot_with(("a", holder("a", log, hold_order=1)), ("b", holder("b", log, hold_order=2)))
+    pe = boot_with(("a", holder("a", log, hold_order=4)), ("b", holder("b", log, hold_order=5)))
     m = pe.machine
-    m.alloc_pages(GFP_KERNEL, 1)
+    m.alloc_pages(GFP_KERNEL, 4)  # above the per-CPU orders: one split, no refill of several blocks
     asked = [(who, o) for who, what, _, o in log if what == "split"]
     # every split half is offered to a first; b is asked only when a declines
-    assert ("a", 1) in asked and ("b", 1) not in asked
-    assert ("a", 2) in asked and ("b", 2) in asked
-    assert m.nr_held_pages == 2 + 4
+    assert ("a", 4) in asked and ("b", 4) not in asked
+    assert ("a", 5) in asked and ("b", 5) in asked
+    assert m.nr_held_pages == 16 + 32
 
 
 # -- a client raising -------------------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def assert_unchanged(before: tuple, m) -> None:
     assert before[1:] == after[1:]
 
 
-@pytest.mark.parametrize("order", [0, 3])
+@pytest.mark.parametrize("order", [0, 4])  # through the per-CPU list, and straight from the buddy
 def test_raising_on_alloc_undoes_the_allocation(order):
     b = Boom("alloc")
     pe = boot_with(("boom", b))
@@ -401,7 +402,7 @@ def test_raising_on_split_mid_expand_undoes_the_allocation():
     m.drain_all_pages()
     before = snapshot(m)
     with pytest.raises(HookError) as ei:
-        m.alloc_pages(GFP_KERNEL, 3)
+        m.alloc_pages(GFP_KERNEL, 4)  # above the per-CPU orders: the undone block goes back to the buddy
     splits = [(pfn, o) for h, pfn, o in b.seen if h == "split"]
     assert len(splits) >= 3, "expected a split of at least three levels"
     # halves are offered top-down, one order at a time
@@ -414,7 +415,7 @@ def test_raising_on_split_mid_expand_undoes_the_allocation():
     assert_unchanged(before, m)
     check_invariants(m)
     b.armed = False
-    p = m.alloc_pages(GFP_KERNEL, 3)
+    p = m.alloc_pages(GFP_KERNEL, 4)
     assert p is not None
     check_invariants(m)
 
@@ -435,7 +436,7 @@ def test_raising_on_merge_frees_without_that_merge():
     class BadMerge(Fixed):
         @hookimpl
         def pageext_on_split(self, pfn, order):
-            return order == 1
+            return order == 4
 
         @hookimpl
         def pageext_on_merge(self, pfn):
@@ -443,14 +444,14 @@ def test_raising_on_merge_frees_without_that_merge():
 
     pe = boot_with(("bm", BadMerge(flags=["H"])))
     m = pe.machine
-    p = m.alloc_pages(GFP_KERNEL, 1)
+    p = m.alloc_pages(GFP_KERNEL, 4)  # above the per-CPU orders: the free merges at once
     with pytest.raises(HookError) as ei:
-        m.free_pages(p, 1)
+        m.free_pages(p, 4)
     err = ei.value
-    assert (err.owner, err.hook, err.pfn, err.order) == ("bm", "pageext_on_merge", p ^ 2, 1)
+    assert (err.owner, err.hook, err.pfn, err.order) == ("bm", "pageext_on_merge", p ^ 16, 4)
     assert "free was applied without this merge" in str(err)
     assert not m.is_allocated(p)
-    assert m.nr_held_pages == 2  # the held buddy stays held
+    assert m.nr_held_pages == 16  # the held buddy stays held
     check_invariants(m, allow_held_buddies=True)
 
 

@@ -100,7 +100,7 @@ def test_page_ext_report():
 def test_report_names_core_first_then_clients_in_name_order():
     pe = booted(("z", Reporter({"zz/one": lambda: "1", "aa": lambda: ["a", "b"]})),
                 ("off", Reporter({"hidden": lambda: "h"}, need=False)))
-    assert pe.report_names() == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "aa", "zz/one"]
+    assert pe.report_names() == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo", "aa", "zz/one"]
     assert pe.report("aa") == "ab"  # chunks are joined
     assert pe.report_owner("aa") == "z" and pe.report_owner("meminfo") == "core"
 

@@ -32,6 +32,9 @@ def _snapshot(m: Machine) -> dict:
         "zone_present": list(m.zone_present),
         "zone_reserved": list(m.zone_reserved),
         "pcp": [[list(pl) for pl in lists_] for lists_ in m._pcp],
+        "pcp_counters": [[(p.count, p.high, p.batch, p.alloc_factor, p.free_count) for p in per_cpu]
+                         for per_cpu in m._pcps],
+        "zone_below_high": list(m.zone_below_high),
         "counters": (m.nr_allocs, m.nr_frees, m.nr_alloc_failures, m.nr_fallbacks, m.nr_pageblock_claims,
                      list(m.alloc_failures_by_order)),
         "clock": m.clock_ns,
@@ -55,6 +58,22 @@ def _assert_same(before: dict, after: dict) -> None:
 @pytest.fixture
 def tiny() -> Machine:
     return Machine(TINY)
+
+
+def no_reserves(m: Machine) -> Machine:
+    """Set ``vm.min_free_kbytes`` 0 and ``vm.lowmem_reserve_ratio`` 0: every free page can be allocated.
+
+    For tests whose subject is not the watermarks but that fill memory up.
+    """
+    m.set_min_free_kbytes(0)
+    m.set_lowmem_reserve_ratio([0, 0, 0, 0])
+    return m
+
+
+@pytest.fixture
+def roomy() -> Machine:
+    """``tiny`` without watermark floors (``no_reserves``)."""
+    return no_reserves(Machine(TINY))
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from pageext_core.mm import (
 from pageext_core.mm import gfp as G
 from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE, K_FREE, K_PCP
 from pageext_core.mm.pageflags import PG_head, PG_lru
+from tests.mm.conftest import no_reserves
 
 # the ``tiny`` fixture's machine (conftest.py)
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -45,13 +46,17 @@ def test_allocation_splits_the_lowest_block(tiny: Machine):
     pfn = tiny.alloc_pages(MOVABLE, 3)
     assert pfn == 4096
     assert tiny.page_kind(4096) == (K_ALLOC_MOVABLE, 3, 4096)
-    # the upper halves of the split 4096..5119 stay free: 4104 (o3) ... 4608 (o9)
-    for order in range(3, 10):
+    # Order 3 goes through the per-CPU list (pcp_allowed_order): the refill took
+    # max(batch >> 3, 2) = 2 order-3 blocks, 4096 and its split-off half 4104.
+    assert tiny.page_kind(4104) == (K_PCP, 3, 4104)
+    # the other upper halves of the split 4096..5119 stay free: 4112 (o4) ... 4608 (o9)
+    for order in range(4, 10):
         half = 4096 + (1 << order)
         assert tiny.page_kind(half) == (K_FREE, order, half)
-    assert buddy_line(tiny, "DMA32") == [0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 11]
+    assert buddy_line(tiny, "DMA32") == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 11]
     assert buddy_line(tiny, "DMA") == [0] * 10 + [4]
-    assert tiny.nr_free_pages == 16384 - 8
+    assert tiny.nr_free_pages == 16384 - 16
+    assert tiny.nr_pcp_pages == 8
     assert tiny.nr_allocated_pages == 8
     check_invariants(tiny)
 
@@ -59,12 +64,15 @@ def test_allocation_splits_the_lowest_block(tiny: Machine):
 def test_free_merges_with_free_buddies(tiny: Machine):
     a = tiny.alloc_pages(MOVABLE, 1)
     b = tiny.alloc_pages(MOVABLE, 1)
-    assert (a, b) == (4096, 4098)  # b is a's buddy, split off by a's allocation
+    assert (a, b) == (4096, 4098)  # b is a's buddy: both came in a's per-CPU refill of 2 order-1 blocks
     tiny.free_pages(a, 1)
+    assert tiny.page_kind(a) == (K_PCP, 1, a)  # order 1 is freed to the per-CPU list first
+    tiny.drain_all_pages()
     assert tiny.page_kind(a) == (K_FREE, 1, a)  # buddy still allocated: no merge
     assert buddy_line(tiny, "DMA32") == [0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 11]
     check_invariants(tiny)
     tiny.free_pages(b, 1)
+    tiny.drain_all_pages()
     assert tiny.page_kind(b) == (K_FREE, 10, 4096)  # merged all the way up
     assert buddy_line(tiny, "DMA32") == [0] * 10 + [12]
     assert (tiny.nr_allocs, tiny.nr_frees) == (2, 2)
@@ -86,10 +94,12 @@ def test_every_order_is_aligned_and_covers_its_pages(tiny: Machine):
 
 
 def test_exhaustion_fails_counts_and_logs(tiny: Machine):
-    got = [tiny.alloc_pages(MOVABLE, 10) for _ in range(16)]
-    # DMA32 first, ascending, then DMA: never upward from DMA
-    assert got == [4096 + 1024 * i for i in range(12)] + [0, 1024, 2048, 3072]
-    assert tiny.nr_free_pages == 0
+    got = [tiny.alloc_pages(MOVABLE | NOWARN, 10) for _ in range(14)]
+    # DMA32 first, ascending, then DMA: never upward from DMA.  The last block of
+    # each zone stays: an order-10 request needs free - 1023 > MIN (+ lowmem_reserve
+    # for DMA): DMA32 1024 - 1023 <= 192, DMA 1024 - 1023 <= 64 + 48.
+    assert got == [4096 + 1024 * i for i in range(11)] + [0, 1024, 2048]
+    assert tiny.zone_free[:2] == [1024, 1024]
     with tiny.context(task=Task(42, 40, "kworker/0:1")):
         assert tiny.alloc_pages(MOVABLE, 10) is None
     assert tiny.nr_alloc_failures == 1
@@ -102,18 +112,21 @@ def test_exhaustion_fails_counts_and_logs(tiny: Machine):
 
 
 def test_nowarn_failure_is_counted_but_silent(tiny: Machine):
-    for _ in range(16):
+    for _ in range(14):
         tiny.alloc_pages(KERNEL, 10)
+    while tiny.alloc_pages(KERNEL | NOWARN, 0) is not None:  # down to the watermarks
+        pass
     n = len(tiny.log.lines)
+    fails = tiny.nr_alloc_failures
     assert tiny.alloc_pages(KERNEL | NOWARN, 3) is None
-    assert tiny.alloc_pages(KERNEL | NOWARN, 0) is None  # per-CPU refill finds nothing either
-    assert tiny.nr_alloc_failures == 2
-    assert tiny.alloc_failures_by_order[3] == tiny.alloc_failures_by_order[0] == 1
+    assert tiny.alloc_pages(KERNEL | NOWARN, 0) is None
+    assert tiny.nr_alloc_failures == fails + 2
+    assert tiny.alloc_failures_by_order[3] == 1
     assert len(tiny.log.lines) == n
 
 
 def test_failure_warnings_are_rate_limited(tiny: Machine):
-    for _ in range(16):
+    for _ in range(14):
         tiny.alloc_pages(KERNEL, 10)
     for _ in range(13):
         assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
@@ -133,7 +146,7 @@ def test_failure_warnings_are_rate_limited(tiny: Machine):
 
 
 def test_rate_limit_window_counts_simulated_time_only(tiny: Machine):
-    for _ in range(16):
+    for _ in range(14):
         tiny.alloc_pages(KERNEL, 10)
     for _ in range(11):
         tiny.alloc_pages(KERNEL, 10)
@@ -169,14 +182,22 @@ def test_reclaimable_prefers_claiming_the_largest_block(tiny: Machine):
 
 
 def _fill_movable_order9(m: Machine) -> None:
-    got = [m.alloc_pages(MOVABLE, 9) for _ in range(32)]
-    assert got == [4096 + 512 * i for i in range(24)] + [512 * i for i in range(8)]
+    got = [m.alloc_pages(MOVABLE, 9) for _ in range(31)]
+    # The THP order goes through the per-CPU lists, refilled two blocks at a time: the
+    # 23rd allocation's refill took DMA32's last two blocks, and with no free page left
+    # in DMA32's buddy lists the watermark check skips the zone (pcp pages are not
+    # NR_FREE_PAGES): 15872 stays on the list until drained.
+    assert got == [4096 + 512 * i for i in range(23)] + [512 * i for i in range(8)]
+    m.drain_all_pages()
+    assert m.alloc_pages(MOVABLE, 9) == 15872
     assert m.nr_pageblock_claims == 0 and m.nr_fallbacks == 0
 
 
-def test_unmovable_claims_a_pageblock_that_is_half_free(tiny: Machine):
+def test_unmovable_claims_a_pageblock_that_is_half_free(roomy: Machine):
+    tiny = roomy
     _fill_movable_order9(tiny)
     tiny.free_pages(4096, 9)
+    tiny.drain_all_pages()  # the THP order is freed to the per-CPU list first
     assert tiny.alloc_pages(MOVABLE, 8) == 4096  # 4352..4607 (256 pages, half the block) stays free
     pfn = tiny.alloc_pages(KERNEL, 0)
     # free (256) + compatible (0) >= 512/2: the pageblock is claimed for Unmovable
@@ -186,9 +207,12 @@ def test_unmovable_claims_a_pageblock_that_is_half_free(tiny: Machine):
     check_invariants(tiny)
 
 
-def test_unmovable_steals_without_claiming_a_mostly_used_pageblock(tiny: Machine):
+def test_unmovable_steals_without_claiming_a_mostly_used_pageblock(roomy: Machine):
+    """``steal_suitable_fallback``: too few free/alike pages to claim, so the found block is split."""
+    tiny = roomy
     _fill_movable_order9(tiny)
     tiny.free_pages(4096, 9)
+    tiny.drain_all_pages()
     assert [tiny.alloc_pages(MOVABLE, 7) for _ in range(3)] == [4096, 4224, 4352]
     # only 4480..4607 (128 pages) free: 128 < 256, so no claim; pages are stolen
     pfn = tiny.alloc_pages(KERNEL, 0)
@@ -197,23 +221,35 @@ def test_unmovable_steals_without_claiming_a_mostly_used_pageblock(tiny: Machine
     assert tiny.page_kind(pfn)[0] == K_ALLOC
     assert tiny.nr_pageblock_claims == 0
     assert tiny.nr_fallbacks == 3  # the per-CPU refill stole three pages
+    # __rmqueue_fallback takes the largest block each time: 4480 (o7), then its
+    # remainders 4544 (o6) and 4576 (o5), the remainders staying Movable.
+    assert sorted(p for p in tiny._pcp[0][1 * 14 + 0]) == [4544, 4576]
     assert tiny.nr_pcp_pages == 2
     check_invariants(tiny)
 
 
-def _fill_unmovable_order3(m: Machine) -> None:
+def _fill_unmovable_order(m: Machine, order: int) -> int:
+    """Allocate Unmovable blocks of ``order`` until none is left, draining the per-CPU leftovers."""
     n = 0
-    while m.alloc_pages(KERNEL | NOWARN, 3) is not None:
-        n += 1
-    assert n == 2048
+    while True:
+        while m.alloc_pages(KERNEL | NOWARN, order) is not None:
+            n += 1
+        if not m.drain_all_pages():
+            return n
+
+
+def _fill_unmovable_order3(m: Machine) -> None:
+    assert _fill_unmovable_order(m, 3) == 2048
     assert all(int(x) == MIGRATE_UNMOVABLE for x in m.pb_mt[:32])
 
 
-def test_small_movable_allocation_steals_from_an_unmovable_block(tiny: Machine):
+def test_small_movable_allocation_steals_from_an_unmovable_block(roomy: Machine):
+    tiny = roomy
     _fill_unmovable_order3(tiny)
     claims = tiny.nr_pageblock_claims
     fallbacks = tiny.nr_fallbacks
     tiny.free_pages(4096, 3)  # an order-3 hole in Unmovable pageblock 8
+    tiny.drain_all_pages()
     pfn = tiny.alloc_pages(MOVABLE, 0)
     # order 3 < pageblock_order/2: Movable may not claim, it steals: a mixed pageblock
     assert pfn == 4096
@@ -224,13 +260,13 @@ def test_small_movable_allocation_steals_from_an_unmovable_block(tiny: Machine):
     check_invariants(tiny)
 
 
-def test_movable_claims_when_the_free_block_is_large(tiny: Machine):
-    n = 0
-    while tiny.alloc_pages(KERNEL | NOWARN, 9) is not None:
-        n += 1
+def test_movable_claims_when_the_free_block_is_large(roomy: Machine):
+    tiny = roomy
+    n = _fill_unmovable_order(tiny, 9)
     assert n == 32 and all(int(x) == MIGRATE_UNMOVABLE for x in tiny.pb_mt[:32])
     claims = tiny.nr_pageblock_claims
     tiny.free_pages(4096, 9)
+    tiny.drain_all_pages()
     # the free block is order 9 >= pageblock_order/2: even an order-0 Movable request claims it
     pfn = tiny.alloc_pages(MOVABLE, 0)
     assert pfn == 4096
@@ -252,7 +288,8 @@ def test_unmovable_and_movable_end_up_in_different_pageblocks(tiny: Machine):
 # -- zones ----------------------------------------------------------------------------------------
 
 
-def test_dma_requests_only_get_dma_pages(tiny: Machine):
+def test_dma_requests_only_get_dma_pages(roomy: Machine):
+    tiny = roomy
     got = []
     while (p := tiny.alloc_pages(KERNEL | G.__GFP_DMA | NOWARN, 10)) is not None:
         got.append(p)
@@ -265,30 +302,36 @@ def test_zone_fallback_is_downward_only():
     # dma32_limit 32 MiB gives the tiny machine all three zones:
     # DMA [0, 4096), DMA32 [4096, 8192), Normal [8192, 16384)
     cfg = TINY.with_(dma32_limit=32 * MiB)
-    m = Machine(cfg)
+    m = no_reserves(Machine(cfg))
     got = []
     while (p := m.alloc_pages(KERNEL | NOWARN, 10)) is not None:
         got.append(p)
-    assert got == [8192 + 1024 * i for i in range(8)] + [4096 + 1024 * i for i in range(4)] + [0, 1024, 2048, 3072]
+    # The fast path walks the zones at their LOW marks (managed * 10 / 10000 here:
+    # 8, 4, 4): each zone's last block fails it (1024 - 1023 <= LOW) and the walk goes
+    # on down; the slow path (MIN, 0 here) then takes the last blocks, again top down.
+    assert got == [8192 + 1024 * i for i in range(7)] + [4096, 5120, 6144] + [0, 1024, 2048] + [15360, 7168, 3072]
 
-    m = Machine(cfg)
+    m = no_reserves(Machine(cfg))
     got = []
     while (p := m.alloc_pages(KERNEL | G.__GFP_DMA32 | NOWARN, 10)) is not None:
         got.append(p)
-    assert got == [4096, 5120, 6144, 7168, 0, 1024, 2048, 3072]
+    assert got == [4096, 5120, 6144, 0, 1024, 2048, 7168, 3072]
     assert m.zone_free[2] == 8192  # Normal never used for a DMA32 request
 
 
 def test_big_machine_kernel_allocations_use_normal_then_dma32():
-    m = Machine(MachineConfig(memory=8 * GiB))
+    m = no_reserves(Machine(MachineConfig(memory=8 * GiB)))
     # Normal's free RAM is [4 GiB, 9 GiB - memmap) = [1048576, 2326529):
     # 1248 whole order-10 blocks from pfn 1048576, then one page
-    got = [m.alloc_pages(KERNEL, 10) for _ in range(1248)]
-    assert got == [(1 << 20) + 1024 * i for i in range(1248)]
-    nxt = m.alloc_pages(KERNEL, 10)
-    assert nxt == 8192  # DMA32's lowest free block, above the kernel image at 4096..8191
-    assert m.alloc_pages(KERNEL, 0) == 2326528  # Normal's last page still comes first
-    assert 4096 <= m.alloc_pages(KERNEL, 0) < 1 << 20  # then DMA32
+    got = [m.alloc_pages(KERNEL, 10) for _ in range(1246)]
+    assert got == [(1 << 20) + 1024 * i for i in range(1246)]
+    # 2049 pages left: an order-10 request fails Normal's LOW mark (2049 - 1023 <= 1277),
+    # so the fast path goes on to DMA32's lowest free block, above the kernel image.
+    assert m.zone_wmark[2][1] == 1277
+    assert m.alloc_pages(KERNEL, 10) == 8192
+    # An order-0 request passes Normal's LOW mark: Normal still comes first, and a whole
+    # Movable order-10 block is claimed (what ALLOC_NOFRAGMENT allows).
+    assert m.alloc_pages(KERNEL, 0) == 2324480
     check_invariants(m)
 
 
@@ -301,7 +344,7 @@ def _exhaust(m: Machine, gfp: int) -> list[int]:
 
 
 def test_movable_zone_only_for_movable_highmem_requests():
-    m = Machine(MachineConfig(memory=8 * GiB, movablecore=1 * GiB))
+    m = no_reserves(Machine(MachineConfig(memory=8 * GiB, movablecore=1 * GiB)))
     mstart = (8 * GiB) // 4096  # Movable is [8 GiB, 9 GiB)
     movable_zone = [z.index for z in m.geometry.zones if z.name == "Movable"][0]
     movable_free = m.zone_free[movable_zone]
@@ -318,14 +361,17 @@ def test_movable_zone_only_for_movable_highmem_requests():
 def test_two_nodes_local_node_first_and_thisnode():
     cfg = MachineConfig(memory=128 * MiB, nodes=2, x86_holes=False, kernel_image=0,
                         reserve_memmap=False, section_size_bits=23, cpus=2)
-    m = Machine(cfg)
+    m = no_reserves(Machine(cfg))
     m.set_cpu(1)  # node 1: DMA32 [16384, 32768)
     got = []
     while (p := m.alloc_pages(KERNEL | NOWARN, 10)) is not None:
         got.append(p)
-    assert got == [16384 + 1024 * i for i in range(16)] + [4096 + 1024 * i for i in range(12)] + [0, 1024, 2048, 3072]
+    # Each zone's last block fails the fast path's LOW mark, so the walk goes on (local node
+    # first, then node 0 top down); the slow path (MIN, 0 here) takes the last blocks in the same order.
+    assert got == ([16384 + 1024 * i for i in range(15)] + [4096 + 1024 * i for i in range(11)] + [0, 1024, 2048]
+                   + [31744, 15360, 3072])
 
-    m = Machine(cfg)
+    m = no_reserves(Machine(cfg))
     m.set_cpu(1)
     local = []
     while (p := m.alloc_pages(KERNEL | G.__GFP_THISNODE | NOWARN, 10)) is not None:
@@ -374,7 +420,7 @@ def test_alloc_pages_exact_frees_the_tail(tiny: Machine):
     for i in range(5):
         assert tiny.page_kind(pfn + i) == (K_ALLOC, 0, pfn + i)
     assert tiny.page_kind(pfn + 5)[0] == K_PCP  # order-0 tail pages go through the per-CPU list
-    assert tiny.page_kind(pfn + 6) == (K_FREE, 1, pfn + 6)
+    assert tiny.page_kind(pfn + 6) == (K_PCP, 1, pfn + 6)  # so does order 1
     assert tiny.nr_allocated_pages == 5
     check_invariants(tiny)
     tiny.free_pages_exact(pfn, 5)
@@ -434,7 +480,8 @@ def test_migrate_pages_errors_leave_everything(tiny: Machine, snapshot):
     snap.assert_unchanged()
 
 
-def test_migrate_pages_without_a_target_changes_nothing_but_the_failure_count(tiny: Machine):
+def test_migrate_pages_without_a_target_changes_nothing_but_the_failure_count(roomy: Machine):
+    tiny = roomy
     blocks = [tiny.alloc_pages(MOVABLE, 10) for _ in range(16)]
     tiny.write(blocks[0], 0, b"keep me")
     assert tiny.migrate_pages(blocks[0], 10) is None

@@ -1,8 +1,12 @@
-"""Per-CPU lists for order-0 pages: refill in batches, free to the list, high mark, drain.
+"""Per-CPU lists (6.12): orders 0-3 and THP, one ``high`` per CPU and zone, refill and bulk-free sizes.
 
-On ``tiny`` (64 MiB, nothing reserved) DMA32 manages 12288 pages and DMA
-4096, so by the kernel's zone_batchsize: DMA32 batch = 12288>>10 = 12, /4 = 3,
-rounddown_pow_of_two(3 + 1) - 1 = 3, high = 6 * 3 = 18; DMA batch 1.
+On ``tiny`` (64 MiB, nothing reserved, 2 CPUs on one node) DMA32 manages
+12288 pages and DMA 4096, so by the kernel's zone_batchsize: DMA32 batch =
+12288>>10 = 12, /4 = 3, rounddown_pow_of_two(3 + 1) - 1 = 3; DMA batch 1.
+min_free_kbytes = int_sqrt(65536 kB * 16) = 1024 kB = 256 pages, so DMA32's
+MIN = 256 * 12288 / 16384 = 192 and LOW = 192 + 192/4 = 240; DMA's LOW = 80.
+zone_highsize: high_min = LOW / 2 CPUs (at least 4 x batch), high_max =
+managed / 8 / 2 CPUs: DMA32 (120, 768), DMA (40, 256).
 """
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import pytest
 
 from pageext_core.mm import Machine, check_invariants, stats
 from pageext_core.mm import gfp as G
-from pageext_core.mm.buddy import K_ALLOC, K_PCP, zone_batchsize
+from pageext_core.mm.buddy import K_ALLOC, K_FREE, K_PCP, NR_PCP_LISTS, zone_batchsize
 
 KERNEL, MOVABLE = G.GFP_KERNEL, G.GFP_HIGHUSER_MOVABLE
 DMA32 = 1
@@ -25,9 +29,89 @@ def test_zone_batchsize(managed, batch):
     assert zone_batchsize(managed) == batch
 
 
-def test_batches_of_tiny(tiny: Machine):
+def test_batches_and_high_limits_of_tiny(tiny: Machine):
+    """``zone_set_pageset_high_and_batch``/``zone_highsize``: high_min from LOW, high_max from managed/8."""
     assert tiny.pcp_batch[:2] == [1, 3]
-    assert tiny.pcp_high[:2] == [6, 18]
+    assert tiny.zone_wmark[1][:3] == (192, 240, 288)
+    assert tiny.pcp_high_limits[:2] == [(40, 256), (120, 768)]
+    # A CPU's high starts at 0 (a boot pageset) and is clamped into [high_min, high_max] on first use.
+    assert tiny.pcp_stats(0, DMA32) == (0, 0, 3)
+    tiny.alloc_pages(KERNEL, 0)
+    count, high, batch = tiny.pcp_stats(0, DMA32)
+    assert (count, batch) == (2, 3) and 120 <= high <= 768
+    assert tiny.pcp_stats(1, DMA32) == (0, 0, 3)
+
+
+def test_runs_of_order0_allocations_double_the_refill():
+    """``nr_pcp_alloc``: each refill of an order-0 list takes batch << alloc_factor pages, alloc_factor + 1 up to 5."""
+    from tests.mm.conftest import TINY
+
+    m = Machine(TINY)
+    taken = []
+    for _ in range(94):
+        before = m.zone_free[DMA32]
+        m.alloc_pages(KERNEL, 0)
+        if m.zone_free[DMA32] != before:
+            taken.append(before - m.zone_free[DMA32])
+    # refills at allocations 1, 4, 10, 22, 46, 94: 3, 6, 12, 24, 48, then 96 (3 << 5, the cap)
+    assert taken == [3, 6, 12, 24, 48, 96]
+    assert m._pcps[0][DMA32].alloc_factor == 5
+    m.free_pages(4096, 0)
+    assert m._pcps[0][DMA32].alloc_factor == 2  # a free halves it (free_unref_page_commit)
+    check_invariants(m)
+
+
+def test_orders_1_to_3_and_thp_use_the_per_cpu_lists(tiny: Machine):
+    """``pcp_allowed_order``/``order_to_pindex``: orders 0-3 and 9 on 14 lists (3 x order + type; THP 12/13)."""
+    p = tiny.alloc_pages(KERNEL, 2)
+    # the empty list 3*2 + Unmovable = 6 is refilled with max(batch >> 2, 2) = 2 order-2 blocks
+    lists = tiny._pcp[0][DMA32 * NR_PCP_LISTS : (DMA32 + 1) * NR_PCP_LISTS]
+    assert [len(pl) for pl in lists] == [0] * 6 + [1] + [0] * 7
+    assert tiny.page_kind(lists[6][0]) == (K_PCP, 2, p + 4)
+    assert tiny.nr_pcp_pages == 4
+    q = tiny.alloc_pages(MOVABLE, 3)
+    tiny.free_pages(q, 3)
+    assert q in lists[3 * 3 + 1] and tiny.page_kind(q) == (K_PCP, 3, q)
+    t = tiny.alloc_pages(MOVABLE | G.__GFP_COMP, 9)
+    assert len(lists[13]) == 1  # the THP order's Movable list: the refill took 2 blocks
+    other = lists[13][0]
+    tiny.free_pages(t, 9)
+    # t goes to the list's head; 1036 pages are over high, and the bulk free starts with
+    # this list's oldest block: the other refilled one goes back to the buddy.
+    assert lists[13] == [t] and tiny.page_kind(other)[0] == K_FREE
+    pcp_pages = tiny.nr_pcp_pages
+    r = tiny.alloc_pages(KERNEL, 4)  # order 4: never through the per-CPU lists
+    assert tiny.nr_pcp_pages == pcp_pages and tiny.page_kind(r)[1] == 4
+    tiny.free_pages(r, 4)
+    assert tiny.nr_pcp_pages == pcp_pages and tiny.page_kind(r)[0] == K_FREE
+    check_invariants(tiny)
+
+
+def test_high_applies_to_the_whole_pcp_and_the_bulk_free_goes_round_robin(tiny: Machine):
+    """``free_unref_page_commit``/``free_pcppages_bulk``: one ``high`` over all lists; the bulk free
+    starts with the list just freed to and takes the oldest pages, then goes on to the next lists.
+    """
+    mv = [tiny.alloc_pages(MOVABLE, 0) for _ in range(100)]
+    un = [tiny.alloc_pages(KERNEL, 0) for _ in range(60)]
+    tiny.drain_all_pages()
+    tiny.set_cpu(1)  # a fresh CPU: its high is clamped up to high_min = 120 on first use
+    pcp = tiny._pcps[1][DMA32]
+    for p in mv:
+        tiny.free_pages(p, 0)
+    assert pcp.count == 100  # 100 pages on one list: no per-list limit
+    for p in un[:19]:
+        tiny.free_pages(p, 0)
+    assert pcp.count == 119 and pcp.high == 120
+    tiny.free_pages(un[19], 0)
+    # count 120 >= high 120: nr_pcp_free = clamp(free_count, batch, high - batch) = clamp(96, 3, 117);
+    # free_count stopped at batch << 5 = 96.  The 20 Unmovable pages (the list just freed to) go
+    # first, then the 76 oldest Movable ones.
+    assert pcp.free_count == 96
+    assert pcp.count == 120 - 96
+    assert all(tiny.page_kind(p)[0] == K_FREE for p in un[:20])
+    assert all(tiny.page_kind(p)[0] == K_FREE for p in mv[:76])
+    assert all(tiny.page_kind(p)[0] == K_PCP for p in mv[76:])
+    check_invariants(tiny)
 
 
 def test_order0_allocation_refills_a_batch(tiny: Machine):
@@ -55,19 +139,14 @@ def test_order0_free_goes_to_the_list_and_comes_back_hot(tiny: Machine):
     check_invariants(tiny)
 
 
-def test_high_mark_returns_a_batch_to_the_buddy(tiny: Machine):
+def test_drain_returns_every_cpu_and_zone(tiny: Machine):
+    """``drain_all_pages``: every CPU's lists of every zone back to the buddy (in batch << 5 chunks)."""
     pfns = [tiny.alloc_pages(KERNEL, 0) for _ in range(20)]
-    # refills at allocations 1, 4, ..., 19: 7 batches of 3 = 21 pages left the buddy
-    assert tiny.zone_free[DMA32] == 12288 - 21
-    assert tiny.nr_pcp_pages == 1
     for p in pfns:
         tiny.free_pages(p, 0)
-        assert tiny.nr_pcp_pages <= 18
-    # the 18th free took the list to 19 > high: 3 cold pages went back; 16 + 2 more = 18
-    assert tiny.nr_pcp_pages == 18
-    assert tiny.zone_free[DMA32] == 12288 - 21 + 3
-    check_invariants(tiny)
-    assert tiny.drain_all_pages() == 18
+    pcp_pages = tiny.nr_pcp_pages
+    assert pcp_pages > 0
+    assert tiny.drain_all_pages() == pcp_pages
     assert tiny.nr_pcp_pages == 0
     assert tiny.zone_free[DMA32] == 12288
     check_invariants(tiny)

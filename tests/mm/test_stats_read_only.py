@@ -11,6 +11,7 @@ import re
 
 from pageext_core.mm import Machine, MachineConfig, MiB, stats
 from pageext_core.mm import gfp as G
+from pageext_core.mm.zoneinfo import zoneinfo
 
 TWO_NODES = MachineConfig(memory=128 * MiB, nodes=2, cpus=2, section_size_bits=23,
                           x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -34,10 +35,10 @@ def busy() -> Machine:
 def test_every_stats_function_leaves_the_machine_as_it_was(snapshot) -> None:
     m = busy()
     snap = snapshot(m)
-    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m)]
+    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m)]
     summary = stats.free_summary(m)
     snap.assert_unchanged()
-    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m)] == texts
+    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m)] == texts
     assert stats.free_summary(m) == summary
 
 
@@ -51,3 +52,13 @@ def test_buddyinfo_and_pagetypeinfo_free_pages_are_memfree() -> None:
                                     stats.pagetypeinfo(m), re.M))
     assert buddy == pti == memfree_kb // 4 == m.nr_free_pages
     assert stats.buddyinfo(m).count("Node 1,") >= 1  # both nodes are in it
+
+
+def test_zoneinfo_agrees_with_memfree_and_the_per_cpu_counts() -> None:
+    m = busy()
+    text = zoneinfo(m)
+    free = sum(int(x) for x in re.findall(r"^  pages free     (\d+)$", text, re.M))
+    assert free == m.nr_free_pages
+    counts = sum(int(x) for x in re.findall(r"^              count: (\d+)$", text, re.M))
+    assert counts == m.nr_pcp_pages > 0
+    assert text.count("Node 1, zone") == 4  # every zone of both nodes, populated or not

@@ -48,7 +48,7 @@ ERRORS = [
                  id="geometry"),
     pytest.param(TINY.replace('"meminfo"]', '"memnfo"]'), [], TINY.count("\n", 0, TINY.index("reports =")) + 1,
                  "no report 'memnfo'; did you mean 'meminfo'? "
-                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index)", id="unknown-report"),
+                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo)", id="unknown-report"),
     pytest.param(TINY + '\n[report.params.vmstats]\nx = 1\n', [], len(TINY.splitlines()) + 2,
                  "[report.params] no report 'vmstats'; did you mean 'vmstat'?", id="unknown-report-params"),
     pytest.param('[machine]\nmemory = "64MiB"\n\n[boot.page_owner]\nenabld = true\n', [], 5,
@@ -106,7 +106,7 @@ def test_toml_syntax_error_exit_2(tmp_path: Path) -> None:
     (["--report", "../evil"], "report name '../evil' has an empty, '.' or '..' part; it could escape the output "
                               "directory"),
     (["--report", "vmstats"], "--report: no report 'vmstats'; did you mean 'vmstat'? "
-                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index)"),
+                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo)"),
     (["--boot", 'page_owner="on'], "--boot: boot line: unterminated quote in 'page_owner=\"on' (column 1)"),
 ])
 def test_option_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -177,6 +177,14 @@ def test_memory_seed_set_and_report_options(tmp_path: Path) -> None:
     assert s["machine"]["memory_bytes"] == 128 << 20
     assert (s["workload"]["seed"], s["workload"]["operations"]) == (9, 123)
     assert sorted(tree(tmp_path / "out")) == ["dmesg.log", "index.html", "summary.json", "vmstat"]
+
+
+def test_zoneinfo_is_a_core_report(tmp_path: Path) -> None:
+    r = cli("run", write_session(tmp_path, TINY), "--out", tmp_path / "out", "-q", "--report", "zoneinfo")
+    assert r.exit_code == 0, r.stderr
+    text = (tmp_path / "out" / "zoneinfo").read_text()
+    assert text.startswith("Node 0, zone      DMA\n  pages free     ") and "        protection: (" in text
+    assert load_summary(tmp_path / "out")["reports"][0] == "zoneinfo"
 
 
 def test_dmesg_option_echoes_the_log(tmp_path: Path) -> None:

@@ -32,6 +32,8 @@ def test_places_inside_a_free_max_order_block_and_lists_the_rest():
     check_invariants(m)
     m.free_pages(5000, 2)
     check_invariants(m)
+    assert m.state[5000] == _b.PCP_K | 2  # order 2 is freed to the per-CPU list first
+    m.drain_all_pages()
     assert m.nr_free_pages == free0
     assert m.state[4096] == _b.FREE_K | 10  # merged back whole
 

@@ -124,9 +124,11 @@ def test_freeing_the_allocation_clears_its_guards(stack: str) -> None:
     pe = boot("debug_pagealloc=on debug_guardpage_minorder=3", stack)
     m = pe.machine
     boot_free = m.nr_free_pages
-    pfn = m.alloc_pages(GFP_DMA, 1)  # order 1: freed straight to the buddy lists
+    pfn = m.alloc_pages(GFP_DMA, 1)  # order 1, batch 1: a refill of one block
     assert held_blocks(m, *DMA) == {2: 1, 4: 2}
-    m.free_pages(pfn, 1)
+    m.free_pages(pfn, 1)  # onto the per-CPU list (orders 0-3 use it), then drained
+    assert held_blocks(m, *DMA) == {2: 1, 4: 2}
+    m.drain_all_pages()
     # 0/1 meets guard 2/1 -> 0/2 meets guard 4/2 -> 0/3 meets free 8/3 -> ... -> 0/10.
     assert held_blocks(m) == {} and flagged_heads(pe) == {}
     assert free_blocks(m, *DMA) == {0: 10, **UNTOUCHED}
@@ -144,10 +146,14 @@ def test_order0_guards_wait_for_the_per_cpu_list(stack: str) -> None:
     boot_free = m.nr_free_pages
     a, b = m.alloc_pages(GFP_DMA, 0), m.alloc_pages(GFP_DMA, 0)
     assert (a, b) == (0, 8)
+    # b's refill took two pages (nr_pcp_alloc doubles the order-0 refill): 8 and 16, each split
+    # off its own block with guards below N
+    assert held_blocks(m, *DMA) == {1: 0, 2: 1, 4: 2, 9: 0, 10: 1, 12: 2, 17: 0, 18: 1, 20: 2}
     m.free_pages(b, 0)  # onto the per-CPU list: no merge yet
-    assert held_blocks(m, *DMA) == {1: 0, 2: 1, 4: 2, 9: 0, 10: 1, 12: 2}
+    assert held_blocks(m, *DMA) == {1: 0, 2: 1, 4: 2, 9: 0, 10: 1, 12: 2, 17: 0, 18: 1, 20: 2}
     m.drain_all_pages()
-    # 8/0 merges with 9/0, 10/1, 12/2 up to 8/3, whose buddy 0/3 is not free (a is allocated).
+    # 8/0 merges with 9/0, 10/1, 12/2 up to 8/3, whose buddy 0/3 is not free (a is allocated);
+    # 16/0 merges with 17/0, 18/1, 20/2 and the free 24/3 up to 16/4.
     assert held_blocks(m, *DMA) == {1: 0, 2: 1, 4: 2}
     assert free_blocks(m, *DMA) == {8: 3, 16: 4, 32: 5, 64: 6, 128: 7, 256: 8, 512: 9, **UNTOUCHED}
     check_invariants(m)
@@ -184,24 +190,25 @@ def test_movable_request_same_rule() -> None:
 @pytest.mark.parametrize("stack", STACKS)
 def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
     # 256 MiB of hot-pluggable memory at 4 GiB (pfn 0x100000), zone Normal, offline at boot.
-    # Once online, GFP_KERNEL prefers Normal: an order-1 request takes 0x100000 from the
-    # (untouched) new block; guards 0x100002/1 and 0x100004/2.  Its page_ext table is new
-    # (allocated on going-online), so this also checks the client's per-section cache.
+    # Once online, GFP_KERNEL prefers Normal: an order-4 request (above the per-CPU orders,
+    # so one split) takes 0x100000 from the (untouched) new block; with N=5 its order-4
+    # half 0x100010 is a guard.  Its page_ext table is new (allocated on going-online), so
+    # this also checks the client's per-section cache.
     from pageext_core.mm import MiB, PageFault
     from pageext_core.mm.gfp import GFP_KERNEL
 
-    pe = boot("debug_pagealloc=on debug_guardpage_minorder=3", stack, config=TINY.with_(hotplug=256 * MiB))
+    pe = boot("debug_pagealloc=on debug_guardpage_minorder=5", stack, config=TINY.with_(hotplug=256 * MiB))
     m = pe.machine
     base = 0x100000
     for _rnd in range(2):  # online, use, offline, and again: tables are freed and made anew
         m.online_memory_block(32)  # the kernel's memory32: 4 GiB / 128 MiB
-        pfn = m.alloc_pages(GFP_KERNEL, 1)
+        pfn = m.alloc_pages(GFP_KERNEL, 4)
         assert pfn == base
-        assert held_blocks(m, base, base + 32768) == {base + 2: 1, base + 4: 2}
+        assert held_blocks(m, base, base + 32768) == {base + 16: 4}
         check_guards_consistent(pe)
-        with pytest.raises(PageFault, match="page is a guard page: page 0 of the order-1 guard block at pfn 0x100002"):
-            m.write(pfn, 2 * 4096, b"x")
-        m.free_pages(pfn, 1)
+        with pytest.raises(PageFault, match="page is a guard page: page 0 of the order-4 guard block at pfn 0x100010"):
+            m.write(pfn, 16 * 4096, b"x")
+        m.free_pages(pfn, 4)
         assert held_blocks(m) == {}
         check_invariants(m)
         m.offline_memory_block(32)
@@ -211,21 +218,22 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
 def test_flatmem_two_nodes() -> None:
     # FLATMEM, 256 MiB over two nodes: node 0 is pfns [0, 32768) (with DMA), node 1 is
     # [32768, 65536); one page_ext table per node, from memblock at the top of each node.
-    # On CPU 1 (node 1) an order-1 GFP_KERNEL request takes the lowest block of node 1,
-    # 32768; with N=2 the only half below order 2 is 32770/1.
+    # On CPU 1 (node 1) an order-4 GFP_KERNEL request (above the per-CPU orders) takes the
+    # lowest block of node 1, 32768; with N=5 the only half below order 5 is 32784/4.
     from pageext_core.mm import MiB
     from pageext_core.mm.gfp import GFP_KERNEL
 
     cfg = TINY.with_(memory_model="FLATMEM", nodes=2, memory=256 * MiB)
-    pe = boot("debug_pagealloc=on debug_guardpage_minorder=2", "isolated", config=cfg)
+    pe = boot("debug_pagealloc=on debug_guardpage_minorder=5", "isolated", config=cfg)
     m = pe.machine
     assert len(pe.tables.tables) == 2
     assert m.alloc_pages(GFP_DMA, 0) == 0
+    dma_guards = {1: 0, 2: 1, 4: 2, 8: 3, 16: 4}
     with m.context(cpu=1):
-        assert m.alloc_pages(GFP_KERNEL, 1) == 32768
-    assert held_blocks(m) == {1: 0, 2: 1, 32770: 1}
+        assert m.alloc_pages(GFP_KERNEL, 4) == 32768
+    assert held_blocks(m) == {**dma_guards, 32784: 4}
     check_guards_consistent(pe)
-    m.free_pages(32768, 1)
-    assert held_blocks(m) == {1: 0, 2: 1}
+    m.free_pages(32768, 4)
+    assert held_blocks(m) == dma_guards
     check_guards_consistent(pe)
     check_invariants(m)

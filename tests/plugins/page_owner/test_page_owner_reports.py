@@ -291,11 +291,21 @@ MIXED_HEADER = ("\nNumber of mixed blocks    Unmovable      Movable  Reclaimable
 
 
 def fill(m: pc.Machine) -> None:
-    """Allocate every free page as movable (largest blocks first) so later requests must fall back."""
+    """Allocate every free page as movable (largest blocks first) so later requests must fall back.
+
+    The watermark floors are lowered to nothing first (vm.min_free_kbytes and
+    vm.lowmem_reserve_ratio 0), and what per-CPU refills left on the lists is
+    drained and allocated too.
+    """
+    m.set_min_free_kbytes(0)
+    m.set_lowmem_reserve_ratio([0, 0, 0, 0])
     with m.context(stack=["fill+0x0/0x10"]):
-        for order in range(9, -1, -1):
-            while m.alloc_pages(MOV, order) is not None:
-                pass
+        while True:
+            for order in range(9, -1, -1):
+                while m.alloc_pages(MOV, order) is not None:
+                    pass
+            if not m.drain_all_pages():
+                break
     assert m.nr_free_pages == 0 and m.nr_pcp_pages == 0
 
 
@@ -336,6 +346,7 @@ def test_movable_page_in_unmovable_block_counts_in_unmovable_column(pe: pc.PageE
     m = pe.machine
     fill(m)
     m.free_pages(0x3000, 9)  # one whole free pageblock (24), still Movable
+    m.drain_all_pages()  # the THP order is freed to a per-CPU list first
     with m.context(stack=["kernel+0x0/0x10"]):
         # The first unmovable request claims the whole block; 300 pages keep it unclaimable later.
         unmovable = [m.alloc_pages(KER, 0) for _ in range(300)]
