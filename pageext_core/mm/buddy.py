@@ -205,6 +205,10 @@ class BuddyAllocator:
         """The current call trace (the machine's)."""
         raise NotImplementedError
 
+    def dump_stack_lines(self) -> list[str]:
+        """``dump_stack``'s lines: CPU, taint, hardware name, call trace (the machine's)."""
+        raise NotImplementedError
+
     # -- set-up -----------------------------------------------------------
 
     def _init_allocator(self) -> None:
@@ -573,7 +577,7 @@ class BuddyAllocator:
                 "warn_alloc",
                 "\n".join([f"{self.current.comm}: page allocation failure: order:{order}, "
                            f"mode:{format_gfp_mask(gfp_mask)}, nodemask=(null),cpuset=/,mems_allowed={mems}",
-                           self.cpu_line(), *self.call_trace_lines()]),
+                           *self.dump_stack_lines()]),
             )
 
     def _rmqueue(self, zone: int, order: int, mt: int) -> int:

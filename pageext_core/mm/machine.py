@@ -84,6 +84,8 @@ class Machine(BuddyAllocator):
         self.contents.oops = self._log_oops
         self.taint: set[str] = set()
         self.nr_oopses = 0
+        # debug_pagealloc_enabled(): set by the debug_pagealloc client when it unmaps free pages (oops header flag).
+        self.debug_pagealloc_enabled = False
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
@@ -264,10 +266,19 @@ class Machine(BuddyAllocator):
         """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
         return oops.call_trace_lines(self.depot.fetch(self.current_stack()))
 
+    def stack_info_lines(self) -> list[str]:
+        """``dump_stack_print_info``: CPU line, verbose taint line (when tainted), ``Hardware name:``."""
+        return oops.stack_info_lines(self.cpu, self.current, self.taint)
+
+    def dump_stack_lines(self) -> list[str]:
+        """``dump_stack``: the stack info lines, then the call trace."""
+        return [*self.stack_info_lines(), *self.call_trace_lines()]
+
     def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
         """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
         self.nr_oopses += 1
-        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.cpu_line(), self.call_trace_lines()), "err")
+        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.stack_info_lines(), self.call_trace_lines(),
+                                       self.debug_pagealloc_enabled), "err")
         self.taint.add("D")
 
     # -- context: task, CPU, clock, stack -----------------------------------------

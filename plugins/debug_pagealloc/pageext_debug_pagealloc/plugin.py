@@ -145,6 +145,7 @@ class DebugPagealloc:
         self.page_ext = page_ext
         self.log = log
         self.contents = machine.contents
+        machine.debug_pagealloc_enabled = self.unmap  # the kernel's debug_pagealloc_enabled(): the oops header says so
         self.POISON = view.flag("POISON")
         self.FREED = view.flag("FREED")
         self._free_bits = self.POISON | self.FREED

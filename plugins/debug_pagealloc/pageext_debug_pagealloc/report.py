@@ -42,8 +42,8 @@ def classify(first: int, last: int, data: bytes) -> str:
 
 
 def stack_lines(machine: Machine) -> list[str]:
-    """``dump_stack``: who is running (with the kernel's taint), then the current stack."""
-    return [machine.cpu_line(), *machine.call_trace_lines()]
+    """``dump_stack``: who is running (with the kernel's taint), the hardware name, then the current stack."""
+    return machine.dump_stack_lines()
 
 
 def dump_page_lines(machine: Machine, page_ext: PageExt, pfn: int, reason: str) -> list[str]:
