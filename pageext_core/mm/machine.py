@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from pageext_core.mm import oops
+from pageext_core.mm import dump_page, oops
 from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
@@ -238,19 +238,8 @@ class Machine(BuddyAllocator):
         return [z for z in self.geometry.zones if self.zone_present[z.index] and (nid is None or z.node == nid)]
 
     def describe_page(self, pfn: int) -> str:
-        """A ``dump_page``-style description (the lines before ``page dumped because``)."""
-        kind, order, head = self.page_kind(pfn)
-        allocated = kind.allocated
-        lines = [f"page: refcount:{1 if allocated or kind == PageKind.RESERVED else 0} mapcount:0 "
-                 f"mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
-        if head != pfn or order:
-            lines.append(f"head: order:{order} pfn:{head:#x} ({kind.label})")
-        lines.append(f"flags: {self.format_page_flags(head)}")
-        if kind == PageKind.FREE:
-            lines.append("page_type: buddy")
-        elif kind == PageKind.HELD:
-            lines.append("page_type: guard")
-        return "\n".join(lines)
+        """A ``dump_page`` description (the lines before ``page dumped because``), as 6.12's ``__dump_folio``."""
+        return dump_page.describe_page(self, pfn)
 
     # -- oopses (pageext_core.mm.oops) --------------------------------------------------
 

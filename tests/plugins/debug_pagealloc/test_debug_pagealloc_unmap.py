@@ -76,7 +76,9 @@ def test_stray_access_to_never_allocated_memory() -> None:
     first = ei.value.report.split("\n")[0]
     assert first == (f"pagealloc: access to free memory: write at {direct_map_address(pfn, 0x123):016x} "
                      f"(pfn {pfn:#x} offset 0x123): the page is free and was never allocated since boot")
-    assert "page_type: buddy" in ei.value.report
+    # the last pfn is inside a free block, not its head: 6.12 gives only a buddy head a page type
+    assert f"page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:{pfn:#x}" in ei.value.report
+    assert "page_type:" not in ei.value.report
     [f] = pe.findings()
     assert (f.kind, f.pfn, f.offset) == ("stray-access", pfn, 0x123)
 
