@@ -177,6 +177,7 @@ def test_split_page_makes_every_page_order_0(pe: pc.PageExt) -> None:
 
 
 def test_migration_copies_the_record_and_notes_the_reason(pe: pc.PageExt) -> None:
+    """6.12's ``__folio_copy_owner``: the new pages take the old head's allocation; the reason goes on the head only."""
     m = pe.machine
     with m.context(task=PY, stack=STACK):
         old = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
@@ -187,11 +188,37 @@ def test_migration_copies_the_record_and_notes_the_reason(pe: pc.PageExt) -> Non
     assert new is not None and new != old
     assert field(pe, new, "handle", 2) == [m.depot.save(STACK)] * 2  # who allocated the data, not the mover
     assert field(pe, new, "pid", 2) == [2291] * 2 and field(pe, new, "ts_nsec", 2) == [alloc_ts] * 2
-    assert field(pe, new, "last_migrate_reason", 2) == [5] * 2  # numa_misplaced is reason 5
+    # set_page_owner_migrate_reason writes the head page's record only
+    assert field(pe, new, "last_migrate_reason", 2) == [5, -1]  # numa_misplaced is reason 5
     assert bits(pe, new, 2) == [3, 3]
     assert bits(pe, old, 2) == [1, 1]  # the old block was freed by the mover
     assert field(pe, old, "free_pid") == [812]
     assert owner(pe).migrations == 1
+
+
+def test_migration_leaves_the_new_pages_free_stack_and_gives_the_old_pages_the_migrate_stack(pe: pc.PageExt) -> None:
+    """6.12's ``__folio_copy_owner``: ``__update_page_owner_free_handle`` with handle 0 leaves the new
+    pages' free stack as their last life left it (the issue's "copied" is not 6.12), sets their free
+    ts to the old head's and their free pid to the current task's; the old pages get the migration
+    target's allocation stack, so that freeing them gives that stack's pages back."""
+    m = pe.machine
+    mover = ["migrate_pages+0x3c/0x90", "kcompactd+0x10/0x200"]
+    with m.context(task=PY, stack=STACK):
+        old = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
+        spare = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
+    with m.context(task=PY, stack=FREE_STACK):
+        m.free_pages(spare, 1)  # spare's pages now remember FREE_STACK as their free stack
+    with m.context(task=UDEV, stack=mover):
+        new = m.migrate_pages(old, 1, reason="compaction")
+    assert new == spare, "the migration target should be the block just freed"
+    assert field(pe, new, "free_handle", 2) == [m.depot.save(FREE_STACK)] * 2
+    assert field(pe, new, "free_pid", 2) == [812] * 2 and field(pe, new, "free_tgid", 2) == [812] * 2
+    assert field(pe, new, "free_ts_nsec", 2) == [0, 0]  # the old head was never freed before
+    assert field(pe, old, "handle", 2) == [m.depot.save(mover)] * 2
+    assert "\n migrate_pages+0x3c/0x90\n kcompactd+0x10/0x200\npage last free pid 812" in pe.dump_page(old)
+    # show_stacks: the data's stack owns the two pages once; the migration stack owns none
+    text = owner(pe).show_stacks()
+    assert text.count("nr_base_pages:") == 1 and "kernfs_fop_open+0x2a5/0x3c0\nnr_base_pages: 2\n" in text
 
 
 def test_python_stack_is_captured_without_an_explicit_stack(pe: pc.PageExt) -> None:
@@ -323,7 +350,11 @@ def test_owner_dump_of_a_freed_and_migrated_page(pe: pc.PageExt) -> None:
     stacks = (" post_alloc_hook+0x1a2/0x1c0\n get_page_from_freelist+0x3b8/0x1530\n kernfs_fop_open+0x2a5/0x3c0\n"
               "page last free pid 812 tgid 812 stack trace:\n"
               " free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90")
-    assert pe.dump_page(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{stacks}"
+    # the old page was given the migration target's stack (FREE_STACK here) before it was freed
+    migrated_from = (" free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90\n"
+                     "page last free pid 812 tgid 812 stack trace:\n"
+                     " free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90")
+    assert pe.dump_page(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{migrated_from}"
     assert pe.dump_page(new) == (f"page_owner tracks the page as freed\n{head}free_ts {new_free_ts}\n{stacks}\n"
                                   "page has been migrated, last migrate reason: compaction")
 
