@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 
 from pageext_core.mm import dump_page, oops
-from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator
+from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
@@ -236,6 +236,12 @@ class Machine(BuddyAllocator):
     def populated_zones(self, nid: int | None = None) -> list[ZoneSpan]:
         """Zones with present memory (of one node, or all), in index order."""
         return [z for z in self.geometry.zones if self.zone_present[z.index] and (nid is None or z.node == nid)]
+
+    def blocks_of(self, *kinds: PageKind) -> tuple[np.ndarray, np.ndarray]:
+        """Head pfns and orders of every block of these kinds, in pfn order (vectorised; ``block_mask`` covers them)."""
+        found = np.isin(self.state >> 4, np.array([int(k) for k in kinds], np.uint8))
+        heads = np.flatnonzero(found)
+        return heads, (self.state[heads] & 15)
 
     def describe_page(self, pfn: int) -> str:
         """A ``dump_page`` description (the lines before ``page dumped because``), as 6.12's ``__dump_folio``."""

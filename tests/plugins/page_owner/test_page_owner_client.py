@@ -274,16 +274,50 @@ def test_events_reach_hot_added_memory() -> None:
 # -- early allocations ---------------------------------------------------------------------------
 
 
-def test_early_allocated_pages_are_counted_per_zone(pe: pc.PageExt) -> None:
+def test_early_allocated_pages_get_an_early_record_each(pe: pc.PageExt) -> None:
+    """6.12's ``init_pages_in_zone``: every in-use page without a record (not PageBuddy, not
+    reserved) gets its own order-0 record with the early stack, gfp 0 and the init task, and
+    the count is logged per zone.  The early stack is never counted in show_stacks."""
+    m = pe.machine
     # The only allocation before init is the page_ext table itself:
     # 32768 records x 72 bytes = 576 pages, GFP_KERNEL -> highest zone DMA32.
-    assert pe.machine.log.grep("page owner found early allocated") == [
+    assert m.log.grep("page owner found early allocated") == [
         "Node 0, zone      DMA: page owner found early allocated 0 pages",
         "Node 0, zone    DMA32: page owner found early allocated 576 pages",
     ]
     table_pfn = 4096  # the lowest DMA32 order-10 block is handed out first
-    assert owner(pe).record(table_pfn).handle == 0 and bits(pe, table_pfn) == [0]
-    assert pe.dump_page(table_pfn) == "page_owner info is not present (never set?)"
+    early = owner(pe).early_handle
+    assert list(m.depot.fetch(early)[:2]) == ["register_early_stack+0x2a/0x80", "init_page_owner+0x3c/0x420"]
+    for pfn in (table_pfn, table_pfn + 1, table_pfn + 575):
+        rec = owner(pe).record(pfn)
+        assert (rec.handle, rec.order, rec.gfp_mask, rec.pid, rec.comm_text, rec.last_migrate_reason) == \
+            (early, 0, 0, 0, "swapper/0", -1)
+        assert bits(pe, pfn) == [3]
+    assert bits(pe, table_pfn + 576) == [0]  # the freed tail of the table's block: free, no record
+    text, _ = owner(pe).read_record(table_pfn + 1)  # each page is its own order-0 record
+    assert text.startswith("Page allocated via order 0, mask 0x0(), pid 0, tgid 0 (swapper/0), ts ")
+    assert text.split("\n")[1].startswith(f"PFN {table_pfn + 1:#x} type Unmovable ")
+    assert pe.dump_page(table_pfn).startswith(
+        "page_owner tracks the page as allocated\n"
+        "page last allocated via order 0, migratetype Unmovable, gfp_mask 0x0(), pid 0, tgid 0 (swapper/0), ")
+    assert owner(pe).show_stacks() == ""  # no count for the early stack
+    # freeing such a page later records the free as for any page
+    with m.context(task=UDEV, stack=FREE_STACK):
+        m.free_pages(table_pfn + 575, 0)
+    assert bits(pe, table_pfn + 575) == [1] and field(pe, table_pfn + 575, "free_pid") == [812]
+
+
+def test_pages_on_per_cpu_lists_at_init_count_as_early() -> None:
+    """init_pages_in_zone skips only PageBuddy and PageReserved pages: a page on a per-CPU list is neither."""
+    m = pc.Machine(TINY)
+    p = m.alloc_pages(GFP_KERNEL, 0)
+    m.free_pages(p, 0)
+    assert m.page_kind(p).kind.label == "pcp"
+    from pageext_page_owner.early import in_use_mask
+
+    mask = in_use_mask(m)
+    assert mask[p] and m.nr_pcp_pages >= 1
+    assert int(mask.sum()) == m.nr_pcp_pages + m.nr_allocated_pages
 
 
 def test_early_count_covers_every_section_and_skips_reserved() -> None:
