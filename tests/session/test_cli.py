@@ -199,7 +199,7 @@ def test_print_default(tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.stdout == DEFAULT_SESSION.read_text()
     p = write_session(tmp_path, r.stdout, "my.toml")
     s = load_session(p)  # no name in the printed default: the copy is named after its file
-    assert s.name == "my" and s.cmdline == "page_owner=on debug_pagealloc=on debug_guardpage_minorder=1"
+    assert s.name == "my" and s.cmdline == "page_owner=on debug_pagealloc=on page_poison=on debug_guardpage_minorder=1"
 
 
 def test_fail_on_findings_with_guard_pages(tmp_path: Path) -> None:

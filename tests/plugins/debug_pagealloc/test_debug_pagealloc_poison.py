@@ -11,7 +11,7 @@ from pageext_core.mm.gfp import __GFP_ZERO, GFP_KERNEL
 STACK = ["alloc_pages_noprof+0x1a/0x40", "my_driver_probe+0x44/0x100", "do_one_initcall+0x5d/0x310"]
 
 
-@pytest.mark.parametrize("line", ["debug_pagealloc=on", "page_poison=on"])
+@pytest.mark.parametrize("line", ["debug_pagealloc=on page_poison=on", "page_poison=on"])
 @pytest.mark.parametrize("byte, kind", [
     (0xAB, "single-bit-error"),  # 0xaa ^ 0x01
     (0x2A, "single-bit-error"),  # 0xaa ^ 0x80

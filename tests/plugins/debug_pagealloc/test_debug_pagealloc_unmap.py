@@ -168,3 +168,21 @@ def test_flatmem_machine() -> None:
     with pytest.raises(PageFault):
         m.read(p + 7, 0, 1)
     assert pe.findings()[0].kind == "use-after-free"
+
+
+@pytest.mark.parametrize("line", ["debug_pagealloc=on", "debug_pagealloc=on page_poison=on"])
+def test_the_oops_header_says_debug_pagealloc(line: str) -> None:
+    """6.12's ``__die_header``: `` DEBUG_PAGEALLOC`` when ``debug_pagealloc_enabled()``, between SMP and NOPTI,
+    after the doubled ``Oops: Oops:`` of the page-fault path (the issue's header lacked the first ``Oops:``)."""
+    pe = boot_dpa(line)
+    m = pe.machine
+    p = m.alloc_pages(GFP_KERNEL, 0)
+    m.free_pages(p, 0)
+    with pytest.raises(PageFault):
+        m.read(p, 0, 8)
+    assert m.log.grep("Oops: ") == ["Oops: Oops: 0000 [#1] PREEMPT SMP DEBUG_PAGEALLOC NOPTI"]
+
+
+def test_page_poison_alone_adds_nothing_to_the_oops_header() -> None:
+    pe = boot_dpa("page_poison=on")
+    assert pe.machine.debug_pagealloc_enabled is False
