@@ -124,17 +124,19 @@ class GuardCounts:
         return out
 
 
-def count_guards(view: PageExtView) -> GuardCounts:
-    heads, orders = [], []
-    for base, records, flags in view.scan():
+def count_guards(view: PageExtView, m: Machine) -> GuardCounts:
+    """Guard heads from the GUARD bits; their orders from the machine (the held blocks' page private)."""
+    heads = []
+    for base, _, flags in view.scan():
         if flags is None:
             continue
-        idx = np.flatnonzero(flags)
-        heads.append(base + idx)
-        orders.append(records["order"][idx])
+        heads.append(base + np.flatnonzero(flags))
     if not heads:
         return GuardCounts(np.zeros(0, np.int64), np.zeros(0, np.uint8))
-    return GuardCounts(np.concatenate(heads).astype(np.int64), np.concatenate(orders))
+    h = np.concatenate(heads).astype(np.int64)
+    held_heads, held_orders = m.blocks_of(PageKind.HELD)
+    orders = held_orders[np.searchsorted(held_heads, h)] if len(h) else np.zeros(0, np.uint8)
+    return GuardCounts(h, orders)
 
 
 def guard_report(m: Machine, counts: GuardCounts, minorder: int, hits: Sequence[Finding],

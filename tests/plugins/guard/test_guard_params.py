@@ -90,11 +90,23 @@ def test_zero_needs_nothing_and_no_line_when_not_given() -> None:
 
 
 def test_record_layout_when_on() -> None:
+    """Only the GUARD flag bit: the order is in page private (6.12's ``set_page_private``), not in page_ext."""
     pe = boot("debug_pagealloc=on debug_guardpage_minorder=1", stack="isolated")
     lay = pe.layout.client("guard")
-    assert lay.size == 1 and [f.name for f in lay.fields] == ["order"]
+    assert lay.size == 0 and list(lay.fields) == []
     assert list(lay.flag_bits) == ["GUARD"]
     assert pe.layout.has_flags
+    assert pe.record_size == 8  # the shared flags word alone
+
+
+def test_with_page_owner_the_record_is_72_bytes() -> None:
+    """A client that needs no per-page field stays at flag-bit cost: 8-byte flags word + page_owner's 64."""
+    import pageext_core as pc
+    from pageext_core.mm import MiB
+
+    pe = pc.boot(pc.MachineConfig(memory=64 * MiB), "page_owner=on debug_pagealloc=on debug_guardpage_minorder=1")
+    assert {"page_owner", "guard"} <= set(pe.enabled)
+    assert pe.record_size == 72
 
 
 def test_smaller_max_order_lowers_the_bound() -> None:

@@ -19,12 +19,12 @@ def two_allocations_and_a_hit(pe):
 
 
 def test_report_text() -> None:
-    # Isolated stack: record = 8-byte flags word + 1 byte for guard, aligned to 16 bytes; one
-    # 32768-page section -> 512 KiB of tables = 128 allocated pages (from DMA32, before guards
-    # were switched on), plus our two pages.
+    # Isolated stack: record = the 8-byte flags word alone (guard keeps no field: the order is
+    # page private); one 32768-page section -> 256 KiB of tables = 64 allocated pages (from
+    # DMA32, before guards were switched on), plus our two pages.
     pe = boot(N3, "isolated")
     two_allocations_and_a_hit(pe)
-    assert pe.record_size == 16 and pe.machine.nr_allocated_pages == 130
+    assert pe.record_size == 8 and pe.machine.nr_allocated_pages == 66
     assert pe.report("guard") == (
         "debug_guardpage_minorder: 3\n"
         "Guard blocks at order       0      1      2 \n"
@@ -32,7 +32,7 @@ def test_report_text() -> None:
         "Node 0, zone    DMA32      0      0      0 \n"
         "Guard blocks:          6\n"
         "Guard pages:          14 (56 kB)\n"
-        "Of allocated:     10.77% (130 pages allocated)\n"
+        "Of allocated:     21.21% (66 pages allocated)\n"
         "Of managed:        0.09% (16384 pages managed)\n"
         "Guards made:           6\n"
         "Guards cleared:        0\n"
@@ -51,7 +51,7 @@ def test_summary_and_findings() -> None:
         "minorder": 3, "active": True, "guard_blocks": 6, "guard_pages": 14, "guard_bytes": 14 * 4096,
         "guard_blocks_by_order": [2, 2, 2],
         "guard_blocks_by_zone": {"Node 0 DMA": [2, 2, 2], "Node 0 DMA32": [0, 0, 0]},
-        "fraction_of_allocated": 14 / 130, "guards_created": 6, "guards_released": 0, "hits": 1,
+        "fraction_of_allocated": 14 / 66, "guards_created": 6, "guards_released": 0, "hits": 1,
     }
     [f] = pe.findings()
     assert (f.kind, f.client, f.pfn, f.offset, f.time_ns) == ("guard-hit", "guard", 1, 0, pe.machine.clock_ns)
