@@ -65,6 +65,8 @@ REPORTS: dict[str, Callable[[PageExt], str]] = {
     # /sys/kernel/debug/extfrag/: how unusable free memory is, and why allocations would fail
     "unusable_index": lambda pe: stats.unusable_index(pe.machine),
     "extfrag_index": lambda pe: stats.extfrag_index(pe.machine),
+    # pageext's own figures that /proc/meminfo does not print (per-CPU, guard, allocated, reserved pages)
+    "pageext_meminfo": lambda pe: stats.pageext_meminfo(pe.machine),
 }
 
 

@@ -27,6 +27,7 @@ from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, 
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
+    MIGRATE_ISOLATE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
@@ -445,8 +446,26 @@ class Machine(BuddyAllocator):
 
     @property
     def nr_free_pages(self) -> int:
-        """Pages on buddy free lists (the kernel's NR_FREE_PAGES; per-CPU pages not included)."""
-        return sum(self.zone_free)
+        """The kernel's NR_FREE_PAGES: pages on buddy free lists, per-CPU pages not included.
+
+        As 6.12's ``account_freepages``, free pages on MIGRATE_ISOLATE lists
+        (pageblocks being offlined) are not counted: MemFree drops when a
+        block is isolated and comes back if the isolation is undone.
+        """
+        return sum(self.zone_free) - self.nr_isolated_free_pages
+
+    def zone_nr_free_pages(self, zone: int) -> int:
+        """NR_FREE_PAGES of one zone (index into ``geometry.zones``): isolated free pages not counted."""
+        return self.zone_free[zone] - self._isolated_free(zone)
+
+    @property
+    def nr_isolated_free_pages(self) -> int:
+        """Free pages on MIGRATE_ISOLATE free lists (counted by pageext_meminfo, not by MemFree)."""
+        return sum(self._isolated_free(z) for z in range(self.nr_zones))
+
+    def _isolated_free(self, zone: int) -> int:
+        base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
+        return sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
 
     @property
     def nr_pcp_pages(self) -> int:
@@ -466,7 +485,7 @@ class Machine(BuddyAllocator):
 
     @property
     def nr_allocated_pages(self) -> int:
-        return self.nr_present_pages - self.nr_free_pages - self.nr_pcp_pages - self.nr_reserved_pages - self.nr_held_pages
+        return self.nr_present_pages - sum(self.zone_free) - self.nr_pcp_pages - self.nr_reserved_pages - self.nr_held_pages
 
     def host_bytes(self) -> dict[str, int]:
         """Host memory the model holds, by part (virtual sizes of the arrays)."""

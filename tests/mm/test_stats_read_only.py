@@ -34,10 +34,11 @@ def busy() -> Machine:
 def test_every_stats_function_leaves_the_machine_as_it_was(snapshot) -> None:
     m = busy()
     snap = snapshot(m)
-    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m)]
+    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), stats.pageext_meminfo(m)]
     summary = stats.free_summary(m)
     snap.assert_unchanged()
-    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m)] == texts
+    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m),
+            stats.pageext_meminfo(m)] == texts
     assert stats.free_summary(m) == summary
 
 

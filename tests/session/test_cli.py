@@ -48,7 +48,8 @@ ERRORS = [
                  id="geometry"),
     pytest.param(TINY.replace('"meminfo"]', '"memnfo"]'), [], TINY.count("\n", 0, TINY.index("reports =")) + 1,
                  "no report 'memnfo'; did you mean 'meminfo'? "
-                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index)", id="unknown-report"),
+                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, "
+                 "pageext_meminfo)", id="unknown-report"),
     pytest.param(TINY + '\n[report.params.vmstats]\nx = 1\n', [], len(TINY.splitlines()) + 2,
                  "[report.params] no report 'vmstats'; did you mean 'vmstat'?", id="unknown-report-params"),
     pytest.param('[machine]\nmemory = "64MiB"\n\n[boot.page_owner]\nenabld = true\n', [], 5,
@@ -106,7 +107,8 @@ def test_toml_syntax_error_exit_2(tmp_path: Path) -> None:
     (["--report", "../evil"], "report name '../evil' has an empty, '.' or '..' part; it could escape the output "
                               "directory"),
     (["--report", "vmstats"], "--report: no report 'vmstats'; did you mean 'vmstat'? "
-                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index)"),
+                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, "
+                 "pageext_meminfo)"),
     (["--boot", 'page_owner="on'], "--boot: boot line: unterminated quote in 'page_owner=\"on' (column 1)"),
 ])
 def test_option_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:

@@ -63,9 +63,9 @@ def test_all_reports_when_none_listed(tmp_path: Path) -> None:
     out = run_tiny(tmp_path, TINY.replace('reports = ["buddyinfo", "meminfo"]', 'reports = ["all"]'))
     assert sorted(tree(tmp_path / "out")) == sorted(
         ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index",
-         "dmesg.log", "summary.json", "index.html"])
+         "pageext_meminfo", "dmesg.log", "summary.json", "index.html"])
     assert out.summary["reports"] == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index",
-                                      "extfrag_index", "dmesg.log", "summary.json", "index.html"]
+                                      "extfrag_index", "pageext_meminfo", "dmesg.log", "summary.json", "index.html"]
 
 
 def test_nested_report_names_become_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -382,7 +382,8 @@ def test_unknown_report_name_with_suggestion(tmp_path: Path) -> None:
         run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
     line = TINY.splitlines().index('reports = ["buddyinfo", "meminfo"]') + 1
     assert str(ei.value) == (f"{p}:{line}:1: no report 'memnfo'; did you mean 'meminfo'? "
-                             "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index)")
+                             "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, "
+                 "pageext_meminfo)")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SessionError, match=r"^--report: no report 'vmstats'; did you mean 'vmstat'\?"):
         run_session(load_session(p), RunOptions(write_files=False, reports=["vmstats"]))
