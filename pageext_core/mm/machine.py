@@ -110,7 +110,7 @@ class Machine(BuddyAllocator):
         g = self.geometry
         log = self.log.info
         log(f"Linux version {KERNEL_RELEASE} (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
-        log(f"Memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
+        log(f"pageext: memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
         log("Zone ranges:")
         for zt, name in enumerate(ZONE_NAMES[:ZONE_MOVABLE]):
             spans = [z for z in g.zones if z.ztype == zt and z.spanned_pages]

@@ -170,7 +170,7 @@ def test_dmesg_lines_are_kernel_style(tmp_path: Path) -> None:
     lines = (tmp_path / "out" / "dmesg.log").read_text().splitlines()
     assert lines and all(KERNEL_LINE.match(line) for line in lines)
     assert lines[0].startswith("[    0.000000] Linux version ")
-    assert "page_ext: no client is needed, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
+    assert "pageext: page_ext: no client is needed, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
     assert not any("allocated" in x and "bytes of page_ext" in x for x in lines)
 
 

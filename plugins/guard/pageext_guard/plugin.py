@@ -72,7 +72,7 @@ class Guard:
         """
         n = int(boot[params.PARAM])
         if n > params.limit_for(machine.max_order):
-            self._say(log, params.bad_value(str(n)), "warn")
+            self._say(log, params.bad_value(str(n), params.limit_for(machine.max_order)), "err")
             n = 0
         elif boot.is_set(params.PARAM):
             self._say(log, params.setting(n), "info")

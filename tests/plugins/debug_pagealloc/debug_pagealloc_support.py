@@ -60,5 +60,7 @@ def log_lines(pe: pc.PageExt, needle: str) -> list[str]:
 
 
 def headlines(pe: pc.PageExt) -> list[str]:
-    """Log lines that start a debug_pagealloc report (``pagealloc: ...``)."""
-    return [t for _, _, t in pe.machine.log.lines if t.startswith("pagealloc: ")]
+    """Log lines that start a debug_pagealloc report: ``pagealloc: ...`` (the kernel's poison reports) or
+    ``pageext: pagealloc: ...`` (pageext's own headline under a fault's oops)."""
+    return [t.removeprefix("pageext: ") for _, _, t in pe.machine.log.lines
+            if t.startswith(("pagealloc: ", "pageext: pagealloc: "))]

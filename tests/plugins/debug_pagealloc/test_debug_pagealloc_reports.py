@@ -31,7 +31,7 @@ def test_report_header_and_findings_in_order() -> None:
     assert lines[2] == "corruption reports: 2 printed, 0 suppressed by rate limiting"
     assert lines[3].startswith("pages poisoned: ")
     assert lines[4] == f"pages unmapped now: {pe.machine.contents.nr_unmapped}"
-    heads = [ln for ln in lines if ln.startswith("pagealloc: ")]
+    heads = [ln.removeprefix("pageext: ") for ln in lines if ln.startswith(("pagealloc: ", "pageext: pagealloc: "))]
     assert [h.split(":")[1].strip().split(" ")[0] for h in heads] == ["use-after-free", "single", "memory"]
     assert text.endswith("page dumped because: pagealloc: corrupted page details\n")
 

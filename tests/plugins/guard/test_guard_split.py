@@ -206,7 +206,7 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
         assert pfn == base
         assert held_blocks(m, base, base + 32768) == {base + 2: 1, base + 4: 2}
         check_guards_consistent(pe)
-        with pytest.raises(PageFault, match="page is a guard page: page 0 of the order-1 guard block at pfn 0x100002"):
+        with pytest.raises(PageFault, match="pageext: page is a guard page: page 0 of the order-1 guard block at pfn 0x100002"):
             m.write(pfn, 2 * 4096, b"x")
         m.free_pages(pfn, 1)
         assert held_blocks(m) == {}

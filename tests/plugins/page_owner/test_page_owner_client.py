@@ -432,3 +432,18 @@ def test_other_clients_get_the_owner_dump_in_their_reports() -> None:
     assert any(said in f.message for f in pe.findings())
     # After the report, page_owner records the new allocation (by swapper) and keeps the last free.
     assert bits(pe, pfn) == [3] and field(pe, pfn, "pid") == [0] and field(pe, pfn, "free_pid") == [2291]
+
+
+def test_flatmem_logs_the_page_ext_allocation_before_memory() -> None:
+    """6.12's mm_core_init: page_ext_init_flatmem ("allocated N bytes of page_ext") runs before
+    mem_init_print_info ("Memory: ..."); page_owner's early count comes later (page_ext_init_flatmem_late)."""
+    pe = boot(config=TINY.with_(memory_model="FLATMEM"))
+    lines = [t for _, _, t in pe.machine.log.lines]
+    alloc = next(i for i, t in enumerate(lines) if t.startswith("allocated ") and t.endswith(" bytes of page_ext"))
+    memory = next(i for i, t in enumerate(lines) if t.startswith("Memory: "))
+    early = next(i for i, t in enumerate(lines) if "page owner found early allocated" in t)
+    assert alloc < memory < early
+    # SPARSEMEM allocates from the buddy allocator, after "Memory:"
+    lines = [t for _, _, t in boot().machine.log.lines]
+    assert next(i for i, t in enumerate(lines) if t.startswith("Memory: ")) < \
+        next(i for i, t in enumerate(lines) if t.endswith(" bytes of page_ext"))
