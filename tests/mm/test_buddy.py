@@ -24,7 +24,8 @@ from pageext_core.mm import (
     stats,
 )
 from pageext_core.mm import gfp as G
-from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE, K_FREE, K_PCP
+from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE, K_FREE
+from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.mm.pageflags import PG_head, PG_lru
 
 # the ``tiny`` fixture's machine (conftest.py)
@@ -376,13 +377,25 @@ def test_split_page_refuses_compound_and_free_blocks(tiny: Machine, snapshot):
 
 
 def test_alloc_pages_exact_frees_the_tail(tiny: Machine):
+    """6.12's ``make_alloc_exact``: each tail page is freed alone with ``__free_pages_ok(page, 0,
+    FPI_TO_TAIL)``: straight to the buddy, not through the per-CPU lists (the issue's "through the
+    pcp path" is not 6.12), to the tail of its free list, one free per page."""
     boot = stats.buddyinfo(tiny)
+    frees, pcp = tiny.nr_frees, tiny.nr_pcp_pages
+    seen: list[tuple[int, int]] = []
+    tiny.install(Callouts(free=(Callout("t", lambda p, o: seen.append((p, o))),)))
     pfn = tiny.alloc_pages_exact(5)
     assert pfn == 4096  # an order-3 block
     for i in range(5):
         assert tiny.page_kind(pfn + i) == (K_ALLOC, 0, pfn + i)
-    assert tiny.page_kind(pfn + 5)[0] == K_PCP  # order-0 tail pages go through the per-CPU list
+    assert tiny.page_kind(pfn + 5) == (K_FREE, 0, pfn + 5)  # in the buddy, not on a per-CPU list
     assert tiny.page_kind(pfn + 6) == (K_FREE, 1, pfn + 6)
+    assert tiny.nr_pcp_pages == pcp
+    assert seen == [(pfn + 5, 0), (pfn + 6, 0), (pfn + 7, 0)] and tiny.nr_frees == frees + 3
+    # at the tail of their lists: the last to be handed out (lists are popped from the end)
+    li0 = ((tiny.zone_of(pfn) * 5 + int(tiny.pageblock_migratetype(pfn))) * tiny.nr_orders)
+    assert int(tiny._fl_arr[li0 + 0][0]) == pfn + 5 and int(tiny._fl_arr[li0 + 1][0]) == pfn + 6
+    tiny.install(Callouts())
     assert tiny.nr_allocated_pages == 5
     check_invariants(tiny)
     tiny.free_pages_exact(pfn, 5)

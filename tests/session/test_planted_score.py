@@ -73,9 +73,10 @@ def test_overrun_into_a_live_block_does_not_take_a_later_use_after_free_finding(
     s = run("256MiB", 1, "{overrun = 40, underrun = 40, use_after_free = 40}", "debug_guardpage_minorder=0").summary
     check_score(s)
     p = s["planted"]
-    assert s["findings"]["count"] == 42 and s["findings"]["by_kind"] == {"use-after-free": 42}
+    # (41 since alloc_pages_exact frees its tail to the buddy, as 6.12: the workload's pfns moved)
+    assert s["findings"]["count"] == 41 and s["findings"]["by_kind"] == {"use-after-free": 41}
     # The workload has no bug of its own: each fault is one planted write, so each finding catches one.
-    assert p["detected"] == 42 and p["missed"] == 0
+    assert p["detected"] == 41 and p["missed"] == 0
     shared = {i["pfn"] for i in p["items"] if i["target"] == "allocated page"} & {
         i["pfn"] for i in p["items"] if i["kind"] == "use_after_free"}
     assert shared, "the case the issue names: a live-block overrun and a use-after-free on the same pfn"
