@@ -16,6 +16,7 @@ CPUPID = 0x1FFFFF << 30
 
 
 def test_bit_numbers_are_6_12s():
+    """6.12's ``enum pageflags`` (include/linux/page-flags.h), x86_64 with the distro options."""
     # locked=0, writeback=1, referenced=2, uptodate=3, dirty=4, lru=5, head=6
     assert [PF.PG_locked, PF.PG_writeback, PF.PG_referenced, PF.PG_uptodate, PF.PG_dirty, PF.PG_lru, PF.PG_head] == list(range(7))
     # PG_error gone, PG_slab gone (page type), owner_2 new at 11; the rest moved down
@@ -26,6 +27,7 @@ def test_bit_numbers_are_6_12s():
 
 
 def test_flags_gone_in_6_12_are_refused():
+    """No PG_error (removed) and no PG_slab (a page type since 6.10) in 6.12."""
     for name in ("error", "slab"):
         with pytest.raises(ValueError, match="6.12 has no such page flag"):
             flags_mask(name)
@@ -39,6 +41,7 @@ def test_format_empty():
 
 
 def test_format_node_zone_and_lastcpupid_fields():
+    """lib/vsprintf.c ``format_page_flags``: node and zone in decimal, lastcpupid in hex (distro layout)."""
     lru_active = (1 << 5) | (1 << 8)
     # the string of countless real 6.x reports
     assert format_pageflags(0, 0, 2) == "0x17ffffc0000000(node=0|zone=2|lastcpupid=0x1fffff)"
@@ -48,6 +51,7 @@ def test_format_node_zone_and_lastcpupid_fields():
 
 
 def test_format_names_in_pGp_table_order_not_bit_order():
+    """``__def_pageflag_names`` order (mm/debug.c ``pageflag_names``), idle before young."""
     # writeback is bit 1 but printed after private_2; head (bit 6) after writeback
     flags = (1 << PF.PG_head) | (1 << PF.PG_writeback) | (1 << PF.PG_locked) | (1 << PF.PG_reserved) | (1 << PF.PG_waiters)
     text = format_pageflags(flags, 0, 0)

@@ -174,6 +174,14 @@ def test_dmesg_lines_are_kernel_style(tmp_path: Path) -> None:
     assert not any("allocated" in x and "bytes of page_ext" in x for x in lines)
 
 
+def test_lines_the_kernel_never_prints_start_with_pageext(tmp_path: Path) -> None:
+    """Issue 13: dmesg.log reads as a 6.12 kernel's; pageext's own lines say so with a ``pageext:`` prefix."""
+    run_tiny(tmp_path)
+    lines = [KERNEL_LINE.sub("", x) for x in (tmp_path / "out" / "dmesg.log").read_text().splitlines()]
+    assert any(x.startswith("pageext: memory model: ") for x in lines)
+    assert not any(x.startswith(("Memory model:", "page_ext: no client")) for x in lines)
+
+
 def test_dmesg_says_how_much_page_ext_was_allocated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with_clients(monkeypatch, ReportClient({}))
     out = run_tiny(tmp_path)
