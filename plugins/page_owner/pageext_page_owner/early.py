@@ -36,23 +36,39 @@ EARLY_STACK = (
 )
 
 
+IN_USE = (PageKind.ALLOCATED, PageKind.ALLOCATED_MOVABLE, PageKind.PCP, PageKind.HELD)
+
+
 def in_use_mask(machine: Machine) -> np.ndarray:
     """Boolean per pfn: the page is in use, as ``init_pages_in_zone`` sees it.
 
     Not in the buddy (free-list blocks are skipped whole), not reserved;
     allocated blocks, pages on per-CPU lists and held (guard) blocks count.
     """
-    heads, orders = machine.blocks_of(PageKind.ALLOCATED, PageKind.ALLOCATED_MOVABLE, PageKind.PCP, PageKind.HELD)
+    heads, orders = machine.blocks_of(*IN_USE)
     return machine.block_mask(heads, orders)
+
+
+def _mask_in(heads: np.ndarray, orders: np.ndarray, base: int, n: int) -> np.ndarray:
+    """``in_use_mask`` over ``[base, base + n)`` only (blocks never straddle a page_ext table)."""
+    lo, hi = np.searchsorted(heads, base), np.searchsorted(heads, base + n)
+    h = heads[lo:hi] - base
+    ends = np.minimum(h + np.left_shift(np.int64(1), orders[lo:hi].astype(np.int64)), n)
+    cover = np.zeros(n + 1, np.int32)
+    np.add.at(cover, h, 1)
+    np.add.at(cover, ends, -1)
+    return np.cumsum(cover[:n]) > 0
 
 
 def init_early_records(machine: Machine, view: PageExtView, owner_bits: int, early_handle: int) -> np.ndarray:
     """Give every in-use page without a record an order-0 early record; pages per zone index.
 
-    Vectorised per page_ext table: field columns by fancy index, flag words
-    through a strided view of the table's words.
+    Vectorised per page_ext table (memory bounded by one table, also on a
+    1 TiB machine): field columns by fancy index, flag words through a
+    strided view of the table's words.
     """
-    mask = in_use_mask(machine)
+    heads, orders = machine.blocks_of(*IN_USE)
+    heads = heads.astype(np.int64)
     owner_bit = np.uint64(view.flag("OWNER"))
     stride = view.record_size // 8
     task = machine.current
@@ -61,8 +77,10 @@ def init_early_records(machine: Machine, view: PageExtView, owner_bits: int, ear
     per_zone = np.zeros(machine.nr_zones, np.int64)
     for base, records, flags in view.scan():
         assert flags is not None  # page_owner has flag bits
-        n = len(records)
-        todo = np.flatnonzero(mask[base : base + n] & ((flags[: len(mask) - base] & owner_bit) == 0))
+        n = min(len(records), machine.geometry.max_pfn - base)
+        if n <= 0:
+            continue
+        todo = np.flatnonzero(_mask_in(heads, orders, base, n) & ((flags[:n] & owner_bit) == 0))
         if not todo.size:
             continue
         for field, value in values.items():
