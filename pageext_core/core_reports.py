@@ -68,6 +68,8 @@ REPORTS: dict[str, Callable[[PageExt], str]] = {
     "extfrag_index": lambda pe: stats.extfrag_index(pe.machine),
     # /proc/zoneinfo: watermarks, protection, zone sizes and each CPU's pageset
     "zoneinfo": lambda pe: zoneinfo(pe.machine),
+    # pageext's own figures that /proc/meminfo does not print (per-CPU, guard, allocated, reserved pages)
+    "pageext_meminfo": lambda pe: stats.pageext_meminfo(pe.machine),
 }
 
 

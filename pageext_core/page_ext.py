@@ -423,6 +423,8 @@ def allocate(st: Booting, fail_table_allocation: Callable[[int], bool] | None = 
         tables.fail_allocation = fail_table_allocation
         if m.config.memory_model == "FLATMEM":
             tables.allocate_flatmem()
+            # page_ext_init_flatmem logs before mem_init_print_info's "Memory:" (6.12's mm_core_init)
+            m.log.info(f"allocated {tables.nbytes} bytes of page_ext")
     m.free_all()
     if tables is not None:
         if tables.sparse:
@@ -431,10 +433,10 @@ def allocate(st: Booting, fail_table_allocation: Callable[[int], bool] | None = 
             except PageExtAllocError as exc:
                 raise ConfigError(f"{exc}: the machine is too small for the page_ext record "
                                   f"({layout.record_size} bytes per page); give it more memory") from exc
-        m.log.info(f"allocated {tables.nbytes} bytes of page_ext")
+            m.log.info(f"allocated {tables.nbytes} bytes of page_ext")
         m.memory_notifiers.append(tables.memory_notifier)
     else:
-        m.log.info("page_ext: no client is needed, nothing allocated")
+        m.log.info("pageext: page_ext: no client is needed, nothing allocated")  # the kernel says nothing
     st.tables = tables
     return tables
 

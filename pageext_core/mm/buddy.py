@@ -259,6 +259,10 @@ class BuddyAllocator:
         """The current call trace (the machine's)."""
         raise NotImplementedError
 
+    def dump_stack_lines(self) -> list[str]:
+        """``dump_stack``'s lines: CPU, taint, hardware name, call trace (the machine's)."""
+        raise NotImplementedError
+
     # -- set-up -----------------------------------------------------------
 
     def _init_allocator(self) -> None:
@@ -825,7 +829,7 @@ class BuddyAllocator:
                 "warn_alloc",
                 "\n".join([f"{self.current.comm}: page allocation failure: order:{order}, "
                            f"mode:{format_gfp_mask(gfp_mask)}, nodemask=(null),cpuset=/,mems_allowed={mems}",
-                           self.cpu_line(), *self.call_trace_lines()]),
+                           *self.dump_stack_lines()]),
             )
 
     def _rmqueue(self, zone: int, order: int, mt: int, aflags: int = 0) -> int:
@@ -1425,8 +1429,8 @@ class BuddyAllocator:
         else:
             self._free_one(pfn, order, zone)
 
-    def _free_one(self, pfn: int, order: int, zone: int) -> None:
-        """``__free_one_page``: merge with free (or held) buddies, then list the block.
+    def _free_one(self, pfn: int, order: int, zone: int, to_tail: bool = False) -> None:
+        """``__free_one_page``: merge with free (or held) buddies, then list the block (at the tail: FPI_TO_TAIL).
 
         The list operations of ``_remove``/``_push`` are written out here: this
         runs for every block a per-CPU bulk free returns.
@@ -1473,19 +1477,36 @@ class BuddyAllocator:
             pfn &= ~(1 << order)
             order += 1
         st[pfn] = FREE_K | order
-        # _push(base + mt, order, pfn)
-        zm = base + mt
-        li = zm * nr_orders + order
-        n = fl_n[li]
-        mv = fl_mv[li]
-        if n == len(mv):
-            mv = self._grow(li)
-        mv[n] = pfn
-        pf[pfn] = n
-        fl_n[li] = n + 1
-        if not n:
-            ne[zm] |= 1 << order
+        if to_tail:
+            self._push_tail(base + mt, order, pfn)
+        else:
+            # _push(base + mt, order, pfn)
+            zm = base + mt
+            li = zm * nr_orders + order
+            n = fl_n[li]
+            mv = fl_mv[li]
+            if n == len(mv):
+                mv = self._grow(li)
+            mv[n] = pfn
+            pf[pfn] = n
+            fl_n[li] = n + 1
+            if not n:
+                ne[zm] |= 1 << order
         self.zone_free[zone] += (1 << order) - merged
+
+    def _push_tail(self, zm: int, order: int, pfn: int) -> None:
+        """Put a free block head at the tail of its list (popped last): FPI_TO_TAIL."""
+        li = zm * self.nr_orders + order
+        n = self._fl_n[li]
+        if n == len(self._fl_arr[li]):
+            self._grow(li)
+        arr = self._fl_arr[li]
+        arr[1 : n + 1] = arr[:n].copy()
+        arr[0] = pfn
+        self.pflags[arr[: n + 1].astype(np.int64)] = np.arange(n + 1, dtype=np.uint32)
+        self._fl_n[li] = n + 1
+        if not n:
+            self._nonempty[zm] |= 1 << order
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
         """A freed block meets a held buddy (a guard): ask its holder to let go."""
@@ -1647,17 +1668,39 @@ class BuddyAllocator:
             h(pfn, order)
 
     def free_pages_exact_tail(self, pfn: int, keep: int, order: int) -> None:
-        """Split an allocated block and free all but the first ``keep`` pages (alloc_pages_exact)."""
+        """Split an allocated block and free all but the first ``keep`` pages (alloc_pages_exact).
+
+        As 6.12's ``make_alloc_exact``: each tail page is freed alone with
+        ``__free_pages_ok(page, 0, FPI_TO_TAIL)``: straight to the buddy (not
+        the per-CPU lists), to the tail of its free list (handed out last).
+        Clients see one order-0 free per page; merging page by page ends in
+        the state of freeing the aligned runs, which is what is applied.
+        """
         self.split_page(pfn, order)
         end = pfn + (1 << order)
+        for p in range(pfn + keep, end):
+            if self._pf[p] & FLAGS_CHECK_AT_FREE:
+                self._bad_free(p, 0)
+        hooks = self._on_free
+        for p in range(pfn + keep, end):
+            self.clock_ns += self.op_cost_ns
+            for h in hooks:
+                try:
+                    h(p, 0)
+                except Exception as exc:
+                    raise self._hook_error(h, "on_free", p, 0, exc, "the page stays allocated") from exc
+            self.nr_frees += 1
+        zone = self._pbz[pfn >> self.pageblock_order]
         p = pfn + keep
         while p < end:
             o = 0
             while o < order and p & ((1 << (o + 1)) - 1) == 0 and p + (1 << (o + 1)) <= end:
                 o += 1
-            # The kernel frees these one page at a time; freeing the aligned
-            # run at once ends in the same merged state.
-            self._st[p] = (self._st[p] & 0xF0) | o
-            self.state[p + 1 : p + (1 << o)] = 0
-            self.free_pages(p, o)
+            self.pflags[p : p + (1 << o)] = 0
+            self.state[p : p + (1 << o)] = 0
+            self._free_one(p, o, zone, to_tail=True)
             p += 1 << o
+        err = self._deferred_hook_error
+        if err is not None:
+            self._deferred_hook_error = None
+            raise err

@@ -101,7 +101,7 @@ class Hotplug:
                 fn(MEM_GOING_ONLINE, start, nr)
             except Exception as exc:
                 self._notify(MEM_CANCEL_ONLINE, start, nr)
-                m.log.warn(f"memory block {index}: online failed: {exc}")
+                m.log.warn(f"pageext: memory block {index}: online failed: {exc}")
                 raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
         m.set_present(ranges, True)
         m.add_memory(ranges)
@@ -109,7 +109,7 @@ class Hotplug:
         self._notify(MEM_ONLINE, start, nr)
         for c in m.callouts.online:  # clients that follow hot-added memory (debug_pagealloc poisons it)
             c.fn(start, nr)
-        m.log.info(f"memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
+        m.log.info(f"pageext: memory block {index}: online [mem {start * PAGE_SIZE:#018x}-{blk.end_pfn * PAGE_SIZE - 1:#018x}]")
 
     def offline(self, index: int, migrate: bool = False) -> None:
         """Take a memory block offline.
@@ -162,7 +162,7 @@ class Hotplug:
         m.set_present(ranges, False)
         blk.online = False
         self._notify(MEM_OFFLINE, start, end - start)
-        m.log.info(f"memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
+        m.log.info(f"pageext: memory block {index}: offline [mem {start * PAGE_SIZE:#018x}-{end * PAGE_SIZE - 1:#018x}]")
 
     def _migrate_out(self, index: int, start: int, end: int) -> None:
         m = self.m
@@ -177,4 +177,4 @@ class Hotplug:
             pages += 1 << o
         m.drain_all_pages()
         if heads.size:
-            m.log.info(f"memory block {index}: migrated {heads.size} blocks ({pages} pages) out before offlining")
+            m.log.info(f"pageext: memory block {index}: migrated {heads.size} blocks ({pages} pages) out before offlining")

@@ -128,9 +128,10 @@ def check_invariants(m: Machine, *, allow_held_buddies: bool = False) -> None:
     if present_pages != m.nr_present_pages:
         errors.append(f"present pages {present_pages} but zone counters say {m.nr_present_pages}")
     allocated = int(sizes[(hk == _b.K_ALLOC) | (hk == _b.K_ALLOC_MOVABLE)].sum())
-    total = m.nr_free_pages + m.nr_pcp_pages + allocated + m.nr_reserved_pages + m.nr_held_pages
+    listed = sum(m.zone_free)  # every free list, MIGRATE_ISOLATE's too (NR_FREE_PAGES leaves those out)
+    total = listed + m.nr_pcp_pages + allocated + m.nr_reserved_pages + m.nr_held_pages
     if total != m.nr_present_pages:
-        errors.append(f"present {m.nr_present_pages} != free {m.nr_free_pages} + pcp {m.nr_pcp_pages} + "
+        errors.append(f"present {m.nr_present_pages} != free {listed} + pcp {m.nr_pcp_pages} + "
                       f"allocated {allocated} + reserved {m.nr_reserved_pages} + held {m.nr_held_pages}")
     if (m.pb_mt >= MIGRATE_TYPES).any():
         errors.append("pageblock with an invalid migratetype")

@@ -22,11 +22,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from pageext_core.mm import oops
+from pageext_core.mm import dump_page, oops
 from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
+    MIGRATE_ISOLATE,
     MIGRATE_REASONS,
     MIGRATE_TYPES,
     PAGE_SIZE,
@@ -84,6 +85,8 @@ class Machine(BuddyAllocator):
         self.contents.oops = self._log_oops
         self.taint: set[str] = set()
         self.nr_oopses = 0
+        # debug_pagealloc_enabled(): set by the debug_pagealloc client when it unmaps free pages (oops header flag).
+        self.debug_pagealloc_enabled = False
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
@@ -107,7 +110,7 @@ class Machine(BuddyAllocator):
         g = self.geometry
         log = self.log.info
         log(f"Linux version {KERNEL_RELEASE} (pageext simulated machine) #1 SMP PREEMPT_DYNAMIC")
-        log(f"Memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
+        log(f"pageext: memory model: {self.config.memory_model}, {len(g.nodes)} node(s), {self.config.cpus} CPU(s)")
         log("Zone ranges:")
         for zt, name in enumerate(ZONE_NAMES[:ZONE_MOVABLE]):
             spans = [z for z in g.zones if z.ztype == zt and z.spanned_pages]
@@ -235,20 +238,15 @@ class Machine(BuddyAllocator):
         """Zones with present memory (of one node, or all), in index order."""
         return [z for z in self.geometry.zones if self.zone_present[z.index] and (nid is None or z.node == nid)]
 
+    def blocks_of(self, *kinds: PageKind) -> tuple[np.ndarray, np.ndarray]:
+        """Head pfns and orders of every block of these kinds, in pfn order (vectorised; ``block_mask`` covers them)."""
+        found = np.isin(self.state >> 4, np.array([int(k) for k in kinds], np.uint8))
+        heads = np.flatnonzero(found)
+        return heads, (self.state[heads] & 15)
+
     def describe_page(self, pfn: int) -> str:
-        """A ``dump_page``-style description (the lines before ``page dumped because``)."""
-        kind, order, head = self.page_kind(pfn)
-        allocated = kind.allocated
-        lines = [f"page: refcount:{1 if allocated or kind == PageKind.RESERVED else 0} mapcount:0 "
-                 f"mapping:0000000000000000 index:0x0 pfn:{pfn:#x}"]
-        if head != pfn or order:
-            lines.append(f"head: order:{order} pfn:{head:#x} ({kind.label})")
-        lines.append(f"flags: {self.format_page_flags(head)}")
-        if kind == PageKind.FREE:
-            lines.append("page_type: buddy")
-        elif kind == PageKind.HELD:
-            lines.append("page_type: guard")
-        return "\n".join(lines)
+        """A ``dump_page`` description (the lines before ``page dumped because``), as 6.12's ``__dump_folio``."""
+        return dump_page.describe_page(self, pfn)
 
     # -- oopses (pageext_core.mm.oops) --------------------------------------------------
 
@@ -264,10 +262,19 @@ class Machine(BuddyAllocator):
         """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
         return oops.call_trace_lines(self.depot.fetch(self.current_stack()))
 
+    def stack_info_lines(self) -> list[str]:
+        """``dump_stack_print_info``: CPU line, verbose taint line (when tainted), ``Hardware name:``."""
+        return oops.stack_info_lines(self.cpu, self.current, self.taint)
+
+    def dump_stack_lines(self) -> list[str]:
+        """``dump_stack``: the stack info lines, then the call trace."""
+        return [*self.stack_info_lines(), *self.call_trace_lines()]
+
     def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
         """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
         self.nr_oopses += 1
-        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.cpu_line(), self.call_trace_lines()), "err")
+        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.stack_info_lines(), self.call_trace_lines(),
+                                       self.debug_pagealloc_enabled), "err")
         self.taint.add("D")
 
     # -- context: task, CPU, clock, stack -----------------------------------------
@@ -439,8 +446,26 @@ class Machine(BuddyAllocator):
 
     @property
     def nr_free_pages(self) -> int:
-        """Pages on buddy free lists (the kernel's NR_FREE_PAGES; per-CPU pages not included)."""
-        return sum(self.zone_free)
+        """The kernel's NR_FREE_PAGES: pages on buddy free lists, per-CPU pages not included.
+
+        As 6.12's ``account_freepages``, free pages on MIGRATE_ISOLATE lists
+        (pageblocks being offlined) are not counted: MemFree drops when a
+        block is isolated and comes back if the isolation is undone.
+        """
+        return sum(self.zone_free) - self.nr_isolated_free_pages
+
+    def zone_nr_free_pages(self, zone: int) -> int:
+        """NR_FREE_PAGES of one zone (index into ``geometry.zones``): isolated free pages not counted."""
+        return self.zone_free[zone] - self._isolated_free(zone)
+
+    @property
+    def nr_isolated_free_pages(self) -> int:
+        """Free pages on MIGRATE_ISOLATE free lists (counted by pageext_meminfo, not by MemFree)."""
+        return sum(self._isolated_free(z) for z in range(self.nr_zones))
+
+    def _isolated_free(self, zone: int) -> int:
+        base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
+        return sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
 
     @property
     def nr_pcp_pages(self) -> int:
@@ -460,7 +485,7 @@ class Machine(BuddyAllocator):
 
     @property
     def nr_allocated_pages(self) -> int:
-        return self.nr_present_pages - self.nr_free_pages - self.nr_pcp_pages - self.nr_reserved_pages - self.nr_held_pages
+        return self.nr_present_pages - sum(self.zone_free) - self.nr_pcp_pages - self.nr_reserved_pages - self.nr_held_pages
 
     def host_bytes(self) -> dict[str, int]:
         """Host memory the model holds, by part (virtual sizes of the arrays)."""

@@ -1,7 +1,15 @@
 """How the machine reports a fault: the oops text, the CPU line, the call trace, the taint column.
 
-Pure formatting in the kernel's words; the machine numbers the oopses,
-logs them and taints itself (``Machine._log_oops``).
+Pure formatting in the kernel's words (x86_64, 6.12); the machine numbers
+the oopses, logs them and taints itself (``Machine._log_oops``).
+
+The oops header is ``__die_header``'s: ``Oops: `` + the die string (the
+page-fault path passes ``Oops``, so 6.10 to 6.14 print ``Oops: Oops:``), the
+error code, the counter, then the kernel's flags: `` PREEMPT`` and `` SMP``
+(this kernel is built with both), `` DEBUG_PAGEALLOC`` when debug_pagealloc
+is enabled at run time, and `` NOPTI`` (the machine's CPU needs no page
+table isolation).  ``dump_stack_print_info`` prints the CPU line, the
+verbose taint line when tainted, and ``Hardware name:``.
 """
 from __future__ import annotations
 
@@ -13,6 +21,19 @@ from pageext_core.mm.constants import KERNEL_RELEASE, TAINT_LETTERS
 if TYPE_CHECKING:
     from pageext_core.mm.context import Task
     from pageext_core.mm.errors import PageFault
+
+
+# The DMI description the machine reports in every stack dump (``dump_stack_set_arch_desc``).
+HARDWARE_NAME = "QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.3-2.fc40 04/01/2014"
+# CONFIG_MITIGATION_PAGE_TABLE_ISOLATION is built in; the CPU is not affected, so PTI is off.
+PTI = False
+# kernel/panic.c taint_flags: the name print_tainted_verbose gives each letter.
+TAINT_NAMES = {
+    "P": "PROPRIETARY_MODULE", "F": "FORCED_MODULE", "S": "CPU_OUT_OF_SPEC", "R": "FORCED_RMMOD",
+    "M": "MACHINE_CHECK", "B": "BAD_PAGE", "U": "USER", "D": "DIE", "A": "OVERRIDDEN_ACPI_TABLE",
+    "W": "WARN", "C": "CRAP", "I": "FIRMWARE_WORKAROUND", "O": "OOT_MODULE", "E": "UNSIGNED_MODULE",
+    "L": "SOFTLOCKUP", "K": "LIVEPATCH", "X": "AUX", "T": "RANDSTRUCT", "N": "TEST",
+}
 
 
 def taint_text(taint: set[str]) -> str:
@@ -27,12 +48,33 @@ def cpu_line(cpu: int, task: Task, taint: set[str]) -> str:
     return f"CPU: {cpu} UID: 0 PID: {task.pid} Comm: {task.comm} {taint_text(taint)} {KERNEL_RELEASE} #1"
 
 
+def taint_verbose(taint: set[str]) -> str:
+    """``print_tainted_verbose``: ``[D]=DIE, [W]=WARN`` in the taint table's order."""
+    return ", ".join(f"[{c}]={TAINT_NAMES[c]}" for c in "P" + TAINT_LETTERS if c in taint)
+
+
+def stack_info_lines(cpu: int, task: Task, taint: set[str]) -> list[str]:
+    """``dump_stack_print_info``: the CPU line, ``Tainted: [X]=NAME`` when tainted, ``Hardware name:``."""
+    lines = [cpu_line(cpu, task, taint)]
+    if taint:
+        lines.append(f"Tainted: {taint_verbose(taint)}")
+    lines.append(f"Hardware name: {HARDWARE_NAME}")
+    return lines
+
+
+def die_header(err: int, number: int, debug_pagealloc: bool) -> str:
+    """``__die_header`` for a page fault: ``Oops: Oops: 0000 [#1] PREEMPT SMP NOPTI``."""
+    flags = " PREEMPT SMP" + (" DEBUG_PAGEALLOC" if debug_pagealloc else "") + (" PTI" if PTI else " NOPTI")
+    return f"Oops: Oops: {err & 0xFFFF:04x} [#{number}]{flags}"
+
+
 def call_trace_lines(frames: Iterable[str]) -> list[str]:
     """``Call Trace:`` and the frames, as an x86 oops prints them."""
     return ["Call Trace:", " <TASK>", *(f" {f}" for f in frames), " </TASK>"]
 
 
-def oops_text(fault: PageFault, texts: list[str], number: int, cpu: str, trace: list[str]) -> str:
-    """One numbered oops: the fault's header, the Oops line, CPU line, call trace, then the clients' texts."""
-    return "\n".join([*fault.header_lines(), f"Oops: {0x0002 if fault.write else 0x0000:04x} [#{number}] SMP",
-                      cpu, *trace, *texts])
+def oops_text(fault: PageFault, texts: list[str], number: int, info: list[str], trace: list[str],
+              debug_pagealloc: bool = False) -> str:
+    """One numbered oops: the fault's header, the Oops line, the stack info lines, call trace, then the clients' texts."""
+    return "\n".join([*fault.header_lines(), die_header(0x0002 if fault.write else 0x0000, number, debug_pagealloc),
+                      *info, *trace, *texts])

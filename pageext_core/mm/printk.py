@@ -9,13 +9,29 @@ from collections.abc import Callable
 
 LEVELS = ("emerg", "alert", "crit", "err", "warn", "notice", "info", "debug")
 
+SECOND_NS = 1_000_000_000
 # The kernel's DEFAULT_RATELIMIT_BURST / DEFAULT_RATELIMIT_INTERVAL.
 RATELIMIT_BURST = 10
-RATELIMIT_INTERVAL_NS = 5 * 1_000_000_000
+RATELIMIT_INTERVAL_NS = 5 * SECOND_NS
+
+# Rate-limit states the kernel defines at the call site with other values
+# than the default, keyed by the function name it prints in "callbacks
+# suppressed": (burst, interval).  warn_alloc's ``nopage_rs`` in
+# mm/page_alloc.c allows one message per 10 s; page_poison's
+# check_poison_mem keeps the default (10 per 5 s).
+RATELIMIT_STATES: dict[str, tuple[int, int]] = {
+    "warn_alloc": (1, 10 * SECOND_NS),
+    "check_poison_mem": (RATELIMIT_BURST, RATELIMIT_INTERVAL_NS),
+}
 
 
 class RateLimit:
-    """``__ratelimit()``: ``burst`` messages per ``interval``; counts what it suppressed."""
+    """``__ratelimit()``: ``burst`` messages per ``interval``; counts what it suppressed.
+
+    As ``___ratelimit`` does, a window closes only once the clock is strictly
+    past ``begin + interval`` (compared here in nanoseconds, not jiffies), and
+    the messages it dropped are reported by the first call after that.
+    """
 
     def __init__(self, burst: int = RATELIMIT_BURST, interval_ns: int = RATELIMIT_INTERVAL_NS) -> None:
         self.burst = burst
@@ -28,7 +44,7 @@ class RateLimit:
     def allow(self, now_ns: int) -> tuple[bool, int]:
         """(may print, messages suppressed in the window that just closed)."""
         closed = 0
-        if self.begin is None or now_ns - self.begin >= self.interval_ns:
+        if self.begin is None or now_ns - self.begin > self.interval_ns:
             closed = self.missed
             self.begin = now_ns
             self.printed = 0
@@ -67,9 +83,11 @@ class KernelLog:
         self.printk(text, "err")
 
     def ratelimit(self, key: str) -> RateLimit:
+        """The state named ``key``: the kernel's own parameters for it (``RATELIMIT_STATES``), else the default."""
         lim = self._limits.get(key)
         if lim is None:
-            lim = self._limits[key] = RateLimit()
+            burst, interval = RATELIMIT_STATES.get(key, (RATELIMIT_BURST, RATELIMIT_INTERVAL_NS))
+            lim = self._limits[key] = RateLimit(burst, interval)
         return lim
 
     def ratelimited(self, key: str, text: str, level: str = "warn") -> bool:

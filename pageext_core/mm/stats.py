@@ -92,19 +92,100 @@ def pagetypeinfo(m: Machine, sections: Iterable[PagetypeinfoSection] = ()) -> st
     return "".join(out)
 
 
+# /proc/meminfo's lines in 6.12's order (fs/proc/meminfo.c ``meminfo_proc_show``) for a distro
+# x86_64 config: ZSWAP, MEMORY_FAILURE, THP, CMA, UNACCEPTED_MEMORY and hugetlb built in, no
+# HIGHMEM.  Lines for what the model does not have (page cache, swap, slab, anon LRU, page
+# tables, vmalloc, hugetlb pages) are 0.
+MEMINFO_LINES: tuple[str, ...] = (
+    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached",
+    "Active", "Inactive", "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)",
+    "Unevictable", "Mlocked", "SwapTotal", "SwapFree", "Zswap", "Zswapped",
+    "Dirty", "Writeback", "AnonPages", "Mapped", "Shmem", "KReclaimable", "Slab", "SReclaimable",
+    "SUnreclaim", "KernelStack", "PageTables", "SecPageTables", "NFS_Unstable", "Bounce",
+    "WritebackTmp", "CommitLimit", "Committed_AS", "VmallocTotal", "VmallocUsed", "VmallocChunk",
+    "Percpu", "HardwareCorrupted", "AnonHugePages", "ShmemHugePages", "ShmemPmdMapped",
+    "FileHugePages", "FilePmdMapped", "CmaTotal", "CmaFree", "Unaccepted",
+    "HugePages_Total", "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp", "Hugepagesize", "Hugetlb",
+    "DirectMap4k", "DirectMap2M",
+)
+VMALLOC_TOTAL_KB = 34359738367  # x86_64, 4-level paging: VMALLOC_END - VMALLOC_START
+OVERCOMMIT_RATIO = 50  # vm.overcommit_ratio's default
+HPAGE_KB = 2048
+
+
+def totalreserve_pages(m: Machine) -> int:
+    """``totalreserve_pages``: what ``si_mem_available`` holds back; the allocator's figure, 0 without watermarks."""
+    return int(getattr(m, "totalreserve_pages", 0))
+
+
+def si_mem_available(m: Machine) -> int:
+    """``si_mem_available`` (mm/show_mem.c) in pages: free minus the reserve, plus reclaimable page cache
+    and slab (none in this model), never below 0.  Per-CPU and isolated pages are not free here."""
+    return max(0, m.nr_free_pages - totalreserve_pages(m))
+
+
 def meminfo(m: Machine) -> str:
-    """A short ``/proc/meminfo``: the lines our model can fill honestly."""
+    """``/proc/meminfo`` as 6.12 prints it: its lines, order and format; ``MemAvailable`` by ``si_mem_available``.
+
+    ``show_val_kb``: the label and colon padded to 16 columns, the value in kB
+    right-aligned in 8, `` kB``; ``HardwareCorrupted`` has a 5-wide value and
+    the ``HugePages_*`` counts no unit.  MemTotal is the managed pages
+    (present minus memblock reservations), MemFree the buddy free pages
+    (``NR_FREE_PAGES``: not the per-CPU lists, not guard pages).  What the
+    kernel does not print here (per-CPU, guard, allocated, reserved pages) is
+    in ``pageext_meminfo``.
+    """
     kb = PAGE_SIZE // 1024
     managed = m.nr_present_pages - m.nr_reserved_pages
+    present_kb = m.nr_present_pages * kb
+    values = dict.fromkeys(MEMINFO_LINES, 0)
+    values["MemTotal"] = managed * kb
+    values["MemFree"] = m.nr_free_pages * kb
+    values["MemAvailable"] = si_mem_available(m) * kb
+    values["CommitLimit"] = managed * OVERCOMMIT_RATIO // 100 * kb  # no swap, no hugetlb pages
+    values["VmallocTotal"] = VMALLOC_TOTAL_KB
+    values["Hugepagesize"] = HPAGE_KB
+    # x86 maps the direct map with 4k pages only under debug_pagealloc; else with 2M pages where aligned.
+    if m.debug_pagealloc_enabled:
+        values["DirectMap4k"] = present_kb
+    else:
+        values["DirectMap2M"] = present_kb // HPAGE_KB * HPAGE_KB
+        values["DirectMap4k"] = present_kb - values["DirectMap2M"]
+    out = []
+    for name in MEMINFO_LINES:
+        v = values[name]
+        if name == "HardwareCorrupted":
+            out.append(f"HardwareCorrupted: {v:5d} kB\n")
+        elif name.startswith("HugePages_"):
+            out.append(f"{name + ':':<19s}{v:5d}\n")
+        else:
+            out.append(f"{name + ':':<16s}{v:8d} kB\n")
+    return "".join(out)
+
+
+def pageext_meminfo(m: Machine) -> str:
+    """pageext's own memory figures, in meminfo's shape: the ones ``/proc/meminfo`` does not print.
+
+    Present and reserved pages, pages on per-CPU lists (not free in
+    ``MemFree``), allocated pages, guard pages (held by the guard client),
+    and free pages in isolated pageblocks (not free in ``MemFree`` either).
+    Present = MemFree + these (the sum is checked by the tests).
+    """
+    kb = PAGE_SIZE // 1024
     rows = [
-        ("MemTotal", managed * kb),
-        ("MemFree", m.nr_free_pages * kb),
-        ("PerCPULists", m.nr_pcp_pages * kb),
-        ("Allocated", m.nr_allocated_pages * kb),
-        ("Reserved", m.nr_reserved_pages * kb),
-        ("GuardPages", m.nr_held_pages * kb),
+        ("Present", m.nr_present_pages),
+        ("Reserved", m.nr_reserved_pages),
+        ("Allocated", m.nr_allocated_pages),
+        ("PerCPULists", m.nr_pcp_pages),
+        ("GuardPages", m.nr_held_pages),
+        ("IsolatedFree", nr_isolated_free_pages(m)),
     ]
-    return "".join(f"{name + ':':<16s}{value:8d} kB\n" for name, value in rows)
+    return "".join(f"{name + ':':<16s}{value * kb:8d} kB\n" for name, value in rows)
+
+
+def nr_isolated_free_pages(m: Machine) -> int:
+    """Free pages on MIGRATE_ISOLATE free lists (6.12 keeps them out of NR_FREE_PAGES)."""
+    return m.nr_isolated_free_pages
 
 
 def vmstat(m: Machine) -> str:
@@ -137,7 +218,7 @@ def free_summary(m: Machine) -> dict:
             "zone": z.name,
             "present_pages": m.zone_present[z.index],
             "reserved_pages": m.zone_reserved[z.index],
-            "free_pages": m.zone_free[z.index],
+            "free_pages": m.zone_nr_free_pages(z.index),
             "pcp_pages": m.zone_pcp[z.index],
             "held_pages": m.zone_held[z.index],
             "free_blocks_by_migratetype_and_order": per_mt,

@@ -242,7 +242,7 @@ def declined_because(pe: PageExt, client: str) -> str | None:
     for _, level, text in pe.machine.log.lines:
         m = word.search(text) if level == "warn" and not text.startswith(_UNKNOWN_LINE) else None
         if m and owner[m.group(0)] == client:
-            said.append(text)
+            said.append(text.removeprefix("pageext: "))
     return said[-1] if said else None
 
 

@@ -25,6 +25,7 @@ from pageext_core.mm import (
 )
 from pageext_core.mm import gfp as G
 from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE, K_FREE, K_PCP
+from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.mm.pageflags import PG_head, PG_lru
 from tests.mm.conftest import no_reserves
 
@@ -126,33 +127,41 @@ def test_nowarn_failure_is_counted_but_silent(tiny: Machine):
 
 
 def test_failure_warnings_are_rate_limited(tiny: Machine):
+    """warn_alloc's ``nopage_rs`` (mm/page_alloc.c): one message per 10 s, the count of dropped ones on the next."""
     for _ in range(14):
         tiny.alloc_pages(KERNEL, 10)
-    for _ in range(13):
-        assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
+    assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
+    tiny.advance(1 * 10**9)
+    assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None  # 1 s later: suppressed (burst 1)
     text = "swapper/0: page allocation failure: order:10, mode:0xdc0(GFP_KERNEL|__GFP_ZERO), nodemask=(null),cpuset=/,mems_allowed=0"
-    assert tiny.log.grep("page allocation failure") == [text] * 10  # burst of 10
+    assert tiny.log.grep("page allocation failure") == [text]
+    # __GFP_NOWARN is tested before the rate limit: it neither spends it nor counts as missed
+    assert tiny.alloc_pages(KERNEL | NOWARN, 10) is None
+    tiny.advance(5 * 10**9)
+    assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None  # 6 s after the first: still closed
     assert tiny.log.grep("suppressed") == []
-    tiny.advance(5 * 10**9)  # the 5 s window closes
+    tiny.advance(5 * 10**9)  # 11 s after the first: the window has closed
     assert tiny.alloc_pages(KERNEL | G.__GFP_ZERO, 10) is None
     lines = [t for _, _, t in tiny.log.lines]
-    i = lines.index("warn_alloc: 3 callbacks suppressed")
-    # As warn_alloc prints it: the headline, then the task's CPU line and stack.
+    i = lines.index("warn_alloc: 2 callbacks suppressed")
+    # As warn_alloc prints it: the headline, then dump_stack (CPU line, hardware name, stack).
     assert lines[i + 1] == text
     assert lines[i + 2] == "CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.0-pageext #1"
-    assert lines[i + 3 : i + 5] == ["Call Trace:", " <TASK>"] and lines[-1] == " </TASK>"
-    assert tiny.log.suppressed() == {"warn_alloc": 3}
-    assert tiny.nr_alloc_failures == 14
+    assert lines[i + 3].startswith("Hardware name: ")
+    assert lines[i + 4 : i + 6] == ["Call Trace:", " <TASK>"] and lines[-1] == " </TASK>"
+    assert tiny.log.grep("page allocation failure") == [text] * 2
+    assert tiny.log.suppressed() == {"warn_alloc": 2}
+    assert tiny.nr_alloc_failures == 5
 
 
 def test_rate_limit_window_counts_simulated_time_only(tiny: Machine):
     for _ in range(14):
         tiny.alloc_pages(KERNEL, 10)
-    for _ in range(11):
+    for _ in range(3):
         tiny.alloc_pages(KERNEL, 10)
-    tiny.advance(4 * 10**9)  # 4 s later the window is still open
+    tiny.advance(9 * 10**9)  # 9 s later the window is still open
     tiny.alloc_pages(KERNEL, 10)
-    assert len(tiny.log.grep("page allocation failure")) == 10
+    assert len(tiny.log.grep("page allocation failure")) == 1
     assert tiny.log.grep("suppressed") == []
 
 
@@ -414,13 +423,24 @@ def test_split_page_refuses_compound_and_free_blocks(tiny: Machine, snapshot):
 
 
 def test_alloc_pages_exact_frees_the_tail(tiny: Machine):
+    """6.12's ``make_alloc_exact``: each tail page is freed alone with ``__free_pages_ok(page, 0,
+    FPI_TO_TAIL)``: straight to the buddy, not through the per-CPU lists (the issue's "through the
+    pcp path" is not 6.12), to the tail of its free list, one free per page."""
     boot = stats.buddyinfo(tiny)
+    frees = tiny.nr_frees
+    seen: list[tuple[int, int]] = []
+    tiny.install(Callouts(free=(Callout("t", lambda p, o: seen.append((p, o))),)))
     pfn = tiny.alloc_pages_exact(5)
     assert pfn == 4096  # an order-3 block
     for i in range(5):
         assert tiny.page_kind(pfn + i) == (K_ALLOC, 0, pfn + i)
-    assert tiny.page_kind(pfn + 5)[0] == K_PCP  # order-0 tail pages go through the per-CPU list
-    assert tiny.page_kind(pfn + 6) == (K_PCP, 1, pfn + 6)  # so does order 1
+    assert tiny.page_kind(pfn + 5) == (K_FREE, 0, pfn + 5)  # in the buddy, not on a per-CPU list
+    assert tiny.page_kind(pfn + 6) == (K_FREE, 1, pfn + 6)
+    assert seen == [(pfn + 5, 0), (pfn + 6, 0), (pfn + 7, 0)] and tiny.nr_frees == frees + 3
+    # at the tail of their lists: the last to be handed out (lists are popped from the end)
+    li0 = ((tiny.zone_of(pfn) * 5 + int(tiny.pageblock_migratetype(pfn))) * tiny.nr_orders)
+    assert int(tiny._fl_arr[li0 + 0][0]) == pfn + 5 and int(tiny._fl_arr[li0 + 1][0]) == pfn + 6
+    tiny.install(Callouts())
     assert tiny.nr_allocated_pages == 5
     check_invariants(tiny)
     tiny.free_pages_exact(pfn, 5)

@@ -175,6 +175,7 @@ def test_log_sink_sees_each_line():
 
 
 def test_ratelimit_burst_and_interval():
+    """The default state (DEFAULT_RATELIMIT_*: 10 per 5 s); ___ratelimit opens a new window only strictly after it."""
     now = [0]
     log = KernelLog(lambda: now[0])
     printed = [log.ratelimited("k", f"m{i}") for i in range(15)]
@@ -182,9 +183,11 @@ def test_ratelimit_burst_and_interval():
     now[0] = 4_999_999_999
     assert not log.ratelimited("k", "still closed")
     now[0] = 5_000_000_000
+    assert not log.ratelimited("k", "the edge itself is still inside")
+    now[0] = 5_000_000_001
     assert log.ratelimited("k", "open again")
-    assert [t for _, _, t in log.lines[-2:]] == ["k: 6 callbacks suppressed", "open again"]
-    assert log.suppressed() == {"k": 6}
+    assert [t for _, _, t in log.lines[-2:]] == ["k: 7 callbacks suppressed", "open again"]
+    assert log.suppressed() == {"k": 7}
     # other keys have their own budget
     assert log.ratelimited("other", "x")
 
@@ -192,7 +195,8 @@ def test_ratelimit_burst_and_interval():
 def test_ratelimit_object():
     rl = RateLimit(burst=2, interval_ns=100)
     assert [rl.allow(t)[0] for t in (0, 1, 2, 3)] == [True, True, False, False]
-    assert rl.allow(100) == (True, 2)
+    assert rl.allow(100) == (False, 0)
+    assert rl.allow(101) == (True, 3)
     assert rl.allow(150) == (True, 0)
     assert rl.allow(150) == (False, 0)
-    assert rl.total_suppressed == 3
+    assert rl.total_suppressed == 4

@@ -91,7 +91,7 @@ def test_free_a_free_page_is_a_double_free(m, snapshot):
     assert err.pfn == 8192
     assert "BUG: Bad page state in process swapper/0  pfn:02000" in str(err)
     assert "page dumped because: double free (expected an allocated block, found a free page)" in str(err)
-    assert "page_type: buddy" in str(err)
+    assert "page_type: f0(buddy)" in str(err)
 
 
 def test_double_free_of_a_block(m, snapshot):
@@ -131,7 +131,7 @@ def test_tail_page(m, snapshot):
     assert err.pfn == pfn + 1
     assert err.expected == "the head of an allocated block"
     assert err.actual == f"page 1 of a allocated order-2 block at pfn {pfn:#x}"
-    assert f"head: order:2 pfn:{pfn:#x}" in str(err)
+    assert f"page: refcount:0 mapcount:0 mapping:0000000000000000 index:0x0 pfn:{pfn + 1:#x}" in str(err)
 
 
 def test_tail_of_a_free_block(m, snapshot):

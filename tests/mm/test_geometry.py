@@ -99,7 +99,7 @@ def test_boot_log_zone_ranges():
     assert "  DMA32    [mem 0x0000000001000000-0x00000000ffffffff]" in text
     assert "  Normal   [mem 0x0000000100000000-0x000000023fffffff]" in text
     assert "  node   0: [mem 0x0000000000100000-0x00000000bfffffff]" in text
-    assert "Memory model: SPARSEMEM, 1 node(s), 2 CPU(s)" in text
+    assert "pageext: memory model: SPARSEMEM, 1 node(s), 2 CPU(s)" in text
 
 
 def test_two_nodes_with_uneven_memory():
@@ -176,7 +176,7 @@ def test_flatmem_has_the_same_layout_as_sparsemem():
     flat = Machine(MachineConfig(memory=1 * GiB, memory_model="FLATMEM"))
     assert zone_table(flat) == zone_table(sparse)
     assert stats.buddyinfo(flat) == stats.buddyinfo(sparse)
-    assert "Memory model: FLATMEM" in flat.log.text()
+    assert "pageext: memory model: FLATMEM" in flat.log.text()
 
 
 def test_memblock_alloc_before_free_all_is_reserved():

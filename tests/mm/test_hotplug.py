@@ -75,7 +75,7 @@ def test_online_adds_free_memory_and_notifies(m: Machine):
     assert normal_line(m) == [0] * 10 + [10]
     assert m.pfn_valid(16384) and m.pfn_valid(18431) and not m.pfn_valid(18432)
     assert m.present_sections() == list(range(9))
-    assert "memory block 8: online [mem 0x0000000004000000-0x00000000047fffff]" in m.log.grep("memory block 8")
+    assert "pageext: memory block 8: online [mem 0x0000000004000000-0x00000000047fffff]" in m.log.grep("memory block 8")
     check_invariants(m)
     # the hot-added memory is handed out like any other Normal memory
     m.online_memory_block(9)
@@ -99,7 +99,7 @@ def test_offline_undoes_online(m: Machine):
     assert m.nr_present_pages == 16384
     with pytest.raises(InvalidPfn, match="offline memory block"):
         m.check_pfn(16384)
-    assert "memory block 8: offline [mem 0x0000000004000000-0x00000000047fffff]" in m.log.grep("offline")
+    assert "pageext: memory block 8: offline [mem 0x0000000004000000-0x00000000047fffff]" in m.log.grep("offline")
     check_invariants(m)
 
 

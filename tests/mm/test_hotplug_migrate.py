@@ -148,3 +148,32 @@ def test_take_free_range_past_the_end_of_memory_takes_what_exists() -> None:
     free_before = m.nr_free_pages
     taken = m.take_free_range(n - 16, n + 4096)  # a range reaching past max_pfn, as a memory block may
     assert taken == 16 and m.nr_free_pages == free_before - 16
+
+
+def test_isolated_free_pages_are_not_counted_free_while_offlining() -> None:
+    """6.12's ``account_freepages`` skips MIGRATE_ISOLATE: when ``offline_pages`` isolates a block
+    (``set_migratetype_isolate``), its free pages leave NR_FREE_PAGES at once (MemFree drops)."""
+    from pageext_core.mm import stats
+    from pageext_core.mm.hotplug import MEM_GOING_OFFLINE
+
+    m = Machine(SMALL)
+    p = m.alloc_pages(G.GFP_HIGHUSER_MOVABLE, 0)
+    m.drain_all_pages()
+    assert block_of(m, p) == 2
+    free_before = m.nr_free_pages
+    in_block = int(m.free_pages_mask()[4096 : 4096 + BLOCK].sum())  # the block's free pages
+    seen: list[tuple[int, int, str]] = []
+
+    def notifier(event: int, start: int, nr: int) -> None:
+        if event == MEM_GOING_OFFLINE:
+            seen.append((m.nr_free_pages, m.nr_isolated_free_pages, stats.meminfo(m).splitlines()[1]))
+
+    m.memory_notifiers.append(notifier)
+    m.offline_memory_block(2, migrate=True)
+    [(free, isolated, memfree)] = seen
+    # the migrated page's target was allocated elsewhere (one page less free there)
+    assert isolated == in_block + 1  # the migrated page came back to its (isolated) block
+    assert free == free_before - in_block - 1
+    assert memfree == f"MemFree:        {free * 4:8d} kB"
+    assert m.nr_isolated_free_pages == 0 and m.nr_free_pages == free_before - in_block - 1
+    check_invariants(m)

@@ -136,21 +136,68 @@ def test_pageblock_counts_skip_absent_sections():
     assert counts[0].tolist() == [0, 8, 0, 0, 0]
 
 
-def test_meminfo():
+# 6.12's meminfo_proc_show order for a distro x86_64 config (ZSWAP, MEMORY_FAILURE, THP, CMA,
+# UNACCEPTED_MEMORY, hugetlb; no HIGHMEM; no Balloon, which is 6.15).
+MEMINFO_ORDER = [
+    "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active", "Inactive",
+    "Active(anon)", "Inactive(anon)", "Active(file)", "Inactive(file)", "Unevictable", "Mlocked",
+    "SwapTotal", "SwapFree", "Zswap", "Zswapped", "Dirty", "Writeback", "AnonPages", "Mapped", "Shmem",
+    "KReclaimable", "Slab", "SReclaimable", "SUnreclaim", "KernelStack", "PageTables", "SecPageTables",
+    "NFS_Unstable", "Bounce", "WritebackTmp", "CommitLimit", "Committed_AS", "VmallocTotal", "VmallocUsed",
+    "VmallocChunk", "Percpu", "HardwareCorrupted", "AnonHugePages", "ShmemHugePages", "ShmemPmdMapped",
+    "FileHugePages", "FilePmdMapped", "CmaTotal", "CmaFree", "Unaccepted", "HugePages_Total",
+    "HugePages_Free", "HugePages_Rsvd", "HugePages_Surp", "Hugepagesize", "Hugetlb", "DirectMap4k",
+    "DirectMap2M",
+]
+
+
+def test_meminfo_prints_6_12s_lines_in_6_12s_order_and_format():
+    """fs/proc/meminfo.c ``meminfo_proc_show``: ``show_val_kb`` is ``%-16s`` label + ``%8lu kB``;
+    HardwareCorrupted ``%5lu kB``; HugePages_* ``%5lu`` without unit; MemAvailable by ``si_mem_available``."""
+    import re
+
     m = Machine(X86_64M)
+    text = stats.meminfo(m)
+    lines = text.splitlines()
+    assert [ln.split(":")[0] for ln in lines] == MEMINFO_ORDER
+    assert all(re.fullmatch(r"[A-Za-z_()0-9]+: *\d+( kB)?", ln) for ln in lines)
     # present 16288 pages, reserved 1 + 4096 + 255 = 4352 -> managed 11936 pages = 47744 kB
-    assert stats.meminfo(m) == (
-        "MemTotal:          47744 kB\n"
-        "MemFree:           47744 kB\n"
-        "PerCPULists:           0 kB\n"
-        "Allocated:             0 kB\n"
-        "Reserved:          17408 kB\n"
-        "GuardPages:            0 kB\n"
-    )
+    assert lines[:3] == ["MemTotal:          47744 kB", "MemFree:           47744 kB", "MemAvailable:      47744 kB"]
+    assert "HardwareCorrupted:     0 kB" in lines and "HugePages_Total:       0" in lines
+    assert "HugePages_Free:        0" in lines and "Hugepagesize:       2048 kB" in lines
+    assert "VmallocTotal:   34359738367 kB" in lines
+    assert "CommitLimit:       23872 kB" in lines  # managed x overcommit_ratio 50 %, no swap
+    assert "PerCPULists" not in text and "Allocated" not in text and "GuardPages" not in text
     m.alloc_pages(G.GFP_KERNEL, 3)
     text = stats.meminfo(m)
     assert "MemFree:           47712 kB\n" in text
-    assert "Allocated:            32 kB\n" in text
+    assert "Allocated:            32 kB\n" in stats.pageext_meminfo(m)
+
+
+def test_memavailable_is_memfree_less_the_reserve_and_per_cpu_pages_are_not_free():
+    """si_mem_available: NR_FREE_PAGES - totalreserve_pages (+ page cache and slab, none here); pcp pages
+    are not in NR_FREE_PAGES.  The reserve is the allocator's ``totalreserve_pages`` (0 without watermarks)."""
+    m = Machine(X86_64M)
+    p = m.alloc_pages(G.GFP_KERNEL, 0)
+    m.free_pages(p, 0)
+    assert m.nr_pcp_pages > 0
+    info = {ln.split(":")[0]: int(ln.split()[1]) for ln in stats.meminfo(m).splitlines()}
+    assert info["MemFree"] == m.nr_free_pages * 4 == (11936 - m.nr_pcp_pages) * 4
+    assert info["MemAvailable"] == max(0, m.nr_free_pages - stats.totalreserve_pages(m)) * 4
+    m.totalreserve_pages = 1000  # type: ignore[attr-defined]  # as the allocator's watermarks will set it
+    assert stats.meminfo(m).splitlines()[2] == f"MemAvailable:   {(m.nr_free_pages - 1000) * 4:8d} kB"
+
+
+def test_pageext_meminfo_has_the_figures_the_kernel_does_not_print():
+    m = Machine(X86_64M)
+    assert stats.pageext_meminfo(m) == (
+        "Present:           65152 kB\n"
+        "Reserved:          17408 kB\n"
+        "Allocated:             0 kB\n"
+        "PerCPULists:           0 kB\n"
+        "GuardPages:            0 kB\n"
+        "IsolatedFree:          0 kB\n"
+    )
 
 
 def test_vmstat_counts_events(roomy: Machine):

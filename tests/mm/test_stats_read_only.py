@@ -35,10 +35,10 @@ def busy() -> Machine:
 def test_every_stats_function_leaves_the_machine_as_it_was(snapshot) -> None:
     m = busy()
     snap = snapshot(m)
-    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m)]
+    texts = [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m), stats.pageext_meminfo(m)]
     summary = stats.free_summary(m)
     snap.assert_unchanged()
-    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m)] == texts
+    assert [stats.buddyinfo(m), stats.pagetypeinfo(m), stats.meminfo(m), stats.vmstat(m), zoneinfo(m), stats.pageext_meminfo(m)] == texts
     assert stats.free_summary(m) == summary
 
 

@@ -48,7 +48,7 @@ ERRORS = [
                  id="geometry"),
     pytest.param(TINY.replace('"meminfo"]', '"memnfo"]'), [], TINY.count("\n", 0, TINY.index("reports =")) + 1,
                  "no report 'memnfo'; did you mean 'meminfo'? "
-                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo)", id="unknown-report"),
+                 "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo, pageext_meminfo)", id="unknown-report"),
     pytest.param(TINY + '\n[report.params.vmstats]\nx = 1\n', [], len(TINY.splitlines()) + 2,
                  "[report.params] no report 'vmstats'; did you mean 'vmstat'?", id="unknown-report-params"),
     pytest.param('[machine]\nmemory = "64MiB"\n\n[boot.page_owner]\nenabld = true\n', [], 5,
@@ -106,7 +106,7 @@ def test_toml_syntax_error_exit_2(tmp_path: Path) -> None:
     (["--report", "../evil"], "report name '../evil' has an empty, '.' or '..' part; it could escape the output "
                               "directory"),
     (["--report", "vmstats"], "--report: no report 'vmstats'; did you mean 'vmstat'? "
-                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo)"),
+                              "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo, pageext_meminfo)"),
     (["--boot", 'page_owner="on'], "--boot: boot line: unterminated quote in 'page_owner=\"on' (column 1)"),
 ])
 def test_option_errors_exit_2(tmp_path: Path, args: list[str], message: str) -> None:
@@ -207,7 +207,7 @@ def test_print_default(tmp_path: Path) -> None:
     assert r.exit_code == 0 and r.stdout == DEFAULT_SESSION.read_text()
     p = write_session(tmp_path, r.stdout, "my.toml")
     s = load_session(p)  # no name in the printed default: the copy is named after its file
-    assert s.name == "my" and s.cmdline == "page_owner=on debug_pagealloc=on debug_guardpage_minorder=1"
+    assert s.name == "my" and s.cmdline == "page_owner=on debug_pagealloc=on page_poison=on debug_guardpage_minorder=1"
 
 
 def test_fail_on_findings_with_guard_pages(tmp_path: Path) -> None:

@@ -54,9 +54,11 @@ def replay(tmp: Path, trace: str, *, mode: str = "exact", boot: str = "page_owne
 
 
 def records(text: str) -> dict[int, str]:
-    """page_owner dump records by PFN."""
+    """page_owner dump records by PFN (without the early records of pages in use at page_owner's init)."""
     out = {}
     for rec in text.split("\n\n"):
+        if " register_early_stack+" in rec:
+            continue
         for ln in rec.splitlines():
             if ln.startswith("PFN "):
                 out[int(ln.split()[1], 16)] = rec

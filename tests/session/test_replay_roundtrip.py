@@ -44,7 +44,7 @@ use_after_free = 1
 overrun = 1
 """
 TS = re.compile(r"ts (\d+) ns")
-FLAGS = re.compile(r"Flags 0x[0-9a-f]+\((?:[a-z_|]*\|)?(node=\d+\|zone=\d+)\)")
+FLAGS = re.compile(r"Flags 0x[0-9a-f]+\((?:[a-z_0-9|]*\|)?(node=\d+\|zone=\d+)\|lastcpupid=0x[0-9a-f]+\)")
 HEAD = re.compile(r"^Page allocated via order (\d+), mask (\S+), pid (\d+), tgid (\d+) ")
 
 

@@ -215,6 +215,7 @@ def test_reports_and_summary_are_the_same_whichever_reports_are_asked_for(tmp_pa
     subsets = {
         "meminfo-guard": ["meminfo", "guard"],
         "guard-meminfo": ["guard", "meminfo"],
+        "own-meminfo": ["pageext_meminfo", "meminfo"],
         "dump-first": ["page_owner", "pagetypeinfo", "guard", "buddyinfo"],
         "pagetypeinfo": ["pagetypeinfo"],
         "reversed": list(reversed(names)),
@@ -271,7 +272,7 @@ def test_free_pages_and_guard_pages_agree_across_reports_and_summary(tmp_path: P
                                                                       overrides: tuple[str, ...]) -> None:
     outcome = run(out=tmp_path, overrides=overrides)
     assert outcome.exit_code == 0
-    got = {n: (tmp_path / n).read_text() for n in ("buddyinfo", "pagetypeinfo", "meminfo", "guard")}
+    got = {n: (tmp_path / n).read_text() for n in ("buddyinfo", "pagetypeinfo", "meminfo", "pageext_meminfo", "guard")}
     s = json.loads((tmp_path / "summary.json").read_text())
     fp = s["free_pages"]
     per_zone = {f"Node {z['node']} {z['zone']}": z["free_pages"] for z in fp["zones"]}
@@ -283,14 +284,20 @@ def test_free_pages_and_guard_pages_agree_across_reports_and_summary(tmp_path: P
     assert sum(per_zone.values()) == memfree == fp["free_pages"]
     assert f"nr_free_pages {memfree}\n" in (tmp_path / "vmstat").read_text()
     # Per-CPU pages are neither free nor allocated in any of them, and there are some.
-    assert meminfo_kb(got["meminfo"], "PerCPULists") // 4 == fp["pcp_pages"] > 0
+    assert meminfo_kb(got["pageext_meminfo"], "PerCPULists") // 4 == fp["pcp_pages"] > 0
+    # pageext_meminfo adds up: present = MemFree + reserved + allocated + per-CPU + guard + isolated free
+    own = {k: meminfo_kb(got["pageext_meminfo"], k) // 4
+           for k in ("Present", "Reserved", "Allocated", "PerCPULists", "GuardPages", "IsolatedFree")}
+    assert own["Present"] == memfree + sum(v for k, v in own.items() if k != "Present")
+    assert (own["Allocated"], own["Reserved"]) == (fp["allocated_pages"], fp["reserved_pages"])
+    assert meminfo_kb(got["meminfo"], "MemTotal") // 4 == own["Present"] - own["Reserved"]
     # Guard pages: the guard report, both places in summary.json, meminfo.
     m = re.search(r"^Guard pages:\s+(\d+) \((\d+) kB\)$", got["guard"], re.M)
     assert m
     guard_pages = int(m.group(1))
     assert guard_pages > 0 and int(m.group(2)) == guard_pages * 4
     assert guard_pages == s["clients"]["guard"]["guard_pages"] == fp["held_pages"]
-    assert meminfo_kb(got["meminfo"], "GuardPages") == guard_pages * 4
+    assert meminfo_kb(got["pageext_meminfo"], "GuardPages") == guard_pages * 4
     blocks = int(re.search(r"^Guard blocks:\s+(\d+)$", got["guard"], re.M).group(1))
     assert blocks == s["clients"]["guard"]["guard_blocks"]
     # The per-zone lines of the guard report are summary.json's guard_blocks_by_zone.
@@ -310,15 +317,15 @@ def test_page_owner_dump_and_mixed_blocks_are_the_kernels_after_drain_in_the_def
     """The kernel drains before reading; we do not, and print what it prints after the drain.
 
     In the default session a drain returns a few hundred pages and clears
-    their guards (meminfo's GuardPages drops), yet the dump and the mixed
+    their guards (pageext_meminfo's GuardPages drops), yet the dump and the mixed
     counts it would print are the ones read without the drain.
     """
     pe = run(reports=[]).page_ext
     m = pe.machine
     dump, dump2014, pti, mem = (pe.report("page_owner"), pe.report("page_owner", format="2014"),
-                                pe.report("pagetypeinfo"), pe.report("meminfo"))
+                                pe.report("pagetypeinfo"), pe.report("pageext_meminfo"))
     assert m.drain_all_pages() > 0  # the kernel's drain, done here on purpose
-    assert meminfo_kb(pe.report("meminfo"), "GuardPages") < meminfo_kb(mem, "GuardPages")
+    assert meminfo_kb(pe.report("pageext_meminfo"), "GuardPages") < meminfo_kb(mem, "GuardPages")
     assert pe.report("page_owner") == dump
     assert pe.report("page_owner", format="2014") == dump2014
     assert mixed_section(pe.report("pagetypeinfo")) == mixed_section(pti)

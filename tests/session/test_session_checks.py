@@ -125,7 +125,7 @@ def test_report_list_takes_the_session_file(tmp_path: Path) -> None:
     r = cli("report", "--list", p)
     assert r.exit_code == 0
     assert [line.split()[0] for line in r.stdout.splitlines()] == [
-        "buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo"]
+        "buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo", "pageext_meminfo"]
 
 
 # -- failing while running --------------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def test_reports_of_an_earlier_run_are_removed_not_left_stale(tmp_path: Path, mo
     assert not (out / "two").exists() and not (out / "nested").exists()
     assert (out / "mine.txt").read_text() == "a user's own file"  # only files a run wrote are removed
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo",
+        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo", "pageext_meminfo",
          "dmesg.log", "summary.json", "index.html", "mine.txt"])
 
 

@@ -313,7 +313,7 @@ def test_embedded_default_loads() -> None:
     s = load_session()
     assert s.name == "default" and s.path is None
     assert s.machine.memory == 1 * GiB and s.machine.cpus == 2
-    assert s.cmdline == "page_owner=on debug_pagealloc=on debug_guardpage_minorder=1"
+    assert s.cmdline == "page_owner=on debug_pagealloc=on page_poison=on debug_guardpage_minorder=1"
     assert s.workload.faults == {"use_after_free": 1, "bit_flip": 1, "overrun": 1}
     assert s.report.reports is None
     # The same text loads as a session file of its own.

@@ -62,10 +62,10 @@ def test_one_file_per_report_plus_dmesg_and_summary(tmp_path: Path) -> None:
 def test_all_reports_when_none_listed(tmp_path: Path) -> None:
     out = run_tiny(tmp_path, TINY.replace('reports = ["buddyinfo", "meminfo"]', 'reports = ["all"]'))
     assert sorted(tree(tmp_path / "out")) == sorted(
-        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo",
+        ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index", "extfrag_index", "zoneinfo", "pageext_meminfo",
          "dmesg.log", "summary.json", "index.html"])
     assert out.summary["reports"] == ["buddyinfo", "meminfo", "vmstat", "page_ext", "pagetypeinfo", "unusable_index",
-                                      "extfrag_index", "zoneinfo", "dmesg.log", "summary.json", "index.html"]
+                                      "extfrag_index", "zoneinfo", "pageext_meminfo", "dmesg.log", "summary.json", "index.html"]
 
 
 def test_nested_report_names_become_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,8 +170,16 @@ def test_dmesg_lines_are_kernel_style(tmp_path: Path) -> None:
     lines = (tmp_path / "out" / "dmesg.log").read_text().splitlines()
     assert lines and all(KERNEL_LINE.match(line) for line in lines)
     assert lines[0].startswith("[    0.000000] Linux version ")
-    assert "page_ext: no client is needed, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
+    assert "pageext: page_ext: no client is needed, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
     assert not any("allocated" in x and "bytes of page_ext" in x for x in lines)
+
+
+def test_lines_the_kernel_never_prints_start_with_pageext(tmp_path: Path) -> None:
+    """Issue 13: dmesg.log reads as a 6.12 kernel's; pageext's own lines say so with a ``pageext:`` prefix."""
+    run_tiny(tmp_path)
+    lines = [KERNEL_LINE.sub("", x) for x in (tmp_path / "out" / "dmesg.log").read_text().splitlines()]
+    assert any(x.startswith("pageext: memory model: ") for x in lines)
+    assert not any(x.startswith(("Memory model:", "page_ext: no client")) for x in lines)
 
 
 def test_dmesg_says_how_much_page_ext_was_allocated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -382,7 +390,7 @@ def test_unknown_report_name_with_suggestion(tmp_path: Path) -> None:
         run_session(load_session(p), RunOptions(out=str(tmp_path / "out")))
     line = TINY.splitlines().index('reports = ["buddyinfo", "meminfo"]') + 1
     assert str(ei.value) == (f"{p}:{line}:1: no report 'memnfo'; did you mean 'meminfo'? "
-                             "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo)")
+                             "(this session offers: buddyinfo, meminfo, vmstat, page_ext, pagetypeinfo, unusable_index, extfrag_index, zoneinfo, pageext_meminfo)")
     assert not (tmp_path / "out").exists()
     with pytest.raises(SessionError, match=r"^--report: no report 'vmstats'; did you mean 'vmstat'\?"):
         run_session(load_session(p), RunOptions(write_files=False, reports=["vmstats"]))

@@ -1,11 +1,14 @@
 """The debug_pagealloc page_ext client (entry point ``debug_pagealloc`` in ``pageext.clients``).
 
-Two mechanisms, as in the kernel:
+Two mechanisms, as in 6.12 on x86_64 (``mem_debugging_and_hardening_init``):
 
 - unmapping (``debug_pagealloc=on``): a freed block leaves the direct map and
   comes back on allocation, so any access to free memory faults at once;
-- poisoning (``debug_pagealloc=on`` or ``page_poison=on``): a freed block is
+- poisoning (``page_poison=on``, CONFIG_PAGE_POISONING): a freed block is
   filled with PAGE_POISON (0xaa) and checked when it is handed out again.
+  x86_64 supports debug_pagealloc's unmapping, so ``debug_pagealloc=on``
+  alone does not poison (only an arch without that support poisons
+  instead).  Both on: freed pages are poisoned, then unmapped.
 
 Per page it keeps two bits in the shared flags word and no other bytes:
 ``POISON`` (the page holds poison that must be checked, the 2014 series'
@@ -50,6 +53,7 @@ if TYPE_CHECKING:
     from pageext_core.storage import ClientTable, PageExtView
 
 __all__ = [
+    "MODE_BOTH",
     "MODE_DEBUG_PAGEALLOC",
     "MODE_OFF",
     "MODE_PAGE_POISON",
@@ -59,8 +63,9 @@ __all__ = [
 ]
 
 MODE_OFF = "off"
-MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap and poison
+MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap only
 MODE_PAGE_POISON = "page_poison"  # poison only
+MODE_BOTH = "debug_pagealloc+page_poison"  # unmap and poison
 AND_REDUCE = np.bitwise_and.reduce
 RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks after the function
 
@@ -68,15 +73,21 @@ RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks afte
 def boot_mode(boot: BootConfig) -> str:
     """Which mechanisms this boot line asks for.
 
-    ``disable_debug_pagealloc`` (2014) wins over ``debug_pagealloc=on``
-    wherever it stands on the line: it existed to switch off a feature that
-    was otherwise on.  It does not cancel an explicit ``page_poison=on``.
-    A parameter nobody owns counts as not given (a client that asks this
-    rule may run next to a stand-in that owns only ``debug_pagealloc``).
+    ``debug_pagealloc=on`` unmaps, ``page_poison=on`` poisons, each on its
+    own (6.12 on x86_64).  ``disable_debug_pagealloc`` (2014) wins over
+    ``debug_pagealloc=on`` wherever it stands on the line: it existed to
+    switch off a feature that was otherwise on.  It does not cancel
+    ``page_poison=on``.  A parameter nobody owns counts as not given (a
+    client that asks this rule may run next to a stand-in that owns only
+    ``debug_pagealloc``).
     """
-    if boot.get("debug_pagealloc") and not boot.get("disable_debug_pagealloc"):
+    unmap = bool(boot.get("debug_pagealloc") and not boot.get("disable_debug_pagealloc"))
+    poison = bool(boot.get("page_poison"))
+    if unmap and poison:
+        return MODE_BOTH
+    if unmap:
         return MODE_DEBUG_PAGEALLOC
-    if boot.get("page_poison"):
+    if poison:
         return MODE_PAGE_POISON
     return MODE_OFF
 
@@ -87,7 +98,7 @@ def unmapping_off_reason(boot: BootConfig) -> str | None:
     The public form of ``boot_mode`` for clients that depend on unmapping
     (guard pages): they ask this rule rather than copy it.
     """
-    if boot_mode(boot) == MODE_DEBUG_PAGEALLOC:
+    if boot_mode(boot) in (MODE_DEBUG_PAGEALLOC, MODE_BOTH):
         return None
     if boot.get("disable_debug_pagealloc"):
         return "debug_pagealloc is off (disable_debug_pagealloc is given)"
@@ -95,13 +106,14 @@ def unmapping_off_reason(boot: BootConfig) -> str | None:
 
 
 class DebugPagealloc:
-    """Poison and unmap freed pages.  Off unless ``debug_pagealloc=on`` or ``page_poison=on``."""
+    """Unmap freed pages (``debug_pagealloc=on``), poison them (``page_poison=on``), or both."""
 
     name = "debug_pagealloc"  # the entry point's name, also when handed to ``boot(plugins=...)``
 
     def __init__(self) -> None:
         self.mode = MODE_OFF
         self.unmap = False
+        self.poison = False
         self.findings: list[Finding] = []
         self.pages_poisoned = 0  # pages that became poison: free memory at init and hot-add, then every free
         self.pages_checked = 0  # poisoned pages handed out, i.e. checked (or proven clean)
@@ -118,7 +130,8 @@ class DebugPagealloc:
     def pageext_params(self) -> list[BootParam]:
         return [
             BootParam("debug_pagealloc", "bool", False,
-                      "unmap freed pages from the direct map and poison them with 0xaa", key="enabled"),
+                      "unmap freed pages from the direct map (x86_64: no poisoning; add page_poison=on)",
+                      key="enabled"),
             BootParam("disable_debug_pagealloc", "flag", False,
                       "2014 spelling: switch debug_pagealloc off (wins over debug_pagealloc=on)", key="disable"),
             BootParam("page_poison", "bool", False,
@@ -129,7 +142,8 @@ class DebugPagealloc:
     @hookimpl
     def pageext_need(self, boot: BootConfig) -> bool:
         self.mode = boot_mode(boot)
-        self.unmap = self.mode == MODE_DEBUG_PAGEALLOC
+        self.unmap = self.mode in (MODE_DEBUG_PAGEALLOC, MODE_BOTH)
+        self.poison = self.mode in (MODE_PAGE_POISON, MODE_BOTH)
         if boot["debug_pagealloc"] and boot["disable_debug_pagealloc"]:
             self.disabled_by = "disable_debug_pagealloc"
         return self.mode != MODE_OFF
@@ -145,9 +159,11 @@ class DebugPagealloc:
         self.page_ext = page_ext
         self.log = log
         self.contents = machine.contents
+        machine.debug_pagealloc_enabled = self.unmap  # the kernel's debug_pagealloc_enabled(): the oops header says so
         self.POISON = view.flag("POISON")
         self.FREED = view.flag("FREED")
-        self._free_bits = self.POISON | self.FREED
+        # a freed page is marked FREED; with poisoning also POISON (to be checked on allocation)
+        self._free_bits = (self.POISON if self.poison else 0) | self.FREED
         self._keep_on_alloc = ~self.POISON & 0xFFFFFFFFFFFFFFFF
         self._free_bits_np = np.uint64(self._free_bits)
         self._poison_np = np.uint64(self.POISON)
@@ -157,31 +173,44 @@ class DebugPagealloc:
         self._stride = view.record_size // 8
         self._shift = view.section_shift
         self._words = view.per_section(self._words_of)
+        # pageext's own lines (the kernel prints none for these switches): what this boot does.
+        what = []
+        if self.poison:
+            what.append(f"free pages are poisoned with {PAGE_POISON:#04x} and checked on allocation")
         if self.unmap:
-            log.info("debug_pagealloc: enabled: free pages are unmapped from the direct map "
-                     f"and poisoned with {PAGE_POISON:#04x}")
+            what.append("free pages are unmapped from the direct map")
         else:
-            log.info(f"page_poison: enabled: free pages are poisoned with {PAGE_POISON:#04x} "
-                     "and checked on allocation; pages stay mapped")
-            if self.disabled_by:
-                log.info(f"debug_pagealloc: disabled by {self.disabled_by}")
+            what.append("pages stay mapped")
+        log.info(f"pageext: {self.mode}: enabled: " + ", ".join(what))
+        if self.disabled_by:
+            log.info(f"pageext: debug_pagealloc: disabled by {self.disabled_by}")
         self.poisoned_at_init, self.unmapped_at_init = self._poison_free_range(0, machine.geometry.max_pfn)
         self.pages_poisoned = self.poisoned_at_init
-        what = "debug_pagealloc: unmapped and poisoned" if self.unmap else "page_poison: poisoned"
-        log.info(f"{what} {self.poisoned_at_init} free pages ({self.poisoned_at_init * PAGE_SIZE // 1024}K)")
+        done = " and ".join(w for w, on in (("poisoned", self.poison), ("unmapped", self.unmap)) if on)
+        n = max(self.poisoned_at_init, self.unmapped_at_init)
+        log.info(f"pageext: {self.mode}: {done} {n} free pages ({n * PAGE_SIZE // 1024}K)")
 
     def _poison_free_range(self, lo: int, hi: int) -> tuple[int, int]:
-        """Poison (and unmap) every free page in ``[lo, hi)``: vectorised, no backing created.
+        """Poison and/or unmap every free page in ``[lo, hi)``: vectorised, no backing created.
 
         Fills go per run of consecutive free pages (few at boot), flag bits per
         page_ext table, unmapping in one mask.  FREED is not set: these pages
-        were never handed out.
+        were never handed out.  Returns (pages poisoned, pages unmapped).
         """
         full = self.machine.free_pages_mask()
         if lo or hi != len(full):
             keep = np.zeros_like(full)
             keep[lo:hi] = full[lo:hi]
             full = keep
+        n = int(np.count_nonzero(full))
+        if self.poison:
+            self._poison_mask(full)
+        if self.unmap and n:
+            self.contents.unmap_mask(full)  # after poisoning, as free_pages_prepare does
+        return (n if self.poison else 0), (n if self.unmap else 0)
+
+    def _poison_mask(self, full: np.ndarray) -> None:
+        """Fill every page of ``full`` with poison and mark it POISON."""
         edges = np.diff(np.concatenate(([0], full.view(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         for s, e in zip(starts.tolist(), ends.tolist()):
@@ -194,10 +223,6 @@ class DebugPagealloc:
             _, _, words, first = self.view.locate(base)
             flags = np.asarray(words)[first : first + len(sub) * self._stride : self._stride]
             flags[sub] |= poison
-        n = int(np.count_nonzero(full))
-        if self.unmap and n:
-            self.contents.unmap_mask(full)
-        return n, n if self.unmap else 0
 
     @hookimpl
     def pageext_on_online(self, start_pfn: int, nr_pages: int) -> None:
@@ -219,7 +244,7 @@ class DebugPagealloc:
 
     @hookimpl(trylast=True)
     def pageext_on_free(self, pfn: int, order: int) -> None:
-        """Poison, mark and unmap the block; last, so other clients still see a mapped page."""
+        """Mark, poison (page_poison) and unmap (debug_pagealloc) the block; last, so other clients still see a mapped page."""
         c = self.contents
         words, k, arr = self._words[pfn >> self._shift] or self._locate(pfn)
         i = k + pfn * self._stride
@@ -227,18 +252,20 @@ class DebugPagealloc:
             n = 1 << order
             seg = arr[i : i + n * self._stride : self._stride]
             seg |= self._free_bits_np
-            if not self.contents.is_filled(pfn, n, PAGE_POISON):
-                c.fill(pfn, n, PAGE_POISON)
+            if self.poison:
+                if not self.contents.is_filled(pfn, n, PAGE_POISON):
+                    c.fill(pfn, n, PAGE_POISON)
+                self.pages_poisoned += n
             if self.unmap:
                 c.unmap(pfn, n)
-            self.pages_poisoned += n
             return
         words[i] |= self._free_bits
-        if not self.contents.is_filled(pfn, 1, PAGE_POISON):
-            c.fill(pfn, 1, PAGE_POISON)
+        if self.poison:
+            if not self.contents.is_filled(pfn, 1, PAGE_POISON):
+                c.fill(pfn, 1, PAGE_POISON)
+            self.pages_poisoned += 1
         if self.unmap:
             c.unmap(pfn, 1)
-        self.pages_poisoned += 1
 
     @hookimpl(tryfirst=True)
     def pageext_on_alloc(self, pfn: int, order: int, gfp_mask: int, migratetype: int) -> None:
@@ -333,8 +360,9 @@ class DebugPagealloc:
         """Header with mode and counts, then every finding as the kernel printed it."""
         counts = Counter(f.kind for f in self.findings)
         by_kind = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        mode = {MODE_DEBUG_PAGEALLOC: "debug_pagealloc=on: unmap and poison freed pages",
-                MODE_PAGE_POISON: "page_poison=on: poison freed pages, no unmapping"}[self.mode]
+        mode = {MODE_DEBUG_PAGEALLOC: "debug_pagealloc=on: unmap freed pages, no poisoning",
+                MODE_PAGE_POISON: "page_poison=on: poison freed pages, no unmapping",
+                MODE_BOTH: "debug_pagealloc=on page_poison=on: poison and unmap freed pages"}[self.mode]
         out = [
             f"mode: {mode}",
             f"findings: {len(self.findings)}" + (f" ({by_kind})" if by_kind else ""),
@@ -355,7 +383,7 @@ class DebugPagealloc:
         return {
             "mode": self.mode,
             "unmap": self.unmap,
-            "poison": True,
+            "poison": self.poison,
             "findings": dict(sorted(Counter(f.kind for f in self.findings).items())),
             "pages_poisoned": self.pages_poisoned,
             "pages_checked": self.pages_checked,
@@ -373,24 +401,25 @@ class DebugPagealloc:
 
     @hookimpl
     def pageext_finding_kinds(self) -> FindingKinds:
-        """What this boot's mode catches, and as what.
+        """What this boot's mechanisms catch, and as what.
 
         Unmapping (``debug_pagealloc=on``): a write to a free page faults at
-        once, so it never lands and the poison stays whole; a page freed
-        before is a use-after-free, one never handed out a stray access (an
-        overrun onto a free page may be either).  Poison alone
-        (``page_poison=on``): the write lands and is found as damaged poison
-        when the page is handed out again.  Flipped bits and corruption in a
-        free page are caught by the poison check in both modes.
+        once, so it never lands; a page freed before is a use-after-free, one
+        never handed out a stray access (an overrun onto a free page may be
+        either).  Poison (``page_poison=on``): a write that lands in a free
+        page is found as damaged poison when the page is handed out again,
+        and so are flipped bits and corruption in a free page, which only
+        poisoning can see: with ``debug_pagealloc=on`` alone they go unfound.
         """
-        poison = {"bit_flip": (SINGLE_BIT,), "corruption": (CORRUPTION,)}
+        reports: list[str] = []
+        catches: dict[str, tuple[str, ...]] = {}
         if self.unmap:
-            return FindingKinds(
-                reports=(USE_AFTER_FREE, STRAY_ACCESS, SINGLE_BIT, CORRUPTION),
-                catches={"use_after_free": (USE_AFTER_FREE,), "stray_write": (STRAY_ACCESS,),
-                         "overrun": (USE_AFTER_FREE, STRAY_ACCESS), "underrun": (USE_AFTER_FREE, STRAY_ACCESS),
-                         **poison})
-        return FindingKinds(
-            reports=(SINGLE_BIT, CORRUPTION),
-            catches={"use_after_free": (CORRUPTION,), "stray_write": (CORRUPTION,),
-                     "overrun": (CORRUPTION,), "underrun": (CORRUPTION,), **poison})
+            reports += [USE_AFTER_FREE, STRAY_ACCESS]
+            catches |= {"use_after_free": (USE_AFTER_FREE,), "stray_write": (STRAY_ACCESS,),
+                        "overrun": (USE_AFTER_FREE, STRAY_ACCESS), "underrun": (USE_AFTER_FREE, STRAY_ACCESS)}
+        if self.poison:
+            reports += [SINGLE_BIT, CORRUPTION]
+            catches |= {"bit_flip": (SINGLE_BIT,), "corruption": (CORRUPTION,)}
+            for bug in ("use_after_free", "stray_write", "overrun", "underrun"):
+                catches.setdefault(bug, (CORRUPTION,))
+        return FindingKinds(reports=tuple(reports), catches=catches)

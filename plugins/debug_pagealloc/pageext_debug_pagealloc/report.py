@@ -42,8 +42,8 @@ def classify(first: int, last: int, data: bytes) -> str:
 
 
 def stack_lines(machine: Machine) -> list[str]:
-    """``dump_stack``: who is running (with the kernel's taint), then the current stack."""
-    return [machine.cpu_line(), *machine.call_trace_lines()]
+    """``dump_stack``: who is running (with the kernel's taint), the hardware name, then the current stack."""
+    return machine.dump_stack_lines()
 
 
 def dump_page_lines(machine: Machine, page_ext: PageExt, pfn: int, reason: str) -> list[str]:
@@ -70,10 +70,12 @@ def fault_report(machine: Machine, page_ext: PageExt, pfn: int, offset: int, wri
     """What debug_pagealloc adds to the page fault oops of an access to a free page."""
     access = "write" if write else "read"
     where = f"{access} at {direct_map_address(pfn, offset):016x} (pfn {pfn:#x} offset {offset:#x})"
+    # pageext's own headline (the kernel's oops says nothing more), so prefixed
     if kind == USE_AFTER_FREE:
-        head = f"pagealloc: use-after-free: {where}: the page was freed and is still free"
+        head = f"pageext: pagealloc: use-after-free: {where}: the page was freed and is still free"
     else:
-        head = f"pagealloc: access to free memory: {where}: the page is free and was never allocated since boot"
+        head = (f"pageext: pagealloc: access to free memory: {where}: "
+                "the page is free and was never allocated since boot")
     # The core's oops already shows the CPU line and the Call Trace of the access.
     lines = [head]
     lines.extend(dump_page_lines(machine, page_ext, pfn, FREE_PAGE_REASON))

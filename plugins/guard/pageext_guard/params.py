@@ -1,8 +1,12 @@
 """The ``debug_guardpage_minorder=N`` boot parameter and the rules around it.
 
 The kernel reads N with ``kstrtoul`` (base 10, unsigned) and accepts
-0 <= N <= MAX_PAGE_ORDER / 2; anything else is logged as
-``Bad debug_guardpage_minorder value`` and ignored.  N only takes effect when
+0 <= N <= MAX_PAGE_ORDER / 2; anything else is logged as 6.12 logs it,
+``Bad debug_guardpage_minorder value`` (no value: the ``: %s`` came in
+2025), and ignored.  A bare ``debug_guardpage_minorder`` (no ``=``) is a
+NULL pointer for 6.12's ``kstrtoul``, a boot-time crash; the model logs the
+same message instead.  After the kernel's line comes pageext's own, which
+says what was given, what is accepted and where to fix it.  N only takes effect when
 debug_pagealloc unmaps free pages; that is the debug_pagealloc client's rule
 (a dependency of this distribution), asked of it, and its parameters may
 still be absent (client blocked, or installed without its dependencies),
@@ -27,9 +31,15 @@ TOML_KEY = "minorder"
 PARSE_LIMIT = MAX_PAGE_ORDER // 2
 
 
-def bad_value(raw: str | None) -> str:
-    """The kernel's message for a rejected value (``%s`` of NULL prints ``(null)``)."""
-    return f"Bad {PARAM} value: {'(null)' if raw is None else raw}"
+KERNEL_BAD_VALUE = f"Bad {PARAM} value"  # 6.12's pr_err, without the value
+
+
+def bad_value(raw: str | None, limit: int = PARSE_LIMIT) -> str:
+    """6.12's line for a rejected value, then pageext's own: what, what is accepted, how to fix it."""
+    given = f"{PARAM} given without a value" if raw is None else f"{PARAM}={raw}"
+    return (f"{KERNEL_BAD_VALUE}\n"
+            f"pageext: {given} ignored: expected a whole number from 0 to {limit} (MAX_PAGE_ORDER / 2); "
+            f"fix it on the boot line or as [boot.guard] minorder, no guard pages until then")
 
 
 def setting(value: int) -> str:
@@ -38,7 +48,7 @@ def setting(value: int) -> str:
 
 def ignored_without_debug_pagealloc(value: int, why: str) -> str:
     """pageext's own line (the kernel prints none): guard pages need debug_pagealloc, and why it is not on."""
-    return f"{PARAM}={value} ignored: {why}, no guard pages"
+    return f"pageext: {PARAM}={value} ignored: {why}, no guard pages"
 
 
 def parse_minorder(raw: str | None, limit: int = PARSE_LIMIT) -> int:

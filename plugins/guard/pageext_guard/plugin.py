@@ -7,11 +7,14 @@ unmapped, so an overrun past an allocation (or an underrun before one)
 faults at once.  When a freed block meets its guard buddy the guard is
 cleared and the two merge, so guards never leak memory.
 
-Per page, in page_ext: the ``GUARD`` bit in the shared flags word and the
-block's order in a one-byte ``order`` field, both on the head page only, as
-the 2014 series kept them.  Tail pages carry nothing: a lookup by any pfn
-tries the N possible aligned heads (``guard_block``), and the hot path
-writes one flags word and one byte whatever the block's size.
+Per page, in page_ext: only the ``GUARD`` bit in the shared flags word, on
+the head page.  The block's order is the page's "private" word, kept by the
+machine (a held block's head state, which ``page_kind`` reads), as 6.12's
+``__set_page_guard`` keeps it with ``set_page_private`` and the allocator
+checks it before merging a guard with its buddy.  So a client that needs no
+per-page field costs only its flag bit (with page_owner, the record stays
+72 bytes).  A lookup by any pfn asks the machine for the block covering it;
+the hot path writes one flags word whatever the block's size.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, NoExtension, hookimpl
+from pageext_core.mm import PageKind
 from pageext_core.mm.errors import PageFault
 from pageext_guard import params
 from pageext_guard import report as _report
@@ -50,9 +54,8 @@ class Guard:
         self._page_ext: PageExt | None = None
         self._bit = 0
         self._stride = 0  # 8-byte words per record
-        self._obyte = 0  # byte of ``order`` inside a record
         self._shift = 0
-        self._words: list[tuple[memoryview, memoryview, int] | None] = []  # per section, kept by the view
+        self._words: list[tuple[memoryview, int] | None] = []  # per section, kept by the view
 
     # -- boot ------------------------------------------------------------------------------
 
@@ -69,7 +72,7 @@ class Guard:
         """
         n = int(boot[params.PARAM])
         if n > params.limit_for(machine.max_order):
-            self._say(log, params.bad_value(str(n)), "warn")
+            self._say(log, params.bad_value(str(n), params.limit_for(machine.max_order)), "err")
             n = 0
         elif boot.is_set(params.PARAM):
             self._say(log, params.setting(n), "info")
@@ -85,10 +88,6 @@ class Guard:
         log.printk(text, level)
 
     @hookimpl
-    def pageext_fields(self) -> Mapping[str, str]:
-        return {"order": "u1"}
-
-    @hookimpl
     def pageext_flags(self) -> list[str]:
         return [FLAG]
 
@@ -102,17 +101,16 @@ class Guard:
         if view.record_size % 8:
             raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
         self._stride = view.record_size // 8
-        self._obyte = view.dtype.fields["order"][1]
         self._shift = view.section_shift
         self._words = view.per_section(self._words_of)
         self.active = self.minorder > 0
 
-    def _words_of(self, t: ClientTable) -> tuple[memoryview, memoryview, int]:
-        """``(bytes, words, k)`` of a table: page ``p``'s flags word is ``words[k + p * stride]``."""
+    def _words_of(self, t: ClientTable) -> tuple[memoryview, int]:
+        """``(words, k)`` of a table: page ``p``'s flags word is ``words[k + p * stride]``."""
         assert t.words is not None
-        return t.raw, t.words, -t.base_pfn * self._stride
+        return t.words, -t.base_pfn * self._stride
 
-    def _table_of(self, pfn: int) -> tuple[memoryview, memoryview, int]:
+    def _table_of(self, pfn: int) -> tuple[memoryview, int]:
         """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
         self._view.locate(pfn)  # type: ignore[union-attr]
         raise AssertionError("unreachable: a pfn with a table has a per_section entry")
@@ -121,13 +119,14 @@ class Guard:
 
     @hookimpl
     def pageext_on_split(self, pfn: int, order: int, migratetype: int) -> bool:
-        """Hold a split-off half below minorder: mark its head, unmap its pages."""
+        """Hold a split-off half below minorder: mark its head, unmap its pages.
+
+        The machine keeps the order (the held block's page private).
+        """
         if order >= self.minorder:
             return False
-        raw, words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
-        wi = k + pfn * self._stride
-        words[wi] |= self._bit
-        raw[(wi << 3) + self._obyte] = order
+        words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
+        words[k + pfn * self._stride] |= self._bit
         # The block was free, and debug_pagealloc keeps free blocks unmapped as a whole
         # (it unmaps what is freed and maps what is allocated), so when both ends are
         # unmapped so is the rest; otherwise unmap it all ourselves.
@@ -139,37 +138,38 @@ class Guard:
 
     @hookimpl
     def pageext_on_merge(self, pfn: int, order: int) -> bool:
-        """A freed buddy meets our guard: clear it so they merge (pages stay unmapped: they are free)."""
-        raw, words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
+        """A freed buddy meets our guard: clear it so they merge (pages stay unmapped: they are free).
+
+        The allocator asks only when the held block's order (its page
+        private) equals the merge order, as 6.12's ``page_is_buddy`` does.
+        """
+        words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
         wi = k + pfn * self._stride
         w = words[wi]
         if not w & self._bit:
             return False  # held by another client
-        at = (wi << 3) + self._obyte
-        if raw[at] != order:
-            raise RuntimeError(f"guard block at pfn {pfn:#x} has order {raw[at]}, the allocator says {order}")
         words[wi] = w & ~self._bit
-        raw[at] = 0
         self.nr_released += 1
         return True
 
     # -- lookups --------------------------------------------------------------------------
 
     def guard_block(self, pfn: int) -> tuple[int, int] | None:
-        """(head pfn, order) of the guard block covering ``pfn``, or None."""
-        view = self._view
-        if view is None:
+        """(head pfn, order) of the guard block covering ``pfn``, or None.
+
+        The machine says which held block covers the pfn and its order (page
+        private); the ``GUARD`` bit on its head says it is ours.
+        """
+        view, m = self._view, self._machine
+        if view is None or m is None:
             return None
-        for order in range(self.minorder):
-            head = pfn >> order << order
-            try:
-                if not view.test_flag(head, self._bit):
-                    continue
-            except NoExtension:
-                return None
-            if int(view.get(head, "order")) == order:
-                return head, order
-        return None
+        kind, order, head = m.page_kind(pfn)
+        if kind != PageKind.HELD:
+            return None
+        try:
+            return (head, order) if view.test_flag(head, self._bit) else None
+        except NoExtension:
+            return None
 
     def _is_guard_head(self, pfn: int, order: int) -> bool:
         return self.guard_block(pfn) == (pfn, order)
@@ -214,8 +214,8 @@ class Guard:
     # -- reports and results ------------------------------------------------------------------
 
     def counts(self) -> _report.GuardCounts:
-        assert self._view is not None
-        return _report.count_guards(self._view)
+        assert self._view is not None and self._machine is not None
+        return _report.count_guards(self._view, self._machine)
 
     @hookimpl
     def pageext_report(self) -> Mapping[str, Callable[..., str]]:

@@ -76,6 +76,8 @@ def hit_text(pfn: int, offset: int, write: bool, guard_pfn: int, guard_order: in
     Worded after KASAN's "located N bytes to the right of ... region": an
     overrun lands right of the block below the guard (its buddy when the
     guard is the first one split off), an underrun left of the block above.
+    The kernel prints none of these lines, so each starts ``pageext: ``; the
+    owner dump after them is page_owner's ``dump_page_owner``.
     """
     addr = direct_map_address(pfn, offset)
     buddy_pfn = guard_pfn ^ (1 << guard_order)
@@ -95,6 +97,7 @@ def hit_text(pfn: int, offset: int, write: bool, guard_pfn: int, guard_order: in
         lines.append(f" allocated {size}-byte region [{start:016x}, {end:016x}): "
                      f"order-{suspect.order} block at pfn {suspect.pfn:#x}{note}")
     lines.append(f"Guard block neighbours: below {below.describe()}, above {above.describe()}")
+    lines = [f"pageext: {ln}" for ln in lines]
     if owner_dump:
         lines.append(owner_dump.rstrip("\n"))
     return "\n".join(lines)
@@ -124,17 +127,19 @@ class GuardCounts:
         return out
 
 
-def count_guards(view: PageExtView) -> GuardCounts:
-    heads, orders = [], []
-    for base, records, flags in view.scan():
+def count_guards(view: PageExtView, m: Machine) -> GuardCounts:
+    """Guard heads from the GUARD bits; their orders from the machine (the held blocks' page private)."""
+    heads = []
+    for base, _, flags in view.scan():
         if flags is None:
             continue
-        idx = np.flatnonzero(flags)
-        heads.append(base + idx)
-        orders.append(records["order"][idx])
+        heads.append(base + np.flatnonzero(flags))
     if not heads:
         return GuardCounts(np.zeros(0, np.int64), np.zeros(0, np.uint8))
-    return GuardCounts(np.concatenate(heads).astype(np.int64), np.concatenate(orders))
+    h = np.concatenate(heads).astype(np.int64)
+    held_heads, held_orders = m.blocks_of(PageKind.HELD)
+    orders = held_orders[np.searchsorted(held_heads, h)] if len(h) else np.zeros(0, np.uint8)
+    return GuardCounts(h, orders)
 
 
 def guard_report(m: Machine, counts: GuardCounts, minorder: int, hits: Sequence[Finding],

@@ -17,13 +17,11 @@ from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_active,
     PG_dirty,
-    PG_error,
     PG_head,
     PG_locked,
     PG_lru,
     PG_mappedtodisk,
     PG_referenced,
-    PG_slab,
     PG_swapcache,
     PG_uptodate,
     PG_writeback,
@@ -35,10 +33,12 @@ if TYPE_CHECKING:
 
 FORMATS = ("current", "2014")
 
-# The 2014 RFC's one-letter flag columns, in print order.
-RFC2014_FLAG_COLUMNS: tuple[tuple[int, str], ...] = (
-    (PG_locked, "K"), (PG_error, "E"), (PG_referenced, "R"), (PG_uptodate, "U"),
-    (PG_dirty, "D"), (PG_lru, "L"), (PG_active, "A"), (PG_slab, "S"),
+# The 2014 RFC's one-letter flag columns, in print order.  6.12 has no
+# PG_error and no PG_slab (slab is a page type), so E and S stay blank
+# (bit None); M is PG_mappedtodisk, an alias of PG_owner_2 in 6.12.
+RFC2014_FLAG_COLUMNS: tuple[tuple[int | None, str], ...] = (
+    (PG_locked, "K"), (None, "E"), (PG_referenced, "R"), (PG_uptodate, "U"),
+    (PG_dirty, "D"), (PG_lru, "L"), (PG_active, "A"), (None, "S"),
     (PG_writeback, "W"), (PG_head, "C"), (PG_swapcache, "B"), (PG_mappedtodisk, "M"),
 )
 
@@ -59,7 +59,7 @@ def frame_address(frame: str) -> int:
 
 def rfc2014_flags(page_flags: int) -> str:
     """Twelve columns ``KERUDLASWCBM``, a space where the flag is clear."""
-    return "".join(letter if page_flags >> bit & 1 else " " for bit, letter in RFC2014_FLAG_COLUMNS)
+    return "".join(letter if bit is not None and page_flags >> bit & 1 else " " for bit, letter in RFC2014_FLAG_COLUMNS)
 
 
 class Dumper:
@@ -118,7 +118,7 @@ class Dumper:
         m = self.machine
         pfn = rec.pfn
         block_mt = m.pageblock_migratetype(pfn)
-        fallback = "Fallback" if block_mt != gfp_migratetype(rec.gfp_mask) else " "
+        fallback = "Fallback" if block_mt != gfp_migratetype(rec.gfp_mask) else "        "  # as wide as the word
         return (
             f"Page allocated via order {rec.order}, mask 0x{rec.gfp_mask:x}\n"
             f"PFN {pfn} Block {pfn >> m.pageblock_order} type {block_mt} {fallback} "

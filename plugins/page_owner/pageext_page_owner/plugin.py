@@ -15,7 +15,7 @@ import numpy as np
 from pageext_core import BootConfig, BootParam, hookimpl
 from pageext_page_owner import scan
 from pageext_page_owner.dump import Dumper
-from pageext_page_owner.early import early_allocated_pages, log_early_allocated
+from pageext_page_owner.early import EARLY_STACK, init_early_records, log_early_allocated
 from pageext_page_owner.params import PARAMS
 from pageext_page_owner.record import FIELDS, FLAGS, OwnerEvents, OwnerRecord
 from pageext_page_owner.reports import leaks, mixed_blocks_section, show_stacks
@@ -65,8 +65,10 @@ class PageOwner(OwnerEvents):
         machine.set_stack_depth(self.stack_depth)
         self.bind(view, machine)
         self.dumper = Dumper(machine)
-        # Everything allocated so far has no record (the tables themselves, at least).
-        self.early = early_allocated_pages(machine)
+        # Everything in use so far has no record (the tables themselves, at least):
+        # init_pages_in_zone gives each such page an order-0 record with the early stack.
+        self.early_handle = machine.depot.save(EARLY_STACK[: self.stack_depth])
+        self.early = init_early_records(machine, view, self._both, self.early_handle)
         log_early_allocated(machine, log, self.early)
         self._allocs_at_init = machine.nr_allocs
         self._frees_at_init = machine.nr_frees
@@ -142,11 +144,11 @@ class PageOwner(OwnerEvents):
 
     def show_stacks(self, count_threshold: Any = 0) -> str:
         """``page_owner_stacks/show_stacks``; stacks with fewer base pages than the threshold are hidden."""
-        return show_stacks(self._ready(), self._allocated, self.dumper, count_threshold)
+        return show_stacks(self._ready(), self._allocated, self.dumper, count_threshold, self.early_handle)
 
     def leaks(self) -> str:
         """What is still allocated, grouped by allocation stack, largest first."""
-        return leaks(self._ready(), self._allocated, self.dumper)
+        return leaks(self._ready(), self._allocated, self.dumper, self.early_handle)
 
     @hookimpl
     def pageext_pagetypeinfo_section(self, machine: Machine, nid: int) -> str:

@@ -245,10 +245,30 @@ class OwnerEvents:
 
     @hookimpl
     def pageext_on_migrate(self, old_pfn: int, new_pfn: int, order: int, reason: str) -> None:
-        """The new block takes over the old block's records (page by page) plus the reason."""
-        new = self._view.block(new_pfn, order)
-        new[:] = self._view.block(old_pfn, order)  # client fields only
-        new["last_migrate_reason"] = MIGRATE_REASONS.index(reason)
+        """6.12's ``__folio_copy_owner`` then ``set_page_owner_migrate_reason``.
+
+        The new block was just allocated, so its records carry the migration
+        target's allocation stack (the "migrate handle").  Every new page takes
+        the old *head*'s allocation (stack, order, gfp, reason, pid, tgid,
+        comm, ts); its free stack is left as it was (6.12 passes handle 0, so
+        ``free_handle`` is not touched), its free ts is the old head's and its
+        free pid/tgid the current task's.  The old pages take the migrate
+        handle, so that freeing them releases that stack's pages, not the
+        original's.  Only the new head records the reason.
+        """
+        view = self._view
+        new = view.block(new_pfn, order)
+        old = view.block(old_pfn, order)
+        migrate_handle = int(new["handle"][0])
+        head = old[0].copy()
+        for field in ("ts_nsec", "order", "last_migrate_reason", "gfp_mask", "handle", "pid", "tgid", "comm"):
+            new[field] = head[field]
+        new["free_ts_nsec"] = head["free_ts_nsec"]
+        task = self._machine.current
+        new["free_pid"] = task.pid
+        new["free_tgid"] = task.tgid
+        old["handle"] = migrate_handle
+        new["last_migrate_reason"][0] = MIGRATE_REASONS.index(reason)
         self.migrations += 1
 
 

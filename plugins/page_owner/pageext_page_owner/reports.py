@@ -30,14 +30,17 @@ def _threshold(value: Any) -> int:
     return n
 
 
-def show_stacks(view: PageExtView, allocated: int, dumper: Dumper, count_threshold: Any = 0) -> str:
+def show_stacks(view: PageExtView, allocated: int, dumper: Dumper, count_threshold: Any = 0,
+                early_handle: int = 0) -> str:
     """``page_owner_stacks/show_stacks``: each stack that owns pages, then ``nr_base_pages``.
 
     Order: depot order (the order in which stacks were first seen), which
-    is deterministic; the kernel walks its own list, newest first.
+    is deterministic; the kernel walks its own list, newest first.  The
+    early stack is never listed: 6.12 keeps no count for it.
     """
     threshold = _threshold(count_threshold)
-    handles, counts = np.unique(allocated_columns(view, allocated, ["handle"])["handle"], return_counts=True)
+    handles = allocated_columns(view, allocated, ["handle"])["handle"]
+    handles, counts = np.unique(handles[handles != early_handle] if early_handle else handles, return_counts=True)
     return "".join(
         f"{dumper.stack(h)}nr_base_pages: {n}\n\n"
         for h, n in zip(handles.tolist(), counts.tolist())
@@ -45,13 +48,18 @@ def show_stacks(view: PageExtView, allocated: int, dumper: Dumper, count_thresho
     )
 
 
-def leaks(view: PageExtView, allocated: int, dumper: Dumper) -> str:
+def leaks(view: PageExtView, allocated: int, dumper: Dumper, early_handle: int = 0) -> str:
     """What is still allocated, by allocation stack, most pages first.
 
     Ties: more records first, then depot order.  Meant for the end of a
-    session, when everything that should have been freed has been.
+    session, when everything that should have been freed has been.  Pages
+    found in use at page_owner's init (the early stack: the boot's own
+    allocations, such as the page_ext tables) are not leaks and not listed.
     """
     cols = head_columns(view, allocated, ["handle", "order", "ts_nsec"])
+    if early_handle:
+        keep = cols["handle"] != early_handle
+        cols = {k: v[keep] for k, v in cols.items()}
     handles = cols["handle"]
     pages = np.left_shift(np.int64(1), cols["order"].astype(np.int64))
     uniq, inv = np.unique(handles, return_inverse=True)

@@ -23,9 +23,9 @@ SMALL = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_
 POISON = 0xAA
 
 
-def boot_dpa(cmdline: str = "debug_pagealloc=on", *, extra: Iterable[Any] = (),
+def boot_dpa(cmdline: str = "debug_pagealloc=on page_poison=on", *, extra: Iterable[Any] = (),
              config: MachineConfig = SMALL, **kw: Any) -> pc.PageExt:
-    """Boot SMALL with this client (and ``extra`` clients) only."""
+    """Boot SMALL with this client (and ``extra`` clients) only; by default both mechanisms, as the default session."""
     return pc.boot(config, cmdline, plugins=[DebugPagealloc(), *extra], autoload=False, strict=True, **kw)
 
 
@@ -60,5 +60,7 @@ def log_lines(pe: pc.PageExt, needle: str) -> list[str]:
 
 
 def headlines(pe: pc.PageExt) -> list[str]:
-    """Log lines that start a debug_pagealloc report (``pagealloc: ...``)."""
-    return [t for _, _, t in pe.machine.log.lines if t.startswith("pagealloc: ")]
+    """Log lines that start a debug_pagealloc report: ``pagealloc: ...`` (the kernel's poison reports) or
+    ``pageext: pagealloc: ...`` (pageext's own headline under a fault's oops)."""
+    return [t.removeprefix("pageext: ") for _, _, t in pe.machine.log.lines
+            if t.startswith(("pagealloc: ", "pageext: pagealloc: "))]

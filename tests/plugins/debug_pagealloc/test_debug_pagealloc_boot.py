@@ -1,4 +1,10 @@
-"""Boot parameters, modes and what "off" costs (nothing)."""
+"""Boot parameters, modes and what "off" costs (nothing).
+
+Modes follow 6.12 on x86_64 (mm/mm_init.c ``mem_debugging_and_hardening_init``):
+``debug_pagealloc=on`` unmaps free pages and does not poison them (x86_64 supports
+unmapping, so poisoning is not implied); ``page_poison=on`` (CONFIG_PAGE_POISONING)
+poisons; both together do both.
+"""
 from __future__ import annotations
 
 import pytest
@@ -23,7 +29,7 @@ from pageext_core.mm.gfp import GFP_KERNEL
     # page poisoning alone, or kept by an explicit page_poison=on.
     ("page_poison=on", "page_poison"),
     ("page_poison=1 debug_pagealloc=off", "page_poison"),
-    ("debug_pagealloc=on page_poison=on", "debug_pagealloc"),
+    ("debug_pagealloc=on page_poison=on", "debug_pagealloc+page_poison"),
     ("debug_pagealloc=on disable_debug_pagealloc page_poison=on", "page_poison"),
     ("page_poison=off", "off"),
 ])
@@ -31,7 +37,8 @@ def test_boot_line_selects_mode(line: str, mode: str) -> None:
     pe = boot_dpa(line)
     assert client(pe).mode == mode
     assert ("debug_pagealloc" in pe.enabled) == (mode != "off")
-    assert client(pe).unmap == (mode == "debug_pagealloc")
+    assert client(pe).unmap == mode.startswith("debug_pagealloc")
+    assert client(pe).poison == mode.endswith("page_poison")
 
 
 @pytest.mark.parametrize("table, mode", [
@@ -84,28 +91,50 @@ def test_on_uses_two_flag_bits_and_no_field_bytes() -> None:
 def test_init_log_lines_say_what_is_active() -> None:
     pe = boot_dpa("debug_pagealloc=on")
     free = int(pe.machine.free_pages_mask().sum())
-    assert log_lines(pe, "debug_pagealloc: enabled: free pages are unmapped from the direct map "
-                         "and poisoned with 0xaa")
-    assert log_lines(pe, f"debug_pagealloc: unmapped and poisoned {free} free pages ({free * 4}K)")
+    # pageext's own lines (the kernel prints none for these switches), so prefixed
+    assert log_lines(pe, "pageext: debug_pagealloc: enabled: free pages are unmapped from the direct map")
+    assert log_lines(pe, f"pageext: debug_pagealloc: unmapped {free} free pages ({free * 4}K)")
+
+    pe = boot_dpa("debug_pagealloc=on page_poison=on")
+    assert log_lines(pe, "pageext: debug_pagealloc+page_poison: enabled: free pages are poisoned with 0xaa and "
+                         "checked on allocation, free pages are unmapped from the direct map")
+    assert log_lines(pe, f"pageext: debug_pagealloc+page_poison: poisoned and unmapped {free} free pages")
 
     pe = boot_dpa("page_poison=on debug_pagealloc=on disable_debug_pagealloc")
-    assert log_lines(pe, "page_poison: enabled: free pages are poisoned with 0xaa and checked on allocation; "
+    assert log_lines(pe, "pageext: page_poison: enabled: free pages are poisoned with 0xaa and checked on allocation, "
                          "pages stay mapped")
-    assert log_lines(pe, "debug_pagealloc: disabled by disable_debug_pagealloc")
-    assert log_lines(pe, f"page_poison: poisoned {int(pe.machine.free_pages_mask().sum())} free pages")
+    assert log_lines(pe, "pageext: debug_pagealloc: disabled by disable_debug_pagealloc")
+    assert log_lines(pe, f"pageext: page_poison: poisoned {int(pe.machine.free_pages_mask().sum())} free pages")
 
 
-def test_init_unmaps_and_poisons_exactly_the_free_pages() -> None:
-    pe = boot_dpa("debug_pagealloc=on")
+@pytest.mark.parametrize("line", ["debug_pagealloc=on page_poison=on", "debug_pagealloc=on"])
+def test_init_unmaps_and_poisons_exactly_the_free_pages(line: str) -> None:
+    pe = boot_dpa(line)
     m = pe.machine
     free = m.free_pages_mask()
     assert not free.all()  # the page_ext tables themselves were allocated before init
     assert m.contents.nr_unmapped == int(free.sum())
     view = client(pe).view
+    poison = "page_poison" in line
     for base, recs, flags in view.scan():
         n = min(len(recs), len(free) - base)
-        assert ((flags[:n] & view.flag("POISON")) != 0).tolist() == free[base : base + n].tolist()
+        assert ((flags[:n] & view.flag("POISON")) != 0).tolist() == (free[base : base + n] & poison).tolist()
         assert not (flags & view.flag("FREED")).any()
+    assert m.contents.is_filled(int(free.nonzero()[0][0]), 1, 0xAA) == poison
+
+
+def test_debug_pagealloc_alone_does_not_poison_on_x86_64() -> None:
+    """x86_64 has ARCH_SUPPORTS_DEBUG_PAGEALLOC: ``debug_pagealloc=on`` unmaps only (6.12's
+    mem_debugging_and_hardening_init poisons for it only on arches without that support)."""
+    from debug_pagealloc_support import free_then_alloc, headlines
+
+    pe = boot_dpa("debug_pagealloc=on")
+    p = free_then_alloc(pe, {0: b"\xab"})  # one flipped bit, written behind the MMU while the page was free
+    assert pe.findings() == [] and not headlines(pe)
+    assert pe.machine.read(p, 0, 1) == b"\xab"  # nothing poisoned or checked it
+    pe = boot_dpa("page_poison=on")
+    free_then_alloc(pe, {0: b"\xab"})
+    assert [f.kind for f in pe.findings()] == ["single-bit-error"] and log_lines(pe, "pagealloc: single bit error")
 
 
 def test_entry_point_discovers_the_client() -> None:

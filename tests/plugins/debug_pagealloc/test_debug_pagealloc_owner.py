@@ -31,7 +31,7 @@ class FakeOwner:
 
 
 def test_fake_owner_dump_follows_the_reason_line_in_corruption_reports() -> None:
-    pe = boot_dpa("debug_pagealloc=on fake_owner=on", extra=[FakeOwner()])
+    pe = boot_dpa("debug_pagealloc=on page_poison=on fake_owner=on", extra=[FakeOwner()])
     p = free_then_alloc(pe, {0: b"\x00"})
     [f] = pe.findings()
     lines = f.message.split("\n")
@@ -51,7 +51,7 @@ def test_fake_owner_dump_in_fault_reports() -> None:
 
 
 def test_no_owner_dump_when_the_owner_client_is_off() -> None:
-    pe = boot_dpa("debug_pagealloc=on", extra=[FakeOwner()])
+    pe = boot_dpa("debug_pagealloc=on page_poison=on", extra=[FakeOwner()])
     free_then_alloc(pe, {0: b"\x00"})
     [f] = pe.findings()
     assert "page_owner tracks" not in f.message
@@ -80,7 +80,7 @@ def test_real_page_owner_dump_appears_in_fault_reports() -> None:
 
 def test_real_page_owner_shows_the_previous_owner_in_corruption_reports() -> None:
     """debug_pagealloc checks before page_owner records the new allocation (tryfirst on alloc)."""
-    pe = _real_page_owner("debug_pagealloc=on page_owner=on")
+    pe = _real_page_owner("debug_pagealloc=on page_poison=on page_owner=on")
     m = pe.machine
     with m.context(stack=ALLOC_STACK):
         p = m.alloc_pages(GFP_KERNEL, 0)
@@ -95,7 +95,7 @@ def test_real_page_owner_shows_the_previous_owner_in_corruption_reports() -> Non
 
 
 def test_real_page_owner_off_means_no_owner_dump() -> None:
-    pe = boot_installed("debug_pagealloc=on")
+    pe = boot_installed("debug_pagealloc=on page_poison=on")
     assert pe.dump_page(0) is None
     p = free_then_alloc(pe, {0: b"\x00"})
     [f] = pe.findings()

@@ -11,7 +11,7 @@ from pageext_core.mm.gfp import __GFP_ZERO, GFP_KERNEL
 STACK = ["alloc_pages_noprof+0x1a/0x40", "my_driver_probe+0x44/0x100", "do_one_initcall+0x5d/0x310"]
 
 
-@pytest.mark.parametrize("line", ["debug_pagealloc=on", "page_poison=on"])
+@pytest.mark.parametrize("line", ["debug_pagealloc=on page_poison=on", "page_poison=on"])
 @pytest.mark.parametrize("byte, kind", [
     (0xAB, "single-bit-error"),  # 0xaa ^ 0x01
     (0x2A, "single-bit-error"),  # 0xaa ^ 0x80
@@ -61,6 +61,7 @@ def test_hex_dump_of_a_small_corruption_written_by_hand() -> None:
         # 4 bytes: "41 42 00 7e" is 11 columns, padded to the ASCII column 49 with 38 spaces.
         f"{addr:016x}: 41 42 00 7e" + " " * 38 + "AB.~",
         "CPU: 0 UID: 0 PID: 0 Comm: swapper/0 Not tainted 6.12.0-pageext #1",
+        "Hardware name: QEMU Standard PC (Q35 + ICH9, 2009), BIOS 1.16.3-2.fc40 04/01/2014",
         "Call Trace:",
         " <TASK>",
         " alloc_pages_noprof+0x1a/0x40",
@@ -75,7 +76,7 @@ def test_hex_dump_of_a_small_corruption_written_by_hand() -> None:
     # ... and the kernel log has exactly those lines, in that order, at error level.
     tail = [(lvl, t) for _, lvl, t in m.log.lines[-len(expected):]]
     assert tail == [("err", t) for t in expected]
-    assert expected[9].startswith(f"page: refcount:1 mapcount:0 mapping:0000000000000000 index:0x0 pfn:{p:#x}")
+    assert expected[10].startswith(f"page: refcount:1 mapcount:0 mapping:0000000000000000 index:0x0 pfn:{p:#x}")
 
 
 def test_hex_dump_spans_rows_from_first_to_last_bad_byte() -> None:

@@ -26,12 +26,12 @@ def test_report_header_and_findings_in_order() -> None:
     pe = busy_session()
     text = pe.report("debug_pagealloc")
     lines = text.split("\n")
-    assert lines[0] == "mode: debug_pagealloc=on: unmap and poison freed pages"
+    assert lines[0] == "mode: debug_pagealloc=on page_poison=on: poison and unmap freed pages"
     assert lines[1] == "findings: 3 (memory-corruption 1, single-bit-error 1, use-after-free 1)"
     assert lines[2] == "corruption reports: 2 printed, 0 suppressed by rate limiting"
     assert lines[3].startswith("pages poisoned: ")
     assert lines[4] == f"pages unmapped now: {pe.machine.contents.nr_unmapped}"
-    heads = [ln for ln in lines if ln.startswith("pagealloc: ")]
+    heads = [ln.removeprefix("pageext: ") for ln in lines if ln.startswith(("pagealloc: ", "pageext: pagealloc: "))]
     assert [h.split(":")[1].strip().split(" ")[0] for h in heads] == ["use-after-free", "single", "memory"]
     assert text.endswith("page dumped because: pagealloc: corrupted page details\n")
 
@@ -45,7 +45,7 @@ def test_summary_is_plain_json_with_counts() -> None:
     pe = busy_session()
     s = pe.client_summaries()["debug_pagealloc"]
     json.dumps(s)
-    assert s["mode"] == "debug_pagealloc" and s["unmap"] is True and s["poison"] is True
+    assert s["mode"] == "debug_pagealloc+page_poison" and s["unmap"] is True and s["poison"] is True
     assert s["findings"] == {"memory-corruption": 1, "single-bit-error": 1, "use-after-free": 1}
     assert s["reports_printed"] == 2 and s["reports_suppressed"] == 0
     assert s["pages_compared"] == 2

@@ -25,6 +25,7 @@ import pageext_core as pc
 from pageext_core import BootParam, hookimpl
 from pageext_core.mm import MachineConfig, MiB
 from pageext_core.mm import buddy as _b
+from pageext_core.mm.dump_page import page_private
 from pageext_core.mm.gfp import parse_gfp
 
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -116,12 +117,12 @@ def free_blocks(m: Any, lo: int = 0, hi: int | None = None) -> dict[int, int]:
 
 
 def flagged_heads(pe: pc.PageExt) -> dict[int, int]:
-    """{pfn: order} of every page carrying the GUARD bit, read from page_ext."""
+    """{pfn: order} of every page carrying the GUARD bit (page_ext); the order is the machine's (page private)."""
     view = pe.client("guard").view
     out: dict[int, int] = {}
-    for base, records, flags in view.scan():
+    for base, _, flags in view.scan():
         for i in np.flatnonzero(flags).tolist():
-            out[base + i] = int(records["order"][i])
+            out[base + i] = page_private(pe.machine, base + i)
     return out
 
 

@@ -24,10 +24,10 @@ def test_overrun_past_the_end_hits_the_buddy_guard(stack: str) -> None:
     e = exc.value
     assert (e.pfn, e.offset, e.write) == (1, 0, True)
     assert e.report.splitlines()[:4] == [
-        "page is a guard page: page 0 of the order-0 guard block at pfn 0x1 (debug_guardpage_minorder=3), write access",
-        "The buggy address ffff888000001000 is located 0 bytes to the right of",
-        " allocated 4096-byte region [ffff888000000000, ffff888000001000): order-0 block at pfn 0x0, the guard's buddy",
-        "Guard block neighbours: below allocated order-0 block at pfn 0x0, above guard order-1 block at pfn 0x2",
+        "pageext: page is a guard page: page 0 of the order-0 guard block at pfn 0x1 (debug_guardpage_minorder=3), write access",
+        "pageext: The buggy address ffff888000001000 is located 0 bytes to the right of",
+        "pageext:  allocated 4096-byte region [ffff888000000000, ffff888000001000): order-0 block at pfn 0x0, the guard's buddy",
+        "pageext: Guard block neighbours: below allocated order-0 block at pfn 0x0, above guard order-1 block at pfn 0x2",
     ]
     [hit] = guard_hits(pe)
     assert (hit.pfn, hit.offset, hit.client) == (1, 0, "guard")
@@ -35,7 +35,7 @@ def test_overrun_past_the_end_hits_the_buddy_guard(stack: str) -> None:
     assert hit.detail["guard_pfn"] == 1 and hit.detail["guard_order"] == 0
     assert hit.message.startswith("BUG: unable to handle page fault for address: ffff888000001000\n")
     assert e.report in hit.message
-    assert "page is a guard page: page 0 of the order-0 guard block at pfn 0x1" in "\n".join(m.log.grep("guard"))
+    assert "pageext: page is a guard page: page 0 of the order-0 guard block at pfn 0x1" in "\n".join(m.log.grep("guard"))
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -49,11 +49,11 @@ def test_underrun_before_the_start_hits_the_guard_below(stack: str) -> None:
     e = exc.value
     assert (e.pfn, e.offset) == (7, 0xFFF)
     lines = e.report.splitlines()
-    assert lines[0] == ("page is a guard page: page 3 of the order-2 guard block at pfn 0x4 "
+    assert lines[0] == ("pageext: page is a guard page: page 3 of the order-2 guard block at pfn 0x4 "
                         "(debug_guardpage_minorder=3), write access")
-    assert lines[1] == "The buggy address ffff888000007fff is located 1 bytes to the left of"
-    assert lines[2] == " allocated 4096-byte region [ffff888000008000, ffff888000009000): order-0 block at pfn 0x8"
-    assert lines[3] == ("Guard block neighbours: below guard order-1 block at pfn 0x2, "
+    assert lines[1] == "pageext: The buggy address ffff888000007fff is located 1 bytes to the left of"
+    assert lines[2] == "pageext:  allocated 4096-byte region [ffff888000008000, ffff888000009000): order-0 block at pfn 0x8"
+    assert lines[3] == ("pageext: Guard block neighbours: below guard order-1 block at pfn 0x2, "
                         "above allocated order-0 block at pfn 0x8")
     [hit] = guard_hits(pe)
     assert hit.detail["block_pfn"] == 8 and hit.detail["side"] == "left"
@@ -71,17 +71,17 @@ def test_larger_block_overrun_and_read_access(stack: str) -> None:
     e = exc.value
     assert (e.pfn, e.offset, e.write) == (4, 0, False)
     assert e.report.splitlines()[0].endswith("read access")
-    assert " allocated 16384-byte region [ffff888000000000, ffff888000004000): order-2 block at pfn 0x0, " \
+    assert "pageext:  allocated 16384-byte region [ffff888000000000, ffff888000004000): order-2 block at pfn 0x0, " \
            "the guard's buddy" in e.report
     # Deep inside 16/4: the upper half is nearer the block above (32/5, free), the page below
     # (15) is guard 8/3, so the report names the allocation at the head of the buddy (0/4): 0/2.
     with pytest.raises(PageFault) as exc:
         m.write(30, 8, b"x")
     assert exc.value.report.splitlines()[1:4] == [
-        "The buggy address ffff88800001e008 is located 106504 bytes to the right of",
-        " allocated 16384-byte region [ffff888000000000, ffff888000004000): order-2 block at pfn 0x0, "
+        "pageext: The buggy address ffff88800001e008 is located 106504 bytes to the right of",
+        "pageext:  allocated 16384-byte region [ffff888000000000, ffff888000004000): order-2 block at pfn 0x0, "
         "at the head of the guard's buddy (order 4 at pfn 0x0)",
-        "Guard block neighbours: below guard order-3 block at pfn 0x8, above free order-5 block at pfn 0x20",
+        "pageext: Guard block neighbours: below guard order-3 block at pfn 0x8, above free order-5 block at pfn 0x20",
     ]
     assert len(guard_hits(pe)) == 2
 

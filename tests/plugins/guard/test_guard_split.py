@@ -26,6 +26,7 @@ from guardsupport import (
 
 import pageext_core as pc
 from pageext_core.mm import PageFault, check_invariants
+from pageext_core.mm.dump_page import page_private
 
 DMA = (0, 4096)
 UNTOUCHED = {1024: 10, 2048: 10, 3072: 10}  # the other order-10 blocks of DMA
@@ -113,7 +114,13 @@ def test_guard_state_on_head_page_only(stack: str) -> None:
     g = guard_of(pe)
     bit = view.flag("GUARD")
     assert [int(x) for x in view.flags_of(0, 8)] == [0, bit, bit, 0, bit, 0, 0, 0]
-    assert [int(view.get(p, "order")) for p in range(8)] == [0, 0, 1, 0, 2, 0, 0, 0]
+    # the order is the page's private word (6.12: set_page_private), on the head only
+    assert [page_private(m, p) for p in range(8)] == [0, 0, 1, 0, 2, 0, 0, 0]
+    # dump_page of a guard head: page type guard (PGTY_guard 0xf3), its order in private
+    desc = m.describe_page(4).split("\n")
+    assert "page_type: f3(guard)" in desc
+    raw2 = [ln for ln in desc if ln.startswith("raw: ")][1].split()
+    assert raw2[2] == f"{2:016x}" and raw2[3] == "00000000f3000000"
     # Lookups by any pfn find the block through its aligned head.
     assert [g.guard_block(p) for p in range(9)] == [
         None, (1, 0), (2, 1), (2, 1), (4, 2), (4, 2), (4, 2), (4, 2), None]
@@ -206,7 +213,7 @@ def test_hotplugged_memory_gets_guards_too(stack: str) -> None:
         assert pfn == base
         assert held_blocks(m, base, base + 32768) == {base + 16: 4}
         check_guards_consistent(pe)
-        with pytest.raises(PageFault, match="page is a guard page: page 0 of the order-4 guard block at pfn 0x100010"):
+        with pytest.raises(PageFault, match="pageext: page is a guard page: page 0 of the order-4 guard block at pfn 0x100010"):
             m.write(pfn, 16 * 4096, b"x")
         m.free_pages(pfn, 4)
         assert held_blocks(m) == {}

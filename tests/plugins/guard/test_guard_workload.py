@@ -75,7 +75,7 @@ def test_random_workload(stack: str, n: int, seed: int) -> None:
                 if is_guard:
                     assert rep is not None
                     lines = rep.splitlines()
-                    assert lines[0].startswith("page is a guard page: "), rep
+                    assert lines[0].startswith("pageext: page is a guard page: "), rep
                     assert lines[1].endswith(f"is located {where}"), rep
                     assert f": order-{order} block at pfn {head:#x}" in lines[2], rep
                     assert len(g.hits) == before + 1 and (g.hits[-1].pfn, g.hits[-1].offset) == (target, off)

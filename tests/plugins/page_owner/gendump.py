@@ -45,7 +45,6 @@ from pageext_core.mm.pageflags import (
     PG_lru,
     PG_mappedtodisk,
     PG_referenced,
-    PG_slab,
     PG_swapbacked,
     PG_uptodate,
     format_pageflags,
@@ -117,7 +116,7 @@ _FAMILIES: list[tuple[str, list[str], list[list[str]], list[int], list[int], lis
          )],
         [GFP_KERNEL | __GFP_NOWARN | __GFP_NORETRY | __GFP_COMP, GFP_KERNEL_ACCOUNT | __GFP_COMP, GFP_NOFS | __GFP_RECLAIMABLE | __GFP_COMP | __GFP_NOWARN | __GFP_NORETRY],
         [0, 1, 2, 3],
-        [PG_head, PG_slab],
+        [PG_head],  # slab is a page type in 6.12, not a flag
         "any",
         16,
     ),

@@ -177,6 +177,7 @@ def test_split_page_makes_every_page_order_0(pe: pc.PageExt) -> None:
 
 
 def test_migration_copies_the_record_and_notes_the_reason(pe: pc.PageExt) -> None:
+    """6.12's ``__folio_copy_owner``: the new pages take the old head's allocation; the reason goes on the head only."""
     m = pe.machine
     with m.context(task=PY, stack=STACK):
         old = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
@@ -187,11 +188,37 @@ def test_migration_copies_the_record_and_notes_the_reason(pe: pc.PageExt) -> Non
     assert new is not None and new != old
     assert field(pe, new, "handle", 2) == [m.depot.save(STACK)] * 2  # who allocated the data, not the mover
     assert field(pe, new, "pid", 2) == [2291] * 2 and field(pe, new, "ts_nsec", 2) == [alloc_ts] * 2
-    assert field(pe, new, "last_migrate_reason", 2) == [5] * 2  # numa_misplaced is reason 5
+    # set_page_owner_migrate_reason writes the head page's record only
+    assert field(pe, new, "last_migrate_reason", 2) == [5, -1]  # numa_misplaced is reason 5
     assert bits(pe, new, 2) == [3, 3]
     assert bits(pe, old, 2) == [1, 1]  # the old block was freed by the mover
     assert field(pe, old, "free_pid") == [812]
     assert owner(pe).migrations == 1
+
+
+def test_migration_leaves_the_new_pages_free_stack_and_gives_the_old_pages_the_migrate_stack(pe: pc.PageExt) -> None:
+    """6.12's ``__folio_copy_owner``: ``__update_page_owner_free_handle`` with handle 0 leaves the new
+    pages' free stack as their last life left it (the issue's "copied" is not 6.12), sets their free
+    ts to the old head's and their free pid to the current task's; the old pages get the migration
+    target's allocation stack, so that freeing them gives that stack's pages back."""
+    m = pe.machine
+    mover = ["migrate_pages+0x3c/0x90", "kcompactd+0x10/0x200"]
+    with m.context(task=PY, stack=STACK):
+        old = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
+        spare = m.alloc_pages(GFP_HIGHUSER_MOVABLE, 1)
+    with m.context(task=PY, stack=FREE_STACK):
+        m.free_pages(spare, 1)  # spare's pages now remember FREE_STACK as their free stack
+    with m.context(task=UDEV, stack=mover):
+        new = m.migrate_pages(old, 1, reason="compaction")
+    assert new == spare, "the migration target should be the block just freed"
+    assert field(pe, new, "free_handle", 2) == [m.depot.save(FREE_STACK)] * 2
+    assert field(pe, new, "free_pid", 2) == [812] * 2 and field(pe, new, "free_tgid", 2) == [812] * 2
+    assert field(pe, new, "free_ts_nsec", 2) == [0, 0]  # the old head was never freed before
+    assert field(pe, old, "handle", 2) == [m.depot.save(mover)] * 2
+    assert "\n migrate_pages+0x3c/0x90\n kcompactd+0x10/0x200\npage last free pid 812" in pe.dump_page(old)
+    # show_stacks: the data's stack owns the two pages once; the migration stack owns none
+    text = owner(pe).show_stacks()
+    assert text.count("nr_base_pages:") == 1 and "kernfs_fop_open+0x2a5/0x3c0\nnr_base_pages: 2\n" in text
 
 
 def test_python_stack_is_captured_without_an_explicit_stack(pe: pc.PageExt) -> None:
@@ -247,16 +274,50 @@ def test_events_reach_hot_added_memory() -> None:
 # -- early allocations ---------------------------------------------------------------------------
 
 
-def test_early_allocated_pages_are_counted_per_zone(pe: pc.PageExt) -> None:
+def test_early_allocated_pages_get_an_early_record_each(pe: pc.PageExt) -> None:
+    """6.12's ``init_pages_in_zone``: every in-use page without a record (not PageBuddy, not
+    reserved) gets its own order-0 record with the early stack, gfp 0 and the init task, and
+    the count is logged per zone.  The early stack is never counted in show_stacks."""
+    m = pe.machine
     # The only allocation before init is the page_ext table itself:
     # 32768 records x 72 bytes = 576 pages, GFP_KERNEL -> highest zone DMA32.
-    assert pe.machine.log.grep("page owner found early allocated") == [
+    assert m.log.grep("page owner found early allocated") == [
         "Node 0, zone      DMA: page owner found early allocated 0 pages",
         "Node 0, zone    DMA32: page owner found early allocated 576 pages",
     ]
     table_pfn = 4096  # the lowest DMA32 order-10 block is handed out first
-    assert owner(pe).record(table_pfn).handle == 0 and bits(pe, table_pfn) == [0]
-    assert pe.dump_page(table_pfn) == "page_owner info is not present (never set?)"
+    early = owner(pe).early_handle
+    assert list(m.depot.fetch(early)[:2]) == ["register_early_stack+0x2a/0x80", "init_page_owner+0x3c/0x420"]
+    for pfn in (table_pfn, table_pfn + 1, table_pfn + 575):
+        rec = owner(pe).record(pfn)
+        assert (rec.handle, rec.order, rec.gfp_mask, rec.pid, rec.comm_text, rec.last_migrate_reason) == \
+            (early, 0, 0, 0, "swapper/0", -1)
+        assert bits(pe, pfn) == [3]
+    assert bits(pe, table_pfn + 576) == [0]  # the freed tail of the table's block: free, no record
+    text, _ = owner(pe).read_record(table_pfn + 1)  # each page is its own order-0 record
+    assert text.startswith("Page allocated via order 0, mask 0x0(), pid 0, tgid 0 (swapper/0), ts ")
+    assert text.split("\n")[1].startswith(f"PFN {table_pfn + 1:#x} type Unmovable ")
+    assert pe.dump_page(table_pfn).startswith(
+        "page_owner tracks the page as allocated\n"
+        "page last allocated via order 0, migratetype Unmovable, gfp_mask 0x0(), pid 0, tgid 0 (swapper/0), ")
+    assert owner(pe).show_stacks() == ""  # no count for the early stack
+    # freeing such a page later records the free as for any page
+    with m.context(task=UDEV, stack=FREE_STACK):
+        m.free_pages(table_pfn + 575, 0)
+    assert bits(pe, table_pfn + 575) == [1] and field(pe, table_pfn + 575, "free_pid") == [812]
+
+
+def test_pages_on_per_cpu_lists_at_init_count_as_early() -> None:
+    """init_pages_in_zone skips only PageBuddy and PageReserved pages: a page on a per-CPU list is neither."""
+    m = pc.Machine(TINY)
+    p = m.alloc_pages(GFP_KERNEL, 0)
+    m.free_pages(p, 0)
+    assert m.page_kind(p).kind.label == "pcp"
+    from pageext_page_owner.early import in_use_mask
+
+    mask = in_use_mask(m)
+    assert mask[p] and m.nr_pcp_pages >= 1
+    assert int(mask.sum()) == m.nr_pcp_pages + m.nr_allocated_pages
 
 
 def test_early_count_covers_every_section_and_skips_reserved() -> None:
@@ -323,7 +384,11 @@ def test_owner_dump_of_a_freed_and_migrated_page(pe: pc.PageExt) -> None:
     stacks = (" post_alloc_hook+0x1a2/0x1c0\n get_page_from_freelist+0x3b8/0x1530\n kernfs_fop_open+0x2a5/0x3c0\n"
               "page last free pid 812 tgid 812 stack trace:\n"
               " free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90")
-    assert pe.dump_page(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{stacks}"
+    # the old page was given the migration target's stack (FREE_STACK here) before it was freed
+    migrated_from = (" free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90\n"
+                     "page last free pid 812 tgid 812 stack trace:\n"
+                     " free_unref_page+0x25/0x3a0\n kernfs_fop_release+0x44/0x90")
+    assert pe.dump_page(old) == f"page_owner tracks the page as freed\n{head}free_ts {free_ts}\n{migrated_from}"
     assert pe.dump_page(new) == (f"page_owner tracks the page as freed\n{head}free_ts {new_free_ts}\n{stacks}\n"
                                   "page has been migrated, last migrate reason: compaction")
 
@@ -351,7 +416,9 @@ def test_other_clients_get_the_owner_dump_in_their_reports() -> None:
     """debug_pagealloc finds a corrupted free page and asks page_owner whose it was."""
     pe = boot("page_owner=on page_poison=on debug_pagealloc=on debug_guardpage_minorder=1", config=TINY)
     assert pe.enabled == ["debug_pagealloc", "guard", "page_owner"]
-    assert owner(pe).view.offset != 8  # not first in the record: the hot path must not assume it
+    # guard keeps no field (its order is page private), so page_owner follows the flags word;
+    # a client at another offset is exercised by the alloc_tag example (page_owner at 16)
+    assert owner(pe).view.offset == 8
     m = pe.machine
     with m.context(task=UDEV, stack=STACK):
         pfn = m.alloc_pages(GFP_KERNEL, 0)
@@ -365,3 +432,18 @@ def test_other_clients_get_the_owner_dump_in_their_reports() -> None:
     assert any(said in f.message for f in pe.findings())
     # After the report, page_owner records the new allocation (by swapper) and keeps the last free.
     assert bits(pe, pfn) == [3] and field(pe, pfn, "pid") == [0] and field(pe, pfn, "free_pid") == [2291]
+
+
+def test_flatmem_logs_the_page_ext_allocation_before_memory() -> None:
+    """6.12's mm_core_init: page_ext_init_flatmem ("allocated N bytes of page_ext") runs before
+    mem_init_print_info ("Memory: ..."); page_owner's early count comes later (page_ext_init_flatmem_late)."""
+    pe = boot(config=TINY.with_(memory_model="FLATMEM"))
+    lines = [t for _, _, t in pe.machine.log.lines]
+    alloc = next(i for i, t in enumerate(lines) if t.startswith("allocated ") and t.endswith(" bytes of page_ext"))
+    memory = next(i for i, t in enumerate(lines) if t.startswith("Memory: "))
+    early = next(i for i, t in enumerate(lines) if "page owner found early allocated" in t)
+    assert alloc < memory < early
+    # SPARSEMEM allocates from the buddy allocator, after "Memory:"
+    lines = [t for _, _, t in boot().machine.log.lines]
+    assert next(i for i, t in enumerate(lines) if t.startswith("Memory: ")) < \
+        next(i for i, t in enumerate(lines) if t.endswith(" bytes of page_ext"))
