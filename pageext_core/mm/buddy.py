@@ -79,6 +79,7 @@ from pageext_core.mm.watermarks import (
     WMARK_LOW,
     WMARK_PROMO,
     calculate_min_free_kbytes,
+    calculate_totalreserve_pages,
     gfp_to_alloc_flags,
     is_lowmem_type,
     lowmem_reserve,
@@ -320,6 +321,7 @@ class BuddyAllocator:
         self.user_min_free_kbytes = -1  # vm.min_free_kbytes as written (-1: never)
         self.lowmem_reserve_ratio: tuple[int, ...] = LOWMEM_RESERVE_RATIO
         self.zone_wmark: list[tuple[int, int, int, int]] = []
+        self.totalreserve_pages = 0  # what MemAvailable holds back (calculate_totalreserve_pages)
         self.zone_protection: list[list[int]] = []
         self.zone_below_high: list[bool] = [False] * nz  # ZONE_BELOW_HIGH
         self.mobility_grouping = True
@@ -445,6 +447,7 @@ class BuddyAllocator:
                                  self.lowmem_reserve_ratio)
             for z, row in zip(node_zones, res, strict=True):
                 self.zone_protection[z.index] = row
+        self.totalreserve_pages = calculate_totalreserve_pages(managed, self.zone_wmark, self.zone_protection)
         self._wm_thr = [[[self.zone_wmark[z.index][mark] + self.zone_protection[z.index][hz] for z in zones]
                          for hz in range(nt)] for mark in range(WMARK_PROMO + 1)]
         # zone_pcp_update: batch, high_min, high_max for every CPU's pageset of the zone.

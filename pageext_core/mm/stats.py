@@ -113,15 +113,10 @@ OVERCOMMIT_RATIO = 50  # vm.overcommit_ratio's default
 HPAGE_KB = 2048
 
 
-def totalreserve_pages(m: Machine) -> int:
-    """``totalreserve_pages``: what ``si_mem_available`` holds back; the allocator's figure, 0 without watermarks."""
-    return int(getattr(m, "totalreserve_pages", 0))
-
-
 def si_mem_available(m: Machine) -> int:
     """``si_mem_available`` (mm/show_mem.c) in pages: free minus the reserve, plus reclaimable page cache
     and slab (none in this model), never below 0.  Per-CPU and isolated pages are not free here."""
-    return max(0, m.nr_free_pages - totalreserve_pages(m))
+    return max(0, m.nr_free_pages - m.totalreserve_pages)
 
 
 def meminfo(m: Machine) -> str:

@@ -79,6 +79,18 @@ def zone_watermarks(managed: Sequence[int], ztypes: Sequence[int], min_free_kbyt
     return out
 
 
+def calculate_totalreserve_pages(managed: Sequence[int], wmarks: Sequence[tuple[int, int, int, int]],
+                                 protection: Sequence[Sequence[int]]) -> int:
+    """``calculate_totalreserve_pages``: per zone, its largest lowmem_reserve plus its HIGH mark, at most managed.
+
+    What ``si_mem_available`` (MemAvailable) holds back from the free pages.
+    """
+    total = 0
+    for n, wm, prot in zip(managed, wmarks, protection, strict=True):
+        total += min(max(prot, default=0) + wm[WMARK_HIGH], n)
+    return total
+
+
 def lowmem_reserve(managed: Sequence[int], ratios: Sequence[int] = LOWMEM_RESERVE_RATIO) -> list[list[int]]:
     """``setup_per_zone_lowmem_reserve`` for one node's zones (by zone type): protection[i][j]."""
     nz = len(managed)

@@ -162,7 +162,9 @@ def test_meminfo_prints_6_12s_lines_in_6_12s_order_and_format():
     assert [ln.split(":")[0] for ln in lines] == MEMINFO_ORDER
     assert all(re.fullmatch(r"[A-Za-z_()0-9]+: *\d+( kB)?", ln) for ln in lines)
     # present 16288 pages, reserved 1 + 4096 + 255 = 4352 -> managed 11936 pages = 47744 kB
-    assert lines[:3] == ["MemTotal:          47744 kB", "MemFree:           47744 kB", "MemAvailable:      47744 kB"]
+    # MemAvailable holds back totalreserve_pages: 356 pages = 1424 kB (test_watermarks derives it from zoneinfo)
+    assert m.totalreserve_pages == 356
+    assert lines[:3] == ["MemTotal:          47744 kB", "MemFree:           47744 kB", "MemAvailable:      46320 kB"]
     assert "HardwareCorrupted:     0 kB" in lines and "HugePages_Total:       0" in lines
     assert "HugePages_Free:        0" in lines and "Hugepagesize:       2048 kB" in lines
     assert "VmallocTotal:   34359738367 kB" in lines
@@ -176,16 +178,16 @@ def test_meminfo_prints_6_12s_lines_in_6_12s_order_and_format():
 
 def test_memavailable_is_memfree_less_the_reserve_and_per_cpu_pages_are_not_free():
     """si_mem_available: NR_FREE_PAGES - totalreserve_pages (+ page cache and slab, none here); pcp pages
-    are not in NR_FREE_PAGES.  The reserve is the allocator's ``totalreserve_pages`` (0 without watermarks)."""
+    are not in NR_FREE_PAGES.  The reserve is the allocator's ``totalreserve_pages`` (test_watermarks checks it)."""
     m = Machine(X86_64M)
     p = m.alloc_pages(G.GFP_KERNEL, 0)
     m.free_pages(p, 0)
     assert m.nr_pcp_pages > 0
     info = {ln.split(":")[0]: int(ln.split()[1]) for ln in stats.meminfo(m).splitlines()}
     assert info["MemFree"] == m.nr_free_pages * 4 == (11936 - m.nr_pcp_pages) * 4
-    assert info["MemAvailable"] == max(0, m.nr_free_pages - stats.totalreserve_pages(m)) * 4
-    m.totalreserve_pages = 1000  # type: ignore[attr-defined]  # as the allocator's watermarks will set it
-    assert stats.meminfo(m).splitlines()[2] == f"MemAvailable:   {(m.nr_free_pages - 1000) * 4:8d} kB"
+    assert info["MemAvailable"] == max(0, m.nr_free_pages - m.totalreserve_pages) * 4
+    assert m.totalreserve_pages > 0
+    assert stats.meminfo(m).splitlines()[2] == f"MemAvailable:   {(m.nr_free_pages - m.totalreserve_pages) * 4:8d} kB"
 
 
 def test_pageext_meminfo_has_the_figures_the_kernel_does_not_print():

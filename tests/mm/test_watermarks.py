@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from pageext_core.mm import GiB, Machine, MachineConfig, MiB, check_invariants
+from pageext_core.mm import GiB, Machine, MachineConfig, MiB, check_invariants, stats
 from pageext_core.mm import gfp as G
 from pageext_core.mm.buddy import K_ALLOC, K_FREE, K_PCP
 from pageext_core.mm.constants import MIGRATE_MOVABLE, MIGRATE_UNMOVABLE
@@ -291,3 +291,19 @@ def test_memory_hotplug_recomputes_min_free_kbytes_from_managed_minus_high() -> 
     low = m.zone_wmark[NORMAL][1]
     assert m.pcp_high_limits[NORMAL] == (max(low // 2, 4 * m.pcp_batch[NORMAL]),
                                          max(managed[NORMAL] // 8 // 2, 4 * m.pcp_batch[NORMAL]))
+
+
+def test_memavailable_holds_back_each_zones_high_mark_and_largest_protection() -> None:
+    """``calculate_totalreserve_pages`` (mm/page_alloc.c) and ``si_mem_available``: per zone, its largest
+    lowmem_reserve plus its HIGH mark, at most its managed pages; MemAvailable is MemFree less that.
+    Worked out here from what /proc/zoneinfo prints, not from the allocator's own tables."""
+    m = Machine(MachineConfig(memory=1 * GiB))
+    reserve = 0
+    for block in zoneinfo(m).split("Node ")[1:]:
+        fields = {ln.split()[0]: ln.split()[1:] for ln in block.splitlines()[1:] if ln.strip()}
+        prot = [int(v.strip("(),")) for v in fields["protection:"]]
+        reserve += min(max(prot) + int(fields["high"][0]), int(fields["managed"][0]))
+    assert reserve == 976 + 21 + 1489  # DMA: protection 976 + high 21; DMA32: high 1489; the rest empty
+    assert m.totalreserve_pages == reserve
+    info = {ln.split(":")[0]: int(ln.split()[1]) for ln in stats.meminfo(m).splitlines()}
+    assert info["MemAvailable"] == info["MemFree"] - reserve * 4
