@@ -40,7 +40,7 @@ from pageext_page_owner.dumpparse import (
 from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import U64_MAX, Group, Selection
 
-__all__ = ["Aggregator"]
+__all__ = ["Aggregator", "count_range"]
 
 # suffixes appended to a record key when culling by allocator: index = CMA | SLAB << 1
 _ALLOC_SUFFIX = (b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x00\x03")
@@ -448,11 +448,24 @@ class Aggregator:
         return out
 
 
-def _count_part(args: tuple) -> tuple:
-    """Worker process: count one part of a file (see :func:`parallel.split`); line numbers are the part's own."""
-    path, start, stop, carry, (strip, alloc_bits, selection, chunk_size) = args
-    errors: list[tuple[int, str]] = []
-    agg = Aggregator(strip_ts=strip, alloc_bits=alloc_bits, selection=selection, on_error=lambda e: errors.append((e.line, e.reason)))
+def count_range(
+    path: str,
+    start: int,
+    stop: int,
+    carry: int,
+    *,
+    strip_ts: bool = True,
+    alloc_bits: bool = False,
+    selection: Selection | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    on_error: Callable[[ParseError], None] | None = None,
+) -> tuple[Aggregator, int]:
+    """Count bytes ``[start, stop)`` of a plain file (one part of a :func:`parallel.cut_parts`).
+
+    Returns the aggregator and the number of lines the part spans; error
+    line numbers are the part's own (line 1 is its first line).
+    """
+    agg = Aggregator(strip_ts=strip_ts, alloc_bits=alloc_bits, selection=selection, on_error=on_error)
     agg.source = path
     agg.pfn_carry = carry
     nlines = 0
@@ -463,6 +476,15 @@ def _count_part(args: tuple) -> tuple:
                 nlines += count_lines(chunk.data, chunk.start, chunk.stop) + 2
             else:
                 nlines += count_lines(chunk.data) + 1
+    return agg, nlines
+
+
+def _count_part(args: tuple) -> tuple:
+    """Worker process: count one part of a file (see :func:`parallel.split`); line numbers are the part's own."""
+    path, start, stop, carry, (strip, alloc_bits, selection, chunk_size) = args
+    errors: list[tuple[int, str]] = []
+    agg, nlines = count_range(path, start, stop, carry, strip_ts=strip, alloc_bits=alloc_bits, selection=selection,
+                              chunk_size=chunk_size, on_error=lambda e: errors.append((e.line, e.reason)))
     keys: list[bytes] = [b""] * len(agg.slot_count)
     for key, slot in agg.slot_of.items():
         keys[slot] = key
