@@ -68,7 +68,7 @@ def _frames(stack: bytes) -> list[str]:
 class Report:
     """What the text/json/csv writers need about one run."""
 
-    groups: list[Group]
+    groups: Sequence[Group]
     cull: list[str]
     shown: list[str]  # key fields printed in cull headers (cull keys + selected filters)
     sort: list[tuple[str, int]]
