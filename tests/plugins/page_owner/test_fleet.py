@@ -25,9 +25,8 @@ from gendump import write_dump
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pageext_core.sweep import local_cluster
 from pageext_page_owner.fleet.cli import main as fleet_main
-from pageext_page_owner.fleet.engine import Options, Part, count_part, plan, reduce_local, run
+from pageext_page_owner.fleet.engine import Options, Part, count_part, local_cluster, plan, reduce_local, run
 from pageext_page_owner.page_owner_sort import main as sort_main
 from pageext_page_owner.page_owner_sort.aggregate import cull, group_key
 from pageext_page_owner.page_owner_sort.parse import Aggregator

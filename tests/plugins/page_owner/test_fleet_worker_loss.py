@@ -17,8 +17,7 @@ import pytest
 from dask.distributed import Client
 from gendump import write_dump
 
-from pageext_core.sweep import local_cluster
-from pageext_page_owner.fleet.engine import Options, Part, count_part, plan, reduce_local, run
+from pageext_page_owner.fleet.engine import Options, Part, count_part, local_cluster, plan, reduce_local, run
 from pageext_page_owner.page_owner_sort.aggregate import Partial
 
 # The task wrapper below is defined here, in a module the workers cannot import: ship it by value.

@@ -141,7 +141,7 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
             return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
-    from pageext_core.sweep import local_cluster
+    from pageext_page_owner.fleet.engine import local_cluster
 
     cluster = local_cluster(workers or os.cpu_count() or 1)
     return Client(cluster), cluster

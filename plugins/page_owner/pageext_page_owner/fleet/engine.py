@@ -23,7 +23,8 @@ from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import HostStats, Partial, Selection
 from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
 
-__all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "merge", "plan", "reduce_local", "run"]
+__all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
+           "reduce_local", "run"]
 
 DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
 
@@ -117,6 +118,22 @@ def reduce_local(parts: Sequence[Partial]) -> Partial:
     while len(level) > 1:
         level = [merge(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
     return level[0]
+
+
+def local_cluster(workers: int) -> Any:
+    """The sweeps' local cluster (worker processes of one thread), without Dask's statistical profiler.
+
+    The profiler samples every worker thread's stack 100 times a second for
+    the dashboard, which this cluster does not serve; on a task that holds
+    the GIL throughout (counting records) it costs a quarter of the wall time.
+    """
+    import dask
+    import distributed  # noqa: F401  (first: it loads its defaults, which the set() below must not wipe on exit)
+
+    from pageext_core.sweep import local_cluster as sweep_cluster
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return sweep_cluster(workers)
 
 
 def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = count_part,
