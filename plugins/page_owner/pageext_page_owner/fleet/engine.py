@@ -141,7 +141,7 @@ def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[P
     """Count every part on the cluster of ``client`` and merge the results in a tree there; return the root.
 
     ``count`` replaces the task function (tests use it to kill a worker);
-    ``progress`` shows Dask's progress bar (on a terminal).
+    ``progress`` shows Dask's progress bar on stderr (for a terminal).
     """
     if not parts:
         raise ValueError("no dumps to read")
@@ -153,9 +153,13 @@ def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[P
         if len(level) % 2:
             nxt.append(level[-1])
         level = nxt
-    if progress:
+    if progress:  # on stderr: stdout may be the report
+        import contextlib
+        import sys
+
         from dask.distributed import progress as show
 
-        show(every)
+        with contextlib.redirect_stdout(sys.stderr):
+            show(every)
     result: Partial = level[0].result()
     return result
