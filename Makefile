@@ -49,7 +49,8 @@ $(VENV)/pyvenv.cfg: $(if $(REBUILD_WHY),FORCE)
 
 $(STAMP): $(VENV)/pyvenv.cfg $(PROJECTS) $(if $(REBUILD_WHY),FORCE)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check \
-		-e '.[dev,pictures,browser,sweep]' $(addprefix -e ,$(filter-out .,$(DISTS)))
+		-e '.[dev,pictures,browser,sweep]' $(addprefix -e ,$(filter-out . plugins/page_owner,$(DISTS))) \
+		-e 'plugins/page_owner[fleet]'
 	$(BIN)/python -c '$(PY_ID_CODE)' > $@.tmp && mv $@.tmp $@
 
 run: $(STAMP)

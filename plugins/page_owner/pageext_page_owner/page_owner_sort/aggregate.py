@@ -1,10 +1,11 @@
 """Groups of records: what they hold, which records are kept, culling, sorting and diffing."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field, replace
 
-__all__ = ["CULL_ORDER", "U64_MAX", "DiffRow", "Group", "Selection", "cull", "cull_key", "diff_groups", "sort_groups"]
+__all__ = ["CULL_ORDER", "U64_MAX", "DiffRow", "Group", "HostStats", "Partial", "Selection", "cull", "cull_key",
+           "diff_groups", "group_key", "sort_groups"]
 
 U64_MAX = (1 << 64) - 1  # what the kernel tool stores when a field is missing (-1 as __u64)
 CULL_ORDER = ("stacktrace", "pid", "tgid", "comm", "allocator")  # the precedence the kernel compares cull keys in
@@ -141,3 +142,105 @@ def diff_groups(old: list[Group], new: list[Group], fields: Sequence[str]) -> li
     out = sorted(rows.values(), key=lambda r: r.key)
     out.sort(key=lambda r: (r.delta_pages, r.delta_times), reverse=True)
     return out
+
+
+def group_key(g: Group, fields: Sequence[str]) -> Hashable:
+    """What makes two groups one: the cull key with ``fields``, else the record text."""
+    return cull_key(g, fields) if fields else g.text
+
+
+@dataclass
+class HostStats:
+    """How one host's dump read: what ``page_owner_sort`` prints about its input."""
+
+    source: str  # the dump's path
+    loaded: int = 0  # records kept (after --pid/--tgid/--name)
+    parsed: int = 0  # records read, kept or not
+    unparsed: int = 0
+    released: int = 0
+    lines: int = 0  # lines read so far (parts of one file are merged in file order)
+    first_error: tuple[int, str] | None = None  # (line, reason) of the first unusable block
+
+    def then(self, later: HostStats) -> HostStats:
+        """These counts followed by those of the next part of the same file."""
+        err = self.first_error
+        if err is None and later.first_error is not None:
+            err = (later.first_error[0] + self.lines, later.first_error[1])
+        return HostStats(self.source, self.loaded + later.loaded, self.parsed + later.parsed, self.unparsed + later.unparsed,
+                         self.released + later.released, self.lines + later.lines, err)
+
+
+@dataclass
+class Partial:
+    """The groups of some hosts' dumps, with each host's share: mergeable, in any tree.
+
+    ``page_owner_fleet`` makes one per dump (or part of a big dump) where
+    the dump lies and combines them pairwise.  Merging keeps the groups
+    in order of first appearance (the left operand's first), so the fields
+    a group shows are those of its first record in the concatenation of
+    the dumps in the order merged, exactly as :func:`cull` takes them from
+    one dump.  :meth:`merged` returns a new object and changes neither
+    operand (a Dask task may run again on the same inputs).
+    """
+
+    fields: tuple[str, ...]
+    hosts: list[str] = field(default_factory=list)
+    stats: list[HostStats] = field(default_factory=list)
+    index: dict[Hashable, int] = field(default_factory=dict)
+    groups: list[Group] = field(default_factory=list)
+    by_host: list[dict[int, tuple[int, int]]] = field(default_factory=list)  # per group: host -> (times, pages)
+
+    @classmethod
+    def of(cls, host: str, groups: list[Group], fields: Sequence[str], stats: HostStats) -> Partial:
+        """One host's groups (as :meth:`Aggregator.groups` gives them), merged by ``fields``."""
+        p = cls(tuple(fields), [host], [stats])
+        for g in groups:
+            k = group_key(g, fields)
+            i = p.index.get(k)
+            if i is None:
+                p.index[k] = len(p.groups)
+                p.groups.append(g)
+                p.by_host.append({0: (g.times, g.pages)})
+            else:
+                m = p.groups[i] = replace(p.groups[i], times=p.groups[i].times + g.times, pages=p.groups[i].pages + g.pages)
+                p.by_host[i] = {0: (m.times, m.pages)}
+        return p
+
+    def merged(self, other: Partial) -> Partial:
+        """Self followed by ``other``; a host in both is one dump read in parts (``other`` the later part)."""
+        if other.fields != self.fields:
+            raise ValueError(f"cannot merge groups culled by {other.fields} into groups culled by {self.fields}")
+        out = Partial(self.fields, list(self.hosts), list(self.stats), dict(self.index), list(self.groups), list(self.by_host))
+        remap: dict[int, int] = {}
+        where = {h: i for i, h in enumerate(out.hosts)}
+        for j, h in enumerate(other.hosts):
+            i = where.get(h)
+            if i is None:
+                i = where[h] = len(out.hosts)
+                out.hosts.append(h)
+                out.stats.append(other.stats[j])
+            else:
+                out.stats[i] = out.stats[i].then(other.stats[j])
+            remap[j] = i
+        for k, gi in other.index.items():
+            g = other.groups[gi]
+            i = out.index.get(k)
+            if i is None:
+                out.index[k] = len(out.groups)
+                out.groups.append(g)
+                out.by_host.append({remap[hj]: v for hj, v in other.by_host[gi].items()})
+            else:
+                m = out.groups[i]
+                out.groups[i] = replace(m, times=m.times + g.times, pages=m.pages + g.pages)
+                d = dict(out.by_host[i])
+                for hj, (t, pg) in other.by_host[gi].items():
+                    t0, p0 = d.get(remap[hj], (0, 0))
+                    d[remap[hj]] = (t0 + t, p0 + pg)
+                out.by_host[i] = d
+        return out
+
+    def host_shares(self, i: int) -> list[tuple[str, int, int]]:
+        """Group ``i``'s ``(host, times, pages)`` on every host it occurs on, most pages first (then by host)."""
+        rows = [(self.hosts[h], t, p) for h, (t, p) in self.by_host[i].items()]
+        rows.sort(key=lambda r: (-r[2], r[0]))
+        return rows

@@ -410,6 +410,14 @@ def cli(
             return 0
         agg = load(inputs[0])
         say("sorting ....")
+        if not (fields or flamegraph or collapsed):
+            lazy = agg.sorted_groups(order)  # -a: a million groups, made one at a time as they are written
+            if lazy is not None:
+                say("culling")
+                rep = Report(groups=lazy, cull=fields, shown=shown, sort=order, source=agg.source, loaded=agg.loaded,
+                             unparsed=agg.unparsed)
+                _write_all(out, output, {"text": render_text, "json": render_json, "csv": render_csv}[fmt](rep))
+                return 0
         groups = agg.groups()
         if flamegraph:
             _draw(flamegraph, groups, fields or ["stacktrace"], agg.source)  # as --collapsed draws them

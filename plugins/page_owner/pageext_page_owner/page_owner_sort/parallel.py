@@ -26,7 +26,7 @@ from pageext_page_owner.dumpparse import PFN_PREFIX, compression_of, open_dump
 if TYPE_CHECKING:
     from multiprocessing.context import BaseContext
 
-__all__ = ["MAX_SCAN", "PARALLEL_MIN_BYTES", "FileRange", "can_fork", "decompressed", "default_jobs",
+__all__ = ["MAX_SCAN", "PARALLEL_MIN_BYTES", "FileRange", "can_fork", "cut_parts", "decompressed", "default_jobs",
            "is_compressed", "map_parts", "split"]
 
 PARALLEL_MIN_BYTES = 64 << 20  # below this, starting processes costs more than it saves
@@ -89,10 +89,22 @@ def split(path: str, jobs: int) -> list[tuple[int, int, int]] | None:
     cut, no PFN line near a cut, or fork is missing: it is then read in
     one process.
     """
+    parts = cut_parts(path, jobs, PARALLEL_MIN_BYTES)
+    if parts is None or not can_fork():
+        return None
+    return parts
+
+
+def cut_parts(path: str, jobs: int, min_bytes: int = PARALLEL_MIN_BYTES) -> list[tuple[int, int, int]] | None:
+    """:func:`split` without the fork check: also what page_owner_fleet gives its Dask tasks.
+
+    None when the file is smaller than ``min_bytes``, compressed,
+    unreadable, or has no record boundary or PFN line near a cut.
+    """
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            if size < PARALLEL_MIN_BYTES or compression_of(f.read(6)) is not None:
+            if size < min_bytes or compression_of(f.read(6)) is not None:
                 return None
             cuts = [0]
             for i in range(1, jobs):
@@ -111,8 +123,6 @@ def split(path: str, jobs: int) -> list[tuple[int, int, int]] | None:
                     return None
                 carries.append(bits)
     except OSError:
-        return None
-    if not can_fork():
         return None
     return [(cuts[i], cuts[i + 1], carries[i]) for i in range(len(cuts) - 1)]
 

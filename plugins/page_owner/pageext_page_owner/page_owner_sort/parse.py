@@ -15,8 +15,9 @@ exact parser for every record.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import BinaryIO
+from array import array
+from collections.abc import Callable, Iterator, Sequence
+from typing import BinaryIO, overload
 
 from pageext_page_owner.dumpparse import (
     ALLOC_CMA,
@@ -40,25 +41,30 @@ from pageext_page_owner.dumpparse import (
 from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import U64_MAX, Group, Selection
 
-__all__ = ["Aggregator"]
+__all__ = ["Aggregator", "SortedGroups", "count_range"]
 
 # suffixes appended to a record key when culling by allocator: index = CMA | SLAB << 1
 _ALLOC_SUFFIX = (b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x00\x03")
 _NEXT = b"\n\n" + HEADER_PREFIX  # where the next current-format record starts
 _OLD = "old"  # marks index keys of records whose first line has no timestamp
+# --sort keys a _Rep holds as a number: what sorted_groups() can order by without the texts
+_NUMERIC = {"pid": "pid", "tgid": "tgid", "free_ts": "free_ts", "allocator": "alloc"}  # and alloc_ts (slot_ts)
 
 
 class _Rep:
-    """What is kept per distinct record text: the first record's fields."""
+    """What is kept per distinct record text: the first record's fields but its timestamp (``slot_ts``).
 
-    __slots__ = ("alloc", "comm", "free_ts", "keep", "order", "pid", "tgid", "ts")
+    Never changed once made, so slots whose records differ only in their
+    timestamps (``-a``) share one.
+    """
 
-    def __init__(self, order: int, pid: int, tgid: int, comm: bytes, ts: int, free_ts: int, alloc: int, keep: bool) -> None:
+    __slots__ = ("alloc", "comm", "free_ts", "keep", "order", "pid", "tgid")
+
+    def __init__(self, order: int, pid: int, tgid: int, comm: bytes, free_ts: int, alloc: int, keep: bool) -> None:
         self.order = order
         self.pid = pid
         self.tgid = tgid
         self.comm = comm
-        self.ts = ts
         self.free_ts = free_ts
         self.alloc = alloc
         self.keep = keep
@@ -106,15 +112,23 @@ class Aggregator:
         self.selection = selection or Selection()
         self.on_error = on_error
         self.progress = progress
-        self.slot_text: list[bytes] = []  # record text without its final newline
+        self.slot_text: list[bytes] = []  # record text without its final newline (compact: the key, see _key_of)
         self.slot_count: list[int] = []
         self.slot_rep: list[_Rep] = []
+        self.slot_ts = array("Q")  # the first record's timestamp (U64_MAX: none), 8 bytes a slot
         self.slot_of: dict[bytes, int] = {}  # text (+ allocator suffix) -> slot
         # (first line up to "ts ", stack length[, rest of the first line][, _OLD][, allocator bits])
         #   -> [stack, value, stack, value, ...]; value: the slot, or with timestamps kept the
         #   template _Rep of a record shape whose records differ only in their timestamps
         self._index: dict[tuple, list] = {}
         self._stacks: dict[bytes, bytes] = {}  # one copy of each stack text
+        # With timestamps kept (-a) nearly every record is a text of its own, so a slot's key is
+        # compact (see _key_of): a record of a known shape is "\n" + 4-byte shape number + its
+        # timestamp digits, the shape (the text around the digits) being kept once in _shapes.
+        # Without allocator bits only (their suffix would come last).
+        self.compact = not strip_ts and not alloc_bits
+        self._tags: dict[tuple[bytes, bytes, bytes], bytes] = {}  # shape -> its tag
+        self._shapes: list[tuple[bytes, bytes, bytes]] = []  # tag number -> (before digits, after them, stack)
         self.unparsed = 0
         self.released = 0
         self.seen = 0
@@ -134,7 +148,9 @@ class Aggregator:
         if jobs > 1 and isinstance(source, (str, os.PathLike)) and os.fspath(source) != "-":
             path = os.fspath(source)
             # -f needs the exact parser on every record: one process counts them
-            parts = None if self.selection.drop_released else parallel.split(path, jobs)
+            # with timestamps kept every record is a group of its own: merging parts would cost what
+            # counting them does, so one process reads the file
+            parts = None if self.selection.drop_released or self.compact else parallel.split(path, jobs)
             if parts is not None:
                 opts = (self.strip_ts, self.alloc_bits, self.selection, chunk_size)
                 self._merge(path, parallel.map_parts(_count_part, [(path, *part, opts) for part in parts]))
@@ -192,6 +208,10 @@ class Aggregator:
         startswith = data.startswith
         alloc_bits = self.alloc_bits
         keep_ts = not self.strip_ts
+        compact = self.compact
+        slot_text = self.slot_text
+        slot_rep = self.slot_rep
+        slot_ts = self.slot_ts
         miss = self._miss
         slow = self._slow_segment
         nxt_pat = _NEXT
@@ -238,14 +258,20 @@ class Aggregator:
             elif keep_ts and j >= 0:
                 for k in range(0, len(c), 2):
                     if startswith(c[k], b):
-                        text = data[pos:a3 + 3] + data[b:end]
-                        if alloc_bits:
-                            text += _ALLOC_SUFFIX[bits]
+                        v = c[k + 1]  # [tag, the shape's _Rep for each of the 4 CMA/SLAB bit values]
+                        if compact:
+                            text = v[0] + data[j + 4:e]
+                        else:
+                            text = data[pos:a3 + 3] + data[b:end] + _ALLOC_SUFFIX[bits]
                         slot = slot_of.get(text)
                         if slot is None:
                             if not alloc_bits:  # this record's own PFN line decides CMA/SLAB
                                 bits = (find(b"CMA", pfn, b) >= 0) | ((find(b"slab", pfn, b) >= 0) << 1)
-                            self._new_slot(text, c[k + 1], int(data[j + 4:e]), bits)
+                            slot_of[text] = len(counts)
+                            slot_text.append(text if compact else text[:-2])
+                            counts.append(1)
+                            slot_rep.append(v[1 + bits])
+                            slot_ts.append(int(data[j + 4:e]))
                         else:
                             counts[slot] += 1
                         break
@@ -291,15 +317,58 @@ class Aggregator:
         if slot is not None and self._indexable(key, stack):
             stack = self._stacks.setdefault(stack, stack)
             timestamped = not self.strip_ts and key[2:3] != (_OLD,)
-            self._index.setdefault(key, []).extend((stack, self.slot_rep[slot] if timestamped else slot))
+            value: object = slot
+            if timestamped:
+                r = self.slot_rep[slot]
+                value = [self._tag(key[0], key[2] if len(key) > 2 else b" ns", stack)] + [
+                    _Rep(r.order, r.pid, r.tgid, r.comm, r.free_ts, _alloc_with_bits(r.alloc, bits), r.keep)
+                    for bits in range(4)]
+            self._index.setdefault(key, []).extend((stack, value))
 
-    def _new_slot(self, text: bytes, tmpl: _Rep, ts: int, bits: int) -> None:
-        """A slot for a record whose shape was validated before (``tmpl``): only ts and PFN bits differ."""
-        self.slot_of[text] = len(self.slot_count)
-        self.slot_text.append(text[:-2] if self.alloc_bits else text)
-        self.slot_count.append(1)
-        alloc = _alloc_with_bits(tmpl.alloc, bits)
-        self.slot_rep.append(_Rep(tmpl.order, tmpl.pid, tmpl.tgid, tmpl.comm, ts, tmpl.free_ts, alloc, tmpl.keep))
+    def _tag(self, before: bytes, after: bytes, stack: bytes) -> bytes:
+        """The 5 bytes that stand for a record shape in a compact key: the text but its timestamp digits."""
+        shape = (before, after, stack)
+        t = self._tags.get(shape)
+        if t is None:
+            t = self._tags[shape] = b"\n" + len(self._shapes).to_bytes(4, "little")
+            self._shapes.append(shape)
+        return t
+
+    def _key_of(self, text: bytes) -> bytes:
+        """The compact key of a record text; the same bytes :meth:`_scan` makes for it.
+
+        A first line ``... ts <digits> ns[...]`` (found as :meth:`_scan`
+        finds it) gives ``tag + digits``, the tag standing for the text
+        around the digits; any other text gives ``"\0" + first line + tag``
+        with the tag standing for the rest.  The first byte tells the two
+        forms apart.
+        """
+        i = text.find(b"\n")
+        line, stack = (text, b"") if i < 0 else (text[:i], text[i:])
+        if line.endswith(b" ns"):
+            a3 = len(line) - 3
+            j = line.rfind(b" ts ", 0, a3)
+            if j >= 0:
+                e = a3 if line[j + 4:a3].isdigit() else line.find(b" ", j + 4, a3 + 1)
+                if e > j + 4 and line[j + 4:e].isdigit():
+                    return self._tag(line[:j + 4], line[e:], stack) + line[j + 4:e]
+        return b"\0" + line + self._tag(b"", b"", stack)
+
+    def _retag(self, key: bytes, shapes: list[tuple[bytes, bytes, bytes]]) -> bytes:
+        """A compact key of another aggregator (whose shapes are ``shapes``) as this one writes it."""
+        if key[:1] == b"\n":
+            return self._tag(*shapes[int.from_bytes(key[1:5], "little")]) + key[5:]
+        return key[:-5] + self._tag(*shapes[int.from_bytes(key[-4:], "little")])
+
+    def text_of(self, slot: int) -> bytes:
+        """The record text of a slot (without its final newline)."""
+        key = self.slot_text[slot]
+        if not self.compact:
+            return key
+        if key[:1] == b"\n":
+            before, after, stack = self._shapes[int.from_bytes(key[1:5], "little")]
+            return before + key[5:] + after + stack
+        return key[1:-5] + self._shapes[int.from_bytes(key[-4:], "little")][2]
 
     def _pfn_begin(self, data: bytes, start: int) -> None:
         """Start tracking the last PFN line inside a new chunk (records from ``start``)."""
@@ -363,7 +432,7 @@ class Aggregator:
             self.released += 1
             return None
         text = sc.text[:-1]
-        key = strip_ts(text) if self.strip_ts else text
+        key = strip_ts(text) if self.strip_ts else self._key_of(text) if self.compact else text
         pl = sc.pfn_line
         alloc = sc.allocator_flags
         if pl:
@@ -390,12 +459,12 @@ class Aggregator:
                 pid=pid,
                 tgid=tgid,
                 comm=comm,
-                ts=U64_MAX if sc.ts_ns is None else sc.ts_ns,
                 free_ts=U64_MAX if sc.free_ts_ns is None else sc.free_ts_ns,
                 alloc=alloc,
                 keep=self.selection.keeps(pid, tgid, comm),
             )
         )
+        self.slot_ts.append(U64_MAX if sc.ts_ns is None else sc.ts_ns)
         return slot
 
     def _error(self, e: ParseError) -> None:
@@ -412,15 +481,18 @@ class Aggregator:
         """
         self.source = path
         base = 0
-        for keys, counts, reps, errors, nlines in results:
+        for keys, counts, reps, tss, errors, nlines, stacks in results:
+            if self.compact:  # the part's stack numbers are its own
+                keys = [self._retag(k, stacks) for k in keys]
             slot_of = self.slot_of
-            for key, cnt, rep in zip(keys, counts, reps):
+            for key, cnt, rep, ts in zip(keys, counts, reps, tss):
                 slot = slot_of.get(key)
                 if slot is None:
                     slot_of[key] = len(self.slot_count)
                     self.slot_text.append(key[:-2] if self.alloc_bits else key)
                     self.slot_count.append(cnt)
                     self.slot_rep.append(_Rep(*rep))
+                    self.slot_ts.append(ts)
                 else:
                     self.slot_count[slot] += cnt
             for line, reason in errors:
@@ -439,20 +511,119 @@ class Aggregator:
         """Distinct record texts seen (what memory use grows with)."""
         return len(self.slot_count)
 
+    def sorted_groups(self, order: Sequence[tuple[str, int]]) -> SortedGroups | None:
+        """The groups in report order, for reports sorted by allocation time first (``-a``); else None.
+
+        The same order as ``sort_groups(cull(self.groups(), []), order)``
+        (by text, then a stable sort per key), found without making the
+        texts: timestamps are sorted as an array, and only records that
+        share a timestamp are ordered by their other keys and their texts.
+        None when the order needs more than numbers (``--sort=alloc_ts,name``)
+        or the keys are not compact.
+        """
+        if not self.compact or not order or order[0][0] != "alloc_ts" or \
+                any(n not in _NUMERIC and n != "alloc_ts" for n, _ in order):
+            return None
+        import numpy as np
+
+        reps = self.slot_rep
+        slot_ts = self.slot_ts
+        every = np.frombuffer(slot_ts, dtype=np.uint64) if len(slot_ts) else np.zeros(0, np.uint64)
+        if all(r.keep for r in reps):
+            slots = list(range(len(reps)))
+            ts = every
+        else:
+            slots = [i for i, r in enumerate(reps) if r.keep]
+            ts = every[np.array(slots, dtype=np.int64)]
+        o = np.argsort(ts, kind="stable")
+        if order[0][1] < 0:
+            o = o[::-1]
+        out = [slots[i] for i in o.tolist()]
+        if len(out) > 1:
+            st = ts[o]
+            ties = np.flatnonzero(st[1:] == st[:-1])
+            if len(ties):
+                bounds = [0, *(np.flatnonzero(st[1:] != st[:-1]) + 1).tolist(), len(out)]
+                for a, b in zip(bounds, bounds[1:]):
+                    if b - a > 1:
+                        run = sorted(out[a:b], key=lambda s: self.text_of(s) + b"\n")
+                        for name, sign in reversed(order[1:]):
+                            if name == "alloc_ts":
+                                run.sort(key=slot_ts.__getitem__, reverse=sign < 0)
+                            else:
+                                attr = _NUMERIC[name]
+                                run.sort(key=lambda s, at=attr: getattr(reps[s], at), reverse=sign < 0)  # type: ignore[misc]
+                        out[a:b] = run
+        return SortedGroups(self, out)
+
     def groups(self) -> list[Group]:
         """One :class:`Group` per distinct record text, in order of first appearance."""
         out = []
-        for text, cnt, r in zip(self.slot_text, self.slot_count, self.slot_rep):
+        text_of = self.text_of
+        for slot, (cnt, r, ts) in enumerate(zip(self.slot_count, self.slot_rep, self.slot_ts)):
             if r.keep:
-                out.append(Group(cnt, cnt << r.order, text + b"\n", r.order, r.pid, r.tgid, r.comm, r.ts, r.free_ts, r.alloc))
+                out.append(Group(cnt, cnt << r.order, text_of(slot) + b"\n", r.order, r.pid, r.tgid, r.comm, ts,
+                                 r.free_ts, r.alloc))
         return out
 
 
-def _count_part(args: tuple) -> tuple:
-    """Worker process: count one part of a file (see :func:`parallel.split`); line numbers are the part's own."""
-    path, start, stop, carry, (strip, alloc_bits, selection, chunk_size) = args
-    errors: list[tuple[int, str]] = []
-    agg = Aggregator(strip_ts=strip, alloc_bits=alloc_bits, selection=selection, on_error=lambda e: errors.append((e.line, e.reason)))
+class SortedGroups(Sequence[Group]):
+    """The groups of an :class:`Aggregator` in a given slot order, each made when it is read.
+
+    With timestamps kept a dump of a million records has a million groups;
+    holding them (and their texts) as objects would cost several times the
+    counts themselves.  The writers only iterate, so each :class:`Group`
+    is built as it is written and dropped after.
+    """
+
+    def __init__(self, agg: Aggregator, slots: list[int]) -> None:
+        self._agg = agg
+        self._slots = slots
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def _group(self, slot: int) -> Group:
+        agg = self._agg
+        cnt, r = agg.slot_count[slot], agg.slot_rep[slot]
+        return Group(cnt, cnt << r.order, agg.text_of(slot) + b"\n", r.order, r.pid, r.tgid, r.comm, agg.slot_ts[slot],
+                     r.free_ts, r.alloc)
+
+    @overload
+    def __getitem__(self, i: int) -> Group: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Group]: ...
+
+    def __getitem__(self, i: int | slice) -> Group | Sequence[Group]:
+        if isinstance(i, slice):
+            return SortedGroups(self._agg, self._slots[i])
+        return self._group(self._slots[i])
+
+    def __iter__(self) -> Iterator[Group]:
+        group = self._group
+        for slot in self._slots:
+            yield group(slot)
+
+
+def count_range(
+    path: str,
+    start: int,
+    stop: int,
+    carry: int,
+    *,
+    strip_ts: bool = True,
+    alloc_bits: bool = False,
+    selection: Selection | None = None,
+    chunk_size: int = DEFAULT_CHUNK,
+    on_error: Callable[[ParseError], None] | None = None,
+) -> tuple[Aggregator, int]:
+    """Count bytes ``[start, stop)`` of a plain file (one part of a :func:`parallel.cut_parts`).
+
+    Returns the aggregator and the number of lines the part spans; error
+    line numbers are the part's own (line 1 is its first line).
+    """
+    agg = Aggregator(strip_ts=strip_ts, alloc_bits=alloc_bits, selection=selection, on_error=on_error)
     agg.source = path
     agg.pfn_carry = carry
     nlines = 0
@@ -463,8 +634,17 @@ def _count_part(args: tuple) -> tuple:
                 nlines += count_lines(chunk.data, chunk.start, chunk.stop) + 2
             else:
                 nlines += count_lines(chunk.data) + 1
+    return agg, nlines
+
+
+def _count_part(args: tuple) -> tuple:
+    """Worker process: count one part of a file (see :func:`parallel.split`); line numbers are the part's own."""
+    path, start, stop, carry, (strip, alloc_bits, selection, chunk_size) = args
+    errors: list[tuple[int, str]] = []
+    agg, nlines = count_range(path, start, stop, carry, strip_ts=strip, alloc_bits=alloc_bits, selection=selection,
+                              chunk_size=chunk_size, on_error=lambda e: errors.append((e.line, e.reason)))
     keys: list[bytes] = [b""] * len(agg.slot_count)
     for key, slot in agg.slot_of.items():
         keys[slot] = key
-    reps = [(r.order, r.pid, r.tgid, r.comm, r.ts, r.free_ts, r.alloc, r.keep) for r in agg.slot_rep]
-    return keys, agg.slot_count, reps, errors, nlines
+    reps = [(r.order, r.pid, r.tgid, r.comm, r.free_ts, r.alloc, r.keep) for r in agg.slot_rep]
+    return keys, agg.slot_count, reps, agg.slot_ts, errors, nlines, agg._shapes

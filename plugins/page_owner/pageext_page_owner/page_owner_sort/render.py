@@ -22,6 +22,13 @@ __all__ = [
     "alloc_label",
     "collapse",
     "collapsed_stack",
+    "csv_columns",
+    "csv_rows",
+    "diff_row_dict",
+    "group_block",
+    "group_dict",
+    "json_document",
+    "json_head",
     "render_collapsed",
     "render_csv",
     "render_diff_collapsed",
@@ -61,7 +68,7 @@ def _frames(stack: bytes) -> list[str]:
 class Report:
     """What the text/json/csv writers need about one run."""
 
-    groups: list[Group]
+    groups: Sequence[Group]
     cull: list[str]
     shown: list[str]  # key fields printed in cull headers (cull keys + selected filters)
     sort: list[tuple[str, int]]
@@ -105,6 +112,53 @@ def render_text(rep: Report) -> Iterator[bytes]:
                        for g in rep.groups)
     return _chunks(b"%d times, %d pages%s\n" % (g.times, g.pages, _key_fields(g, rep.shown, rep.cull))
                    for g in rep.groups)
+
+
+def group_block(g: Group, rep: Report) -> bytes:
+    """One group as :func:`render_text` writes it (for writers that add lines of their own)."""
+    if not rep.cull:
+        return b"%d times, %d pages, allocated by %s:\n%s\n" % (g.times, g.pages, alloc_label(g.alloc), g.text)
+    return b"%d times, %d pages%s\n" % (g.times, g.pages, _key_fields(g, rep.shown, rep.cull))
+
+
+def group_dict(g: Group, rep: Report) -> dict:
+    """One group as :func:`render_json` writes it (and :func:`render_csv` picks columns from)."""
+    return _group_dict(g, rep)
+
+
+def csv_columns(rep: Report) -> list[str]:
+    """The columns :func:`render_csv` writes for this report."""
+    if not rep.cull:
+        return ["times", "pages", "allocator", "order", "pid", "tgid", "comm", "text"]
+    cols = ["times", "pages"] + [c for c in ("pid", "tgid", "comm") if c in rep.shown]
+    if "allocator" in rep.cull:
+        cols.append("allocator")
+    if "stacktrace" in rep.cull:
+        cols.append("stacktrace")
+    return cols
+
+
+def json_head(rep: Report) -> dict:
+    """The keys before ``"groups"`` in :func:`render_json`'s document."""
+    return {
+        "tool": PROG,
+        "input": rep.source,
+        "records": rep.loaded,
+        "pages": sum(g.pages for g in rep.groups),
+        "unparsed": rep.unparsed,
+        "cull": rep.cull,
+        "sort": _sort_desc(rep.sort),
+    }
+
+
+def json_document(head: dict, groups: Iterable[dict]) -> Iterator[bytes]:
+    """A JSON object of ``head``'s keys and ``"groups"``, one group per line, in chunks."""
+    return _json_document(head, groups)
+
+
+def csv_rows(header: list[str], rows: Iterable[list[object]]) -> Iterator[bytes]:
+    """CSV text (a header row, then the rows) in chunks, as the CSV writers make it."""
+    return _csv_rows(header, rows)
 
 
 def _group_dict(g: Group, rep: Report) -> dict:
@@ -159,16 +213,7 @@ def _json_document(head: dict, groups: Iterable[dict]) -> Iterator[bytes]:
 
 def render_json(rep: Report) -> Iterator[bytes]:
     """One JSON document; groups are streamed one per line so huge reports stay cheap."""
-    head = {
-        "tool": PROG,
-        "input": rep.source,
-        "records": rep.loaded,
-        "pages": sum(g.pages for g in rep.groups),
-        "unparsed": rep.unparsed,
-        "cull": rep.cull,
-        "sort": _sort_desc(rep.sort),
-    }
-    return _json_document(head, (_group_dict(g, rep) for g in rep.groups))
+    return _json_document(json_head(rep), (_group_dict(g, rep) for g in rep.groups))
 
 
 def _csv_rows(header: list[str], rows: Iterable[list[object]]) -> Iterator[bytes]:
@@ -195,11 +240,7 @@ def render_csv(rep: Report) -> Iterator[bytes]:
             for g in rep.groups
         )
         return _csv_rows(header, rows)
-    cols = ["times", "pages"] + [c for c in ("pid", "tgid", "comm") if c in rep.shown]
-    if "allocator" in rep.cull:
-        cols.append("allocator")
-    if "stacktrace" in rep.cull:
-        cols.append("stacktrace")
+    cols = csv_columns(rep)
 
     def row(g: Group) -> list[object]:
         d = _group_dict(g, rep)
@@ -294,6 +335,11 @@ def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
     }
     out.update(_key_dict(r.rep, d.shown, d.cull))
     return out
+
+
+def diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
+    """One diff row as :func:`render_diff_json` writes it."""
+    return _diff_row_dict(r, d)
 
 
 def render_diff_json(d: DiffReport) -> Iterator[bytes]:

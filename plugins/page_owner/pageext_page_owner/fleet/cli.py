@@ -1,0 +1,350 @@
+"""The ``page_owner_fleet`` command: page_owner_sort over one dump per host, on Dask.
+
+Exit status: 0, 2 for a usage mistake or a dump that cannot be used
+(bad glob, missing, unreadable, corrupt, no records), 3 when the cluster
+fails (unreachable scheduler, a task Dask gave up on), 130 for Ctrl-C.
+Errors are one line on stderr naming the file (and line where there is
+one).  The output replaces ``OUTPUT`` atomically.
+"""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO
+
+import click
+
+from pageext_core.reports import atomic_writer
+from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, FleetInputError, Options, Part, plan, run
+from pageext_page_owner.fleet.output import (
+    PROG,
+    build_report,
+    diff_report,
+    render_fleet_csv,
+    render_fleet_json,
+    render_fleet_text,
+    write_diff_parquet,
+    write_fleet_parquet,
+)
+from pageext_page_owner.page_owner_sort.aggregate import Partial, Selection, diff_groups
+from pageext_page_owner.page_owner_sort.cli import DEFAULT_SORT, SORT_FLAGS, _parse_cull, _parse_list, _parse_sort
+from pageext_page_owner.page_owner_sort.render import render_diff_csv, render_diff_json, render_diff_text
+
+__all__ = ["host_of", "main"]
+
+INSTALL_HINT = f"{PROG} needs Dask: pip install 'pageext-page-owner[fleet]' (make install has it)"
+COMPRESSED = (".gz", ".xz", ".bz2")
+FORMATS = ("text", "json", "csv", "parquet")
+
+
+class FleetError(Exception):
+    """A problem with the inputs or the output: one line, exit 2."""
+
+
+class ClusterError(Exception):
+    """The cluster failed: one line, exit 3."""
+
+
+def host_of(path: str, regex: re.Pattern[str] | None) -> str:
+    """A dump's host: the file name without compression suffix and extension, or what ``--host-regex`` picks.
+
+    The regex is searched in the path as given; its group ``host``, else
+    its first group, else the whole match is the host.
+    """
+    if regex is None:
+        name = os.path.basename(path)
+        for suffix in COMPRESSED:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        return os.path.splitext(name)[0] or name
+    m = regex.search(path)
+    if m is None:
+        raise FleetError(f"--host-regex {regex.pattern!r} does not match {path!r}; give a pattern every dump path matches")
+    if "host" in regex.groupindex:
+        host = m.group("host")
+    elif regex.groups:
+        host = m.group(1)
+    else:
+        host = m.group(0)
+    if not host:
+        raise FleetError(f"--host-regex {regex.pattern!r} gives an empty host name for {path!r}")
+    return str(host)
+
+
+def expand(args: Iterable[str]) -> list[str]:
+    """Dump paths from the arguments: globs (sorted), directories (their files, sorted), plain paths."""
+    out: list[str] = []
+    for a in args:
+        if glob.has_magic(a):
+            found = sorted(p for p in glob.glob(a) if os.path.isfile(p))
+            if not found:
+                raise FleetError(f"{a!r} matches no file; check the pattern (quote it so the shell leaves it to {PROG})")
+            out.extend(found)
+        elif os.path.isdir(a):
+            found = sorted(os.path.join(a, n) for n in os.listdir(a)
+                           if not n.startswith(".") and os.path.isfile(os.path.join(a, n)))
+            if not found:
+                raise FleetError(f"directory {a!r} holds no dump files")
+            out.extend(found)
+        else:
+            if not os.path.exists(a):
+                raise FleetError(f"cannot open input {a!r}: no such file")
+            out.append(a)
+    for p in out:
+        if not os.access(p, os.R_OK):
+            raise FleetError(f"cannot open input {p!r}: permission denied")
+    return out
+
+
+def hosts_of(paths: list[str], regex: re.Pattern[str] | None) -> list[tuple[str, str]]:
+    """``(host, path)`` per dump; two dumps of one host are refused."""
+    seen: dict[str, str] = {}
+    out = []
+    for p in paths:
+        h = host_of(p, regex)
+        if h in seen:
+            raise FleetError(f"two dumps for host {h!r}: {seen[h]!r} and {p!r}; give one dump per host "
+                             "(or a --host-regex that tells them apart)")
+        seen[h] = p
+        out.append((h, p))
+    return out
+
+
+def _check_output(output: str, inputs: list[str], fmt: str) -> None:
+    if output == "-":
+        if fmt == "parquet":
+            raise click.UsageError("parquet output needs a file name, not '-'")
+        return
+    for p in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(p, output):
+                raise click.UsageError(f"the output {output!r} is the input {p!r}; give another output path")
+    if os.path.isdir(output):
+        raise FleetError(f"cannot write output {output!r}: it is a directory")
+    outdir = os.path.dirname(output) or "."
+    if not os.path.isdir(outdir):
+        raise FleetError(f"cannot write output {output!r}: directory {outdir!r} does not exist")
+
+
+def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
+    try:
+        from dask.distributed import Client
+    except ImportError as e:
+        raise FleetError(f"{INSTALL_HINT} ({e})") from None
+    if scheduler:
+        try:
+            return Client(scheduler, timeout="10s"), None
+        except (OSError, TimeoutError) as e:
+            raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
+    from pageext_page_owner.fleet.engine import local_cluster
+
+    cluster = local_cluster(workers or os.cpu_count() or 1)
+    return Client(cluster), cluster
+
+
+def _compute(client: Any, parts: list[Part], opts: Options, progress: bool) -> Partial:
+    try:
+        return run(client, parts, opts, progress=progress)
+    except FleetInputError as e:
+        raise FleetError(str(e)) from None
+    except Exception as e:
+        if type(e).__name__ == "KilledWorker":
+            raise ClusterError(f"a task was lost with its worker too often (Dask gave up): {e}") from None
+        raise
+
+
+def _report_inputs(p: Partial, say: Any) -> None:
+    """Warnings for skipped records; an error for a dump without one usable record."""
+    for host, s in zip(p.hosts, p.stats):
+        where = f" (first: {s.source}:{s.first_error[0]}: {s.first_error[1]})" if s.first_error else ""
+        if s.parsed == 0 and s.released == 0 and s.unparsed:
+            raise FleetError(f"no page_owner records found in {s.source}{where.replace('first:', 'first unusable block:')}")
+        if s.unparsed:
+            sys.stderr.write(f"{PROG}: {s.unparsed} record{'s' if s.unparsed != 1 else ''} of host {host} could not be "
+                             f"parsed and {'were' if s.unparsed != 1 else 'was'} skipped{where}\n")
+    say(f"loaded {sum(s.loaded for s in p.stats)} records from {len(p.hosts)} host{'s' if len(p.hosts) != 1 else ''}")
+
+
+@contextlib.contextmanager
+def _output(output: str) -> Iterator[BinaryIO]:
+    if output == "-":
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_writer(output) as f:
+        yield f
+
+
+def _write(output: str, chunks: Iterable[bytes]) -> None:
+    with _output(output) as out:
+        for c in chunks:
+            out.write(c)
+
+
+HELP = f"""Group the page_owner dumps of many hosts as one, on Dask.
+
+\b
+  {PROG} 'dumps/*.txt.gz' fleet.txt             # one dump per host; host = file name
+  {PROG} -m --cull=st dumps/ fleet.parquet      # one Parquet row per group and host
+  {PROG} --diff round1/ round2/ growth.txt      # per-stack growth between two rounds
+  {PROG} --scheduler tcp://sched:8786 'dumps/*' out.json
+
+The groups are page_owner_sort's on the dumps' concatenation; each also
+says on how many hosts it occurs and its pages on the top hosts.  Each
+dump is read by a Dask task where it lies (big plain dumps by several),
+and the partial groups are merged in a tree.  See docs/fleet.md.
+"""
+
+
+@click.command(name=PROG, help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-a", "flag_a", is_flag=True, help="Sort by allocation time (timestamps kept in the compared text).")
+@click.option("-m", "flag_m", is_flag=True, help="Sort by total pages, largest first.")
+@click.option("-n", "flag_n", is_flag=True, help="Sort by task command name.")
+@click.option("-p", "flag_p", is_flag=True, help="Sort by pid.")
+@click.option("-P", "flag_P", is_flag=True, help="Sort by tgid.")
+@click.option("-s", "flag_s", is_flag=True, help="Sort by stack trace.")
+@click.option("-t", "flag_t", is_flag=True, help="Sort by times seen, most first (the default).")
+@click.option("-r", "flag_r", is_flag=True, help="Sort by release time.")
+@click.option("-f", "drop_released", is_flag=True, help="Leave out blocks released after allocation.")
+@click.option("--pid", "pid_list", metavar="LIST", help="Keep only records whose pid is in LIST.")
+@click.option("--tgid", "tgid_list", metavar="LIST", help="Keep only records whose tgid is in LIST.")
+@click.option("--name", "name_list", metavar="LIST", help="Keep only records whose command name is in LIST.")
+@click.option("--cull", "cull_rules", metavar="RULES", multiple=True, help="Merge records that agree on these keys (as page_owner_sort).")
+@click.option("--sort", "sort_order", metavar="ORDER", help="Sort by [+|-]key[,...] (as page_owner_sort).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format (default: from OUTPUT's suffix .json/.csv/.parquet, else text).")
+@click.option("--top-hosts", "top", type=click.IntRange(1, None), default=3, show_default=True, help="Hosts named per group.")
+@click.option("--host-regex", "host_regex", metavar="REGEX", help="Host name from each dump path: group 'host', else group 1, else the match.")
+@click.option("--diff", "diff", is_flag=True, help="OLD_DIR NEW_DIR [OUTPUT]: per-stack (or --cull key) growth across the fleet, largest first.")
+@click.option("--scheduler", metavar="ADDRESS", help="Use this running Dask cluster (tcp://host:8786) instead of a local one.")
+@click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes of the local cluster (default: one per core).")
+@click.option("--split-bytes", "split_bytes", type=click.IntRange(1 << 16, None), default=DEFAULT_SPLIT_BYTES, show_default=True, help="A plain dump bigger than this is read by several tasks.")
+@click.argument("paths", nargs=-1, metavar="DUMP... OUTPUT")
+def cli(flag_a: bool, flag_m: bool, flag_n: bool, flag_p: bool, flag_P: bool, flag_s: bool, flag_t: bool, flag_r: bool,
+        drop_released: bool, pid_list: str | None, tgid_list: str | None, name_list: str | None,
+        cull_rules: tuple[str, ...], sort_order: str | None, fmt: str | None, top: int, host_regex: str | None,
+        diff: bool, scheduler: str | None, workers: int | None, split_bytes: int, paths: tuple[str, ...]) -> int:
+    flags = {"a": flag_a, "m": flag_m, "n": flag_n, "p": flag_p, "P": flag_P, "r": flag_r, "s": flag_s, "t": flag_t}
+    chosen = [k for k, v in flags.items() if v]
+    if len(chosen) > 1:
+        raise click.UsageError("only one of -a -m -n -p -P -r -s -t may be given (use --sort=key,key for several keys)")
+    order = _parse_sort(sort_order) if sort_order is not None else list(DEFAULT_SORT)
+    if chosen:
+        order = [SORT_FLAGS[chosen[0]]]
+    fields = _parse_cull(",".join(cull_rules)) if cull_rules else []
+    selection = Selection(
+        pids=_parse_list(pid_list, "pid"),
+        tgids=_parse_list(tgid_list, "tgid"),
+        names=None if name_list is None else frozenset(n.encode("utf-8", "surrogateescape") for n in name_list.split(",")),
+        drop_released=drop_released,
+    )
+    try:
+        regex = re.compile(host_regex) if host_regex is not None else None
+    except re.error as e:
+        raise click.UsageError(f"--host-regex {host_regex!r}: {e}") from None
+    if diff:
+        if chosen or sort_order is not None:
+            raise click.UsageError("--diff output is sorted by growth; sort options do not apply")
+        if len(paths) not in (2, 3):
+            raise click.UsageError("--diff needs OLD_DIR NEW_DIR [OUTPUT]")
+        for d in paths[:2]:
+            if not os.path.isdir(d):
+                raise FleetError(f"--diff {d!r}: not a directory (give the folders of two collection rounds)")
+        rounds = [expand([paths[0]]), expand([paths[1]])]
+        output = paths[2] if len(paths) == 3 else "-"
+        fields = fields or ["stacktrace"]
+    else:
+        if len(paths) < 2:
+            raise click.UsageError("need DUMP... and OUTPUT")
+        rounds = [expand(paths[:-1])]
+        output = paths[-1]
+    if fmt is None:
+        ext = os.path.splitext(output)[1].lower()
+        fmt = {".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(ext, "text")
+    if fmt == "parquet":
+        try:
+            import pyarrow  # type: ignore[import-untyped]  # noqa: F401
+        except ImportError as e:
+            raise FleetError(f"{INSTALL_HINT} ({e})") from None
+    _check_output(output, [p for r in rounds for p in r], fmt)
+    dumps = [hosts_of(r, regex) for r in rounds]
+    shown = list(fields)
+    for f, given in (("pid", selection.pids), ("tgid", selection.tgids), ("comm", selection.names)):
+        if given is not None and f not in shown:
+            shown.append(f)
+    opts = Options(fields=tuple(fields), strip_ts=order[0][0] != "alloc_ts", alloc_bits="allocator" in fields,
+                   selection=selection)
+    info = sys.stderr if output == "-" else sys.stdout
+
+    def say(msg: str) -> None:
+        info.write(msg + "\n")
+        info.flush()
+
+    client, cluster = _client(scheduler, workers or 0)
+    try:
+        results = []
+        for r in dumps:
+            parts = plan(r, split_bytes)
+            p = _compute(client, parts, opts, progress=sys.stderr.isatty())
+            _report_inputs(p, say)
+            results.append(p)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if diff:
+        old, new = results
+        rep = diff_report(diff_groups(old.groups, new.groups, fields), old, new, shown)
+        if fmt == "parquet":
+            with _output(output) as out:
+                write_diff_parquet(rep, out)
+        else:
+            _write(output, {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt](rep))
+        return 0
+    fr = build_report(results[0], order, shown, top)
+    if fmt == "parquet":
+        with _output(output) as out:
+            write_fleet_parquet(fr, out)
+    else:
+        _write(output, {"text": render_fleet_text, "json": render_fleet_json, "csv": render_fleet_csv}[fmt](fr))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: 0 ok, 2 usage or input error, 3 cluster error, 130 Ctrl-C."""
+    try:
+        rv = cli.main(args=argv, prog_name=PROG, standalone_mode=False)
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except click.UsageError as e:
+        sys.stderr.write(f"{PROG}: error: {e.format_message()} (see {PROG} --help)\n")
+        return 2
+    except click.ClickException as e:
+        sys.stderr.write(f"{PROG}: error: {e.format_message()}\n")
+        return 2
+    except click.Abort:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+    except FleetError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 2
+    except ClusterError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 3
+    except BrokenPipeError:
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as e:
+        sys.stderr.write(f"{PROG}: error: {e}\n")
+        return 3
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

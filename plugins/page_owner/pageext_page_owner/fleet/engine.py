@@ -1,0 +1,165 @@
+"""The fleet engine: one Dask task per dump (or per part of a big one), partial groups combined in a tree.
+
+Each task reads its dump where it lies, with page_owner_sort's own
+counting (:func:`~pageext_page_owner.page_owner_sort.parse.count_range`,
+:class:`~pageext_page_owner.page_owner_sort.parse.Aggregator`), and returns
+a :class:`~pageext_page_owner.page_owner_sort.aggregate.Partial`: the
+groups of that dump only.  Partials are merged pairwise, neighbours in
+input order, so the result is the groups of the dumps' concatenation in
+that order and no process ever holds a whole dump or every partial at
+once.  Dask is imported only by :func:`run`: the tasks themselves need
+nothing but this package.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pageext_page_owner.dumpparse import DEFAULT_CHUNK, ParseError
+from pageext_page_owner.page_owner_sort import parallel
+from pageext_page_owner.page_owner_sort.aggregate import HostStats, Partial, Selection
+from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
+
+__all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
+           "reduce_local", "run"]
+
+DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
+
+
+class FleetInputError(Exception):
+    """A dump that cannot be read (or decompressed): the message names it."""
+
+
+@dataclass(frozen=True)
+class Options:
+    """How records are grouped: page_owner_sort's options that change the counting."""
+
+    fields: tuple[str, ...] = ()
+    strip_ts: bool = True
+    alloc_bits: bool = False
+    selection: Selection = field(default_factory=Selection)
+    chunk_size: int = DEFAULT_CHUNK
+
+
+@dataclass(frozen=True)
+class Part:
+    """One task's input: a whole dump (``start`` None) or bytes ``[start, stop)`` of a plain one."""
+
+    host: str
+    path: str
+    start: int | None = None
+    stop: int = 0
+    carry: int = 0  # CMA/SLAB bits of the last PFN line before ``start``
+
+
+def plan(dumps: Sequence[tuple[str, str]], split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Part]:
+    """The tasks for ``(host, path)`` dumps, in input order: a big plain dump is cut at record boundaries."""
+    out: list[Part] = []
+    for host, path in dumps:
+        parts = None
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            size = 0
+        if size > split_bytes:
+            parts = parallel.cut_parts(path, math.ceil(size / split_bytes), min_bytes=0)
+        if parts is None or len(parts) < 2:
+            out.append(Part(host, path))
+        else:
+            out.extend(Part(host, path, start, stop, carry) for start, stop, carry in parts)
+    return out
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+def count_part(part: Part, opts: Options) -> Partial:
+    """The task: count one dump (or part) and return its groups."""
+    first: list[ParseError] = []
+
+    def on_error(e: ParseError) -> None:
+        if not first:
+            first.append(e)
+
+    try:
+        if part.start is None:
+            agg = Aggregator(strip_ts=opts.strip_ts, alloc_bits=opts.alloc_bits, selection=opts.selection,
+                             on_error=on_error)
+            agg.feed(part.path, chunk_size=opts.chunk_size)
+            lines = 0  # a whole file: nothing follows it
+        else:
+            agg, lines = count_range(part.path, part.start, part.stop, part.carry, strip_ts=opts.strip_ts,
+                                     alloc_bits=opts.alloc_bits, selection=opts.selection,
+                                     chunk_size=opts.chunk_size, on_error=on_error)
+    except (OSError, EOFError, ValueError) as e:
+        msg = _why(e)
+        if msg.startswith(part.path + ": "):
+            msg = msg[len(part.path) + 2:]
+        raise FleetInputError(f"cannot read {part.path}: {msg}") from None
+    err = (first[0].line, first[0].reason) if first else None
+    stats = HostStats(part.path, agg.loaded, sum(agg.slot_count), agg.unparsed, agg.released, lines, err)
+    return Partial.of(part.host, agg.groups(), opts.fields, stats)
+
+
+def merge(a: Partial, b: Partial) -> Partial:
+    """The reduction step: ``a`` followed by ``b``."""
+    return a.merged(b)
+
+
+def reduce_local(parts: Sequence[Partial]) -> Partial:
+    """The same tree of merges in this process (for tests and one-machine callers)."""
+    level = list(parts)
+    while len(level) > 1:
+        level = [merge(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def local_cluster(workers: int) -> Any:
+    """The sweeps' local cluster (worker processes of one thread), without Dask's statistical profiler.
+
+    The profiler samples every worker thread's stack 100 times a second for
+    the dashboard, which this cluster does not serve; on a task that holds
+    the GIL throughout (counting records) it costs a quarter of the wall time.
+    """
+    import dask
+    import distributed  # noqa: F401  (first: it loads its defaults, which the set() below must not wipe on exit)
+
+    from pageext_core.sweep import local_cluster as sweep_cluster
+
+    with dask.config.set({"distributed.worker.profile.enabled": False}):
+        return sweep_cluster(workers)
+
+
+def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = count_part,
+        progress: bool = False) -> Partial:
+    """Count every part on the cluster of ``client`` and merge the results in a tree there; return the root.
+
+    ``count`` replaces the task function (tests use it to kill a worker);
+    ``progress`` shows Dask's progress bar on stderr (for a terminal).
+    """
+    if not parts:
+        raise ValueError("no dumps to read")
+    level = [client.submit(count, p, opts, pure=False) for p in parts]
+    every = list(level)
+    while len(level) > 1:
+        nxt = [client.submit(merge, level[i], level[i + 1], pure=False) for i in range(0, len(level) - 1, 2)]
+        every.extend(nxt)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    if progress:  # on stderr: stdout may be the report
+        import contextlib
+        import sys
+
+        from dask.distributed import progress as show
+
+        with contextlib.redirect_stdout(sys.stderr):
+            show(every)
+    result: Partial = level[0].result()
+    return result
