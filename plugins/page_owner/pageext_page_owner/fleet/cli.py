@@ -267,7 +267,7 @@ def cli(flag_a: bool, flag_m: bool, flag_n: bool, flag_p: bool, flag_P: bool, fl
         fmt = {".json": "json", ".csv": "csv", ".parquet": "parquet"}.get(ext, "text")
     if fmt == "parquet":
         try:
-            import pyarrow  # type: ignore[import-untyped]  # noqa: F401
+            import pyarrow  # noqa: F401
         except ImportError as e:
             raise FleetError(f"{INSTALL_HINT} ({e})") from None
     _check_output(output, [p for r in rounds for p in r], fmt)

@@ -112,7 +112,7 @@ def render_fleet_json(fr: FleetReport) -> Iterator[bytes]:
     head["hosts"] = [{"host": h, "input": s.source, "records": s.loaded, "unparsed": s.unparsed}
                      for h, s in zip(fr.partial.hosts, fr.partial.stats)]
 
-    def groups() -> Iterator[dict]:
+    def groups() -> Iterator[dict[str, Any]]:
         for k, g in enumerate(fr.report.groups):
             d = group_dict(g, fr.report)
             shares = fr.shares(k)
@@ -147,8 +147,8 @@ def _key_columns(g: Group, fr: FleetReport) -> dict[str, Any]:
 def write_fleet_parquet(fr: FleetReport, out: BinaryIO) -> None:
     """One row per group and host: ``group`` (rank in the report, from 1), ``host``, ``input``, its
     ``times`` and ``pages`` there, the group's totals and host count, then the group's key fields."""
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     hosts = fr.partial.hosts
     inputs = {h: s.source for h, s in zip(hosts, fr.partial.stats)}
@@ -174,8 +174,8 @@ def write_fleet_parquet(fr: FleetReport, out: BinaryIO) -> None:
 
 def write_diff_parquet(d: DiffReport, out: BinaryIO) -> None:
     """One row per stack (or cull key): page_owner_sort's ``--diff --format=csv`` columns."""
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     rows = [diff_row_dict(r, d) for r in d.rows]
     names: list[str] = ["delta_pages", "delta_times", "old_times", "old_pages", "new_times", "new_pages"]
