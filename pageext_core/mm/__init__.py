@@ -24,6 +24,7 @@ from pageext_core.mm.constants import (
     MiB,
     TiB,
 )
+from pageext_core.mm.context import Task
 from pageext_core.mm.errors import (
     BadPageState,
     ConfigError,
@@ -37,8 +38,9 @@ from pageext_core.mm.errors import (
 )
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
+from pageext_core.mm.hotplug import MemoryBlock
 from pageext_core.mm.invariants import InvariantError, check_invariants
-from pageext_core.mm.machine import Machine, MemoryBlock, Task
+from pageext_core.mm.machine import Machine
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 __all__ = [

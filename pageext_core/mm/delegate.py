@@ -1,0 +1,73 @@
+"""Forwarding a front object's names to its parts, typed, without a call layer.
+
+``Machine`` is a thin front over its parts (the allocator, the context, the
+oops state).  ``forward("buddy", BuddyAllocator.alloc_pages)`` makes
+``machine.alloc_pages`` the allocator's own bound method: looked up once per
+machine, then stored on the instance, so a call costs what a call to the part
+costs.  ``forward_attr("buddy")`` reads (and, when writable, writes) a part's
+attribute, for values the part may rebind.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class forward(Generic[P, R]):
+    """A method of the part ``part``, bound once per instance (a non-data descriptor)."""
+
+    def __init__(self, part: str, fn: Callable[Concatenate[Any, P], R]) -> None:
+        self.part = part
+        self.name = fn.__name__
+        self.__doc__ = fn.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name != self.name:
+            raise TypeError(f"{owner.__name__}.{name} forwards {self.name}: the names must match")
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> forward[P, R]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> Callable[P, R]: ...
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> forward[P, R] | Callable[P, R]:
+        if obj is None:
+            return self
+        bound: Callable[P, R] = getattr(getattr(obj, self.part), self.name)
+        obj.__dict__[self.name] = bound  # later lookups find it on the instance: no descriptor, no layer
+        return bound
+
+
+class forward_attr(Generic[T]):
+    """An attribute of the part ``part`` (a data descriptor); read-only unless ``writable``."""
+
+    def __init__(self, part: str, doc: str = "", *, writable: bool = False) -> None:
+        self.part = part
+        self.writable = writable
+        self.name = ""
+        self.__doc__ = doc
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> forward_attr[T]: ...
+
+    @overload
+    def __get__(self, obj: object, objtype: type | None = None) -> T: ...
+
+    def __get__(self, obj: object | None, objtype: type | None = None) -> forward_attr[T] | T:
+        if obj is None:
+            return self
+        value: T = getattr(getattr(obj, self.part), self.name)
+        return value
+
+    def __set__(self, obj: object, value: T) -> None:
+        if not self.writable:
+            raise AttributeError(f"{type(obj).__name__}.{self.name} is read-only (it is {self.part}.{self.name})")
+        setattr(getattr(obj, self.part), self.name, value)
