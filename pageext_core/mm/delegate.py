@@ -5,11 +5,15 @@ oops state).  ``forward("buddy", BuddyAllocator.alloc_pages)`` makes
 ``machine.alloc_pages`` the allocator's own bound method: looked up once per
 machine, then stored on the instance, so a call costs what a call to the part
 costs.  ``forward_attr("buddy")`` reads (and, when writable, writes) a part's
-attribute, for values the part may rebind.
+attribute, for values the part may rebind: typed as a descriptor, it puts a
+``property`` over ``operator.attrgetter`` in its place when the class is
+made, so a read runs no Python code (page_owner reads ``current`` and
+``clock_ns`` on every event).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 P = ParamSpec("P")
@@ -44,7 +48,12 @@ class forward(Generic[P, R]):
 
 
 class forward_attr(Generic[T]):
-    """An attribute of the part ``part`` (a data descriptor); read-only unless ``writable``."""
+    """An attribute of the part ``part``; read-only unless ``writable``.
+
+    Type checkers see this descriptor; at run time ``__set_name__`` replaces
+    it on the class with an equivalent ``property`` whose getter is C code.
+    ``__get__``/``__set__`` below say what that property does.
+    """
 
     def __init__(self, part: str, doc: str = "", *, writable: bool = False) -> None:
         self.part = part
@@ -54,6 +63,12 @@ class forward_attr(Generic[T]):
 
     def __set_name__(self, owner: type, name: str) -> None:
         self.name = name
+        part = self.part
+
+        def set_value(obj: object, value: T) -> None:
+            self.__set__(obj, value)
+
+        setattr(owner, name, property(attrgetter(f"{part}.{name}"), set_value, doc=self.__doc__))
 
     @overload
     def __get__(self, obj: None, objtype: type | None = None) -> forward_attr[T]: ...
