@@ -43,8 +43,8 @@ class Context:
     """The current task, CPU and stack of one machine.
 
     ``current`` and ``stack_handle`` are plain attributes: the page_ext
-    clients read them on every event and the session's workload sets them
-    before each operation (``run_as``).
+    clients read them on every event, and the session's workload and replay
+    set them (and the allocator's ``cpu``) directly before each operation.
     """
 
     def __init__(self, cpus: int, depot: StackDepot, cpu_holder: RunsOnCpu) -> None:
@@ -70,12 +70,6 @@ class Context:
         if not 0 <= cpu < self.cpus:
             raise ValueError(f"cpu {cpu}: this machine has CPUs 0..{self.cpus - 1}")
         self._on.cpu = cpu
-
-    def run_as(self, task: Task, cpu: int, handle: int) -> None:
-        """Switch task, CPU and stack handle at once, unchecked: for callers that made them (workloads, replay)."""
-        self.current = task
-        self._on.cpu = cpu
-        self.stack_handle = handle
 
     def set_stack_depth(self, frames: int) -> None:
         """Keep at most ``frames`` frames of every stack captured or set from now on (page_owner's stack depth)."""
