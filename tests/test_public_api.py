@@ -49,6 +49,7 @@ INTERNALS = re.compile("|".join([
     r"\bmemory[_]notifiers\b",               # storage keeps per_section lists current
     r"\bstack[_]max_frames\s*=",             # set_stack_depth
     r"\b[_]cb[_]\w+|\bcallout[_]owner\b",   # the machine's call-out table: machine.callouts
+    r"\.(?:budd[y]|ctx|oopse[s])\b",          # the machine's parts: their public names are forwarded
 ]))
 
 
@@ -142,9 +143,10 @@ def test_the_checker_catches_what_it_is_for() -> None:
         "machine.memory" "_notifiers.append(f)",
         "machine.stack" "_max_frames = 4",
         "k = machine.state[pfn] >> 4",
+        "n = machine.budd" "y.nr_free(1, 0, 0)",
     ])
     found = problems("bad.py", ast.parse(bad), bad, set())
-    for lineno in range(1, 9):
+    for lineno in range(1, 10):
         assert any(f"bad.py:{lineno}:" in f for f in found), (lineno, found)
     ok = "y = self._own\nz = sys._getframe(1)\nself._view.locate(pfn)"
     assert problems("ok.py", ast.parse(ok), ok, {"_own", "_view"}) == []

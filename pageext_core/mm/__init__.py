@@ -4,8 +4,9 @@ Import what you need from here; the submodules are one idea each.  What a
 page_ext client may use is listed in ``__all__`` (and in docs/machine.md,
 "The machine for plugins"): the ``Machine`` methods documented there, the
 page kinds (``PageKind``), constants, gfp helpers and errors.  The
-submodules' other names (``buddy.K_*``, the allocator's arrays) are the
-machine's own and may change.
+submodules' other names (``buddy.K_*``, the allocator's arrays) and the
+machine's parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
+whose public names ``Machine`` forwards) are the machine's own and may change.
 """
 from pageext_core.mm.buddy import HookError, PageBlock, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
