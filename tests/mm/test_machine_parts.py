@@ -119,3 +119,12 @@ def test_pcp_snapshot_matches_what_zoneinfo_reads(tiny: Machine) -> None:
     # a free goes to the head of its list (pindex 0 * 3 + Unmovable)
     assert tiny.pcp_snapshot(0, DMA32).lists[0][0] == p
     check_invariants(tiny)
+
+
+def test_a_forward_must_keep_the_parts_name() -> None:
+    from pageext_core.mm.delegate import forward
+
+    with pytest.raises((TypeError, RuntimeError)) as err:  # 3.11 wraps a __set_name__ error in RuntimeError
+        type("Front", (), {"alloc": forward("buddy", BuddyAllocator.alloc_pages)})
+    cause = err.value.__cause__ or err.value
+    assert "Front.alloc forwards alloc_pages: the names must match" in str(cause)
