@@ -2,9 +2,12 @@
 
 ``Machine`` is a thin front over its parts (the allocator, the context, the
 oops state).  ``forward("buddy", BuddyAllocator.alloc_pages)`` makes
-``machine.alloc_pages`` the allocator's own bound method: looked up once per
-machine, then stored on the instance, so a call costs what a call to the part
-costs.  ``forward_attr("buddy")`` reads (and, when writable, writes) a part's
+``machine.alloc_pages`` the allocator's own bound method, stored on the
+instance (``bind_forwards``, from ``__init__``), so a call costs what a call
+to the part costs.  All of them are bound at once, in the class's order:
+every machine's ``__dict__`` then has the same keys in the same order, which
+CPython's specialised attribute lookups rely on (binding at first use made
+two machines in one process differ, and one of them slower).  ``forward_attr("buddy")`` reads (and, when writable, writes) a part's
 attribute, for values the part may rebind: typed as a descriptor, it puts a
 ``property`` over ``operator.attrgetter`` in its place when the class is
 made, so a read runs no Python code (page_owner reads ``current`` and
@@ -45,6 +48,17 @@ class forward(Generic[P, R]):
         bound: Callable[P, R] = getattr(getattr(obj, self.part), self.name)
         obj.__dict__[self.name] = bound  # later lookups find it on the instance: no descriptor, no layer
         return bound
+
+
+def bind_forwards(obj: object) -> None:
+    """Store every ``forward`` of ``obj``'s class on ``obj`` as the part's bound method, in definition order."""
+    seen: set[str] = set()
+    d = obj.__dict__
+    for cls in reversed(type(obj).__mro__):
+        for name, value in vars(cls).items():
+            if isinstance(value, forward) and name not in seen:
+                seen.add(name)
+                d[name] = getattr(getattr(obj, value.part), value.name)
 
 
 class forward_attr(Generic[T]):

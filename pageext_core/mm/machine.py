@@ -38,7 +38,7 @@ from pageext_core.mm.constants import (
 )
 from pageext_core.mm.contents import PageContents
 from pageext_core.mm.context import Context, Task
-from pageext_core.mm.delegate import forward, forward_attr
+from pageext_core.mm.delegate import bind_forwards, forward, forward_attr
 from pageext_core.mm.errors import ConfigError, InvalidPfn
 from pageext_core.mm.geometry import (
     Geometry,
@@ -86,6 +86,7 @@ class Machine:
         self.ctx = Context(self.config.cpus, self.depot, self.buddy)
         self.oopses = Oopses(self.ctx, self.log)
         self.contents.oops = self.oopses.log_oops
+        bind_forwards(self)  # machine.alloc_pages is buddy.alloc_pages: no call layer
         # The allocator's arrays and sizes, never rebound: the same objects as ``buddy``'s.
         b = self.buddy
         self.state: np.ndarray = b.state

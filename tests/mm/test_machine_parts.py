@@ -128,3 +128,13 @@ def test_a_forward_must_keep_the_parts_name() -> None:
         type("Front", (), {"alloc": forward("buddy", BuddyAllocator.alloc_pages)})
     cause = err.value.__cause__ or err.value
     assert "Front.alloc forwards alloc_pages: the names must match" in str(cause)
+
+
+def test_every_machine_has_the_same_attributes_in_the_same_order() -> None:
+    """Forwards are bound in ``__init__``, not at first use: what a machine did does not reorder its ``__dict__``."""
+    used, fresh = Machine(TINY), Machine(TINY)
+    used.pcp_snapshot(0, DMA32)
+    used.free_pages(used.alloc_pages(G.GFP_KERNEL, 0), 0)
+    used.describe_page(4096)
+    assert list(vars(used)) == list(vars(fresh))
+    assert "alloc_pages" in vars(fresh) and "pcp_snapshot" in vars(fresh)
