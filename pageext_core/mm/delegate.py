@@ -25,7 +25,7 @@ T = TypeVar("T")
 
 
 class forward(Generic[P, R]):
-    """A method of the part ``part``, bound once per instance (a non-data descriptor)."""
+    """A method of the part ``part`` (a non-data descriptor: the bound method ``bind_forwards`` stores wins)."""
 
     def __init__(self, part: str, fn: Callable[Concatenate[Any, P], R]) -> None:
         self.part = part
@@ -45,8 +45,8 @@ class forward(Generic[P, R]):
     def __get__(self, obj: object | None, objtype: type | None = None) -> forward[P, R] | Callable[P, R]:
         if obj is None:
             return self
+        # Reached only before ``bind_forwards`` (or without it): not stored, so the instance's layout stays put.
         bound: Callable[P, R] = getattr(getattr(obj, self.part), self.name)
-        obj.__dict__[self.name] = bound  # later lookups find it on the instance: no descriptor, no layer
         return bound
 
 

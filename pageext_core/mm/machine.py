@@ -15,7 +15,7 @@ the page contents (``contents``), the kernel log (``log``) and the
 call-out table (``callouts``).  The machine keeps memblock and the present
 ranges itself, and forwards the parts' public methods and attributes
 (``pageext_core.mm.delegate``): a forwarded method is the part's own bound
-method, stored on the machine at first use, so ``machine.alloc_pages`` costs
+method, stored on the machine when it is made, so ``machine.alloc_pages`` costs
 what ``machine.buddy.alloc_pages`` costs.
 """
 from __future__ import annotations
