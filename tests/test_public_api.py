@@ -14,6 +14,12 @@ to do the same.  Checked here, statically:
   pageblock and page-state arrays, ``K_*`` kinds, memory notifiers, the
   machine-wide stack depth).
 
+The tests and the rest of the core are held to a narrower rule: they do not
+read the allocator's private slots (its free-list stacks, per-CPU lists,
+cached views...), but its public read-only copies (``free_list``,
+``nr_free``, ``pcp_snapshot``); only its whitebox checker
+(``mm/invariants.py``) may.
+
 The forbidden words are spelled with character classes (``[_]``) so that
 this file does not match itself if it is ever checked the same way.
 """
@@ -43,6 +49,7 @@ INTERNALS = re.compile("|".join([
     r"\bmemory[_]notifiers\b",               # storage keeps per_section lists current
     r"\bstack[_]max_frames\s*=",             # set_stack_depth
     r"\b[_]cb[_]\w+|\bcallout[_]owner\b",   # the machine's call-out table: machine.callouts
+    r"\.(?:budd[y]|ctx|oopse[s])\b",          # the machine's parts: their public names are forwarded
 ]))
 
 
@@ -136,9 +143,58 @@ def test_the_checker_catches_what_it_is_for() -> None:
         "machine.memory" "_notifiers.append(f)",
         "machine.stack" "_max_frames = 4",
         "k = machine.state[pfn] >> 4",
+        "n = machine.budd" "y.nr_free(1, 0, 0)",
     ])
     found = problems("bad.py", ast.parse(bad), bad, set())
-    for lineno in range(1, 9):
+    for lineno in range(1, 10):
         assert any(f"bad.py:{lineno}:" in f for f in found), (lineno, found)
     ok = "y = self._own\nz = sys._getframe(1)\nself._view.locate(pfn)"
     assert problems("ok.py", ast.parse(ok), ok, {"_own", "_view"}) == []
+
+
+ALLOCATOR = ROOT / "pageext_core" / "mm" / "buddy.py"
+# The invariant checker verifies the free lists' own layout (stacks with back-pointers): it reads them on purpose.
+ALLOCATOR_FRIENDS = {ROOT / "pageext_core" / "mm" / "invariants.py"}
+
+
+def allocator_privates() -> set[str]:
+    """Private methods and attributes ``BuddyAllocator`` defines (``self._x = ...``, ``def _x``)."""
+    tree = ast.parse(ALLOCATOR.read_text())
+    cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "BuddyAllocator")
+    out = set()
+    for node in ast.walk(cls):
+        if isinstance(node, ast.FunctionDef):
+            name = node.name
+        elif (isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store)
+              and isinstance(node.value, ast.Name) and node.value.id == "self"):
+            name = node.attr
+        else:
+            continue
+        if name.startswith("_") and not name.startswith("__"):
+            out.add(name)
+    return out
+
+
+def allocator_private_reads(where: str, text: str, privates: set[str]) -> list[str]:
+    """``where:line: .name`` for each read of an allocator private that the file does not define itself."""
+    tree = ast.parse(text, where)
+    own = defined_names([tree])
+    return [f"{where}:{node.lineno}: .{node.attr}" for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and node.attr in privates and node.attr not in own]
+
+
+def test_tests_and_the_core_read_the_allocator_through_its_public_api() -> None:
+    privates = allocator_privates()
+    assert {"_fl_n", "_pcp", "_resolve_gfp"} <= privates  # the rule knows what it guards
+    files = sorted(p for p in [*ROOT.glob("tests/**/*.py"), *ROOT.glob("pageext_core/**/*.py")]
+                   if p != ALLOCATOR and p not in ALLOCATOR_FRIENDS)
+    assert any(p.name == "machine.py" for p in files) and any(p.parts[-2] == "mm" and "tests" in p.parts
+                                                              for p in files)
+    found = [hit for p in files for hit in allocator_private_reads(str(p.relative_to(ROOT)), p.read_text(), privates)]
+    assert not found, "allocator privates read outside the allocator:\n" + "\n".join(found)
+
+
+def test_the_allocator_rule_catches_what_it_is_for() -> None:
+    text = "n = machine.buddy._fl_n[0]\nq = m._pcp[0]\nself._st = 1\nok = self._st\n"
+    found = allocator_private_reads("bad.py", text, allocator_privates())
+    assert found == ["bad.py:1: ._fl_n", "bad.py:2: ._pcp"]  # a file's own _st (replay's view) is its own

@@ -4,8 +4,9 @@ Import what you need from here; the submodules are one idea each.  What a
 page_ext client may use is listed in ``__all__`` (and in docs/machine.md,
 "The machine for plugins"): the ``Machine`` methods documented there, the
 page kinds (``PageKind``), constants, gfp helpers and errors.  The
-submodules' other names (``buddy.K_*``, the allocator's arrays) are the
-machine's own and may change.
+submodules' other names (``buddy.K_*``, the allocator's arrays) and the
+machine's parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
+whose public names ``Machine`` forwards) are the machine's own and may change.
 """
 from pageext_core.mm.buddy import HookError, PageBlock, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
@@ -24,6 +25,7 @@ from pageext_core.mm.constants import (
     MiB,
     TiB,
 )
+from pageext_core.mm.context import Task
 from pageext_core.mm.errors import (
     BadPageState,
     ConfigError,
@@ -37,8 +39,9 @@ from pageext_core.mm.errors import (
 )
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
+from pageext_core.mm.hotplug import MemoryBlock
 from pageext_core.mm.invariants import InvariantError, check_invariants
-from pageext_core.mm.machine import Machine, MemoryBlock, Task
+from pageext_core.mm.machine import Machine
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 __all__ = [

@@ -23,8 +23,9 @@ meets a held buddy.  With nothing attached each point costs one truth test.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -53,7 +54,7 @@ from pageext_core.mm.errors import (
     OrderMismatch,
     PlacementRefused,
 )
-from pageext_core.mm.geometry import _intersect, count_pages
+from pageext_core.mm.geometry import _intersect, _subtract, count_pages
 from pageext_core.mm.gfp import format_gfp_mask, gfp_migratetype
 from pageext_core.mm.pageflags import (
     PG_head,
@@ -63,6 +64,7 @@ from pageext_core.mm.pageflags import (
     PG_writeback,
     flag_names,
 )
+from pageext_core.mm.views import memview
 from pageext_core.mm.watermarks import (
     ALLOC_KSWAPD,
     ALLOC_MIN_RESERVE,
@@ -225,44 +227,71 @@ class PerCpuPages:
         self.prev_free_high_order = False  # PCPF_PREV_FREE_HIGH_ORDER
 
 
-class BuddyAllocator:
-    """Allocator state and operations; ``Machine`` builds on it.
+class AllocatorHost(Protocol):
+    """What the allocator asks of the machine it runs in: only for errors and warnings.
 
-    The allocator owns its state (page state, pageblocks, free lists, per-CPU
-    lists, counters) and every change to its free lists.  What it needs from
-    the machine is declared below and provided by ``Machine`` before
-    ``_init_allocator``: the geometry, the clock and CPU it charges and runs
-    on, the current task (named in errors), the log (allocation failures),
-    the page contents (``__GFP_ZERO``) and the machine's pfn check and page
-    descriptions (errors in the kernel's words).
+    The allocator names the current task and describes a page in the
+    kernel's words when it refuses a request (``Bad page state``, a failed
+    allocation's ``warn_alloc``); the machine knows which pfns exist and how
+    to print a page and a stack.
     """
 
-    geometry: Geometry
-    clock_ns: int
-    cpu: int
-    current: Task
-    log: KernelLog
-    contents: PageContents
+    @property
+    def current(self) -> Task:
+        """The task the event is attributed to."""
+        ...
 
     def check_pfn(self, pfn: int) -> None:
-        """Raise ``InvalidPfn`` saying why a pfn is not usable memory (the machine's)."""
-        raise NotImplementedError
+        """Raise ``InvalidPfn`` saying why a pfn is not usable memory."""
+        ...
 
     def describe_page(self, pfn: int) -> str:
-        """A ``dump_page``-style description (the machine's)."""
-        raise NotImplementedError
-
-    def cpu_line(self) -> str:
-        """``dump_stack``'s first line (the machine's)."""
-        raise NotImplementedError
-
-    def call_trace_lines(self) -> list[str]:
-        """The current call trace (the machine's)."""
-        raise NotImplementedError
+        """A ``dump_page`` description of a page."""
+        ...
 
     def dump_stack_lines(self) -> list[str]:
-        """``dump_stack``'s lines: CPU, taint, hardware name, call trace (the machine's)."""
-        raise NotImplementedError
+        """``dump_stack``'s lines: CPU, taint, hardware name, call trace."""
+        ...
+
+
+@dataclass(frozen=True)
+class PcpSnapshot:
+    """One CPU's pageset for one zone, copied (``BuddyAllocator.pcp_snapshot``): plain values, no live state."""
+
+    count: int
+    high: int
+    batch: int
+    high_min: int
+    high_max: int
+    alloc_factor: int
+    free_count: int
+    #: the 14 lists by pindex (orders 0-3 per pcp type, then the two THP lists), each head first (handed out next)
+    lists: tuple[tuple[int, ...], ...]
+
+
+class BuddyAllocator:
+    """Allocator state and operations; ``Machine`` holds one (``machine.buddy``).
+
+    The allocator owns its state (page state, pageblocks, free lists, per-CPU
+    lists, counters) and every change to its free lists: allocation and free,
+    the bulk free at boot (``free_all``), isolation (``isolate_range``), hot
+    add and removal (``add_memory``, ``remove_memory``, ``take_free_range``).
+
+    What it is given: the geometry, the log (allocation failures), the page
+    contents (``__GFP_ZERO``) and its host (``AllocatorHost``: the task named
+    in errors, the pfn check and the page and stack descriptions).  The CPU it
+    runs on (``cpu``, set by the machine's context) and the clock it charges
+    (``clock_ns``) are its own plain attributes: every allocation reads them.
+    """
+
+    def __init__(self, geometry: Geometry, host: AllocatorHost, log: KernelLog, contents: PageContents) -> None:
+        self.geometry = geometry
+        self.host = host
+        self.log = log
+        self.contents = contents
+        self.clock_ns = 0  # the machine's clock: simulated ns, charged op_cost_ns per operation
+        self.cpu = 0  # smp_processor_id(): whose per-CPU lists allocations and frees use
+        self._init_allocator()
 
     # -- set-up -----------------------------------------------------------
 
@@ -276,21 +305,21 @@ class BuddyAllocator:
         # cost address space, not memory.
         self.state = np.zeros(n, np.uint8)
         self.pflags = np.zeros(n, np.uint32)
-        self._st = memoryview(self.state)
-        self._pf = memoryview(self.pflags)
+        self._st = memview(self.state)
+        self._pf = memview(self.pflags)
         nblocks = (n + (1 << g.pageblock_order) - 1) >> g.pageblock_order
         self.pb_mt = np.full(nblocks, MIGRATE_MOVABLE, np.uint8)
         self.pb_zone = np.full(nblocks, 255, np.uint8)
         for z in g.zones:
             if z.spanned_pages:
                 self.pb_zone[z.start_pfn >> g.pageblock_order : (z.end_pfn + (1 << g.pageblock_order) - 1) >> g.pageblock_order] = z.index
-        self._pbmt = memoryview(self.pb_mt)
-        self._pbz = memoryview(self.pb_zone)
+        self._pbmt = memview(self.pb_mt)
+        self._pbz = memview(self.pb_zone)
         nz = len(g.zones)
         self.nr_zones = nz
         nlists = nz * MIGRATE_TYPES * self.nr_orders
         self._fl_arr: list[np.ndarray] = [np.zeros(0, np.uint32) for _ in range(nlists)]
-        self._fl_mv: list[memoryview] = [memoryview(a) for a in self._fl_arr]
+        self._fl_mv: list[memoryview] = [memview(a) for a in self._fl_arr]
         self._fl_n: list[int] = [0] * nlists
         self._nonempty: list[int] = [0] * (nz * MIGRATE_TYPES)
         self.zone_free: list[int] = [0] * nz
@@ -315,7 +344,7 @@ class BuddyAllocator:
         self._on_split_page: tuple[Callable[[int, int], object], ...] = ()
         self._callout_names: dict[int, tuple[str, str]] = {}
         self._deferred_hook_error: HookError | None = None
-        self._gfp_cache: dict[int, tuple[int, tuple[tuple[int, ...], ...]]] = {}
+        self._gfp_cache: dict[int, tuple[int, tuple[tuple[int, ...], ...], int, tuple[int, ...], int]] = {}
         # Watermarks (``watermarks``; computed with the pcp sizes once the zones are known).
         self.min_free_kbytes = 0
         self.user_min_free_kbytes = -1  # vm.min_free_kbytes as written (-1: never)
@@ -518,6 +547,20 @@ class BuddyAllocator:
         self._gfp_cache[gfp_mask] = info
         return info
 
+    def alloc_flags(self, gfp_mask: int) -> tuple[tuple[int, ...], int]:
+        """The alloc_flags a mask gets: the fast path's per node (LOW mark, maybe NOFRAGMENT), the slow path's."""
+        info = self._gfp_cache.get(gfp_mask)
+        if info is None:
+            info = self._resolve_gfp(gfp_mask)
+        return info[3], info[4]
+
+    def migratetype_of(self, gfp_mask: int) -> int:
+        """The migratetype a request with this mask gets (Unmovable for all when mobility grouping is off)."""
+        info = self._gfp_cache.get(gfp_mask)
+        if info is None:
+            info = self._resolve_gfp(gfp_mask)
+        return info[0]
+
     # -- free list primitives -------------------------------------------------
 
     def _push(self, zm: int, order: int, pfn: int) -> None:
@@ -538,7 +581,7 @@ class BuddyAllocator:
         new = np.zeros(max(16, len(old) * 2), np.uint32)
         new[: len(old)] = old
         self._fl_arr[li] = new
-        mv = self._fl_mv[li] = memoryview(new)
+        mv = self._fl_mv[li] = memview(new)
         return mv
 
     def _pop(self, zm: int, order: int) -> int:
@@ -569,6 +612,21 @@ class BuddyAllocator:
     def nr_free(self, zone: int, order: int, migratetype: int) -> int:
         """Blocks on one free list (the kernel's ``free_area[order].nr_free`` per type)."""
         return self._fl_n[(zone * MIGRATE_TYPES + migratetype) * self.nr_orders + order]
+
+    def free_list(self, zone: int, order: int, migratetype: int) -> tuple[int, ...]:
+        """Head pfns on one free list, a copy: first the block handed out next, last the list's tail."""
+        li = (zone * MIGRATE_TYPES + migratetype) * self.nr_orders + order
+        return tuple(int(p) for p in self._fl_arr[li][: self._fl_n[li]][::-1])
+
+    def nr_free_counts(self) -> np.ndarray:
+        """Blocks on every free list, as an int64 array [zone, migratetype, order] (a copy)."""
+        counts: np.ndarray = np.array(self._fl_n, dtype=np.int64).reshape(self.nr_zones, MIGRATE_TYPES, self.nr_orders)
+        return counts
+
+    def isolated_free_pages(self, zone: int) -> int:
+        """Free pages on a zone's MIGRATE_ISOLATE lists (pageblocks being offlined)."""
+        base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
+        return sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
 
     # -- allocation -------------------------------------------------------------
 
@@ -755,7 +813,7 @@ class BuddyAllocator:
                     K_HELD: "held by a page_ext client (a guard page)"}.get(kind)
             if what is None:
                 try:
-                    self.check_pfn(p)
+                    self.host.check_pfn(p)
                     what = "not a page of any block"
                 except MMError as exc:
                     what = str(exc).split(": ", 1)[-1]
@@ -830,9 +888,9 @@ class BuddyAllocator:
             mems = "0" if nodes == 1 else f"0-{nodes - 1}"
             self.log.warn_ratelimited(
                 "warn_alloc",
-                "\n".join([f"{self.current.comm}: page allocation failure: order:{order}, "
+                "\n".join([f"{self.host.current.comm}: page allocation failure: order:{order}, "
                            f"mode:{format_gfp_mask(gfp_mask)}, nodemask=(null),cpuset=/,mems_allowed={mems}",
-                           *self.dump_stack_lines()]),
+                           *self.host.dump_stack_lines()]),
             )
 
     def _rmqueue(self, zone: int, order: int, mt: int, aflags: int = 0) -> int:
@@ -1014,7 +1072,32 @@ class BuddyAllocator:
             self._push(base + new_mt, o, pfn)
         self._pbmt[pb] = new_mt
 
+    def set_pageblock_migratetype(self, pb: int, migratetype: int) -> None:
+        """Re-type pageblock ``pb`` (a replayed trace says it changed hands): its free blocks move lists too."""
+        old = self._pbmt[pb]
+        if old != migratetype:
+            self._move_freepages_block(self._pbz[pb], pb, old, migratetype)
+
     # -- whole ranges: boot, hotplug, isolation -----------------------------------------
+
+    def free_all(self, present: Sequence[tuple[int, int]], reserved: Sequence[tuple[int, int]]) -> None:
+        """Boot (``memblock_free_all``): count present pages per zone, mark the reservations, free the rest.
+
+        Every present page outside ``reserved`` goes to the buddy as maximal
+        aligned blocks.  Mobility grouping is turned off when there is less
+        than one pageblock per migratetype (``build_all_zonelists``), then the
+        per-CPU pagesets, zonelists and watermarks are built.
+        """
+        for z in self.geometry.zones:
+            self.zone_present[z.index] = count_pages(_intersect(present, z.start_pfn, z.end_pfn))
+        self.reserve_ranges(reserved)
+        free = list(present)
+        for r in reserved:
+            free = _subtract(free, r)
+        self.free_ranges(free)
+        if sum(self.zone_free) < (1 << self.pageblock_order) * MIGRATE_TYPES:
+            self.mobility_grouping = False
+        self._init_pcp()
 
     def free_ranges(self, ranges: Sequence[tuple[int, int]], *, tail: bool = False) -> None:
         """Hand page ranges to the buddy as maximal aligned free blocks (boot, hot-add), vectorised.
@@ -1063,7 +1146,7 @@ class BuddyAllocator:
                 grown = np.zeros(max(16, need), np.uint32)
                 grown[:n0] = self._fl_arr[li][:n0]
                 self._fl_arr[li] = grown
-                self._fl_mv[li] = memoryview(grown)
+                self._fl_mv[li] = memview(grown)
             arr = self._fl_arr[li]
             if tail and n0:
                 # The stack is popped from its end: put the new blocks at its start.
@@ -1139,7 +1222,7 @@ class BuddyAllocator:
         Returns the old types, for ``unisolate_range``.
         """
         pbo = self.pageblock_order
-        saved = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
+        saved: np.ndarray = self.pb_mt[start >> pbo : ((end - 1) >> pbo) + 1].copy()
         self._retype(start, end, np.full(len(saved), MIGRATE_ISOLATE, np.uint8))
         return saved
 
@@ -1391,6 +1474,14 @@ class BuddyAllocator:
         pcp = self._pcps[cpu][zone]
         return pcp.count, pcp.high, pcp.batch
 
+    def pcp_snapshot(self, cpu: int, zone: int) -> PcpSnapshot:
+        """One CPU's pageset for a zone, copied: its counters and limits, and its 14 lists (head first)."""
+        pcp = self._pcps[cpu][zone]
+        base = zone * NR_PCP_LISTS
+        lists = tuple(tuple(reversed(pl)) for pl in self._pcp[cpu][base : base + NR_PCP_LISTS])
+        return PcpSnapshot(pcp.count, pcp.high, pcp.batch, pcp.high_min, pcp.high_max, pcp.alloc_factor,
+                           pcp.free_count, lists)
+
     # -- free -----------------------------------------------------------------------
 
     def free_pages(self, pfn: int, order: int = 0) -> None:
@@ -1529,16 +1620,16 @@ class BuddyAllocator:
 
     def _bad_free(self, pfn: object, order: object) -> None:
         """Work out why a free is wrong and raise it in the kernel's words."""
-        if order.__class__ is not int or not 0 <= order <= self.max_order:  # type: ignore[operator]
+        if order.__class__ is not int or not 0 <= order <= self.max_order:
             raise InvalidOrder(order, self.max_order)
         if pfn.__class__ is not int:
             raise TypeError(f"pfn must be an int, got {pfn!r}")
         assert isinstance(pfn, int) and isinstance(order, int)
-        self.check_pfn(pfn)
-        comm = self.current.comm
+        self.host.check_pfn(pfn)
+        comm = self.host.current.comm
         s = self._st[pfn]
         kind, korder = s >> 4, s & 15
-        dump = self.describe_page(pfn)
+        dump = self.host.describe_page(pfn)
         if kind in (K_ALLOC, K_ALLOC_MOVABLE):
             if korder != order:
                 raise OrderMismatch(pfn, "free with the wrong order", f"order {korder}", f"order {order}", comm, dump)
@@ -1606,7 +1697,8 @@ class BuddyAllocator:
         cover = np.zeros(n + 1, np.int32)
         np.add.at(cover, heads, 1)
         np.add.at(cover, np.minimum(heads + np.left_shift(1, orders.astype(np.int64)), n), -1)
-        return np.cumsum(cover[:n]) > 0
+        mask: np.ndarray = np.cumsum(cover[:n]) > 0
+        return mask
 
     # -- page flags ---------------------------------------------------------------------
 
@@ -1617,9 +1709,9 @@ class BuddyAllocator:
                 return  # the head of a block: the common case, answered without a search
         kind, order, head = self.page_kind(pfn)
         if kind not in (K_ALLOC, K_ALLOC_MOVABLE, K_RESERVED) or pfn + nr > head + (1 << order):
-            self.check_pfn(pfn)
+            self.host.check_pfn(pfn)
             raise BadPageState(pfn, "page flags on a page that is not allocated", "an allocated page",
-                               f"a {KIND_NAMES[kind]} page", self.current.comm)
+                               f"a {KIND_NAMES[kind]} page", self.host.current.comm)
 
     def set_page_flags(self, pfn: int, mask: int, nr: int = 1) -> None:
         """Set flag bits on ``nr`` pages of an allocated block (e.g. lru|active)."""
@@ -1662,7 +1754,7 @@ class BuddyAllocator:
         if s != ALLOC_K | order and s != ALLOCM_K | order:
             self._bad_free(pfn, order)
         if self._pf[pfn] & (1 << PG_head):
-            raise BadPageState(pfn, "split_page on a compound page", "a non-compound block", "a compound (head) page", self.current.comm)
+            raise BadPageState(pfn, "split_page on a compound page", "a non-compound block", "a compound (head) page", self.host.current.comm)
         if not order:
             return
         kind = s & 0xF0

@@ -18,6 +18,7 @@ import numpy as np
 
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import InvalidPfn, PageFault
+from pageext_core.mm.views import memview
 
 FaultHandler = Callable[[int, int, bool], "str | None"]
 
@@ -37,7 +38,7 @@ class PageContents:
         self._zero_slots = bytes(4 << 14)
         self._rows: dict[int, bytes] = {}
         self._unmapped: np.ndarray | None = None  # pfn -> True when not in the direct map
-        self._unmapped_mv: memoryview | None = None
+        self._unmapped_mv = memoryview(b"")  # the view of _unmapped once that exists (only read after it does)
         self._pool = np.zeros((0, PAGE_SIZE), np.uint8)
         self._free_rows: list[int] = []
         self._rows_used = 0
@@ -62,13 +63,13 @@ class PageContents:
     def _slots(self) -> np.ndarray:
         if self._slot is None:
             self._slot = np.zeros(self.max_pfn, np.uint32)
-            self._slot_mv = memoryview(self._slot)
+            self._slot_mv = memview(self._slot)
         return self._slot
 
     def _fills(self) -> np.ndarray:
         if self._fill is None:
             self._fill = np.full(self.max_pfn, self.default_fill, np.uint8)
-            self._fill_mv = memoryview(self._fill)
+            self._fill_mv = memview(self._fill)
         return self._fill
 
     def set_default_fill(self, byte: int) -> None:
@@ -101,7 +102,7 @@ class PageContents:
     def _unmapped_array(self) -> np.ndarray:
         if self._unmapped is None:
             self._unmapped = np.zeros(self.max_pfn, np.bool_)
-            self._unmapped_mv = memoryview(self._unmapped)
+            self._unmapped_mv = memview(self._unmapped)
         return self._unmapped
 
     def unmap(self, pfn: int, nr_pages: int = 1) -> None:
@@ -219,7 +220,8 @@ class PageContents:
         if self._slot is not None:
             s = int(self._slot[pfn])
             if s:
-                return self._pool[s - 1]
+                row: np.ndarray = self._pool[s - 1]
+                return row
         fill = self.default_fill if self._fill is None else int(self._fill[pfn])
         view = np.broadcast_to(np.uint8(fill), (PAGE_SIZE,))
         return view
@@ -292,7 +294,7 @@ class PageContents:
             wrong_fill = None if self.default_fill == byte else np.ones(nr_pages, np.bool_)
         slots = None if self._slot is None else self._slot[pfn : pfn + nr_pages]
         backed = None if slots is None else slots != 0
-        if backed is not None and backed.any():
+        if slots is not None and backed is not None and backed.any():
             idx = np.flatnonzero(backed)
             rows = self._pool[slots[idx].astype(np.int64) - 1]
             diff = rows != byte

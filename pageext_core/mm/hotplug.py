@@ -4,8 +4,9 @@ A ``Hotplug`` belongs to one machine (``machine.hotplug``).  It checks a
 request, tells the notifiers (a notifier that fails going-online or
 going-offline cancels the event with nothing changed: page_ext's tables roll
 back this way), and asks the machine for each change: presence
-(``set_present``), the allocator's memory (``add_memory``,
-``remove_memory``, ``isolate_range``), migration and page contents.
+(``set_present``), migration and page contents, and asks the allocator
+(``machine.buddy``) for every free-list change: ``add_memory``,
+``remove_memory``, ``isolate_range`` / ``unisolate_range``.
 """
 from __future__ import annotations
 
@@ -104,7 +105,7 @@ class Hotplug:
                 m.log.warn(f"pageext: memory block {index}: online failed: {exc}")
                 raise HotplugError(f"memory block {index} [{start:#x}, {blk.end_pfn:#x}): online failed: {exc}") from exc
         m.set_present(ranges, True)
-        m.add_memory(ranges)
+        m.buddy.add_memory(ranges)
         blk.online = True
         self._notify(MEM_ONLINE, start, nr)
         for c in m.callouts.online:  # clients that follow hot-added memory (debug_pagealloc poisons it)
@@ -128,7 +129,7 @@ class Hotplug:
             raise HotplugError(f"memory block {index} is already offline")
         m = self.m
         start, end = blk.start_pfn, blk.end_pfn
-        m.drain_all_pages()
+        m.buddy.drain_all_pages()
         seg = m.state[start:end]
         kinds = seg >> 4
         busy_mask = (kinds != PageKind.FREE) & (kinds != PageKind.NONE)
@@ -142,7 +143,7 @@ class Hotplug:
             raise HotplugError(
                 f"memory block {index}: offline failed (-EBUSY): pfn {p:#x} is {PageKind(k).label} "
                 f"(order {int(seg[busy[0]]) & 15}); {hint}")
-        saved = m.isolate_range(start, end) if migrate else None
+        saved = m.buddy.isolate_range(start, end) if migrate else None
         try:
             if migrate:
                 self._migrate_out(index, start, end)
@@ -154,10 +155,10 @@ class Hotplug:
                     raise HotplugError(f"memory block {index}: offline vetoed: {exc}") from exc
         except BaseException:
             if saved is not None:
-                m.unisolate_range(start, end, saved)
+                m.buddy.unisolate_range(start, end, saved)
             raise
         ranges = intersect(m.present_ranges, start, end)
-        m.remove_memory(start, end, ranges)
+        m.buddy.remove_memory(start, end, ranges)
         m.contents.forget(ranges)
         m.set_present(ranges, False)
         blk.online = False

@@ -91,12 +91,13 @@ def check_invariants(m: Machine, *, allow_held_buddies: bool = False) -> None:
     zones_of_free = m.pb_zone[free_heads >> m.pageblock_order].astype(np.int64)
     mts_of_free = m.pb_mt[free_heads >> m.pageblock_order].astype(np.int64)
     listed = 0
-    for li, count in enumerate(m._fl_n):
+    b = m.buddy  # the free lists' own layout: stacks with back-pointers in pflags
+    for li, count in enumerate(b._fl_n):
         if not count:
             continue
         zm, order = divmod(li, m.nr_orders)
         zone, mt = divmod(zm, MIGRATE_TYPES)
-        entries = m._fl_arr[li][:count].astype(np.int64)
+        entries = b._fl_arr[li][:count].astype(np.int64)
         listed += count
         wrong = entries[(st[entries] != ((_b.K_FREE << 4) | order))]
         if wrong.size:
@@ -108,7 +109,7 @@ def check_invariants(m: Machine, *, allow_held_buddies: bool = False) -> None:
         sel = (zones_of_free == zone) & (mts_of_free == mt) & (free_orders == order)
         if int(sel.sum()) != count:
             errors.append(f"free list zone {zone} order {order} mt {mt} has {count} entries, page state says {int(sel.sum())}")
-        if bool(m._nonempty[zm] >> order & 1) != bool(count):
+        if bool(b._nonempty[zm] >> order & 1) != bool(count):
             errors.append(f"non-empty bitmap wrong for zone {zone} mt {mt} order {order}")
     if listed != free_heads.size:
         errors.append(f"{free_heads.size} free blocks in page state but {listed} on free lists")
@@ -121,7 +122,7 @@ def check_invariants(m: Machine, *, allow_held_buddies: bool = False) -> None:
         for z in range(nz):
             if int(per_zone[z]) != counter[z]:
                 errors.append(f"zone {z} {label} counter {counter[z]} but blocks hold {int(per_zone[z])} pages")
-    pcp_listed = sum(len(pl) for lists in m._pcp for pl in lists)
+    pcp_listed = sum(len(pl) for lists in b._pcp for pl in lists)
     if pcp_listed != int((hk == _b.K_PCP).sum()):
         errors.append(f"{pcp_listed} pages on per-CPU lists but {int((hk == _b.K_PCP).sum())} in pcp state")
     present_pages = int(present.sum())

@@ -7,12 +7,16 @@ allocator) → late users (SPARSEMEM page_ext tables, clients' ``init``).
 ``Machine(config)`` does all of it; ``Machine(config, memblock_only=True)``
 stops before ``free_all`` so the page_ext framework can reserve memory first.
 
-The machine is the front plugins, sessions and tests use.  Its parts: the
-allocator (``buddy``, still its base class: it owns the page state and
-every free-list change, and declares what it takes from the machine),
-memory hotplug (``hotplug``, a component: ``machine.hotplug``), the
-call-out table (``callouts``), the task (``context``) and the oops text
-(``oops``).
+The machine is the front plugins, sessions and tests use, composed of its
+parts: the allocator (``buddy``: page state and every free-list change),
+the task, CPU and stack (``ctx``, ``pageext_core.mm.context``), the oops
+state (``oopses``, ``pageext_core.mm.oops``), memory hotplug (``hotplug``),
+the page contents (``contents``), the kernel log (``log``) and the
+call-out table (``callouts``).  The machine keeps memblock and the present
+ranges itself, and forwards the parts' public methods and attributes
+(``pageext_core.mm.delegate``): a forwarded method is the part's own bound
+method, stored on the machine when it is made, so ``machine.alloc_pages`` costs
+what ``machine.buddy.alloc_pages`` costs.
 """
 from __future__ import annotations
 
@@ -22,21 +26,20 @@ from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 
-from pageext_core.mm import dump_page, oops
+from pageext_core.mm import dump_page
 from pageext_core.mm.buddy import GFP_BIT_COMP, GFP_BIT_NOWARN, BuddyAllocator, PageKind
 from pageext_core.mm.callouts import NO_CALLOUTS, Callouts
 from pageext_core.mm.constants import (
     KERNEL_RELEASE,
-    MIGRATE_ISOLATE,
     MIGRATE_REASONS,
-    MIGRATE_TYPES,
     PAGE_SIZE,
     ZONE_MOVABLE,
     ZONE_NAMES,
 )
 from pageext_core.mm.contents import PageContents
-from pageext_core.mm.context import SWAPPER, Task
-from pageext_core.mm.errors import ConfigError, InvalidPfn, PageFault
+from pageext_core.mm.context import Context, Task
+from pageext_core.mm.delegate import bind_forwards, forward, forward_attr
+from pageext_core.mm.errors import ConfigError, InvalidPfn
 from pageext_core.mm.geometry import (
     Geometry,
     MachineConfig,
@@ -45,7 +48,6 @@ from pageext_core.mm.geometry import (
     _merge,
     _subtract,
     build_geometry,
-    count_pages,
     format_size,
 )
 from pageext_core.mm.gfp import GFP_HIGHUSER_MOVABLE, GFP_KERNEL
@@ -60,37 +62,44 @@ from pageext_core.mm.hotplug import (  # noqa: F401 - re-exported: their home us
     MemoryBlock,
     MemoryNotifier,
 )
+from pageext_core.mm.oops import Oopses
 from pageext_core.mm.pageflags import format_pageflags
 from pageext_core.mm.printk import KernelLog
-from pageext_core.mm.stackdepot import DEFAULT_MAX_FRAMES, StackDepot
+from pageext_core.mm.stackdepot import StackDepot
+
+B = BuddyAllocator
 
 
-class Machine(BuddyAllocator):
+class Machine:
     """A booted machine.  The allocator's entry points are ``alloc_pages`` and ``free_pages``."""
 
     def __init__(self, config: MachineConfig | None = None, *, memblock_only: bool = False,
                  log_sink: Callable[[str], None] | None = None) -> None:
         self.config = config or MachineConfig()
         self.geometry: Geometry = build_geometry(self.config)
-        self.clock_ns = 0
-        self.cpu = 0
-        self.current: Task = SWAPPER
-        self._stack_handle = 0
-        self.stack_max_frames = DEFAULT_MAX_FRAMES
-        self.log = KernelLog(lambda: self.clock_ns)
+        g = self.geometry
+        self.log = KernelLog(lambda: self.buddy.clock_ns)
         self.log.sink = log_sink
         self.depot = StackDepot()
-        g = self.geometry
         self.contents = PageContents(g.max_pfn, self.check_pfn)
-        self.contents.oops = self._log_oops
-        self.taint: set[str] = set()
-        self.nr_oopses = 0
-        # debug_pagealloc_enabled(): set by the debug_pagealloc client when it unmaps free pages (oops header flag).
-        self.debug_pagealloc_enabled = False
+        self.buddy = BuddyAllocator(g, self, self.log, self.contents)
+        self.ctx = Context(self.config.cpus, self.depot, self.buddy)
+        self.oopses = Oopses(self.ctx, self.log)
+        self.contents.oops = self.oopses.log_oops
+        bind_forwards(self)  # machine.alloc_pages is buddy.alloc_pages: no call layer
+        # The allocator's arrays and sizes, never rebound: the same objects as ``buddy``'s.
+        b = self.buddy
+        self.state: np.ndarray = b.state
+        self.pflags: np.ndarray = b.pflags
+        self.pb_mt: np.ndarray = b.pb_mt
+        self.pb_zone: np.ndarray = b.pb_zone
+        self.max_order: int = b.max_order
+        self.pageblock_order: int = b.pageblock_order
+        self.nr_orders: int = b.nr_orders
+        self.nr_zones: int = b.nr_zones
         # Whoever holds pfns (a workload, a test) and must follow a block that
         # migration moves: called with (old_pfn, new_pfn, order, reason).
         self.migrate_observers: list[Callable[[int, int, int, str], None]] = []
-        self._init_allocator()
         self.callouts: Callouts = NO_CALLOUTS
         self._on_migrate: tuple[Callable[[int, int, int, str], object], ...] = ()
         self._present: list[tuple[int, int]] = list(g.ram)
@@ -103,6 +112,102 @@ class Machine(BuddyAllocator):
         self._log_layout()
         if not memblock_only:
             self.free_all()
+
+    # -- the allocator (``buddy``): its methods and state, forwarded --------------------------
+
+    alloc_pages = forward("buddy", B.alloc_pages)
+    free_pages = forward("buddy", B.free_pages)
+    alloc_pages_at = forward("buddy", B.alloc_pages_at)
+    drain_all_pages = forward("buddy", B.drain_all_pages)
+    split_page = forward("buddy", B.split_page)
+    page_kind = forward("buddy", B.page_kind)
+    block_head = forward("buddy", B.block_head)
+    is_allocated = forward("buddy", B.is_allocated)
+    is_free = forward("buddy", B.is_free)
+    allocated_blocks = forward("buddy", B.allocated_blocks)
+    free_pages_mask = forward("buddy", B.free_pages_mask)
+    block_mask = forward("buddy", B.block_mask)
+    check_block = forward("buddy", B.check_block)
+    page_flags = forward("buddy", B.page_flags)
+    set_page_flags = forward("buddy", B.set_page_flags)
+    clear_page_flags = forward("buddy", B.clear_page_flags)
+    replace_page_flags = forward("buddy", B.replace_page_flags)
+    cpu_to_node = forward("buddy", B.cpu_to_node)
+    gfp_zone = forward("buddy", B.gfp_zone)
+    zone_managed = forward("buddy", B.zone_managed)
+    set_min_free_kbytes = forward("buddy", B.set_min_free_kbytes)
+    set_lowmem_reserve_ratio = forward("buddy", B.set_lowmem_reserve_ratio)
+    nr_free = forward("buddy", B.nr_free)
+    free_list = forward("buddy", B.free_list)
+    pcp_stats = forward("buddy", B.pcp_stats)
+    pcp_snapshot = forward("buddy", B.pcp_snapshot)
+    isolate_range = forward("buddy", B.isolate_range)
+    unisolate_range = forward("buddy", B.unisolate_range)
+    take_free_range = forward("buddy", B.take_free_range)
+
+    clock_ns = forward_attr[int]("buddy", "The simulated clock (ns): each allocator operation adds ``op_cost_ns``.",
+                                 writable=True)
+    cpu = forward_attr[int]("buddy", "The CPU events run on (``set_cpu`` checks it).", writable=True)
+    op_cost_ns = forward_attr[int]("buddy", "Simulated ns each allocator operation takes.", writable=True)
+    mobility_grouping = forward_attr[bool]("buddy", "Grouping pages by mobility (off on tiny machines).",
+                                           writable=True)
+    nr_allocs = forward_attr[int]("buddy", "Allocations so far.")
+    nr_frees = forward_attr[int]("buddy", "Frees so far.")
+    nr_alloc_failures = forward_attr[int]("buddy", "Allocations that failed.")
+    alloc_failures_by_order = forward_attr[list[int]]("buddy", "Failed allocations per order.")
+    nr_fallbacks = forward_attr[int]("buddy", "Allocations that fell back to another migratetype.")
+    nr_pageblock_claims = forward_attr[int]("buddy", "Pageblocks claimed by a fallback.")
+    nr_pcp_refilled = forward_attr[int]("buddy", "Blocks per-CPU refills took from the buddy (rmqueue_bulk).")
+    nr_pcp_returned = forward_attr[int]("buddy", "Blocks bulk frees and drains gave back (free_pcppages_bulk).")
+    zone_free = forward_attr[list[int]]("buddy", "Free pages on the buddy lists, per zone.")
+    zone_pcp = forward_attr[list[int]]("buddy", "Pages on per-CPU lists, per zone.")
+    zone_held = forward_attr[list[int]]("buddy", "Pages held by page_ext clients (guard pages), per zone.")
+    zone_present = forward_attr[list[int]]("buddy", "Present pages, per zone.")
+    zone_reserved = forward_attr[list[int]]("buddy", "Memblock-reserved pages, per zone.")
+    zone_wmark = forward_attr[list[tuple[int, int, int, int]]]("buddy", "Watermarks (min, low, high, promo), per zone.")
+    zone_protection = forward_attr[list[list[int]]]("buddy", "lowmem_reserve per zone and highest zone type.")
+    zone_below_high = forward_attr[list[bool]]("buddy", "ZONE_BELOW_HIGH, per zone.")
+    totalreserve_pages = forward_attr[int]("buddy", "What MemAvailable holds back (calculate_totalreserve_pages).")
+    min_free_kbytes = forward_attr[int]("buddy", "vm.min_free_kbytes in effect.")
+    lowmem_reserve_ratio = forward_attr[tuple[int, ...]]("buddy", "vm.lowmem_reserve_ratio, per zone type.")
+    pcp_batch = forward_attr[list[int]]("buddy", "Per-CPU list batch, per zone.")
+    pcp_high_limits = forward_attr[list[tuple[int, int]]]("buddy", "Per-CPU (high_min, high_max), per zone.")
+
+    # -- the context (``ctx``): task, CPU, stack --------------------------------------------
+
+    set_task = forward("ctx", Context.set_task)
+    set_cpu = forward("ctx", Context.set_cpu)
+    set_stack = forward("ctx", Context.set_stack)
+    set_stack_depth = forward("ctx", Context.set_stack_depth)
+    current_stack = forward("ctx", Context.current_stack)
+    current = forward_attr[Task]("ctx", "The task events are attributed to.", writable=True)
+    explicit_stack = forward_attr[int]("ctx", "Depot handle set by ``set_stack``/``context`` (0: none).")
+    stack_max_frames = forward_attr[int]("ctx", "Frames kept per stack (``set_stack_depth`` sets it).")
+
+    @contextlib.contextmanager
+    def context(self, task: Task | None = None, stack: Sequence[str] | int | None = None,
+                cpu: int | None = None) -> Iterator[Machine]:
+        """Run a block as ``task`` on ``cpu`` with ``stack``; restores the previous context."""
+        with self.ctx.running(task, stack, cpu):
+            yield self
+
+    def advance(self, ns: int) -> None:
+        """Move the simulated clock forward."""
+        if ns < 0:
+            raise ValueError("time only moves forward")
+        self.buddy.clock_ns += ns
+
+    # -- oopses (``oopses``) ------------------------------------------------------------------
+
+    taint_text = forward("oopses", Oopses.taint_text)
+    cpu_line = forward("oopses", Oopses.cpu_line)
+    call_trace_lines = forward("oopses", Oopses.call_trace_lines)
+    stack_info_lines = forward("oopses", Oopses.stack_info_lines)
+    dump_stack_lines = forward("oopses", Oopses.dump_stack_lines)
+    taint = forward_attr[set[str]]("oopses", "Taint letters (``D`` after an oops).")
+    nr_oopses = forward_attr[int]("oopses", "Oopses logged so far.")
+    debug_pagealloc_enabled = forward_attr[bool]("oopses", "debug_pagealloc_enabled(): shown in the oops header.",
+                                                 writable=True)
 
     # -- boot ---------------------------------------------------------------------
 
@@ -145,32 +250,22 @@ class Machine(BuddyAllocator):
         raise ConfigError(f"memblock: cannot reserve {nr_pages} pages on node {nid}: not enough contiguous memory")
 
     def free_all(self) -> None:
-        """``memblock_free_all``: mark reservations, hand every other present page to the buddy."""
+        """``memblock_free_all``: the allocator marks the reservations and takes every other present page."""
         if self.booted:
             return
-        g = self.geometry
-        pbo = g.pageblock_order
-        for z in g.zones:
-            self.zone_present[z.index] = count_pages(_intersect(self._present, z.start_pfn, z.end_pfn))
-        self.reserve_ranges(self.memblock_reserved)
-        free = list(self._present)
-        for r in self.memblock_reserved:
-            free = _subtract(free, r)
-        self.free_ranges(free)
-        total = sum(self.zone_free)
-        if total < (1 << pbo) * MIGRATE_TYPES:
-            self.mobility_grouping = False
-        self._init_pcp()
+        b = self.buddy
+        b.free_all(self._present, self.memblock_reserved)
         self.booted = True
-        managed = sum(self.zone_present) - sum(self.zone_reserved)
+        total = sum(b.zone_free)
+        managed = sum(b.zone_present) - sum(b.zone_reserved)
         self.log.info(
-            f"Built {len(g.nodes)} zonelists, mobility grouping {'on' if self.mobility_grouping else 'off'}.  "
+            f"Built {len(self.geometry.nodes)} zonelists, mobility grouping {'on' if b.mobility_grouping else 'off'}.  "
             f"Total pages: {managed}"
         )
-        present_kb = sum(self.zone_present) * PAGE_SIZE // 1024
+        present_kb = sum(b.zone_present) * PAGE_SIZE // 1024
         self.log.info(
             f"Memory: {total * PAGE_SIZE // 1024}K/{present_kb}K available "
-            f"({sum(self.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
+            f"({sum(b.zone_reserved) * PAGE_SIZE // 1024}K reserved)"
         )
 
     # -- call-outs ------------------------------------------------------------------------
@@ -180,7 +275,7 @@ class Machine(BuddyAllocator):
 
         Replaces the whole table; ``install(NO_CALLOUTS)`` removes every call-out.
         """
-        self.bind_callouts(callouts)
+        self.buddy.bind_callouts(callouts)
         self._on_migrate = tuple(c.fn for c in callouts.migrate)
         self.contents.fault_handlers = [c.fn for c in callouts.fault]
         self.callouts = callouts
@@ -214,7 +309,8 @@ class Machine(BuddyAllocator):
 
     def zones_of(self, pfns: np.ndarray) -> np.ndarray:
         """Zone index of each pfn (vectorised ``zone_of``), as int64."""
-        return self.pb_zone[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+        zones: np.ndarray = self.pb_zone[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+        return zones
 
     def node_zone(self, pfn: int) -> tuple[int, int]:
         """(node id, zone type) of a pfn, as ``%pGp`` prints them."""
@@ -232,7 +328,8 @@ class Machine(BuddyAllocator):
 
     def pageblock_migratetypes(self, pfns: np.ndarray) -> np.ndarray:
         """Migratetype of each pfn's pageblock (vectorised ``pageblock_migratetype``), as int64."""
-        return self.pb_mt[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+        mts: np.ndarray = self.pb_mt[np.asarray(pfns, np.int64) >> self.pageblock_order].astype(np.int64)
+        return mts
 
     def populated_zones(self, nid: int | None = None) -> list[ZoneSpan]:
         """Zones with present memory (of one node, or all), in index order."""
@@ -247,97 +344,6 @@ class Machine(BuddyAllocator):
     def describe_page(self, pfn: int) -> str:
         """A ``dump_page`` description (the lines before ``page dumped because``), as 6.12's ``__dump_folio``."""
         return dump_page.describe_page(self, pfn)
-
-    # -- oopses (pageext_core.mm.oops) --------------------------------------------------
-
-    def taint_text(self) -> str:
-        """``Not tainted`` or the kernel's ``Tainted: G      D ...`` column string."""
-        return oops.taint_text(self.taint)
-
-    def cpu_line(self) -> str:
-        """``dump_stack``'s first line for the current task."""
-        return oops.cpu_line(self.cpu, self.current, self.taint)
-
-    def call_trace_lines(self) -> list[str]:
-        """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
-        return oops.call_trace_lines(self.depot.fetch(self.current_stack()))
-
-    def stack_info_lines(self) -> list[str]:
-        """``dump_stack_print_info``: CPU line, verbose taint line (when tainted), ``Hardware name:``."""
-        return oops.stack_info_lines(self.cpu, self.current, self.taint)
-
-    def dump_stack_lines(self) -> list[str]:
-        """``dump_stack``: the stack info lines, then the call trace."""
-        return [*self.stack_info_lines(), *self.call_trace_lines()]
-
-    def _log_oops(self, fault: PageFault, texts: list[str]) -> None:
-        """Log a page fault as the kernel would (one oops, numbered), then what the clients know."""
-        self.nr_oopses += 1
-        self.log.printk(oops.oops_text(fault, texts, self.nr_oopses, self.stack_info_lines(), self.call_trace_lines(),
-                                       self.debug_pagealloc_enabled), "err")
-        self.taint.add("D")
-
-    # -- context: task, CPU, clock, stack -----------------------------------------
-
-    def set_task(self, pid: int, tgid: int | None = None, comm: str = "task") -> Task:
-        self.current = Task(pid, pid if tgid is None else tgid, comm)
-        return self.current
-
-    def set_cpu(self, cpu: int) -> None:
-        if not 0 <= cpu < self.config.cpus:
-            raise ValueError(f"cpu {cpu}: this machine has CPUs 0..{self.config.cpus - 1}")
-        self.cpu = cpu
-
-    def advance(self, ns: int) -> None:
-        """Move the simulated clock forward."""
-        if ns < 0:
-            raise ValueError("time only moves forward")
-        self.clock_ns += ns
-
-    def set_stack_depth(self, frames: int) -> None:
-        """Keep at most ``frames`` frames of every stack captured or set from now on (page_owner's stack depth)."""
-        if frames.__class__ is not int or frames < 1:
-            raise ValueError(f"stack depth {frames!r}: expected a positive number of frames")
-        self.stack_max_frames = frames
-
-    def set_stack(self, frames: Sequence[str] | int | None) -> int:
-        """Attribute the next allocations to these frames (or a depot handle); None: capture Python's stack."""
-        if frames is None:
-            self._stack_handle = 0
-        elif isinstance(frames, int):
-            self.depot.fetch(frames)
-            self._stack_handle = frames
-        else:
-            self._stack_handle = self.depot.save(frames[: self.stack_max_frames])
-        return self._stack_handle
-
-    @property
-    def explicit_stack(self) -> int:
-        """Depot handle set by ``set_stack``/``context`` (0: none); never captures a Python stack."""
-        return self._stack_handle
-
-    def current_stack(self) -> int:
-        """Depot handle of the stack the current event is attributed to."""
-        h = self._stack_handle
-        if h:
-            return h
-        return self.depot.save_python(self.stack_max_frames)
-
-    @contextlib.contextmanager
-    def context(self, task: Task | None = None, stack: Sequence[str] | int | None = None,
-                cpu: int | None = None) -> Iterator[Machine]:
-        """Run a block as ``task`` on ``cpu`` with ``stack``; restores the previous context."""
-        saved = (self.current, self._stack_handle, self.cpu)
-        try:
-            if task is not None:
-                self.current = task
-            if stack is not None:
-                self.set_stack(stack)
-            if cpu is not None:
-                self.set_cpu(cpu)
-            yield self
-        finally:
-            self.current, self._stack_handle, self.cpu = saved
 
     # -- page contents ------------------------------------------------------------------
 
@@ -362,7 +368,7 @@ class Machine(BuddyAllocator):
         pfn = self.alloc_pages(gfp_mask, order)
         if pfn is None:
             return None
-        self.free_pages_exact_tail(pfn, nr_pages, order)
+        self.buddy.free_pages_exact_tail(pfn, nr_pages, order)
         return pfn
 
     def free_pages_exact(self, pfn: int, nr_pages: int) -> None:
@@ -456,16 +462,12 @@ class Machine(BuddyAllocator):
 
     def zone_nr_free_pages(self, zone: int) -> int:
         """NR_FREE_PAGES of one zone (index into ``geometry.zones``): isolated free pages not counted."""
-        return self.zone_free[zone] - self._isolated_free(zone)
+        return self.buddy.zone_free[zone] - self.buddy.isolated_free_pages(zone)
 
     @property
     def nr_isolated_free_pages(self) -> int:
         """Free pages on MIGRATE_ISOLATE free lists (counted by pageext_meminfo, not by MemFree)."""
-        return sum(self._isolated_free(z) for z in range(self.nr_zones))
-
-    def _isolated_free(self, zone: int) -> int:
-        base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
-        return sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
+        return sum(self.buddy.isolated_free_pages(z) for z in range(self.nr_zones))
 
     @property
     def nr_pcp_pages(self) -> int:
@@ -493,6 +495,6 @@ class Machine(BuddyAllocator):
             "state": self.state.nbytes,
             "pflags": self.pflags.nbytes,
             "pageblocks": self.pb_mt.nbytes + self.pb_zone.nbytes,
-            "free_lists": self.free_list_bytes(),
+            "free_lists": self.buddy.free_list_bytes(),
             "contents": self.contents.host_bytes,
         }

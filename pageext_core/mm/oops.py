@@ -1,7 +1,9 @@
 """How the machine reports a fault: the oops text, the CPU line, the call trace, the taint column.
 
-Pure formatting in the kernel's words (x86_64, 6.12); the machine numbers
-the oopses, logs them and taints itself (``Machine._log_oops``).
+The functions are pure formatting in the kernel's words (x86_64, 6.12);
+``Oopses`` (``machine.oopses``) is the machine's oops state: it numbers the
+oopses, logs them and keeps the taint, reading the task, CPU and stack from
+the machine's context.
 
 The oops header is ``__die_header``'s: ``Oops: `` + the die string (the
 page-fault path passes ``Oops``, so 6.10 to 6.14 print ``Oops: Oops:``), the
@@ -19,8 +21,9 @@ from typing import TYPE_CHECKING
 from pageext_core.mm.constants import KERNEL_RELEASE, TAINT_LETTERS
 
 if TYPE_CHECKING:
-    from pageext_core.mm.context import Task
+    from pageext_core.mm.context import Context, Task
     from pageext_core.mm.errors import PageFault
+    from pageext_core.mm.printk import KernelLog
 
 
 # The DMI description the machine reports in every stack dump (``dump_stack_set_arch_desc``).
@@ -78,3 +81,42 @@ def oops_text(fault: PageFault, texts: list[str], number: int, info: list[str], 
     """One numbered oops: the fault's header, the Oops line, the stack info lines, call trace, then the clients' texts."""
     return "\n".join([*fault.header_lines(), die_header(0x0002 if fault.write else 0x0000, number, debug_pagealloc),
                       *info, *trace, *texts])
+
+
+class Oopses:
+    """One machine's oopses and taint: what a page fault logs, and the stack dumps errors print."""
+
+    def __init__(self, ctx: Context, log: KernelLog) -> None:
+        self.ctx = ctx
+        self.log = log
+        self.taint: set[str] = set()
+        self.nr_oopses = 0
+        # debug_pagealloc_enabled(): set by the debug_pagealloc client when it unmaps free pages (oops header flag).
+        self.debug_pagealloc_enabled = False
+
+    def taint_text(self) -> str:
+        """``Not tainted`` or the kernel's ``Tainted: G      D ...`` column string."""
+        return taint_text(self.taint)
+
+    def cpu_line(self) -> str:
+        """``dump_stack``'s first line for the current task."""
+        return cpu_line(self.ctx.cpu, self.ctx.current, self.taint)
+
+    def call_trace_lines(self) -> list[str]:
+        """``Call Trace:`` and the current stack's frames, as an x86 oops prints them."""
+        return call_trace_lines(self.ctx.depot.fetch(self.ctx.current_stack()))
+
+    def stack_info_lines(self) -> list[str]:
+        """``dump_stack_print_info``: CPU line, verbose taint line (when tainted), ``Hardware name:``."""
+        return stack_info_lines(self.ctx.cpu, self.ctx.current, self.taint)
+
+    def dump_stack_lines(self) -> list[str]:
+        """``dump_stack``: the stack info lines, then the call trace."""
+        return [*self.stack_info_lines(), *self.call_trace_lines()]
+
+    def log_oops(self, fault: PageFault, texts: list[str]) -> None:
+        """Log a page fault as the kernel would (one oops, numbered), then what the clients know; taints ``D``."""
+        self.nr_oopses += 1
+        self.log.printk(oops_text(fault, texts, self.nr_oopses, self.stack_info_lines(), self.call_trace_lines(),
+                                  self.debug_pagealloc_enabled), "err")
+        self.taint.add("D")

@@ -9,26 +9,27 @@ and ``summary.json`` describe one moment whichever of them are asked for.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from pageext_core.mm.constants import MIGRATE_TYPES, MIGRATETYPE_NAMES, PAGE_SIZE
 
 if TYPE_CHECKING:
+    from pageext_core.mm.geometry import ZoneSpan
     from pageext_core.mm.machine import Machine
 
 PagetypeinfoSection = Callable[["Machine", int], str]
 FREECOUNT_CAP = 100000  # the kernel stops counting a list here and prints ">100000"
 
 
-def populated_zones(m: Machine, nid: int | None = None) -> list:
+def populated_zones(m: Machine, nid: int | None = None) -> list[ZoneSpan]:
     return [z for z in m.geometry.zones if m.zone_present[z.index] and (nid is None or z.node == nid)]
 
 
 def free_blocks(m: Machine) -> np.ndarray:
     """Free blocks per [zone, migratetype, order] (numbers of blocks, not pages)."""
-    return np.array(m._fl_n, dtype=np.int64).reshape(m.nr_zones, MIGRATE_TYPES, m.nr_orders)
+    return m.buddy.nr_free_counts()
 
 
 def buddyinfo(m: Machine) -> str:
@@ -202,7 +203,7 @@ def vmstat(m: Machine) -> str:
     return "".join(f"{k} {v}\n" for k, v in rows)
 
 
-def free_summary(m: Machine) -> dict:
+def free_summary(m: Machine) -> dict[str, Any]:
     """Free-page statistics as plain data (for summary.json)."""
     fb = free_blocks(m)
     zones = []
@@ -228,7 +229,7 @@ def free_summary(m: Machine) -> dict:
     }
 
 
-def _extfrag_lines(m: Machine, index: Callable, fmt: Callable) -> str:
+def _extfrag_lines(m: Machine, index: Callable[[np.ndarray], np.ndarray], fmt: Callable[[np.ndarray], str]) -> str:
     """One line per populated zone of every node with memory: ``Node %d, zone %8s `` and the values."""
     per = free_blocks(m).sum(axis=1)  # [zone, order], every migratetype (the kernel's nr_free)
     return "".join(f"Node {z.node}, zone {z.name:>8s} " + fmt(index(per[z.index])) + "\n" for z in populated_zones(m))

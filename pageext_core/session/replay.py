@@ -56,6 +56,7 @@ from pageext_core.mm.errors import PlacementRefused
 from pageext_core.mm.geometry import format_size
 from pageext_core.mm.machine import Machine
 from pageext_core.mm.pageflags import PG_head
+from pageext_core.mm.views import memview
 from pageext_core.session.config import Session, SessionError, WorkloadSpec
 from pageext_core.trace.anomalies import ANOMALIES, LiveSet, aligned_blocks
 from pageext_core.trace.events import ALLOC, EXTFRAG, FREE, TraceEvent
@@ -169,6 +170,8 @@ class _Placer:
 
     def __init__(self, m: Machine, stats: ReplayStats, shadow: bool = False) -> None:
         self.m = m
+        self._st = memview(m.state)  # page state and pageblock types, read per event: views are cheap to index
+        self._pbmt = memview(m.pb_mt)
         self.stats = stats
         self.shadow = shadow
         heads, _ = m.allocated_blocks()
@@ -182,14 +185,14 @@ class _Placer:
     def mt_of(self, gfp: int) -> int:
         mt = self.mt_cache.get(gfp)
         if mt is None:
-            mt = self.mt_cache[gfp] = self.m._resolve_gfp(gfp)[0]
+            mt = self.mt_cache[gfp] = self.m.buddy.migratetype_of(gfp)
         return mt
 
     def free_range(self, start: int, nr: int) -> None:
         """Free every block the trace placed in [start, start + nr), splitting blocks that straddle an edge."""
         m = self.m
         end = min(start + nr, m.geometry.max_pfn)
-        st = m._st
+        st = self._st
         for edge in (start, end):
             if edge >= m.geometry.max_pfn:
                 continue
@@ -213,7 +216,7 @@ class _Placer:
                 p += 1
 
     def free(self, pfn: int, order: int) -> None:
-        s = self.m._st[pfn] if 0 <= pfn < self.m.geometry.max_pfn else 0
+        s = self._st[pfn] if 0 <= pfn < self.m.geometry.max_pfn else 0
         if (s == _b.ALLOC_K | order or s == _b.ALLOCM_K | order) and pfn not in self.boot_heads:
             self.m.free_pages(pfn, order)
         elif pfn in self.refused:
@@ -230,7 +233,7 @@ class _Placer:
             mt = self.mt_cache.get(gfp)
             if mt is None:
                 mt = self.mt_of(gfp)
-            if 0 <= pfn < m.geometry.max_pfn and m._pbmt[pfn >> pbo] != mt:
+            if 0 <= pfn < m.geometry.max_pfn and self._pbmt[pfn >> pbo] != mt:
                 if order >= pbo:
                     claim = True
                 else:  # the kernel claims a pageblock it falls back into when the pageblock is free
@@ -249,7 +252,7 @@ class _Placer:
                             self.live.live.pop(h, None)
                 self.stats.note(OVERLAP, f"at {_ts(ts)}: pfn {pfn:#x} (order {order}) overlaps a block allocated "
                                          f"at another head: that block is taken as freed")
-                st = m._st
+                st = self._st
                 for h in placed:  # each such block is freed whole, as a lost free is
                     s = st[h]
                     if s >> 4 in (_b.K_ALLOC, _b.K_ALLOC_MOVABLE):
@@ -308,13 +311,13 @@ class _Placer:
             m.pb_mt[pfn >> pbo:(pfn + (1 << order)) >> pbo] = mt
             return
         pb = pfn >> pbo
-        old = m._pbmt[pb]
+        old = self._pbmt[pb]
         if old == mt:
             return
         kind, o, head = m.page_kind(pb << pbo)
         if kind == _b.K_FREE and o > pbo:  # one free block over several pageblocks has one type: not split here
             return
-        m._move_freepages_block(m.zone_of(pfn), pb, old, mt)
+        m.buddy.set_pageblock_migratetype(pb, mt)
 
     def extfrag(self, ev: TraceEvent) -> None:
         self.infer = False  # the trace says which pageblocks changed hands
@@ -384,7 +387,8 @@ class Replay:
         ncpu = m.config.cpus
         cost = m.op_cost_ns
         m.op_cost_ns = 0
-        saved = (m.current, m._stack_handle, m.cpu)
+        ctx, alloc = m.ctx, m.buddy  # set per event: plain attributes of the parts, not the machine's forwards
+        saved = (ctx.current, ctx.stack_handle, alloc.cpu)
         n = 0
         progress = self.progress
         tasks, handles = self._tasks, self._handles
@@ -400,13 +404,13 @@ class Replay:
                     if kind == EXTFRAG:
                         (shadow or placer).extfrag(ev)
                     continue
-                m.clock_ns = ev[1]
+                alloc.clock_ns = ev[1]
                 cpu = ev[2]
-                m.cpu = cpu % ncpu if cpu >= 0 else 0
+                alloc.cpu = cpu % ncpu if cpu >= 0 else 0
                 task = tasks.get((ev[3], ev[4], ev[5]))
-                m.current = task if task is not None else self._task(ev[3], ev[4], ev[5])
+                ctx.current = task if task is not None else self._task(ev[3], ev[4], ev[5])
                 sid = ev[10]
-                m._stack_handle = handles[sid] if 0 <= sid < len(handles) else self._handle(sid)
+                ctx.stack_handle = handles[sid] if 0 <= sid < len(handles) else self._handle(sid)
                 pfn, order = ev[6], ev[7]
                 if kind == ALLOC:
                     kmem_alloc(ev)
@@ -453,7 +457,7 @@ class Replay:
             raise
         finally:
             m.op_cost_ns = cost
-            m.current, m._stack_handle, m.cpu = saved
+            ctx.current, ctx.stack_handle, alloc.cpu = saved
             res.operations = n
             res.allocations += n_alloc
             res.frees += n_free

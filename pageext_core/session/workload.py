@@ -323,9 +323,10 @@ class Synthetic:
             order = rng.choices(*zip(*self.orders))[0] if self.orders else rng.choices(*zip(*s.orders))[0]
         if gfp is None:
             gfp = rng.choices(*zip(*self.gfps))[0] if self.gfps else s.gfp
-        m.current = self.tasks[t]
-        m.cpu = self.task_cpu[t]
-        m._stack_handle = self.alloc_handle[site]
+        ctx = m.ctx  # plain attributes of the machine's parts: set before every operation
+        ctx.current = self.tasks[t]
+        m.buddy.cpu = self.task_cpu[t]
+        ctx.stack_handle = self.alloc_handle[site]
         pfn = m.alloc_pages(gfp, order)
         self.res.allocations += 1
         if pfn is None:
@@ -356,9 +357,10 @@ class Synthetic:
         while pfn in self.moved:  # the heap still names where the block was allocated
             pfn = self.moved.pop(pfn)
         m = self.m
-        m.current = self.tasks[t]
-        m.cpu = self.task_cpu[t]
-        m._stack_handle = self.free_handle[site]
+        ctx = m.ctx
+        ctx.current = self.tasks[t]
+        m.buddy.cpu = self.task_cpu[t]
+        ctx.stack_handle = self.free_handle[site]
         m.free_pages(pfn, order)
         del self.live[pfn]
         self.live_pages -= 1 << order

@@ -9,31 +9,36 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pageext_core.mm import Machine, MachineConfig, MiB
+from pageext_core.mm import MIGRATE_TYPES, Machine, MachineConfig, MiB
+from pageext_core.mm.buddy import PcpSnapshot
 
 # 64 MiB, no x86 holes, nothing reserved: DMA = pfns [0, 4096) = 4 order-10
 # blocks, DMA32 = [4096, 16384) = 12 order-10 blocks, every page free.
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 
 
+def free_lists(m: Machine) -> list[tuple[int, ...]]:
+    """Every free list's heads in list order, by (zone, migratetype, order): the public read-only copy."""
+    return [m.free_list(z, o, mt) for z in range(m.nr_zones) for mt in range(MIGRATE_TYPES) for o in range(m.nr_orders)]
+
+
+def pcp_lists(m: Machine) -> list[PcpSnapshot]:
+    """Every CPU's pagesets (counters, limits and lists), by (cpu, zone)."""
+    return [m.pcp_snapshot(c, z) for c in range(m.config.cpus) for z in range(m.nr_zones)]
+
+
 def _snapshot(m: Machine) -> dict:
-    lists = []
-    for li, n in enumerate(m._fl_n):
-        lists.append(sorted(int(x) for x in m._fl_arr[li][:n]))
     return {
         "state": m.state.copy(),
         "pflags": m.pflags.copy(),
         "pb_mt": m.pb_mt.copy(),
-        "free_lists": lists,
-        "nonempty": list(m._nonempty),
+        "free_lists": free_lists(m),
         "zone_free": list(m.zone_free),
         "zone_pcp": list(m.zone_pcp),
         "zone_held": list(m.zone_held),
         "zone_present": list(m.zone_present),
         "zone_reserved": list(m.zone_reserved),
-        "pcp": [[list(pl) for pl in lists_] for lists_ in m._pcp],
-        "pcp_counters": [[(p.count, p.high, p.batch, p.alloc_factor, p.free_count) for p in per_cpu]
-                         for per_cpu in m._pcps],
+        "pcp": pcp_lists(m),
         "zone_below_high": list(m.zone_below_high),
         "counters": (m.nr_allocs, m.nr_frees, m.nr_alloc_failures, m.nr_fallbacks, m.nr_pageblock_claims,
                      list(m.alloc_failures_by_order)),

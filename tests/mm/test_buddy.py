@@ -232,7 +232,7 @@ def test_unmovable_steals_without_claiming_a_mostly_used_pageblock(roomy: Machin
     assert tiny.nr_fallbacks == 3  # the per-CPU refill stole three pages
     # __rmqueue_fallback takes the largest block each time: 4480 (o7), then its
     # remainders 4544 (o6) and 4576 (o5), the remainders staying Movable.
-    assert sorted(p for p in tiny._pcp[0][1 * 14 + 0]) == [4544, 4576]
+    assert sorted(tiny.pcp_snapshot(0, 1).lists[0]) == [4544, 4576]
     assert tiny.nr_pcp_pages == 2
     check_invariants(tiny)
 
@@ -437,9 +437,9 @@ def test_alloc_pages_exact_frees_the_tail(tiny: Machine):
     assert tiny.page_kind(pfn + 5) == (K_FREE, 0, pfn + 5)  # in the buddy, not on a per-CPU list
     assert tiny.page_kind(pfn + 6) == (K_FREE, 1, pfn + 6)
     assert seen == [(pfn + 5, 0), (pfn + 6, 0), (pfn + 7, 0)] and tiny.nr_frees == frees + 3
-    # at the tail of their lists: the last to be handed out (lists are popped from the end)
-    li0 = ((tiny.zone_of(pfn) * 5 + int(tiny.pageblock_migratetype(pfn))) * tiny.nr_orders)
-    assert int(tiny._fl_arr[li0 + 0][0]) == pfn + 5 and int(tiny._fl_arr[li0 + 1][0]) == pfn + 6
+    # at the tail of their lists: the last to be handed out
+    zone, mt = tiny.zone_of(pfn), tiny.pageblock_migratetype(pfn)
+    assert tiny.free_list(zone, 0, mt)[-1] == pfn + 5 and tiny.free_list(zone, 1, mt)[-1] == pfn + 6
     tiny.install(Callouts())
     assert tiny.nr_allocated_pages == 5
     check_invariants(tiny)

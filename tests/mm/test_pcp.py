@@ -55,9 +55,9 @@ def test_runs_of_order0_allocations_double_the_refill():
             taken.append(before - m.zone_free[DMA32])
     # refills at allocations 1, 4, 10, 22, 46, 94: 3, 6, 12, 24, 48, then 96 (3 << 5, the cap)
     assert taken == [3, 6, 12, 24, 48, 96]
-    assert m._pcps[0][DMA32].alloc_factor == 5
+    assert m.pcp_snapshot(0, DMA32).alloc_factor == 5
     m.free_pages(4096, 0)
-    assert m._pcps[0][DMA32].alloc_factor == 2  # a free halves it (free_unref_page_commit)
+    assert m.pcp_snapshot(0, DMA32).alloc_factor == 2  # a free halves it (free_unref_page_commit)
     check_invariants(m)
 
 
@@ -65,20 +65,22 @@ def test_orders_1_to_3_and_thp_use_the_per_cpu_lists(tiny: Machine):
     """``pcp_allowed_order``/``order_to_pindex``: orders 0-3 and 9 on 14 lists (3 x order + type; THP 12/13)."""
     p = tiny.alloc_pages(KERNEL, 2)
     # the empty list 3*2 + Unmovable = 6 is refilled with max(batch >> 2, 2) = 2 order-2 blocks
-    lists = tiny._pcp[0][DMA32 * NR_PCP_LISTS : (DMA32 + 1) * NR_PCP_LISTS]
+    lists = tiny.pcp_snapshot(0, DMA32).lists
+    assert len(lists) == NR_PCP_LISTS
     assert [len(pl) for pl in lists] == [0] * 6 + [1] + [0] * 7
     assert tiny.page_kind(lists[6][0]) == (K_PCP, 2, p + 4)
     assert tiny.nr_pcp_pages == 4
     q = tiny.alloc_pages(MOVABLE, 3)
     tiny.free_pages(q, 3)
-    assert q in lists[3 * 3 + 1] and tiny.page_kind(q) == (K_PCP, 3, q)
+    assert q in tiny.pcp_snapshot(0, DMA32).lists[3 * 3 + 1] and tiny.page_kind(q) == (K_PCP, 3, q)
     t = tiny.alloc_pages(MOVABLE | G.__GFP_COMP, 9)
+    lists = tiny.pcp_snapshot(0, DMA32).lists
     assert len(lists[13]) == 1  # the THP order's Movable list: the refill took 2 blocks
     other = lists[13][0]
     tiny.free_pages(t, 9)
     # t goes to the list's head; 1036 pages are over high, and the bulk free starts with
     # this list's oldest block: the other refilled one goes back to the buddy.
-    assert lists[13] == [t] and tiny.page_kind(other)[0] == K_FREE
+    assert tiny.pcp_snapshot(0, DMA32).lists[13] == (t,) and tiny.page_kind(other)[0] == K_FREE
     pcp_pages = tiny.nr_pcp_pages
     r = tiny.alloc_pages(KERNEL, 4)  # order 4: never through the per-CPU lists
     assert tiny.nr_pcp_pages == pcp_pages and tiny.page_kind(r)[1] == 4
@@ -95,14 +97,15 @@ def test_high_applies_to_the_whole_pcp_and_the_bulk_free_goes_round_robin(tiny: 
     un = [tiny.alloc_pages(KERNEL, 0) for _ in range(60)]
     tiny.drain_all_pages()
     tiny.set_cpu(1)  # a fresh CPU: its high is clamped up to high_min = 120 on first use
-    pcp = tiny._pcps[1][DMA32]
     for p in mv:
         tiny.free_pages(p, 0)
-    assert pcp.count == 100  # 100 pages on one list: no per-list limit
+    assert tiny.pcp_snapshot(1, DMA32).count == 100  # 100 pages on one list: no per-list limit
     for p in un[:19]:
         tiny.free_pages(p, 0)
+    pcp = tiny.pcp_snapshot(1, DMA32)
     assert pcp.count == 119 and pcp.high == 120
     tiny.free_pages(un[19], 0)
+    pcp = tiny.pcp_snapshot(1, DMA32)
     # count 120 >= high 120: nr_pcp_free = clamp(free_count, batch, high - batch) = clamp(96, 3, 117);
     # free_count stopped at batch << 5 = 96.  The 20 Unmovable pages (the list just freed to) go
     # first, then the 76 oldest Movable ones.

@@ -36,6 +36,7 @@ from pageext_core.mm import gfp as G
 from pageext_core.mm.buddy import K_ALLOC, K_ALLOC_MOVABLE
 from pageext_core.mm.constants import ZONE_DMA
 from pageext_core.mm.pageflags import PG_head
+from tests.mm.conftest import free_lists, pcp_lists
 
 NOWARN = G.__GFP_NOWARN
 GFPS = [
@@ -129,8 +130,8 @@ class AllocatorModel(RuleBasedStateMachine):
 
     def _snapshot(self):
         m = self.m
-        return (m.state.copy(), m.pflags.copy(), m.pb_mt.copy(), list(m._fl_n), list(m.zone_free),
-                list(m.zone_pcp), [[list(pl) for pl in c] for c in m._pcp], m.nr_allocs, m.nr_frees,
+        return (m.state.copy(), m.pflags.copy(), m.pb_mt.copy(), free_lists(m), list(m.zone_free),
+                list(m.zone_pcp), pcp_lists(m), m.nr_allocs, m.nr_frees,
                 m.clock_ns, [b.online for b in m.memory_blocks], m.present_ranges)
 
     def _same(self, before) -> None:

@@ -144,11 +144,11 @@ def test_nofragment_sends_unmovable_to_dma32_before_mixing_a_normal_pageblock() 
 
 def test_no_nofragment_when_the_preferred_zone_is_not_normal(tiny: Machine) -> None:
     """``alloc_flags_nofragment`` returns no NOFRAGMENT unless the preferred zone is ZONE_NORMAL."""
-    assert tiny._resolve_gfp(G.GFP_KERNEL)[3][0] & 0x100 == 0  # tiny has no Normal zone
+    assert tiny.buddy.alloc_flags(G.GFP_KERNEL)[0][0] & 0x100 == 0  # tiny has no Normal zone
     m = Machine(TINY.with_(dma32_limit=32 * MiB))
-    assert m._resolve_gfp(G.GFP_KERNEL)[3][0] & 0x100
-    assert m._resolve_gfp(G.GFP_KERNEL | G.__GFP_DMA32)[3][0] & 0x100 == 0
-    assert m._resolve_gfp(G.GFP_KERNEL)[4] & 0x100 == 0  # the slow path never sets it
+    assert m.buddy.alloc_flags(G.GFP_KERNEL)[0][0] & 0x100
+    assert m.buddy.alloc_flags(G.GFP_KERNEL | G.__GFP_DMA32)[0][0] & 0x100 == 0
+    assert m.buddy.alloc_flags(G.GFP_KERNEL)[1] & 0x100 == 0  # the slow path never sets it
 
 
 # -- item 10: 6.12's __rmqueue_fallback --------------------------------------------------------------
@@ -246,10 +246,10 @@ def test_zoneinfo_shows_the_live_pagesets_and_reads_only(tiny: Machine, snapshot
     snap.assert_unchanged()
     dma32 = text.split("zone    DMA32")[1].split("Node 0")[0]
     assert "    cpu: 0\n              count: 2\n              high:  123\n              batch: 3\n" in dma32
-    count1 = tiny._pcps[1][DMA32].count
+    count1 = tiny.pcp_snapshot(1, DMA32).count
     assert count1 == 8 and f"    cpu: 1\n              count: {count1}\n" in dma32
     assert f"  pages free     {tiny.zone_free[DMA32]}\n" in dma32
-    assert tiny.page_kind(tiny._pcp[1][DMA32 * 14 + 6][0])[0] == K_PCP
+    assert tiny.page_kind(tiny.pcp_snapshot(1, DMA32).lists[6][-1])[0] == K_PCP
 
 
 # -- item 9: free_high, and the marks after hotplug -----------------------------------------------------
@@ -261,11 +261,12 @@ def test_a_run_of_high_order_frees_empties_the_pcp(tiny: Machine) -> None:
     blocks = [tiny.alloc_pages(G.GFP_KERNEL, 1) for _ in range(3)]
     tiny.drain_all_pages()
     tiny.set_cpu(1)
-    pcp = tiny._pcps[1][DMA32]
     tiny.free_pages(blocks[0], 1)
     tiny.free_pages(blocks[1], 1)
+    pcp = tiny.pcp_snapshot(1, DMA32)
     assert (pcp.count, pcp.free_count) == (4, 4)  # free_count 2 < batch 3 at the second free: kept
     tiny.free_pages(blocks[2], 1)
+    pcp = tiny.pcp_snapshot(1, DMA32)
     assert pcp.count == 0  # free_high: all six pages went back
     assert pcp.high == 120  # max(high - (batch << 5), high_min)
     check_invariants(tiny)

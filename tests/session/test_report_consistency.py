@@ -163,7 +163,7 @@ def test_the_fingerprint_sees_a_drain_and_a_page_ext_byte() -> None:
     diff = changed(before, fingerprint(pe))
     assert "pe.machine.state" in diff
     for counts in ("zone_pcp", "zone_held", "zone_free"):
-        assert any(p.startswith(f"pe.machine.{counts}[") for p in diff), counts
+        assert any(p.startswith(f"pe.machine.buddy.{counts}[") for p in diff), counts
     before = fingerprint(pe)
     table = next(iter(pe.tables.tables.values()))
     table.records.view(np.uint8)[-1] ^= 1

@@ -53,7 +53,7 @@ def _actual_arrays(pe: Any) -> dict[str, int]:
     c = m.contents
     return {
         "allocator_fixed": m.state.nbytes + m.pflags.nbytes + m.pb_mt.nbytes + m.pb_zone.nbytes,
-        "free_lists": sum(a.nbytes for a in m._fl_arr),
+        "free_lists": m.host_bytes()["free_lists"],
         "page_ext": pe.nbytes,
         "contents_side": sum(a.nbytes for a in (c._slot, c._fill, c._unmapped) if a is not None),
         "contents_rows": c._pool.nbytes,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pageext_core.mm import Machine, MachineConfig, MiB
+from pageext_core.mm import MIGRATE_TYPES, Machine, MachineConfig, MiB
 from pageext_core.mm import buddy as _b
 from pageext_core.mm.callouts import Callout, Callouts
 from pageext_core.mm.errors import InvalidOrder, PlacementRefused
@@ -16,9 +16,11 @@ TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_m
 
 
 def _state(m: Machine) -> tuple:
-    lists = tuple(tuple(sorted(int(x) for x in m._fl_arr[li][:n])) for li, n in enumerate(m._fl_n))
+    lists = tuple(m.free_list(z, o, mt) for z in range(m.nr_zones) for mt in range(MIGRATE_TYPES)
+                  for o in range(m.nr_orders))
+    pcps = tuple(m.pcp_snapshot(c, z) for c in range(m.config.cpus) for z in range(m.nr_zones))
     return (m.state.tobytes(), m.pflags.tobytes(), m.pb_mt.tobytes(), lists, tuple(m.zone_free),
-            tuple(m.zone_pcp), tuple(tuple(tuple(pl) for pl in c) for c in m._pcp), m.nr_allocs, m.clock_ns)
+            tuple(m.zone_pcp), pcps, m.nr_allocs, m.clock_ns)
 
 
 def test_places_inside_a_free_max_order_block_and_lists_the_rest():
@@ -54,7 +56,8 @@ def test_takes_a_page_from_a_per_cpu_list():
     pcp0 = m.nr_pcp_pages
     assert m.alloc_pages_at(p, 0, GFP_KERNEL) == p
     assert m.nr_pcp_pages == pcp0 - 1
-    assert all(p not in pl for c in m._pcp for pl in c)
+    assert all(p not in pl for c in range(m.config.cpus) for z in range(m.nr_zones)
+               for pl in m.pcp_snapshot(c, z).lists)
     check_invariants(m)
 
 
