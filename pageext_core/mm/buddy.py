@@ -195,6 +195,11 @@ class HookError(MMError):
 PAGE_ALLOC_COSTLY_ORDER = 3
 NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 2  # 14: 3 types x 4 orders + 2 THP lists
 NR_PCP_ORDER_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)  # 12
+# Runs of at least this many blocks are written with one numpy call (~1 us) rather than per block.
+_NP_RUN = 32
+# Zeroed flag words of 2^order pages, copied into ``pflags`` through its memoryview (a numpy
+# slice assignment costs several times more for the small blocks most frees are).
+_ZEROS_U32 = tuple(memoryview(np.zeros(1 << _o, np.uint32)) for _o in range(11))
 
 
 def pindex_to_order(pindex: int, thp_order: int) -> int:
@@ -590,11 +595,34 @@ class BuddyAllocator:
                 raise TypeError(f"gfp_mask must be a non-negative int (use parse_gfp), got {gfp_mask!r}")
             info = self._resolve_gfp(gfp_mask)
         mt = info[0]
-        nid = self._cpu_node[self.cpu]
+        cpu = self.cpu
+        nid = self._cpu_node[cpu]
         zl = info[1][nid]
-        pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
+        pfn = -1
+        if zl and (order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order):
+            # The common case of get_page_from_freelist + rmqueue_pcplist, written out: the
+            # preferred zone passes its HIGH mark as _get_page_from_freelist checks it (no
+            # flag changes then) and this CPU's list has a block.  Anything else takes the
+            # general path below, which repeats the check.
+            zone = zl[0]
+            if not self.zone_below_high[zone] and \
+                    self.zone_free[zone] - ((1 << order) - 1) > self._wm_thr[WMARK_HIGH][info[2]][zone]:
+                base = zone * MIGRATE_TYPES
+                ne = self._nonempty
+                if not order or (ne[base] | ne[base + 1] | ne[base + 2]) >> order:
+                    pl = self._pcp[cpu][zone * NR_PCP_LISTS + (
+                        order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER
+                        else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE))]
+                    if pl:
+                        pcp = self._pcps[cpu][zone]
+                        pcp.free_count >>= 1
+                        pcp.count -= 1 << order
+                        self.zone_pcp[zone] -= 1 << order
+                        pfn = pl.pop()
         if pfn < 0:
-            pfn = self._alloc_slowpath(gfp_mask, zl, order, mt, info[2], info[4])
+            pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
+            if pfn < 0:
+                pfn = self._alloc_slowpath(gfp_mask, zl, order, mt, info[2], info[4])
         self.clock_ns += self.op_cost_ns
         if pfn < 0:
             self._alloc_failed(gfp_mask, order)
@@ -1213,36 +1241,7 @@ class BuddyAllocator:
         pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
         pl = self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex]
         if not pl:
-            # rmqueue_bulk: __rmqueue per block, its common case (a block of the type) written out
-            st = self._st
-            pf = self._pf
-            k = PCP_K | order
-            zm = zone * MIGRATE_TYPES + mt
-            ne = self._nonempty
-            fl_n = self._fl_n
-            fl_mv = self._fl_mv
-            nr_orders = self.nr_orders
-            zone_free = self.zone_free
-            for _ in range(self._nr_pcp_alloc(pcp, zone, order)):
-                avail = ne[zm] >> order
-                if avail:
-                    cur = order + (avail & -avail).bit_length() - 1
-                    li = zm * nr_orders + cur
-                    n = fl_n[li] - 1
-                    fl_n[li] = n
-                    pfn = fl_mv[li][n]
-                    if not n:
-                        ne[zm] &= ~(1 << cur)
-                    pf[pfn] = 0
-                    zone_free[zone] -= 1 << cur
-                    if cur != order:
-                        self._expand(zone, pfn, order, cur, mt)
-                else:
-                    pfn = self._rmqueue_fallback(zone, order, mt, aflags)
-                    if pfn < 0:
-                        break
-                st[pfn] = k
-                pl.append(pfn)
+            self._rmqueue_bulk(zone, order, mt, self._nr_pcp_alloc(pcp, zone, order), aflags, pl)
             if not pl:
                 return -1
             pl.reverse()  # the first block taken is the list's head
@@ -1253,6 +1252,117 @@ class BuddyAllocator:
         pcp.count -= 1 << order
         self.zone_pcp[zone] -= 1 << order
         return pl.pop()
+
+    def _rmqueue_bulk(self, zone: int, order: int, mt: int, count: int, aflags: int, out: list[int]) -> None:
+        """``rmqueue_bulk``: up to ``count`` blocks of ``order`` from the buddy, appended to ``out`` in the order taken.
+
+        Each block is what ``__rmqueue`` would return one at a time (the same
+        pfns, lists and counters afterwards), but worked out per run rather
+        than per block:
+
+        - blocks of the wanted order are popped from the top of their list as
+          one slice;
+        - when the smallest block is of a higher order, every list between
+          the two orders is empty, so the blocks taken one by one would be
+          this block's consecutive pieces (each ``expand`` leaves exactly one
+          piece per order, the next smallest is always the next piece): they
+          are taken as a range and what is left of the block goes on the
+          lists as its maximal aligned pieces, one per list, as ``expand``
+          would have left them.  With a split call-out attached (guard
+          pages) each split goes through ``_expand``, block by block;
+        - a fallback (no block of the type) is taken block by block.
+        """
+        st = self._st
+        pf = self._pf
+        k = PCP_K | order
+        zm = zone * MIGRATE_TYPES + mt
+        ne = self._nonempty
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        nr_orders = self.nr_orders
+        zone_free = self.zone_free
+        split = self._on_split
+        size = 1 << order
+        left = count
+        while left:
+            avail = ne[zm] >> order
+            if not avail:
+                pfn = self._rmqueue_fallback(zone, order, mt, aflags)
+                if pfn < 0:
+                    break
+                st[pfn] = k
+                out.append(pfn)
+                left -= 1
+                continue
+            cur = order + (avail & -avail).bit_length() - 1
+            li = zm * nr_orders + cur
+            n = fl_n[li]
+            mv = fl_mv[li]
+            if cur == order:  # a run off the top of the list
+                t = n if n < left else left
+                n -= t
+                fl_n[li] = n
+                if not n:
+                    ne[zm] &= ~(1 << cur)
+                run = mv[n : n + t].tolist()
+                run.reverse()
+                if t < _NP_RUN:
+                    for p in run:
+                        st[p] = k
+                        pf[p] = 0
+                else:
+                    heads = self._fl_arr[li][n : n + t]
+                    self.state[heads] = k
+                    self.pflags[heads] = 0
+                zone_free[zone] -= t << order
+                out += run
+                left -= t
+                continue
+            n -= 1
+            fl_n[li] = n
+            pfn = mv[n]
+            if not n:
+                ne[zm] &= ~(1 << cur)
+            pf[pfn] = 0
+            zone_free[zone] -= 1 << cur
+            if split is not None:  # a client may hold pieces: expand block by block
+                self._expand(zone, pfn, order, cur, mt)
+                st[pfn] = k
+                out.append(pfn)
+                left -= 1
+                continue
+            # The block's first t pieces of the wanted order, as a range.
+            nb = 1 << (cur - order)
+            t = nb if nb < left else left
+            end = pfn + (t << order)
+            if t < _NP_RUN:
+                for p in range(pfn, end, size):
+                    st[p] = k
+                    pf[p] = 0
+            else:
+                self.state[pfn:end:size] = k
+                self.pflags[pfn:end:size] = 0
+            out += range(pfn, end, size)
+            left -= t
+            # The first expand pushed one piece on each list from order to cur - 1 (growing an
+            # unused list's array): keep the arrays as they would be.
+            for q in range(order, cur):
+                if not len(fl_mv[zm * nr_orders + q]):
+                    self._grow(zm * nr_orders + q)
+            # What is left of the block: its maximal aligned pieces, one on each of their (empty) lists.
+            stop = pfn + (1 << cur)
+            p = end
+            freed = stop - end
+            while p < stop:
+                q = ((p - pfn) & (pfn - p)).bit_length() - 1
+                st[p] = FREE_K | q
+                pf[p] = 0
+                lq = zm * nr_orders + q
+                fl_mv[lq][0] = p
+                fl_n[lq] = 1
+                ne[zm] |= 1 << q
+                p += 1 << q
+            zone_free[zone] += freed
 
     def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
         """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""
@@ -1286,48 +1396,58 @@ class BuddyAllocator:
                 self._free_one(pfn, order, zone)
                 return
             mt = MIGRATE_MOVABLE
-        pcp = self._pcps[self.cpu][zone]
+        cpu = self.cpu
+        pcp = self._pcps[cpu][zone]
         pcp.alloc_factor >>= 1
         pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
-        self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex].append(pfn)
+        self._pcp[cpu][zone * NR_PCP_LISTS + pindex].append(pfn)
         self._st[pfn] = PCP_K | order
         n = 1 << order
-        pcp.count += n
+        count = pcp.count + n
+        pcp.count = count
         self.zone_pcp[zone] += n
         batch = pcp.batch
+        free_count = pcp.free_count
         free_high = False
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
             # PCPF_FREE_HIGH_BATCH (a CPU cache slice above 3 x batch) is never set: no caches modelled.
-            free_high = pcp.free_count >= batch and pcp.prev_free_high_order
+            free_high = free_count >= batch and pcp.prev_free_high_order
             pcp.prev_free_high_order = True
         else:
             pcp.prev_free_high_order = False
-        if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
-            pcp.free_count += n
+        if free_count < batch << PCP_BATCH_SCALE_MAX:
+            free_count += n
+            pcp.free_count = free_count
         # nr_pcp_high (ZONE_RECLAIM_ACTIVE is never set: no reclaim)
-        high_min, high_max = pcp.high_min, pcp.high_max
-        high = pcp.high = min(max(pcp.high, high_min), high_max)
+        high_min = pcp.high_min
+        high_max = pcp.high_max
+        high = pcp.high
+        if high < high_min:  # min(max(high, high_min), high_max)
+            high = high_min
+        if high > high_max:
+            high = high_max
+        pcp.high = high
         if high:
             if free_high:
                 pcp.high = max(high - (batch << PCP_BATCH_SCALE_MAX), high_min)
                 high = 0
             elif high_min != high_max:
                 if self.zone_below_high[zone]:
-                    pcp.high = max(high - max(pcp.free_count, batch), high_min)
-                    high = max(pcp.count, high_min)
-                elif pcp.count >= high:
-                    need_high = pcp.free_count + batch
-                    if pcp.high < need_high:
+                    pcp.high = max(high - max(free_count, batch), high_min)
+                    high = max(count, high_min)
+                elif count >= high:
+                    need_high = free_count + batch
+                    if high < need_high:
                         pcp.high = min(max(need_high, high_min), high_max)
-        if pcp.count >= high:
+        if count >= high:
             # nr_pcp_free
             if free_high:
-                nr = min(pcp.count, batch << PCP_BATCH_SCALE_MAX)
+                nr = min(count, batch << PCP_BATCH_SCALE_MAX)
             elif high < batch:
                 nr = 1
             else:
-                nr = min(max(pcp.free_count, batch), high - batch)
-            self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[self.cpu])
+                nr = min(max(free_count, batch), high - batch)
+            self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[cpu])
             if self.zone_below_high[zone] and \
                     self.zone_free[zone] > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
                 self.zone_below_high[zone] = False
@@ -1338,11 +1458,26 @@ class BuddyAllocator:
 
         Starts with the list just freed to and takes each list's oldest
         blocks (its tail); each is freed with its pageblock's type now.
+        Each block goes through ``__free_one_page`` as ``_free_one`` does
+        it, written out here with the state bound once per bulk: this is
+        where most blocks of a workload return to the buddy.
         """
         count = min(pcp.count, count)
         base = zone * NR_PCP_LISTS
         thp = self.thp_order
-        free_one = self._free_one
+        st = self._st
+        pf = self._pf
+        pbo = self.pageblock_order
+        pbmt = self._pbmt
+        maxo = self.max_order
+        nr_orders = self.nr_orders
+        zbase = zone * MIGRATE_TYPES
+        lbase = [(zbase + t) * nr_orders for t in range(MIGRATE_TYPES)]  # list index of (type, order 0)
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        release_held = self._release_held
+        freed = 0  # pages added to zone_free
         pindex -= 1
         while count > 0:
             while True:
@@ -1352,17 +1487,67 @@ class BuddyAllocator:
                 pl = lists[base + pindex]
                 if pl:
                     break
-            order = pindex // 3 if pindex < NR_PCP_ORDER_LISTS else thp
-            n = 1 << order
-            k = min(len(pl), -(-count // n))
+            order0 = pindex // 3 if pindex < NR_PCP_ORDER_LISTS else thp
+            n0 = 1 << order0
+            k = min(len(pl), -(-count // n0))
             cold = pl[:k]
             del pl[:k]
             self.nr_pcp_returned += k
-            count -= k * n
-            pcp.count -= k * n
-            self.zone_pcp[zone] -= k * n
-            for p in cold:
-                free_one(p, order, zone)
+            count -= k * n0
+            pcp.count -= k * n0
+            self.zone_pcp[zone] -= k * n0
+            fk0 = FREE_K | order0
+            for pfn in cold:
+                # _free_one(pfn, order0, zone), with 1 << order and FREE_K | order carried along
+                order = order0
+                bit = n0
+                fk = fk0
+                mt = pbmt[pfn >> pbo]
+                st[pfn] = 0
+                while order < maxo:
+                    buddy = pfn ^ bit
+                    s = st[buddy]
+                    if s != fk:
+                        if s != fk + (HELD_K - FREE_K) or not release_held(buddy, order, zone):
+                            break
+                    else:
+                        bmt = pbmt[buddy >> pbo]
+                        if bmt != mt and order >= pbo and (bmt >= MIGRATE_HIGHATOMIC or mt >= MIGRATE_HIGHATOMIC):
+                            break
+                        li = lbase[bmt] + order
+                        i = pf[buddy]
+                        n = fl_n[li] - 1
+                        fl_n[li] = n
+                        if i != n:  # not the top of its list: the top takes its slot
+                            mv = fl_mv[li]
+                            last = mv[n]
+                            mv[i] = last
+                            pf[last] = i
+                        pf[buddy] = 0
+                        if not n:
+                            ne[zbase + bmt] &= ~bit
+                        freed -= bit
+                        if bmt != mt:
+                            self.pb_mt[buddy >> pbo : (buddy + bit) >> pbo] = mt
+                    st[buddy] = 0
+                    if buddy < pfn:
+                        pfn = buddy
+                    order += 1
+                    bit <<= 1
+                    fk += 1
+                st[pfn] = fk
+                li = lbase[mt] + order
+                n = fl_n[li]
+                mv = fl_mv[li]
+                if n == len(mv):
+                    mv = self._grow(li)
+                mv[n] = pfn
+                pf[pfn] = n
+                fl_n[li] = n + 1
+                if not n:
+                    ne[zbase + mt] |= bit
+                freed += bit
+        self.zone_free[zone] += freed
 
     def drain_all_pages(self) -> int:
         """``drain_all_pages``: every CPU's lists back to the buddy; the number of pages moved.
@@ -1414,7 +1599,18 @@ class BuddyAllocator:
             except Exception as exc:
                 raise self._hook_error(h, "on_free", pfn, order, exc, "the block stays allocated") from exc
         self.nr_frees += 1
-        self._release(pfn, order)
+        # _release(pfn, order), written out
+        zone = self._pbz[pfn >> self.pageblock_order]
+        if not order:
+            self._pf[pfn] = 0
+        elif order < len(_ZEROS_U32):
+            self._pf[pfn : pfn + (1 << order)] = _ZEROS_U32[order]
+        else:
+            self.pflags[pfn : pfn + (1 << order)] = 0
+        if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
+            self._free_unref_page(pfn, order, zone)
+        else:
+            self._free_one(pfn, order, zone)
         err = self._deferred_hook_error
         if err is not None:
             self._deferred_hook_error = None
@@ -1423,10 +1619,12 @@ class BuddyAllocator:
     def _release(self, pfn: int, order: int) -> None:
         """Return an allocated block (no call-outs): pcp orders to this CPU's list, others to the buddy."""
         zone = self._pbz[pfn >> self.pageblock_order]
-        if order:
-            self.pflags[pfn : pfn + (1 << order)] = 0
-        else:
+        if not order:
             self._pf[pfn] = 0
+        elif order < len(_ZEROS_U32):
+            self._pf[pfn : pfn + (1 << order)] = _ZEROS_U32[order]
+        else:
+            self.pflags[pfn : pfn + (1 << order)] = 0
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
             self._free_unref_page(pfn, order, zone)
         else:
