@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from pageext_core.mm import gfp as _gfp
-from pageext_core.mm.callouts import EVENTS, Callouts, first_true
+from pageext_core.mm.callouts import EVENTS, Callouts, HoldRule, first_true
 from pageext_core.mm.constants import (
     FALLBACKS,
     MIGRATE_HIGHATOMIC,
@@ -245,6 +245,10 @@ class BuddyAllocator:
     geometry: Geometry
     clock_ns: int
     cpu: int
+    # The call-out table's hold rule (``bind_callouts``) and the pages held under it, per zone.
+    _hold_rule: HoldRule | None = None
+    _hold_below = 0  # the rule's below_order (0: nothing is held by rule)
+    _rule_held: list[int]  # set with the rule (bind_callouts)
     current: Task
     log: KernelLog
     contents: PageContents
@@ -353,6 +357,15 @@ class BuddyAllocator:
             if len(group) > 1:
                 names[id(combined)] = ("+".join(c.client for c in group), EVENTS[event])
         self._callout_names = names
+        rule = callouts.hold[0] if callouts.hold else None
+        if len(callouts.hold) > 1:
+            raise ValueError("at most one client may declare a hold rule, got "
+                             + ", ".join(r.client for r in callouts.hold))
+        if rule is not self._hold_rule:
+            # Pages held under another (or no) rule are not this rule's: count afresh.
+            self._rule_held = [0] * self.nr_zones
+        self._hold_rule = rule
+        self._hold_below = rule.below_order if rule is not None else 0
 
     def _init_pcp(self) -> None:
         """Per-CPU pagesets: per (CPU, zone) one ``PerCpuPages`` and 14 lists (orders 0-3 and THP, per type).
@@ -890,7 +903,12 @@ class BuddyAllocator:
         return pfn
 
     def _expand(self, zone: int, pfn: int, low: int, high: int, mt: int) -> None:
-        """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
+        """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves.
+
+        A half below the hold rule's order is held by the rule (its flag bits
+        are set after the loop, in one batch per order); otherwise the split
+        call-outs are asked.
+        """
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
         pf = self._pf
@@ -900,9 +918,15 @@ class BuddyAllocator:
         nr_orders = self.nr_orders
         freed = 0
         split = self._on_split
+        below = self._hold_below
+        by_rule: list[tuple[int, int]] = []
         while high > low:
             high -= 1
             half = pfn + (1 << high)
+            if high < below:
+                st[half] = HELD_K | high
+                by_rule.append((half, high))
+                continue
             if split is not None:
                 try:
                     held = split(half, high, mt)
@@ -929,6 +953,83 @@ class BuddyAllocator:
                 ne[zm] |= 1 << high
             freed += 1 << high
         self.zone_free[zone] += freed
+        for half, high in by_rule:
+            self._hold_mark(zone, [half], high)
+
+    def _hold_mark(self, zone: int, heads: list[int], order: int) -> None:
+        """Held by the rule: count these order-``order`` blocks (their state says HELD) and set their flag bit.
+
+        Unmaps any of them that is mapped (a free block is unmapped already
+        when debug_pagealloc is on).  Vectorised for a big batch.
+        """
+        rule = self._hold_rule
+        assert rule is not None
+        nr = len(heads)
+        if not nr:
+            return
+        size = 1 << order
+        self.zone_held[zone] += nr << order
+        self._rule_held[zone] += nr << order
+        stats = rule.stats
+        stats.created += nr
+        stats.marked += 1
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        contents = self.contents
+        if nr < _NP_RUN:
+            for h in heads:
+                ent = words[h >> shift]
+                if ent is None:
+                    raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {h:#x}")
+                mv, k = ent
+                mv[k + h * stride] |= bit
+                if contents.is_mapped(h) or (order and contents.is_mapped(h + size - 1)):
+                    contents.unmap(h, size)
+            return
+        a = np.array(heads, np.int64)
+        for (mv, k), part in self._by_section(a, words, shift, rule.client):
+            arr = np.asarray(mv)
+            arr[k + part * stride] |= np.uint64(bit)
+        um = contents._unmapped  # the direct map's per-pfn "unmapped" array, None while all is mapped
+        mapped = a if um is None else a[~um[a] | ~um[a + (size - 1)]]
+        for h in mapped.tolist():
+            contents.unmap(h, size)
+
+    @staticmethod
+    def _by_section(a: np.ndarray, words: list[tuple[memoryview, int] | None], shift: int,
+                    client: str) -> list[tuple[tuple[memoryview, int], np.ndarray]]:
+        """The pfns of ``a`` grouped by section, each with its flags-word entry."""
+        secs = a >> shift
+        first = int(secs[0])
+        groups = [(first, a)] if (secs == first).all() else [(sec, a[secs == sec]) for sec in np.unique(secs).tolist()]
+        out = []
+        for sec, part in groups:
+            ent = words[sec]
+            if ent is None:
+                raise MMError(f"hold rule of {client!r}: no page_ext for pfn {int(part[0]):#x}")
+            out.append((ent, part))
+        return out
+
+    def _hold_clear(self, zone: int, heads: list[int], order_pages: int) -> None:
+        """Released by the rule: clear the flag bit of these held heads (``order_pages`` pages in all)."""
+        rule = self._hold_rule
+        assert rule is not None
+        nr = len(heads)
+        if not nr:
+            return
+        self._rule_held[zone] -= order_pages
+        stats = rule.stats
+        stats.released += nr
+        stats.cleared += 1
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        keep = ~bit & 0xFFFFFFFFFFFFFFFF
+        if nr < _NP_RUN:
+            for h in heads:
+                mv, k = words[h >> shift]  # type: ignore[misc]  # held by the rule: it has page_ext
+                mv[k + h * stride] &= keep
+            return
+        for (mv, k), part in self._by_section(np.array(heads, np.int64), words, shift, rule.client):
+            arr = np.asarray(mv)
+            arr[k + part * stride] &= np.uint64(keep)
 
     def _find_suitable_fallback(self, zone: int, order: int, start_mt: int) -> tuple[int, bool]:
         """``find_suitable_fallback``: the first non-empty fallback type at this order, and ``can_steal``.
@@ -1282,7 +1383,9 @@ class BuddyAllocator:
         nr_orders = self.nr_orders
         zone_free = self.zone_free
         split = self._on_split
-        size = 1 << order
+        below = self._hold_below
+        # Pieces the hold rule holds, per order (their flag bits are set in one batch at the end).
+        held: list[list[int]] = [[] for _ in range(below)] if below > order else []
         left = count
         while left:
             avail = ne[zm] >> order
@@ -1331,22 +1434,34 @@ class BuddyAllocator:
                 out.append(pfn)
                 left -= 1
                 continue
-            # The block's first t pieces of the wanted order, as a range.
-            nb = 1 << (cur - order)
+            # The block's first t pieces of the wanted order, as a range.  With a hold rule
+            # below order g > order, each aligned 2^g unit gives one piece: its halves below g
+            # are held as each unit is split (and the next piece is the next unit's).
+            g = order if below <= order else (below if below < cur else cur)
+            step = 1 << g
+            nb = 1 << (cur - g)
             t = nb if nb < left else left
-            end = pfn + (t << order)
+            end = pfn + (t << g)
             if t < _NP_RUN:
-                for p in range(pfn, end, size):
+                for p in range(pfn, end, step):
                     st[p] = k
                     pf[p] = 0
             else:
-                self.state[pfn:end:size] = k
-                self.pflags[pfn:end:size] = 0
-            out += range(pfn, end, size)
+                self.state[pfn:end:step] = k
+                self.pflags[pfn:end:step] = 0
+            out += range(pfn, end, step)
             left -= t
-            # The first expand pushed one piece on each list from order to cur - 1 (growing an
+            for q in range(order, g):
+                hk = HELD_K | q
+                if t < _NP_RUN:
+                    for p in range(pfn + (1 << q), end, step):
+                        st[p] = hk
+                else:
+                    self.state[pfn + (1 << q) : end : step] = hk
+                held[q] += range(pfn + (1 << q), end, step)
+            # The first expand pushed one piece on each list from g to cur - 1 (growing an
             # unused list's array): keep the arrays as they would be.
-            for q in range(order, cur):
+            for q in range(g, cur):
                 if not len(fl_mv[zm * nr_orders + q]):
                     self._grow(zm * nr_orders + q)
             # What is left of the block: its maximal aligned pieces, one on each of their (empty) lists.
@@ -1363,6 +1478,9 @@ class BuddyAllocator:
                 ne[zm] |= 1 << q
                 p += 1 << q
             zone_free[zone] += freed
+        for q, heads in enumerate(held):
+            if heads:
+                self._hold_mark(zone, heads, q)
 
     def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
         """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""
@@ -1477,6 +1595,11 @@ class BuddyAllocator:
         fl_mv = self._fl_mv
         ne = self._nonempty
         release_held = self._release_held
+        # Every held page of the zone is the hold rule's: a held buddy is released by its state
+        # alone, and the rule's bits are cleared in one batch at the end.
+        by_rule = self._hold_rule is not None and self.zone_held[zone] == self._rule_held[zone]
+        released: list[int] = []
+        released_pages = 0
         freed = 0  # pages added to zone_free
         pindex -= 1
         while count > 0:
@@ -1508,7 +1631,12 @@ class BuddyAllocator:
                     buddy = pfn ^ bit
                     s = st[buddy]
                     if s != fk:
-                        if s != fk + (HELD_K - FREE_K) or not release_held(buddy, order, zone):
+                        if s != fk + (HELD_K - FREE_K):
+                            break
+                        if by_rule:
+                            released.append(buddy)
+                            released_pages += bit
+                        elif not release_held(buddy, order, zone):
                             break
                     else:
                         bmt = pbmt[buddy >> pbo]
@@ -1548,6 +1676,9 @@ class BuddyAllocator:
                     ne[zbase + mt] |= bit
                 freed += bit
         self.zone_free[zone] += freed
+        if released:
+            self.zone_held[zone] -= released_pages
+            self._hold_clear(zone, released, released_pages)
 
     def drain_all_pages(self) -> int:
         """``drain_all_pages``: every CPU's lists back to the buddy; the number of pages moved.
@@ -1710,7 +1841,14 @@ class BuddyAllocator:
             self._nonempty[zm] |= 1 << order
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
-        """A freed block meets a held buddy (a guard): ask its holder to let go."""
+        """A freed block meets a held buddy (a guard): the hold rule's bit says it is the rule's, else ask its holder."""
+        rule = self._hold_rule
+        if rule is not None:
+            ent = rule.words[pfn >> rule.shift]
+            if ent is not None and ent[0][ent[1] + pfn * rule.stride] & rule.bit:
+                self.zone_held[zone] -= 1 << order
+                self._hold_clear(zone, [pfn], 1 << order)
+                return True
         merge = self._on_merge
         if merge is None:
             return False
