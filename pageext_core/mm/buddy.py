@@ -197,8 +197,27 @@ NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 2  # 14: 3 typ
 NR_PCP_ORDER_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)  # 12
 # Runs of at least this many blocks are written with one numpy call (~1 us) rather than per block.
 _NP_RUN = 32
+# Units of held pieces (guard pages) set up with numpy from this many on (a dozen numpy calls).
+_NP_UNITS = 256
 # Zeroed flag words of 2^order pages, copied into ``pflags`` through its memoryview (a numpy
 # slice assignment costs several times more for the small blocks most frees are).
+# The pieces expand holds in a 2^g unit when it hands out the unit's first 2^low pages:
+# (offset, HELD state byte, offset of the piece's last page), per low and g.
+_HOLD_PIECES = tuple(tuple(tuple((1 << q, HELD_K | q, (1 << q) - 1) for q in range(low, g)) for g in range(16))
+                     for low in range(16))
+_HOLD_NP: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _hold_pieces_np(low: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_HOLD_PIECES[low][g]`` as three numpy arrays (offsets, state bytes, last-page offsets)."""
+    got = _HOLD_NP.get((low, g))
+    if got is None:
+        pieces = _HOLD_PIECES[low][g]
+        got = _HOLD_NP[(low, g)] = (np.array([p[0] for p in pieces], np.int64), np.array([p[1] for p in pieces], np.uint8),
+                                    np.array([p[2] for p in pieces], np.int64))
+    return got
+
+
 _ZEROS_U32 = tuple(memoryview(np.zeros(1 << _o, np.uint32)) for _o in range(11))
 
 
@@ -973,6 +992,7 @@ class BuddyAllocator:
         stats = rule.stats
         stats.created += nr
         stats.marked += 1
+        stats.runs += 1
         words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
         contents = self.contents
         if nr < _NP_RUN:
@@ -1009,6 +1029,88 @@ class BuddyAllocator:
             out.append((ent, part))
         return out
 
+    def _hold_pieces(self, zone: int, runs: list[tuple[int, int, int]], low: int) -> None:
+        """Held by the rule: for each ``(start, end, g)``, in every aligned 2^g unit, the pieces of orders ``low``..g-1.
+
+        What ``expand`` holds while a refill takes one 2^low piece per unit
+        (the unit's first pages): the pieces' state (HELD, the order), the
+        counters, the flag bit on each head, and any piece still mapped is
+        unmapped (as the client's own hook did: a piece whose first or last
+        page is mapped).  One call per refill; the units of the rule's own
+        order are done together, with numpy when there are very many (a
+        numpy call costs as much as a dozen pieces done one by one).
+        """
+        rule = self._hold_rule
+        assert rule is not None
+        below = self._hold_below
+        pages = 0
+        created = 0
+        bases: list[int] = []  # unit starts of the runs with g == below
+        for pfn, end, g in runs:
+            units = (end - pfn) >> g
+            pages += units * ((1 << g) - (1 << low))
+            created += units * (g - low)
+            if g == below:
+                bases += range(pfn, end, 1 << g)
+            else:
+                self._hold_units(rule, range(pfn, end, 1 << g), low, g)
+        if len(bases) >= _NP_UNITS:
+            self._hold_units_np(rule, bases, low, below)
+        elif bases:
+            self._hold_units(rule, bases, low, below)
+        self.zone_held[zone] += pages
+        self._rule_held[zone] += pages
+        stats = rule.stats
+        stats.created += created
+        stats.marked += 1
+        stats.runs += len(runs)
+
+    def _hold_units(self, rule: HoldRule, units: Sequence[int], low: int, g: int) -> None:
+        """The pieces of each 2^g unit below its first 2^low pages: state, flag bit, unmapped (one by one)."""
+        st = self._st
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        contents = self.contents
+        um = contents._unmapped_mv  # the direct map's "unmapped" flag per pfn; None while all is mapped
+        if um is not None:
+            um = um.cast("B")  # read as small ints rather than bools: cheaper
+        pieces = _HOLD_PIECES[low][g]  # (offset in the unit, state byte, offset of the piece's last page)
+        for u in units:
+            ent = words[u >> shift]
+            if ent is None:
+                raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {u:#x}")
+            mv, k = ent
+            for off, hk, last in pieces:
+                p = u + off
+                st[p] = hk
+                mv[k + p * stride] |= bit
+                if um is None or not um[p] or not um[p + last]:
+                    contents.unmap(p, last + 1)
+                    um = contents._unmapped_mv
+                    if um is not None:
+                        um = um.cast("B")
+
+    def _hold_units_np(self, rule: HoldRule, units: list[int], low: int, g: int) -> None:
+        """``_hold_units`` with numpy: a dozen calls whatever the number of units."""
+        offs, hks, lasts = _hold_pieces_np(low, g)
+        a = np.array(units, np.int64)
+        heads = (a[:, None] + offs).ravel()
+        self.state[heads] = np.tile(hks, len(a))
+        words, shift, stride = rule.words, rule.shift, rule.stride
+        ent = words[int(a.min()) >> shift]
+        if ent is not None and ent is words[int(a.max()) >> shift]:
+            groups = [(ent, heads)]  # one table holds them all (a table's sections share one entry)
+        else:
+            groups = self._by_section(heads, words, shift, rule.client)
+        for (mv, k), part in groups:
+            arr = np.asarray(mv)
+            arr[k + part * stride] |= np.uint64(rule.bit)
+        contents = self.contents
+        um = contents._unmapped
+        lasts_all = np.tile(lasts, len(a))
+        mapped = np.arange(len(heads)) if um is None else np.flatnonzero(~(um[heads] & um[heads + lasts_all]))
+        for i in mapped.tolist():
+            contents.unmap(int(heads[i]), int(lasts_all[i]) + 1)
+
     def _hold_clear(self, zone: int, heads: list[int], order_pages: int) -> None:
         """Released by the rule: clear the flag bit of these held heads (``order_pages`` pages in all)."""
         rule = self._hold_rule
@@ -1027,7 +1129,13 @@ class BuddyAllocator:
                 mv, k = words[h >> shift]  # type: ignore[misc]  # held by the rule: it has page_ext
                 mv[k + h * stride] &= keep
             return
-        for (mv, k), part in self._by_section(np.array(heads, np.int64), words, shift, rule.client):
+        a = np.array(heads, np.int64)
+        ent = words[heads[0] >> shift]
+        if ent is not None and ent is words[int(a.min()) >> shift] and ent is words[int(a.max()) >> shift]:
+            groups = [(ent, a)]  # one table holds them all (a table's sections share one entry)
+        else:
+            groups = self._by_section(a, words, shift, rule.client)
+        for (mv, k), part in groups:
             arr = np.asarray(mv)
             arr[k + part * stride] &= np.uint64(keep)
 
@@ -1384,8 +1492,7 @@ class BuddyAllocator:
         zone_free = self.zone_free
         split = self._on_split
         below = self._hold_below
-        # Pieces the hold rule holds, per order (their flag bits are set in one batch at the end).
-        held: list[list[int]] = [[] for _ in range(below)] if below > order else []
+        holds: list[tuple[int, int, int]] = []  # (start, end, g): the hold rule's pieces, done at the end
         left = count
         while left:
             avail = ne[zm] >> order
@@ -1451,14 +1558,8 @@ class BuddyAllocator:
                 self.pflags[pfn:end:step] = 0
             out += range(pfn, end, step)
             left -= t
-            for q in range(order, g):
-                hk = HELD_K | q
-                if t < _NP_RUN:
-                    for p in range(pfn + (1 << q), end, step):
-                        st[p] = hk
-                else:
-                    self.state[pfn + (1 << q) : end : step] = hk
-                held[q] += range(pfn + (1 << q), end, step)
+            if g > order:
+                holds.append((pfn, end, g))
             # The first expand pushed one piece on each list from g to cur - 1 (growing an
             # unused list's array): keep the arrays as they would be.
             for q in range(g, cur):
@@ -1478,9 +1579,8 @@ class BuddyAllocator:
                 ne[zm] |= 1 << q
                 p += 1 << q
             zone_free[zone] += freed
-        for q, heads in enumerate(held):
-            if heads:
-                self._hold_mark(zone, heads, q)
+        if holds:
+            self._hold_pieces(zone, holds, order)
 
     def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
         """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""

@@ -45,13 +45,16 @@ class HoldStats:
     """What the allocator did under a ``HoldRule``, for its client's reports.
 
     ``created``/``released`` count held blocks; ``marked``/``cleared`` count
-    the batches in which their flag bits were set and cleared.
+    the batches in which their flag bits were set and cleared, ``runs`` the
+    blocks the marked ones were split from (what a benchmark needs to
+    measure batches of the workload's shape).
     """
 
     created: int = 0
     released: int = 0
     marked: int = 0
     cleared: int = 0
+    runs: int = 0
 
 
 @dataclass(frozen=True)
