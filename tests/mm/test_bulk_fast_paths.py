@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import types
 
-import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

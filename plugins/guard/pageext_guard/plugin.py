@@ -25,19 +25,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pageext_core import BootConfig, BootParam, Finding, FindingKinds, NoExtension, hookimpl
+from pageext_core.bootparams import BootConfig, BootParam
+from pageext_core.hookspecs import hookimpl
 from pageext_core.mm import PageKind
 from pageext_core.mm.callouts import HoldRule, HoldStats
 from pageext_core.mm.errors import PageFault
+from pageext_core.reports import Finding, FindingKinds
+from pageext_core.storage import NoExtension
 from pageext_guard import params
 from pageext_guard import report as _report
 
 if TYPE_CHECKING:
-    from pageext_core import PageExt, PageExtView
     from pageext_core.mm.contents import PageContents
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import ClientTable
+    from pageext_core.page_ext import PageExt
+    from pageext_core.storage import ClientTable, PageExtView
 
 CLIENT = "guard"
 FLAG = "GUARD"
