@@ -634,23 +634,23 @@ class BuddyAllocator:
         if zl and (order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order):
             # The common case of get_page_from_freelist + rmqueue_pcplist, written out: the
             # preferred zone passes its HIGH mark as _get_page_from_freelist checks it (no
-            # flag changes then) and this CPU's list has a block.  Anything else takes the
-            # general path below, which repeats the check.
+            # flag changes then; no isolated free pages to leave out) and this CPU's list has
+            # a block.  Anything else takes the general path below, which repeats the check.
             zone = zl[0]
-            if not self.zone_below_high[zone] and \
-                    self.zone_free[zone] - ((1 << order) - 1) > self._wm_thr[WMARK_HIGH][info[2]][zone]:
-                base = zone * MIGRATE_TYPES
-                ne = self._nonempty
-                if not order or (ne[base] | ne[base + 1] | ne[base + 2]) >> order:
-                    pl = self._pcp[cpu][zone * NR_PCP_LISTS + (
-                        order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER
-                        else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE))]
-                    if pl:
-                        pcp = self._pcps[cpu][zone]
-                        pcp.free_count >>= 1
-                        pcp.count -= 1 << order
-                        self.zone_pcp[zone] -= 1 << order
-                        pfn = pl.pop()
+            base = zone * MIGRATE_TYPES
+            ne = self._nonempty
+            if not self.zone_below_high[zone] and not ne[base + MIGRATE_ISOLATE] and \
+                    self.zone_free[zone] - ((1 << order) - 1) > self._wm_thr[WMARK_HIGH][info[2]][zone] and \
+                    (not order or (ne[base] | ne[base + 1] | ne[base + 2]) >> order):
+                pl = self._pcp[cpu][zone * NR_PCP_LISTS + (
+                    order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER
+                    else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE))]
+                if pl:
+                    pcp = self._pcps[cpu][zone]
+                    pcp.free_count >>= 1
+                    pcp.count -= 1 << order
+                    self.zone_pcp[zone] -= 1 << order
+                    pfn = pl.pop()
         if pfn < 0:
             pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
             if pfn < 0:
@@ -690,6 +690,7 @@ class BuddyAllocator:
         zone_free = self.zone_free
         below = self.zone_below_high
         high_thr = self._wm_thr[WMARK_HIGH][hz]
+        ne = self._nonempty
         while True:
             no_fallback = aflags & ALLOC_NOFRAGMENT
             restart = False
@@ -698,8 +699,8 @@ class BuddyAllocator:
                     aflags &= ~ALLOC_NOFRAGMENT  # locality beats fragmentation
                     restart = True
                     break
-                if not (aflags & ALLOC_NO_WATERMARKS or (not order and not below[zone]
-                                                         and zone_free[zone] > high_thr[zone])):
+                if not (aflags & ALLOC_NO_WATERMARKS or (not order and not below[zone] and zone_free[zone] > high_thr[zone]
+                                                         and not ne[zone * MIGRATE_TYPES + MIGRATE_ISOLATE])):
                     ok = False
                     if not below[zone]:
                         ok = self._zone_watermark_ok(zone, order, WMARK_HIGH, hz, aflags)
@@ -725,8 +726,11 @@ class BuddyAllocator:
 
         ``ALLOC_MIN_RESERVE`` (__GFP_HIGH) may use half of the mark, with
         ``ALLOC_NON_BLOCK`` (GFP_ATOMIC) 3/8 of it; ``ALLOC_OOM`` half again.
+        The free pages are NR_FREE_PAGES: in 6.12 ``account_freepages`` leaves
+        out free pages on MIGRATE_ISOLATE lists (a memory block being offlined
+        with migration), so they never let an allocation pass the check.
         """
-        free = self.zone_free[zone] - ((1 << order) - 1)
+        free = self._nr_free_pages_wm(zone) - ((1 << order) - 1)
         wmin = self.zone_wmark[zone][mark]
         if aflags & ALLOC_RESERVES:
             if aflags & ALLOC_MIN_RESERVE:
@@ -742,6 +746,14 @@ class BuddyAllocator:
         ne = self._nonempty
         base = zone * MIGRATE_TYPES
         return bool((ne[base] | ne[base + 1] | ne[base + 2]) >> order)
+
+    def _nr_free_pages_wm(self, zone: int) -> int:
+        """A zone's NR_FREE_PAGES for the watermark checks: free pages on isolated pageblocks' lists left out."""
+        free = self.zone_free[zone]
+        if self._nonempty[zone * MIGRATE_TYPES + MIGRATE_ISOLATE]:
+            base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
+            free -= sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
+        return free
 
     def _alloc_slowpath(self, gfp_mask: int, zl: tuple[int, ...], order: int, mt: int, hz: int, aflags: int) -> int:
         """``__alloc_pages_slowpath`` without kswapd, reclaim, compaction or the OOM killer.
@@ -1667,7 +1679,7 @@ class BuddyAllocator:
                 nr = min(max(free_count, batch), high - batch)
             self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[cpu])
             if self.zone_below_high[zone] and \
-                    self.zone_free[zone] > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
+                    self._nr_free_pages_wm(zone) > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
                 self.zone_below_high[zone] = False
 
     def _free_pcppages_bulk(self, zone: int, count: int, pcp: PerCpuPages, pindex: int,
