@@ -36,7 +36,6 @@ from pageext_guard import params
 from pageext_guard import report as _report
 
 if TYPE_CHECKING:
-    from pageext_core.mm.contents import PageContents
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
     from pageext_core.page_ext import PageExt
@@ -57,7 +56,6 @@ class Guard:
         self.stats = HoldStats()  # guards made and cleared, counted by the allocator under our rule
         self._view: PageExtView | None = None
         self._machine: Machine | None = None
-        self._contents: PageContents | None = None
         self._page_ext: PageExt | None = None
         self._bit = 0
         self._stride = 0  # 8-byte words per record
@@ -112,7 +110,6 @@ class Guard:
     def pageext_init(self, view: PageExtView, machine: Machine, page_ext: PageExt, log: KernelLog) -> None:
         self._view = view
         self._machine = machine
-        self._contents = machine.contents
         self._page_ext = page_ext
         self._bit = view.flag(FLAG)
         if view.record_size % 8:

@@ -109,3 +109,38 @@ def test_the_guard_client_declares_a_rule_and_no_split_or_merge_call_out() -> No
     assert "guard" in table.clients() and table.only("guard").hold == table.hold
     off = pc.boot(SMALL, "debug_pagealloc=on")
     assert not off.machine.callouts.hold
+
+
+def test_many_units_held_with_numpy_match_one_by_one() -> None:
+    """A refill holding hundreds of units does it with numpy (``_hold_units_np``): same result as one by one.
+
+    Two order-10 blocks (256 units of 8 pages) taken off the free lists on
+    twin machines; a few of their pages mapped again so that both ways must
+    unmap exactly those pieces.
+    """
+    line = "debug_pagealloc=on debug_guardpage_minorder=3"
+    a, b = pc.boot(SMALL, line), pc.boot(SMALL, line)
+    outs = []
+    for pe, numpy_way in ((a, True), (b, False)):
+        m = pe.machine
+        start = 1024  # DMA: free order-10 blocks at boot (the page_ext tables come from DMA32)
+        assert m.take_free_range(start, start + 2048) == 2048
+        for p in (start + 1, start + 13, start + 8 * 100 + 7, start + 2047):
+            m.contents.map(p)
+        rule = m.callouts.hold[0]
+        units = list(range(start, start + 2048, 8))
+        assert len(units) >= 256
+        if numpy_way:
+            m._hold_units_np(rule, units, 0, 3)
+        else:
+            m._hold_units(rule, units, 0, 3)
+        g = pe.plugin("guard")
+        um = m.contents._unmapped
+        outs.append((m.state[start : start + 2048].tobytes(), um.tobytes(), m.contents.nr_unmapped,
+                     tuple(bytes(w) for w in {id(e[0]): e[0] for e in g._words if e is not None}.values())))
+        assert [int(m.state[start + o]) for o in (1, 2, 4)] == [0x50, 0x51, 0x52]  # HELD, orders 0-2
+        # A piece with a mapped first or last page is unmapped whole; a mapped page inside a piece
+        # whose ends are unmapped is left as it is (the client's own rule: free blocks are unmapped whole).
+        assert um[start + 1] and um[start + 804 : start + 808].all() and um[start + 2044 : start + 2048].all()
+        assert not um[start + 13]
+    assert outs[0] == outs[1]
