@@ -268,6 +268,7 @@ class BuddyAllocator:
     _hold_rule: HoldRule | None = None
     _hold_below = 0  # the rule's below_order (0: nothing is held by rule)
     _rule_held: list[int]  # set with the rule (bind_callouts)
+    _fl_grown: list[int] | None = None  # per (zone, type): orders whose free-list array has room (_rmqueue_bulk)
     current: Task
     log: KernelLog
     contents: PageContents
@@ -1505,6 +1506,9 @@ class BuddyAllocator:
         split = self._on_split
         below = self._hold_below
         holds: list[tuple[int, int, int]] = []  # (start, end, g): the hold rule's pieces, done at the end
+        grown = self._fl_grown
+        if grown is None:
+            grown = self._fl_grown = [0] * len(ne)
         left = count
         while left:
             avail = ne[zm] >> order
@@ -1573,10 +1577,14 @@ class BuddyAllocator:
             if g > order:
                 holds.append((pfn, end, g))
             # The first expand pushed one piece on each list from g to cur - 1 (growing an
-            # unused list's array): keep the arrays as they would be.
-            for q in range(g, cur):
-                if not len(fl_mv[zm * nr_orders + q]):
-                    self._grow(zm * nr_orders + q)
+            # unused list's array): keep the arrays as they would be.  Arrays never shrink,
+            # so a list seen with room is not looked at again (``grown``: orders per list group).
+            need = ((1 << cur) - 1) & ~((1 << g) - 1)
+            if need & ~grown[zm]:
+                for q in range(g, cur):
+                    if not len(fl_mv[zm * nr_orders + q]):
+                        self._grow(zm * nr_orders + q)
+                grown[zm] |= need
             # What is left of the block: its maximal aligned pieces, one on each of their (empty) lists.
             stop = pfn + (1 << cur)
             p = end
@@ -1778,10 +1786,10 @@ class BuddyAllocator:
                 st[pfn] = fk
                 li = lbase[mt] + order
                 n = fl_n[li]
-                mv = fl_mv[li]
-                if n == len(mv):
-                    mv = self._grow(li)
-                mv[n] = pfn
+                try:
+                    fl_mv[li][n] = pfn
+                except IndexError:  # the list's array is full
+                    self._grow(li)[n] = pfn
                 pf[pfn] = n
                 fl_n[li] = n + 1
                 if not n:
