@@ -5,16 +5,16 @@
   debug_pagealloc is on in all three so only the guards differ; one plan run
   on a freshly booted machine per setting and round, interleaved, best of
   the rounds, with a second ``=0`` machine to show the noise;
-- what making and clearing a guard costs beyond the allocator's own
-  bookkeeping.  The client declares a hold rule (``pageext_hold_rule``) and
-  the allocator applies it: it marks the pieces HELD as it always did, and
-  sets the GUARD bit / unmaps (``_hold_mark``) and clears the bit
-  (``_hold_clear``) in one batch per refill, split or bulk free, with a list
-  append per released guard in the bulk free.  Measured: those two batch
-  calls on batches of the workload's mean size (from the minorder=3 runs),
-  per guard, plus the per-guard append.  Before the rule (issue 13) this
-  was one ``pageext_on_split`` and one ``pageext_on_merge`` call per guard,
-  ~0.8 us together;
+- what making and clearing a guard costs.  The client declares a hold rule
+  (``pageext_hold_rule``) and the allocator applies it: a refill holds its
+  pieces in one ``_hold_pieces`` call (state byte, GUARD bit, unmap check,
+  piece by piece), a bulk free appends each guard it releases to a list and
+  clears their bits in one ``_hold_clear``.  Measured: those calls on
+  batches of the workload's mean shape (from the minorder=3 runs), per
+  guard, state bytes included (``hook_cost``).  Before the rule (issue 13)
+  this was one ``pageext_on_split`` and one ``pageext_on_merge`` call per
+  guard, ~0.9 us together; the share estimate (``hooks_share``) is guards
+  per operation x this cost / time per operation, as it was with the hooks;
 - memory held by guard pages at the end of the standard workload (before
   anything is freed), as a fraction of the memory allocated at that moment.
 

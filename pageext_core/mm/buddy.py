@@ -991,8 +991,9 @@ class BuddyAllocator:
     def _hold_mark(self, zone: int, heads: list[int], order: int) -> None:
         """Held by the rule: count these order-``order`` blocks (their state says HELD) and set their flag bit.
 
-        Unmaps any of them that is mapped (a free block is unmapped already
-        when debug_pagealloc is on).  Vectorised for a big batch.
+        Unmaps any of them whose first or last page is mapped (a free block
+        is unmapped already when debug_pagealloc is on).  For the few halves
+        of one ``_expand``; a refill's many pieces go through ``_hold_pieces``.
         """
         rule = self._hold_rule
         assert rule is not None
@@ -1008,24 +1009,14 @@ class BuddyAllocator:
         stats.runs += 1
         words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
         contents = self.contents
-        if nr < _NP_RUN:
-            for h in heads:
-                ent = words[h >> shift]
-                if ent is None:
-                    raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {h:#x}")
-                mv, k = ent
-                mv[k + h * stride] |= bit
-                if contents.is_mapped(h) or (order and contents.is_mapped(h + size - 1)):
-                    contents.unmap(h, size)
-            return
-        a = np.array(heads, np.int64)
-        for (mv, k), part in self._by_section(a, words, shift, rule.client):
-            arr = np.asarray(mv)
-            arr[k + part * stride] |= np.uint64(bit)
-        um = contents._unmapped  # the direct map's per-pfn "unmapped" array, None while all is mapped
-        mapped = a if um is None else a[~um[a] | ~um[a + (size - 1)]]
-        for h in mapped.tolist():
-            contents.unmap(h, size)
+        for h in heads:
+            ent = words[h >> shift]
+            if ent is None:
+                raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {h:#x}")
+            mv, k = ent
+            mv[k + h * stride] |= bit
+            if contents.is_mapped(h) or (order and contents.is_mapped(h + size - 1)):
+                contents.unmap(h, size)
 
     @staticmethod
     def _by_section(a: np.ndarray, words: list[tuple[memoryview, int] | None], shift: int,
