@@ -5,7 +5,16 @@
   debug_pagealloc is on in all three so only the guards differ; one plan run
   on a freshly booted machine per setting and round, interleaved, best of
   the rounds, with a second ``=0`` machine to show the noise;
-- what the client's own hooks cost per guard (made and cleared);
+- what making and clearing a guard costs.  The client declares a hold rule
+  (``pageext_hold_rule``) and the allocator applies it: a refill holds its
+  pieces in one ``_hold_pieces`` call (state byte, GUARD bit, unmap check,
+  piece by piece), a bulk free appends each guard it releases to a list and
+  clears their bits in one ``_hold_clear``.  Measured: those calls on
+  batches of the workload's mean shape (from the minorder=3 runs), per
+  guard, state bytes included (``hook_cost``).  Before the rule (issue 13)
+  this was one ``pageext_on_split`` and one ``pageext_on_merge`` call per
+  guard, ~0.9 us together; the share estimate (``hooks_share``) is guards
+  per operation x this cost / time per operation, as it was with the hooks;
 - memory held by guard pages at the end of the standard workload (before
   anything is freed), as a fraction of the memory allocated at that moment.
 
@@ -45,6 +54,7 @@ def throughput(quick: bool) -> list[Result]:
     best = {k: float("inf") for k in names}
     done: dict[str, int] = {}
     guards: dict[str, list[int]] = {k: [] for k in names}
+    batches: dict[str, tuple[float, float, float]] = {}
     for r in range(rounds):  # each round runs every setting once, starting with a different one
         for k in names[r % len(names):] + names[:r % len(names)]:
             pe = pc.boot(CONFIG, _line(int(k[0])))
@@ -59,12 +69,18 @@ def throughput(quick: bool) -> list[Result]:
                 g = pe.plugin("guard")
                 guards[k].append(g.nr_created)
                 assert g.nr_created == g.nr_released, "guards left after everything was freed"
+                st = g.stats
+                batches[k] = (st.runs / max(st.marked, 1), st.created / max(st.runs, 1),
+                              st.released / max(st.cleared, 1))
             del pe
     out = []
     for k in names[:3]:
         detail = {"ops": done[k], "rounds": rounds, "plan_seed": plan.seed}
         if guards[k]:
             detail["guards_made_per_run"] = guards[k][0]
+            detail["mean_blocks_per_mark_batch"] = round(batches[k][0], 2)
+            detail["mean_guards_per_block"] = round(batches[k][1], 2)
+            detail["mean_guards_per_clear_batch"] = round(batches[k][2], 2)
         out.append(Result(f"alloc/free, debug_pagealloc=on, minorder={k}", best[k] / done[k] * 1e6, "us/op",
                           detail=detail))
     out.append(Result("alloc/free time, minorder=0 control machine / minorder=0 (noise)",
@@ -77,51 +93,93 @@ def throughput(quick: bool) -> list[Result]:
     return out
 
 
-def hook_cost(quick: bool) -> list[Result]:
-    """The guard hooks alone: hold then release one block, as a split and a later merge do.
+def hook_cost(quick: bool, blocks: float = 16.0, per_block: float = 3.0, clear_batch: float = 64.0) -> list[Result]:
+    """Making and clearing guards through the hold rule, per guard, in batches of the workload's mean shape.
 
     Timed on a free block (already unmapped by debug_pagealloc, as every
-    block a split hands out is), calls included, minus a bare loop: the
-    client's whole share of making and clearing one guard.
+    block a split hands out is), calls included, minus a bare loop:
+
+    - make: one ``_hold_pieces`` call (one per refill) over ``blocks``
+      source blocks of ``units`` 8-page units each, three guards (orders
+      0-2) per unit, as a minorder=3 refill of order-0 pages holds them;
+      ``units`` = the workload's guards per source block / 3.  Its state
+      bytes (HELD and the order) are included, although the allocator
+      wrote them for guards before the rule too;
+    - clear: the bulk free's part, a ``list.append`` and a page count per
+      guard and one ``_hold_clear`` per batch of ``clear_batch`` guards.
     """
     pe = pc.boot(CONFIG, _line(3))
     m = pe.machine
-    g = pe.plugin("guard")
-    split, merge = g.pageext_on_split, g.pageext_on_merge
-    pfn = m.alloc_pages(GFP_KERNEL, 3)  # a block nobody else uses
-    m.free_pages(pfn, 3)
-    n = 20_000 if quick else 200_000
-    out = []
-    for order in (0, 1, 2):
-        def pairs(order: int = order) -> None:
-            for _ in range(n):
-                split(pfn, order, 0)
-                merge(pfn, order)
+    pfn = m.alloc_pages(GFP_KERNEL, 10)  # a block nobody else uses
+    m.free_pages(pfn, 10)
+    zone = m.zone_of(pfn)
+    n = 200 if quick else 2_000
+    max_units = 1 << (10 - 3)
+    units = max(1, round(per_block / 3))
+    nblocks = max(1, round(blocks))
+    if units * nblocks > max_units:  # capped: bigger batches cost less per guard
+        nblocks = max(1, max_units // units)
+        units = min(units, max_units)
+    runs = [(pfn + (b * units << 3), pfn + ((b + 1) * units << 3), 3) for b in range(nblocks)]
+    made = units * nblocks * 3
+    bc = min(max(1, round(clear_batch)), 3 * max_units)
+    heads = sorted(pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3))[:bc]
+    saved_state = m.state[pfn : pfn + (1 << 10)].copy()
+    held0, rule_held0 = m.zone_held[zone], m._rule_held[zone]
 
-        def loop() -> None:
-            for _ in range(n):
-                pass
+    def mark() -> None:
+        hold = m._hold_pieces
+        for _ in range(n):
+            hold(zone, runs, 0)
 
-        best = interleaved({"hooks": pairs, "loop": loop}, rounds=3 if quick else 5)
-        out.append(Result(f"guard hooks (split + merge) per order-{order} guard", (best["hooks"] - best["loop"]) / n * 1e6,
-                          "us", detail={"pairs": n}))
-    return out
+    def clear() -> None:
+        release = m._hold_clear
+        for _ in range(n):
+            released: list[int] = []
+            pages = 0
+            for h in heads:
+                released.append(h)
+                pages += 1
+            release(zone, released, pages)
+
+    def loop() -> None:
+        for _ in range(n):
+            pass
+
+    best = interleaved({"mark": mark, "clear": clear, "loop": loop}, rounds=3 if quick else 5)
+    # Undo what the timing loops left: bits (clearing a clear bit is harmless), state, counters.
+    m._hold_clear(zone, [pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3)], 0)
+    m.state[pfn : pfn + (1 << 10)] = saved_state
+    m.zone_held[zone] = held0
+    m._rule_held[zone] = rule_held0
+    mark_us = (best["mark"] - best["loop"]) / (n * made) * 1e6
+    clear_us = (best["clear"] - best["loop"]) / (n * bc) * 1e6
+    return [
+        Result("guard rule: make one guard (_hold_pieces)", mark_us, "us",
+               detail={"calls": n, "blocks_per_call": nblocks, "units_per_block": units, "guards_per_call": made,
+                       "workload_mean_blocks_per_call": round(blocks, 2),
+                       "workload_mean_guards_per_block": round(per_block, 2)}),
+        Result("guard rule: clear one guard (append + _hold_clear)", clear_us, "us",
+               detail={"calls": n, "guards_per_call": bc, "workload_mean_guards_per_clear_batch": round(clear_batch, 2)}),
+    ]
 
 
 def hooks_share(results: list[Result]) -> Result:
-    """The client's own part of the minorder=3 time: guards per operation x hook cost per guard.
+    """The guards' own part of the minorder=3 time: guards per operation x (make + clear) per guard.
 
-    An estimate: the hook cost is the plain mean over guard orders 0-2 (the
-    guards left at the end of the workload are spread about evenly over them).
+    An estimate, from the per-guard costs measured on batches of the
+    workload's mean sizes (``hook_cost``); before the hold rule the same
+    figure was guards per operation x the split + merge hook calls.
     """
     by_name = {r.name: r for r in results}
     per_op = by_name["alloc/free, debug_pagealloc=on, minorder=3"]
     guards_per_op = per_op.detail["guards_made_per_run"] / per_op.detail["ops"]
-    hook_us = sum(by_name[f"guard hooks (split + merge) per order-{o} guard"].value for o in (0, 1, 2)) / 3
+    hook_us = (by_name["guard rule: make one guard (_hold_pieces)"].value
+               + by_name["guard rule: clear one guard (append + _hold_clear)"].value)
     share = guards_per_op * hook_us / per_op.value
     return Result("guard hooks' share of alloc/free time, minorder=3 (estimate)", share, "fraction",
                   target="<= 0.1", ok=share <= 0.1,
-                  detail={"guards_per_op": round(guards_per_op, 3), "hook_us_per_guard": round(hook_us, 3),
+                  detail={"guards_per_op": round(guards_per_op, 3), "rule_us_per_guard": round(hook_us, 3),
                           "op_us": round(per_op.value, 3)})
 
 
@@ -169,6 +227,10 @@ def held_memory(quick: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    out = run_parts((throughput, hook_cost, held_memory), quick)
+    out = run_parts((throughput,), quick)
+    d = {r.name: r for r in out}["alloc/free, debug_pagealloc=on, minorder=3"].detail
+    out += run_parts((lambda q: hook_cost(q, d["mean_blocks_per_mark_batch"], d["mean_guards_per_block"],
+                                          d["mean_guards_per_clear_batch"]),
+                      held_memory), quick)
     out.append(hooks_share(out))
     return out

@@ -5,8 +5,9 @@
   A bigger machine must not make the allocator slower (ratio >= 0.9), and the
   per-operation cost is given as a multiple of the list floor.  Each result's
   detail also gives the per-CPU list traffic (blocks refilled from and
-  returned to the buddy by the 6.12 pcp, issue 13) and the figure measured
-  before that change on the development host, to compare side by side.
+  returned to the buddy by the 6.12 pcp, issue 13) and the figures measured
+  before that change and right after it (when refills and bulk frees still
+  moved one block per Python step) on the development host, to compare.
 - Boot and memory: boot time of 64 MiB, 1 GiB, 8 GiB, 64 GiB and 1 TiB
   machines (targets in ``BOOT_SECONDS_TARGET``: a boot that loops over pages
   in Python misses them by far), and host bytes per simulated page: the
@@ -30,6 +31,8 @@ RATIO_TARGET = 0.9
 # ops/s of the allocator before issue 13 (order-0-only pcp with a per-list high, no watermarks,
 # 6.15-style fallback), measured with `python -m benchmarks mm` on the development host.
 BEFORE_ISSUE13_OPS_PER_S = {"1GiB": 6.793e5, "256GiB": 9.107e5}
+# ops/s right after issue 13, before its refills and bulk frees worked per run (docs/benchmarks.md).
+ISSUE13_OPS_PER_S = {"1GiB": 1.87e5, "256GiB": 2.17e5}
 # Seconds a boot may take (measured 0.001 s at 1 GiB, 0.09 s at 64 GiB, 1.8 s at 1 TiB).
 BOOT_SECONDS_TARGET = {64 * MiB: 0.5, 1 * GiB: 0.5, 8 * GiB: 1.0, 64 * GiB: 3.0, 1 * TiB: 10.0}
 
@@ -105,7 +108,8 @@ def _throughput(n_ops: int, rounds: int) -> list[Result]:
                     "wall_s_with_cleanup": wall[name], "alloc_failures": m.nr_alloc_failures,
                     "fallbacks": m.nr_fallbacks, "pageblock_claims": m.nr_pageblock_claims,
                     "pcp_blocks_refilled": m.nr_pcp_refilled, "pcp_blocks_returned": m.nr_pcp_returned,
-                    "before_issue13_ops_per_s": BEFORE_ISSUE13_OPS_PER_S[name]},
+                    "before_issue13_ops_per_s": BEFORE_ISSUE13_OPS_PER_S[name],
+                    "issue13_per_block_ops_per_s": ISSUE13_OPS_PER_S[name]},
         ))
     ratio = rate["256GiB"] / rate["1GiB"]
     out.append(Result("mm.ops_per_s_ratio[256GiB/1GiB]", ratio, "x",

@@ -8,11 +8,12 @@ frozen ``Callouts`` table, and the machine installs it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pluggy
 
-from pageext_core.dispatch import resolve
+from pageext_core.dispatch import ask_each, resolve
 from pageext_core.mm.callouts import EVENTS, Callout, Callouts
 
 if TYPE_CHECKING:
@@ -22,9 +23,14 @@ __all__ = ["Callout", "Callouts", "install_callouts", "resolve_callouts"]
 
 
 def resolve_callouts(pm: pluggy.PluginManager, enabled: Sequence[str]) -> Callouts:
-    """The enabled clients' event hooks as plain functions, each attributed to its client."""
+    """The enabled clients' event hooks as plain functions, each attributed to its client, and their hold rules."""
+    rules = tuple(replace(rule, client=name) for name, rule in ask_each(pm, "pageext_hold_rule", enabled).items()
+                  if rule is not None)
+    if len(rules) > 1:
+        raise ValueError(f"clients {', '.join(r.client for r in rules)} each declare a hold rule "
+                         "(pageext_hold_rule); at most one client may hold split-off blocks by rule")
     return Callouts(**{event: tuple(Callout(name, fn) for name, fn in resolve(pm, hook, enabled))
-                       for event, hook in EVENTS.items()})
+                       for event, hook in EVENTS.items()}, hold=rules)
 
 
 def install_callouts(pe: PageExt) -> None:

@@ -33,6 +33,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from pageext_core.bootparams import BootConfig, BootParam
+    from pageext_core.mm.callouts import HoldRule
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
     from pageext_core.page_ext import PageExt
@@ -147,6 +148,22 @@ def pageext_on_split(pfn: int, order: int, migratetype: int) -> bool:
     Return True to hold the block (it stays off the free lists, uncounted as
     free, until a freed buddy meets it: ``pageext_on_merge``).  Guard pages
     are built on this.  HOT PATH on splits; the first client to hold wins.
+    """
+
+
+@hookspec
+def pageext_hold_rule() -> HoldRule | None:
+    """A fixed rule for holding split-off blocks, which the allocator applies itself.
+
+    Asked once at the end of boot (after ``pageext_init``) of enabled
+    clients.  A client whose ``pageext_on_split`` answer depends only on the
+    order ("hold every piece below order N") and whose ``pageext_on_merge``
+    only clears its flag bit returns a ``HoldRule`` (its bit, its flags
+    words per section, N) instead of implementing those two hooks: the
+    allocator then holds and releases such blocks with no call per block,
+    setting and clearing the bit in batches.  At most one client may
+    declare one; it is applied before the split call-outs.  Not on the hot
+    path (the rule is).
     """
 
 

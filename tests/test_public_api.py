@@ -154,7 +154,10 @@ def test_the_checker_catches_what_it_is_for() -> None:
 
 ALLOCATOR = ROOT / "pageext_core" / "mm" / "buddy.py"
 # The invariant checker verifies the free lists' own layout (stacks with back-pointers): it reads them on purpose.
-ALLOCATOR_FRIENDS = {ROOT / "pageext_core" / "mm" / "invariants.py"}
+# Two whitebox tests run the allocator's fast per-run paths against straightforward block-by-block
+# reference code made of its internal steps, and compare its whole internal state: they read it on purpose.
+ALLOCATOR_FRIENDS = {ROOT / "pageext_core" / "mm" / "invariants.py", ROOT / "tests" / "mm" / "test_bulk_fast_paths.py",
+                     ROOT / "tests" / "plugins" / "guard" / "test_guard_rule.py"}
 
 
 def allocator_privates() -> set[str]:

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 
 from pageext_core.mm import gfp as _gfp
-from pageext_core.mm.callouts import EVENTS, Callouts, first_true
+from pageext_core.mm.callouts import EVENTS, Callouts, HoldRule, first_true
 from pageext_core.mm.constants import (
     FALLBACKS,
     MIGRATE_HIGHATOMIC,
@@ -197,6 +197,30 @@ class HookError(MMError):
 PAGE_ALLOC_COSTLY_ORDER = 3
 NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 2  # 14: 3 types x 4 orders + 2 THP lists
 NR_PCP_ORDER_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)  # 12
+# Runs of at least this many blocks are written with one numpy call (~1 us) rather than per block.
+_NP_RUN = 32
+# Units of held pieces (guard pages) set up with numpy from this many on (a dozen numpy calls).
+_NP_UNITS = 256
+# Zeroed flag words of 2^order pages, copied into ``pflags`` through its memoryview (a numpy
+# slice assignment costs several times more for the small blocks most frees are).
+# The pieces expand holds in a 2^g unit when it hands out the unit's first 2^low pages:
+# (offset, HELD state byte, offset of the piece's last page), per low and g.
+_HOLD_PIECES = tuple(tuple(tuple((1 << q, HELD_K | q, (1 << q) - 1) for q in range(low, g)) for g in range(16))
+                     for low in range(16))
+_HOLD_NP: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _hold_pieces_np(low: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``_HOLD_PIECES[low][g]`` as three numpy arrays (offsets, state bytes, last-page offsets)."""
+    got = _HOLD_NP.get((low, g))
+    if got is None:
+        pieces = _HOLD_PIECES[low][g]
+        got = _HOLD_NP[(low, g)] = (np.array([p[0] for p in pieces], np.int64), np.array([p[1] for p in pieces], np.uint8),
+                                    np.array([p[2] for p in pieces], np.int64))
+    return got
+
+
+_ZEROS_U32 = tuple(memview(np.zeros(1 << _o, np.uint32)) for _o in range(11))
 
 
 def pindex_to_order(pindex: int, thp_order: int) -> int:
@@ -283,6 +307,12 @@ class BuddyAllocator:
     runs on (``cpu``, set by the machine's context) and the clock it charges
     (``clock_ns``) are its own plain attributes: every allocation reads them.
     """
+
+    # The call-out table's hold rule (``bind_callouts``) and the pages held under it, per zone.
+    _hold_rule: HoldRule | None = None
+    _hold_below = 0  # the rule's below_order (0: nothing is held by rule)
+    _rule_held: list[int]  # set with the rule (bind_callouts)
+    _fl_grown: list[int] | None = None  # per (zone, type): orders whose free-list array has room (_rmqueue_bulk)
 
     def __init__(self, geometry: Geometry, host: AllocatorHost, log: KernelLog, contents: PageContents) -> None:
         self.geometry = geometry
@@ -377,6 +407,15 @@ class BuddyAllocator:
             if len(group) > 1:
                 names[id(combined)] = ("+".join(c.client for c in group), EVENTS[event])
         self._callout_names = names
+        rule = callouts.hold[0] if callouts.hold else None
+        if len(callouts.hold) > 1:
+            raise ValueError("at most one client may declare a hold rule, got "
+                             + ", ".join(r.client for r in callouts.hold))
+        if rule is not self._hold_rule:
+            # Pages held under another (or no) rule are not this rule's: count afresh.
+            self._rule_held = [0] * self.nr_zones
+        self._hold_rule = rule
+        self._hold_below = rule.below_order if rule is not None else 0
 
     def _init_pcp(self) -> None:
         """Per-CPU pagesets: per (CPU, zone) one ``PerCpuPages`` and 14 lists (orders 0-3 and THP, per type).
@@ -648,11 +687,34 @@ class BuddyAllocator:
                 raise TypeError(f"gfp_mask must be a non-negative int (use parse_gfp), got {gfp_mask!r}")
             info = self._resolve_gfp(gfp_mask)
         mt = info[0]
-        nid = self._cpu_node[self.cpu]
+        cpu = self.cpu
+        nid = self._cpu_node[cpu]
         zl = info[1][nid]
-        pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
+        pfn = -1
+        if zl and (order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order):
+            # The common case of get_page_from_freelist + rmqueue_pcplist, written out: the
+            # preferred zone passes its HIGH mark as _get_page_from_freelist checks it (no
+            # flag changes then; no isolated free pages to leave out) and this CPU's list has
+            # a block.  Anything else takes the general path below, which repeats the check.
+            zone = zl[0]
+            base = zone * MIGRATE_TYPES
+            ne = self._nonempty
+            if not self.zone_below_high[zone] and not ne[base + MIGRATE_ISOLATE] and \
+                    self.zone_free[zone] - ((1 << order) - 1) > self._wm_thr[WMARK_HIGH][info[2]][zone] and \
+                    (not order or (ne[base] | ne[base + 1] | ne[base + 2]) >> order):
+                pl = self._pcp[cpu][zone * NR_PCP_LISTS + (
+                    order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER
+                    else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE))]
+                if pl:
+                    pcp = self._pcps[cpu][zone]
+                    pcp.free_count >>= 1
+                    pcp.count -= 1 << order
+                    self.zone_pcp[zone] -= 1 << order
+                    pfn = pl.pop()
         if pfn < 0:
-            pfn = self._alloc_slowpath(gfp_mask, zl, order, mt, info[2], info[4])
+            pfn = self._get_page_from_freelist(zl, order, mt, info[2], info[3][nid])
+            if pfn < 0:
+                pfn = self._alloc_slowpath(gfp_mask, zl, order, mt, info[2], info[4])
         self.clock_ns += self.op_cost_ns
         if pfn < 0:
             self._alloc_failed(gfp_mask, order)
@@ -688,6 +750,7 @@ class BuddyAllocator:
         zone_free = self.zone_free
         below = self.zone_below_high
         high_thr = self._wm_thr[WMARK_HIGH][hz]
+        ne = self._nonempty
         while True:
             no_fallback = aflags & ALLOC_NOFRAGMENT
             restart = False
@@ -696,8 +759,8 @@ class BuddyAllocator:
                     aflags &= ~ALLOC_NOFRAGMENT  # locality beats fragmentation
                     restart = True
                     break
-                if not (aflags & ALLOC_NO_WATERMARKS or (not order and not below[zone]
-                                                         and zone_free[zone] > high_thr[zone])):
+                if not (aflags & ALLOC_NO_WATERMARKS or (not order and not below[zone] and zone_free[zone] > high_thr[zone]
+                                                         and not ne[zone * MIGRATE_TYPES + MIGRATE_ISOLATE])):
                     ok = False
                     if not below[zone]:
                         ok = self._zone_watermark_ok(zone, order, WMARK_HIGH, hz, aflags)
@@ -723,8 +786,11 @@ class BuddyAllocator:
 
         ``ALLOC_MIN_RESERVE`` (__GFP_HIGH) may use half of the mark, with
         ``ALLOC_NON_BLOCK`` (GFP_ATOMIC) 3/8 of it; ``ALLOC_OOM`` half again.
+        The free pages are NR_FREE_PAGES: in 6.12 ``account_freepages`` leaves
+        out free pages on MIGRATE_ISOLATE lists (a memory block being offlined
+        with migration), so they never let an allocation pass the check.
         """
-        free = self.zone_free[zone] - ((1 << order) - 1)
+        free = self._nr_free_pages_wm(zone) - ((1 << order) - 1)
         wmin = self.zone_wmark[zone][mark]
         if aflags & ALLOC_RESERVES:
             if aflags & ALLOC_MIN_RESERVE:
@@ -740,6 +806,14 @@ class BuddyAllocator:
         ne = self._nonempty
         base = zone * MIGRATE_TYPES
         return bool((ne[base] | ne[base + 1] | ne[base + 2]) >> order)
+
+    def _nr_free_pages_wm(self, zone: int) -> int:
+        """A zone's NR_FREE_PAGES for the watermark checks: free pages on isolated pageblocks' lists left out."""
+        free = self.zone_free[zone]
+        if self._nonempty[zone * MIGRATE_TYPES + MIGRATE_ISOLATE]:
+            base = (zone * MIGRATE_TYPES + MIGRATE_ISOLATE) * self.nr_orders
+            free -= sum(n << o for o, n in enumerate(self._fl_n[base : base + self.nr_orders]))
+        return free
 
     def _alloc_slowpath(self, gfp_mask: int, zl: tuple[int, ...], order: int, mt: int, hz: int, aflags: int) -> int:
         """``__alloc_pages_slowpath`` without kswapd, reclaim, compaction or the OOM killer.
@@ -920,7 +994,12 @@ class BuddyAllocator:
         return pfn
 
     def _expand(self, zone: int, pfn: int, low: int, high: int, mt: int) -> None:
-        """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves."""
+        """Split a 2^high block down to 2^low, freeing (or handing out) the upper halves.
+
+        A half below the hold rule's order is held by the rule (its flag bits
+        are set after the loop, in one batch per order); otherwise the split
+        call-outs are asked.
+        """
         zm = zone * MIGRATE_TYPES + mt
         st = self._st
         pf = self._pf
@@ -930,9 +1009,15 @@ class BuddyAllocator:
         nr_orders = self.nr_orders
         freed = 0
         split = self._on_split
+        below = self._hold_below
+        by_rule: list[tuple[int, int]] = []
         while high > low:
             high -= 1
             half = pfn + (1 << high)
+            if high < below:
+                st[half] = HELD_K | high
+                by_rule.append((half, high))
+                continue
             if split is not None:
                 try:
                     held = split(half, high, mt)
@@ -959,6 +1044,163 @@ class BuddyAllocator:
                 ne[zm] |= 1 << high
             freed += 1 << high
         self.zone_free[zone] += freed
+        for half, high in by_rule:
+            self._hold_mark(zone, [half], high)
+
+    def _hold_mark(self, zone: int, heads: list[int], order: int) -> None:
+        """Held by the rule: count these order-``order`` blocks (their state says HELD) and set their flag bit.
+
+        Unmaps any of them whose first or last page is mapped (a free block
+        is unmapped already when debug_pagealloc is on).  For the few halves
+        of one ``_expand``; a refill's many pieces go through ``_hold_pieces``.
+        """
+        rule = self._hold_rule
+        assert rule is not None
+        nr = len(heads)
+        if not nr:
+            return
+        size = 1 << order
+        self.zone_held[zone] += nr << order
+        self._rule_held[zone] += nr << order
+        stats = rule.stats
+        stats.created += nr
+        stats.marked += 1
+        stats.runs += 1
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        contents = self.contents
+        for h in heads:
+            ent = words[h >> shift]
+            if ent is None:
+                raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {h:#x}")
+            mv, k = ent
+            mv[k + h * stride] |= bit
+            if contents.is_mapped(h) or (order and contents.is_mapped(h + size - 1)):
+                contents.unmap(h, size)
+
+    @staticmethod
+    def _by_section(a: np.ndarray, words: list[tuple[memoryview, int] | None], shift: int,
+                    client: str) -> list[tuple[tuple[memoryview, int], np.ndarray]]:
+        """The pfns of ``a`` grouped by section, each with its flags-word entry."""
+        secs = a >> shift
+        first = int(secs[0])
+        groups = [(first, a)] if (secs == first).all() else [(sec, a[secs == sec]) for sec in np.unique(secs).tolist()]
+        out = []
+        for sec, part in groups:
+            ent = words[sec]
+            if ent is None:
+                raise MMError(f"hold rule of {client!r}: no page_ext for pfn {int(part[0]):#x}")
+            out.append((ent, part))
+        return out
+
+    def _hold_pieces(self, zone: int, runs: list[tuple[int, int, int]], low: int) -> None:
+        """Held by the rule: for each ``(start, end, g)``, in every aligned 2^g unit, the pieces of orders ``low``..g-1.
+
+        What ``expand`` holds while a refill takes one 2^low piece per unit
+        (the unit's first pages): the pieces' state (HELD, the order), the
+        counters, the flag bit on each head, and any piece still mapped is
+        unmapped (as the client's own hook did: a piece whose first or last
+        page is mapped).  One call per refill; the units of the rule's own
+        order are done together, with numpy when there are very many (a
+        numpy call costs as much as a dozen pieces done one by one).
+        """
+        rule = self._hold_rule
+        assert rule is not None
+        below = self._hold_below
+        pages = 0
+        created = 0
+        bases: list[int] = []  # unit starts of the runs with g == below
+        for pfn, end, g in runs:
+            units = (end - pfn) >> g
+            pages += units * ((1 << g) - (1 << low))
+            created += units * (g - low)
+            if g == below:
+                bases += range(pfn, end, 1 << g)
+            else:
+                self._hold_units(rule, range(pfn, end, 1 << g), low, g)
+        if len(bases) >= _NP_UNITS:
+            self._hold_units_np(rule, bases, low, below)
+        elif bases:
+            self._hold_units(rule, bases, low, below)
+        self.zone_held[zone] += pages
+        self._rule_held[zone] += pages
+        stats = rule.stats
+        stats.created += created
+        stats.marked += 1
+        stats.runs += len(runs)
+
+    def _hold_units(self, rule: HoldRule, units: Sequence[int], low: int, g: int) -> None:
+        """The pieces of each 2^g unit below its first 2^low pages: state, flag bit, unmapped (one by one)."""
+        st = self._st
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        contents = self.contents
+        um = contents._unmapped_mv  # the direct map's "unmapped" flag per pfn; None while all is mapped
+        if um is not None:
+            um = um.cast("B")  # read as small ints rather than bools: cheaper
+        pieces = _HOLD_PIECES[low][g]  # (offset in the unit, state byte, offset of the piece's last page)
+        for u in units:
+            ent = words[u >> shift]
+            if ent is None:
+                raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {u:#x}")
+            mv, k = ent
+            for off, hk, last in pieces:
+                p = u + off
+                st[p] = hk
+                mv[k + p * stride] |= bit
+                if um is None or not um[p] or not um[p + last]:
+                    contents.unmap(p, last + 1)
+                    um = contents._unmapped_mv
+                    if um is not None:
+                        um = um.cast("B")
+
+    def _hold_units_np(self, rule: HoldRule, units: list[int], low: int, g: int) -> None:
+        """``_hold_units`` with numpy: a dozen calls whatever the number of units."""
+        offs, hks, lasts = _hold_pieces_np(low, g)
+        a = np.array(units, np.int64)
+        heads = (a[:, None] + offs).ravel()
+        self.state[heads] = np.tile(hks, len(a))
+        words, shift, stride = rule.words, rule.shift, rule.stride
+        ent = words[int(a.min()) >> shift]
+        if ent is not None and ent is words[int(a.max()) >> shift]:
+            groups = [(ent, heads)]  # one table holds them all (a table's sections share one entry)
+        else:
+            groups = self._by_section(heads, words, shift, rule.client)
+        for (mv, k), part in groups:
+            arr = np.asarray(mv)
+            arr[k + part * stride] |= np.uint64(rule.bit)
+        contents = self.contents
+        um = contents._unmapped
+        lasts_all = np.tile(lasts, len(a))
+        mapped = np.arange(len(heads)) if um is None else np.flatnonzero(~(um[heads] & um[heads + lasts_all]))
+        for i in mapped.tolist():
+            contents.unmap(int(heads[i]), int(lasts_all[i]) + 1)
+
+    def _hold_clear(self, zone: int, heads: list[int], order_pages: int) -> None:
+        """Released by the rule: clear the flag bit of these held heads (``order_pages`` pages in all)."""
+        rule = self._hold_rule
+        assert rule is not None
+        nr = len(heads)
+        if not nr:
+            return
+        self._rule_held[zone] -= order_pages
+        stats = rule.stats
+        stats.released += nr
+        stats.cleared += 1
+        words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
+        keep = ~bit & 0xFFFFFFFFFFFFFFFF
+        if nr < _NP_RUN:
+            for h in heads:
+                mv, k = words[h >> shift]  # type: ignore[misc]  # held by the rule: it has page_ext
+                mv[k + h * stride] &= keep
+            return
+        a = np.array(heads, np.int64)
+        ent = words[heads[0] >> shift]
+        if ent is not None and ent is words[int(a.min()) >> shift] and ent is words[int(a.max()) >> shift]:
+            groups = [(ent, a)]  # one table holds them all (a table's sections share one entry)
+        else:
+            groups = self._by_section(a, words, shift, rule.client)
+        for (mv, k), part in groups:
+            arr = np.asarray(mv)
+            arr[k + part * stride] &= np.uint64(keep)
 
     def _find_suitable_fallback(self, zone: int, order: int, start_mt: int) -> tuple[int, bool]:
         """``find_suitable_fallback``: the first non-empty fallback type at this order, and ``can_steal``.
@@ -1296,36 +1538,7 @@ class BuddyAllocator:
         pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
         pl = self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex]
         if not pl:
-            # rmqueue_bulk: __rmqueue per block, its common case (a block of the type) written out
-            st = self._st
-            pf = self._pf
-            k = PCP_K | order
-            zm = zone * MIGRATE_TYPES + mt
-            ne = self._nonempty
-            fl_n = self._fl_n
-            fl_mv = self._fl_mv
-            nr_orders = self.nr_orders
-            zone_free = self.zone_free
-            for _ in range(self._nr_pcp_alloc(pcp, zone, order)):
-                avail = ne[zm] >> order
-                if avail:
-                    cur = order + (avail & -avail).bit_length() - 1
-                    li = zm * nr_orders + cur
-                    n = fl_n[li] - 1
-                    fl_n[li] = n
-                    pfn = fl_mv[li][n]
-                    if not n:
-                        ne[zm] &= ~(1 << cur)
-                    pf[pfn] = 0
-                    zone_free[zone] -= 1 << cur
-                    if cur != order:
-                        self._expand(zone, pfn, order, cur, mt)
-                else:
-                    pfn = self._rmqueue_fallback(zone, order, mt, aflags)
-                    if pfn < 0:
-                        break
-                st[pfn] = k
-                pl.append(pfn)
+            self._rmqueue_bulk(zone, order, mt, self._nr_pcp_alloc(pcp, zone, order), aflags, pl)
             if not pl:
                 return -1
             pl.reverse()  # the first block taken is the list's head
@@ -1336,6 +1549,133 @@ class BuddyAllocator:
         pcp.count -= 1 << order
         self.zone_pcp[zone] -= 1 << order
         return pl.pop()
+
+    def _rmqueue_bulk(self, zone: int, order: int, mt: int, count: int, aflags: int, out: list[int]) -> None:
+        """``rmqueue_bulk``: up to ``count`` blocks of ``order`` from the buddy, appended to ``out`` in the order taken.
+
+        Each block is what ``__rmqueue`` would return one at a time (the same
+        pfns, lists and counters afterwards), but worked out per run rather
+        than per block:
+
+        - blocks of the wanted order are popped from the top of their list as
+          one slice;
+        - when the smallest block is of a higher order, every list between
+          the two orders is empty, so the blocks taken one by one would be
+          this block's consecutive pieces (each ``expand`` leaves exactly one
+          piece per order, the next smallest is always the next piece): they
+          are taken as a range and what is left of the block goes on the
+          lists as its maximal aligned pieces, one per list, as ``expand``
+          would have left them.  With a split call-out attached (guard
+          pages) each split goes through ``_expand``, block by block;
+        - a fallback (no block of the type) is taken block by block.
+        """
+        st = self._st
+        pf = self._pf
+        k = PCP_K | order
+        zm = zone * MIGRATE_TYPES + mt
+        ne = self._nonempty
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        nr_orders = self.nr_orders
+        zone_free = self.zone_free
+        split = self._on_split
+        below = self._hold_below
+        holds: list[tuple[int, int, int]] = []  # (start, end, g): the hold rule's pieces, done at the end
+        grown = self._fl_grown
+        if grown is None:
+            grown = self._fl_grown = [0] * len(ne)
+        left = count
+        while left:
+            avail = ne[zm] >> order
+            if not avail:
+                pfn = self._rmqueue_fallback(zone, order, mt, aflags)
+                if pfn < 0:
+                    break
+                st[pfn] = k
+                out.append(pfn)
+                left -= 1
+                continue
+            cur = order + (avail & -avail).bit_length() - 1
+            li = zm * nr_orders + cur
+            n = fl_n[li]
+            mv = fl_mv[li]
+            if cur == order:  # a run off the top of the list
+                t = n if n < left else left
+                n -= t
+                fl_n[li] = n
+                if not n:
+                    ne[zm] &= ~(1 << cur)
+                run = mv[n : n + t].tolist()
+                run.reverse()
+                if t < _NP_RUN:
+                    for p in run:
+                        st[p] = k
+                        pf[p] = 0
+                else:
+                    heads = self._fl_arr[li][n : n + t]
+                    self.state[heads] = k
+                    self.pflags[heads] = 0
+                zone_free[zone] -= t << order
+                out += run
+                left -= t
+                continue
+            n -= 1
+            fl_n[li] = n
+            pfn = mv[n]
+            if not n:
+                ne[zm] &= ~(1 << cur)
+            pf[pfn] = 0
+            zone_free[zone] -= 1 << cur
+            if split is not None:  # a client may hold pieces: expand block by block
+                self._expand(zone, pfn, order, cur, mt)
+                st[pfn] = k
+                out.append(pfn)
+                left -= 1
+                continue
+            # The block's first t pieces of the wanted order, as a range.  With a hold rule
+            # below order g > order, each aligned 2^g unit gives one piece: its halves below g
+            # are held as each unit is split (and the next piece is the next unit's).
+            g = order if below <= order else (below if below < cur else cur)
+            step = 1 << g
+            nb = 1 << (cur - g)
+            t = nb if nb < left else left
+            end = pfn + (t << g)
+            if t < _NP_RUN:
+                for p in range(pfn, end, step):
+                    st[p] = k
+                    pf[p] = 0
+            else:
+                self.state[pfn:end:step] = k
+                self.pflags[pfn:end:step] = 0
+            out += range(pfn, end, step)
+            left -= t
+            if g > order:
+                holds.append((pfn, end, g))
+            # The first expand pushed one piece on each list from g to cur - 1 (growing an
+            # unused list's array): keep the arrays as they would be.  Arrays never shrink,
+            # so a list seen with room is not looked at again (``grown``: orders per list group).
+            need = ((1 << cur) - 1) & ~((1 << g) - 1)
+            if need & ~grown[zm]:
+                for q in range(g, cur):
+                    if not len(fl_mv[zm * nr_orders + q]):
+                        self._grow(zm * nr_orders + q)
+                grown[zm] |= need
+            # What is left of the block: its maximal aligned pieces, one on each of their (empty) lists.
+            stop = pfn + (1 << cur)
+            p = end
+            freed = stop - end
+            while p < stop:
+                q = ((p - pfn) & (pfn - p)).bit_length() - 1
+                st[p] = FREE_K | q
+                pf[p] = 0
+                lq = zm * nr_orders + q
+                fl_mv[lq][0] = p
+                fl_n[lq] = 1
+                ne[zm] |= 1 << q
+                p += 1 << q
+            zone_free[zone] += freed
+        if holds:
+            self._hold_pieces(zone, holds, order)
 
     def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
         """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""
@@ -1369,50 +1709,60 @@ class BuddyAllocator:
                 self._free_one(pfn, order, zone)
                 return
             mt = MIGRATE_MOVABLE
-        pcp = self._pcps[self.cpu][zone]
+        cpu = self.cpu
+        pcp = self._pcps[cpu][zone]
         pcp.alloc_factor >>= 1
         pindex = order * 3 + mt if order <= PAGE_ALLOC_COSTLY_ORDER else NR_PCP_ORDER_LISTS + (mt == MIGRATE_MOVABLE)
-        self._pcp[self.cpu][zone * NR_PCP_LISTS + pindex].append(pfn)
+        self._pcp[cpu][zone * NR_PCP_LISTS + pindex].append(pfn)
         self._st[pfn] = PCP_K | order
         n = 1 << order
-        pcp.count += n
+        count = pcp.count + n
+        pcp.count = count
         self.zone_pcp[zone] += n
         batch = pcp.batch
+        free_count = pcp.free_count
         free_high = False
         if order and order <= PAGE_ALLOC_COSTLY_ORDER:
             # PCPF_FREE_HIGH_BATCH (a CPU cache slice above 3 x batch) is never set: no caches modelled.
-            free_high = pcp.free_count >= batch and pcp.prev_free_high_order
+            free_high = free_count >= batch and pcp.prev_free_high_order
             pcp.prev_free_high_order = True
         else:
             pcp.prev_free_high_order = False
-        if pcp.free_count < batch << PCP_BATCH_SCALE_MAX:
-            pcp.free_count += n
+        if free_count < batch << PCP_BATCH_SCALE_MAX:
+            free_count += n
+            pcp.free_count = free_count
         # nr_pcp_high (ZONE_RECLAIM_ACTIVE is never set: no reclaim)
-        high_min, high_max = pcp.high_min, pcp.high_max
-        high = pcp.high = min(max(pcp.high, high_min), high_max)
+        high_min = pcp.high_min
+        high_max = pcp.high_max
+        high = pcp.high
+        if high < high_min:  # min(max(high, high_min), high_max)
+            high = high_min
+        if high > high_max:
+            high = high_max
+        pcp.high = high
         if high:
             if free_high:
                 pcp.high = max(high - (batch << PCP_BATCH_SCALE_MAX), high_min)
                 high = 0
             elif high_min != high_max:
                 if self.zone_below_high[zone]:
-                    pcp.high = max(high - max(pcp.free_count, batch), high_min)
-                    high = max(pcp.count, high_min)
-                elif pcp.count >= high:
-                    need_high = pcp.free_count + batch
-                    if pcp.high < need_high:
+                    pcp.high = max(high - max(free_count, batch), high_min)
+                    high = max(count, high_min)
+                elif count >= high:
+                    need_high = free_count + batch
+                    if high < need_high:
                         pcp.high = min(max(need_high, high_min), high_max)
-        if pcp.count >= high:
+        if count >= high:
             # nr_pcp_free
             if free_high:
-                nr = min(pcp.count, batch << PCP_BATCH_SCALE_MAX)
+                nr = min(count, batch << PCP_BATCH_SCALE_MAX)
             elif high < batch:
                 nr = 1
             else:
-                nr = min(max(pcp.free_count, batch), high - batch)
-            self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[self.cpu])
+                nr = min(max(free_count, batch), high - batch)
+            self._free_pcppages_bulk(zone, nr, pcp, pindex, self._pcp[cpu])
             if self.zone_below_high[zone] and \
-                    self.zone_free[zone] > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
+                    self._nr_free_pages_wm(zone) > self._wm_thr[WMARK_HIGH][ZONE_MOVABLE][zone]:
                 self.zone_below_high[zone] = False
 
     def _free_pcppages_bulk(self, zone: int, count: int, pcp: PerCpuPages, pindex: int,
@@ -1421,11 +1771,31 @@ class BuddyAllocator:
 
         Starts with the list just freed to and takes each list's oldest
         blocks (its tail); each is freed with its pageblock's type now.
+        Each block goes through ``__free_one_page`` as ``_free_one`` does
+        it, written out here with the state bound once per bulk: this is
+        where most blocks of a workload return to the buddy.
         """
         count = min(pcp.count, count)
         base = zone * NR_PCP_LISTS
         thp = self.thp_order
-        free_one = self._free_one
+        st = self._st
+        pf = self._pf
+        pbo = self.pageblock_order
+        pbmt = self._pbmt
+        maxo = self.max_order
+        nr_orders = self.nr_orders
+        zbase = zone * MIGRATE_TYPES
+        lbase = [(zbase + t) * nr_orders for t in range(MIGRATE_TYPES)]  # list index of (type, order 0)
+        fl_n = self._fl_n
+        fl_mv = self._fl_mv
+        ne = self._nonempty
+        release_held = self._release_held
+        # Every held page of the zone is the hold rule's: a held buddy is released by its state
+        # alone, and the rule's bits are cleared in one batch at the end.
+        by_rule = self._hold_rule is not None and self.zone_held[zone] == self._rule_held[zone]
+        released: list[int] = []
+        released_pages = 0
+        freed = 0  # pages added to zone_free
         pindex -= 1
         while count > 0:
             while True:
@@ -1435,17 +1805,75 @@ class BuddyAllocator:
                 pl = lists[base + pindex]
                 if pl:
                     break
-            order = pindex // 3 if pindex < NR_PCP_ORDER_LISTS else thp
-            n = 1 << order
-            k = min(len(pl), -(-count // n))
+            order0 = pindex // 3 if pindex < NR_PCP_ORDER_LISTS else thp
+            n0 = 1 << order0
+            k = min(len(pl), -(-count // n0))
             cold = pl[:k]
             del pl[:k]
             self.nr_pcp_returned += k
-            count -= k * n
-            pcp.count -= k * n
-            self.zone_pcp[zone] -= k * n
-            for p in cold:
-                free_one(p, order, zone)
+            count -= k * n0
+            pcp.count -= k * n0
+            self.zone_pcp[zone] -= k * n0
+            fk0 = FREE_K | order0
+            for pfn in cold:
+                # _free_one(pfn, order0, zone), with 1 << order and FREE_K | order carried along
+                order = order0
+                bit = n0
+                fk = fk0
+                mt = pbmt[pfn >> pbo]
+                st[pfn] = 0
+                while order < maxo:
+                    buddy = pfn ^ bit
+                    s = st[buddy]
+                    if s != fk:
+                        if s != fk + (HELD_K - FREE_K):
+                            break
+                        if by_rule:
+                            released.append(buddy)
+                            released_pages += bit
+                        elif not release_held(buddy, order, zone):
+                            break
+                    else:
+                        bmt = pbmt[buddy >> pbo]
+                        if bmt != mt and order >= pbo and (bmt >= MIGRATE_HIGHATOMIC or mt >= MIGRATE_HIGHATOMIC):
+                            break
+                        li = lbase[bmt] + order
+                        i = pf[buddy]
+                        n = fl_n[li] - 1
+                        fl_n[li] = n
+                        if i != n:  # not the top of its list: the top takes its slot
+                            mv = fl_mv[li]
+                            last = mv[n]
+                            mv[i] = last
+                            pf[last] = i
+                        pf[buddy] = 0
+                        if not n:
+                            ne[zbase + bmt] &= ~bit
+                        freed -= bit
+                        if bmt != mt:
+                            self.pb_mt[buddy >> pbo : (buddy + bit) >> pbo] = mt
+                    st[buddy] = 0
+                    if buddy < pfn:
+                        pfn = buddy
+                    order += 1
+                    bit <<= 1
+                    fk += 1
+                st[pfn] = fk
+                li = lbase[mt] + order
+                n = fl_n[li]
+                try:
+                    fl_mv[li][n] = pfn
+                except IndexError:  # the list's array is full
+                    self._grow(li)[n] = pfn
+                pf[pfn] = n
+                fl_n[li] = n + 1
+                if not n:
+                    ne[zbase + mt] |= bit
+                freed += bit
+        self.zone_free[zone] += freed
+        if released:
+            self.zone_held[zone] -= released_pages
+            self._hold_clear(zone, released, released_pages)
 
     def drain_all_pages(self) -> int:
         """``drain_all_pages``: every CPU's lists back to the buddy; the number of pages moved.
@@ -1505,7 +1933,18 @@ class BuddyAllocator:
             except Exception as exc:
                 raise self._hook_error(h, "on_free", pfn, order, exc, "the block stays allocated") from exc
         self.nr_frees += 1
-        self._release(pfn, order)
+        # _release(pfn, order), written out
+        zone = self._pbz[pfn >> self.pageblock_order]
+        if not order:
+            self._pf[pfn] = 0
+        elif order < len(_ZEROS_U32):
+            self._pf[pfn : pfn + (1 << order)] = _ZEROS_U32[order]
+        else:
+            self.pflags[pfn : pfn + (1 << order)] = 0
+        if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
+            self._free_unref_page(pfn, order, zone)
+        else:
+            self._free_one(pfn, order, zone)
         err = self._deferred_hook_error
         if err is not None:
             self._deferred_hook_error = None
@@ -1514,10 +1953,12 @@ class BuddyAllocator:
     def _release(self, pfn: int, order: int) -> None:
         """Return an allocated block (no call-outs): pcp orders to this CPU's list, others to the buddy."""
         zone = self._pbz[pfn >> self.pageblock_order]
-        if order:
-            self.pflags[pfn : pfn + (1 << order)] = 0
-        else:
+        if not order:
             self._pf[pfn] = 0
+        elif order < len(_ZEROS_U32):
+            self._pf[pfn : pfn + (1 << order)] = _ZEROS_U32[order]
+        else:
+            self.pflags[pfn : pfn + (1 << order)] = 0
         if order <= PAGE_ALLOC_COSTLY_ORDER or order == self.thp_order:
             self._free_unref_page(pfn, order, zone)
         else:
@@ -1603,7 +2044,14 @@ class BuddyAllocator:
             self._nonempty[zm] |= 1 << order
 
     def _release_held(self, pfn: int, order: int, zone: int) -> bool:
-        """A freed block meets a held buddy (a guard): ask its holder to let go."""
+        """A freed block meets a held buddy (a guard): the hold rule's bit says it is the rule's, else ask its holder."""
+        rule = self._hold_rule
+        if rule is not None:
+            ent = rule.words[pfn >> rule.shift]
+            if ent is not None and ent[0][ent[1] + pfn * rule.stride] & rule.bit:
+                self.zone_held[zone] -= 1 << order
+                self._hold_clear(zone, [pfn], 1 << order)
+                return True
         merge = self._on_merge
         if merge is None:
             return False

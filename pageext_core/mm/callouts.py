@@ -7,6 +7,11 @@ is an empty tuple and costs no call.  Every entry names its client, so an
 error names the client that raised, and ``only(client)`` keeps one client's
 entries (the conformance check).  The page_ext framework builds the table
 from the enabled clients' hooks (``pageext_core.callouts``).
+
+A client that holds split-off blocks by a fixed rule (guard pages: "every
+piece below order N") declares it instead as a ``HoldRule``
+(``pageext_hold_rule``): the allocator applies the rule itself, marking the
+held blocks' flag bit in batches, with no call per guard.
 """
 from __future__ import annotations
 
@@ -35,6 +40,48 @@ class Callout:
     fn: Callable[..., Any]
 
 
+@dataclass
+class HoldStats:
+    """What the allocator did under a ``HoldRule``, for its client's reports.
+
+    ``created``/``released`` count held blocks; ``marked``/``cleared`` count
+    the batches in which their flag bits were set and cleared, ``runs`` the
+    blocks the marked ones were split from (what a benchmark needs to
+    measure batches of the workload's shape).
+    """
+
+    created: int = 0
+    released: int = 0
+    marked: int = 0
+    cleared: int = 0
+    runs: int = 0
+
+
+@dataclass(frozen=True)
+class HoldRule:
+    """A client's standing answer to ``pageext_on_split``/``pageext_on_merge``, applied by the allocator.
+
+    Every block ``expand`` splits off below ``below_order`` is held (off the
+    free lists, not free), its head gets ``bit`` in the client's page_ext
+    flags word and its pages are unmapped from the direct map if they are
+    not already.  When a freed block meets a held buddy of the same order
+    whose head has ``bit``, the bit is cleared and the two merge.  The
+    flags words are given per section as the client's ``per_section``
+    list of ``(words, k)``: page ``p``'s word is ``words[k + p * stride]``
+    (``words`` the table's uint64 words, as ``PageExtView`` gives them), None where a section
+    has no table.  ``stats`` is shared with the client (its counters).
+    ``client`` is filled in by the framework.
+    """
+
+    below_order: int
+    words: list[tuple[memoryview, int] | None]
+    shift: int
+    stride: int
+    bit: int
+    stats: HoldStats
+    client: str = ""
+
+
 @dataclass(frozen=True)
 class Callouts:
     """Every event's call-outs, in call order; empty tuples when nobody listens."""
@@ -47,22 +94,24 @@ class Callouts:
     migrate: tuple[Callout, ...] = ()
     fault: tuple[Callout, ...] = ()
     online: tuple[Callout, ...] = ()
+    hold: tuple[HoldRule, ...] = ()  # at most one: the allocator applies it before any split call-out
 
     def events(self) -> dict[str, tuple[Callout, ...]]:
         """Event name -> its entries (every event, empty ones too)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name in EVENTS}
 
     def clients(self) -> set[str]:
-        """Clients with at least one call-out."""
-        return {c.client for entries in self.events().values() for c in entries}
+        """Clients with at least one call-out (or a hold rule)."""
+        return {c.client for entries in self.events().values() for c in entries} | {r.client for r in self.hold}
 
     def only(self, client: str) -> Callouts:
         """The same table with one client's entries alone."""
         return replace(self, **{event: tuple(c for c in entries if c.client == client)
-                                for event, entries in self.events().items()})
+                                for event, entries in self.events().items()},
+                       hold=tuple(r for r in self.hold if r.client == client))
 
     def __bool__(self) -> bool:
-        return any(self.events().values())
+        return any(self.events().values()) or bool(self.hold)
 
 
 NO_CALLOUTS = Callouts()

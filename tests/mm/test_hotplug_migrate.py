@@ -177,3 +177,37 @@ def test_isolated_free_pages_are_not_counted_free_while_offlining() -> None:
     assert memfree == f"MemFree:        {free * 4:8d} kB"
     assert m.nr_isolated_free_pages == 0 and m.nr_free_pages == free_before - in_block - 1
     check_invariants(m)
+
+
+def test_offline_memory_block_migrate_watermark_leaves_out_isolated_free_pages_as_account_freepages() -> None:
+    """6.12's ``account_freepages`` does not count free pages on MIGRATE_ISOLATE lists in NR_FREE_PAGES,
+    and ``__zone_watermark_ok`` checks NR_FREE_PAGES: while ``offline_memory_block(..., migrate=True)``
+    has the block isolated, its free pages cannot let a migration target pass the watermark.
+
+    Memory is filled to the MIN watermark, then block 2 is freed but for one movable page.  Counted
+    with the block's free pages, DMA32 is far above its marks; without them it is at MIN, so the
+    migration target cannot be allocated (no reclaim is modelled) and the offline fails with -ENOMEM,
+    the page staying where it was and the isolation undone.
+    """
+    m = Machine(SMALL)
+    taken = []
+    while (p := m.alloc_pages(G.GFP_HIGHUSER_MOVABLE | G.__GFP_NOWARN, 0)) is not None:
+        taken.append(p)
+    in_block = sorted(p for p in taken if block_of(m, p) == 2)
+    assert len(in_block) == BLOCK
+    keep = in_block[100]
+    for p in in_block:
+        if p != keep:
+            m.free_pages(p, 0)
+    m.drain_all_pages()
+    z = m.zone_of(keep)
+    wmin = m.zone_wmark[z][0]
+    block_free = BLOCK - 1
+    assert m.zone_free[z] > m.zone_wmark[z][2] + block_free // 2  # with the block's free pages: above HIGH
+    assert m.zone_free[z] - block_free <= wmin + 1  # without them: at MIN
+    before = m.nr_free_pages
+    with pytest.raises(HotplugError, match=r"-ENOMEM"):
+        m.offline_memory_block(2, migrate=True)
+    assert m.memory_blocks[2].online and m.is_allocated(keep)
+    assert m.nr_isolated_free_pages == 0 and m.nr_free_pages == before
+    check_invariants(m)

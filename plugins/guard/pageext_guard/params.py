@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pageext_core import BootParam
+from pageext_core.bootparams import BootParam
 from pageext_core.mm.constants import MAX_PAGE_ORDER
 
 if TYPE_CHECKING:
-    from pageext_core import BootConfig
+    from pageext_core.bootparams import BootConfig
 
 PARAM = "debug_guardpage_minorder"
 TOML_KEY = "minorder"

@@ -13,26 +13,33 @@ machine (a held block's head state, which ``page_kind`` reads), as 6.12's
 ``__set_page_guard`` keeps it with ``set_page_private`` and the allocator
 checks it before merging a guard with its buddy.  So a client that needs no
 per-page field costs only its flag bit (with page_owner, the record stays
-72 bytes).  A lookup by any pfn asks the machine for the block covering it;
-the hot path writes one flags word whatever the block's size.
+72 bytes).  A lookup by any pfn asks the machine for the block covering it.
+
+The client's answer to a split or a merge depends only on the order, so it
+declares it once as a ``HoldRule`` (``pageext_hold_rule``): hold every
+piece below N, GUARD on its head, unmapped.  The allocator applies the rule
+itself, setting and clearing GUARD in batches; no call per guard.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pageext_core import BootConfig, BootParam, Finding, FindingKinds, NoExtension, hookimpl
+from pageext_core.bootparams import BootConfig, BootParam
+from pageext_core.hookspecs import hookimpl
 from pageext_core.mm import PageKind
+from pageext_core.mm.callouts import HoldRule, HoldStats
 from pageext_core.mm.errors import PageFault
+from pageext_core.reports import Finding, FindingKinds
+from pageext_core.storage import NoExtension
 from pageext_guard import params
 from pageext_guard import report as _report
 
 if TYPE_CHECKING:
-    from pageext_core import PageExt, PageExtView
-    from pageext_core.mm.contents import PageContents
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import ClientTable
+    from pageext_core.page_ext import PageExt
+    from pageext_core.storage import ClientTable, PageExtView
 
 CLIENT = "guard"
 FLAG = "GUARD"
@@ -46,16 +53,24 @@ class Guard:
         self.active = False
         self.boot_messages: list[str] = []
         self.hits: list[Finding] = []
-        self.nr_created = 0
-        self.nr_released = 0
+        self.stats = HoldStats()  # guards made and cleared, counted by the allocator under our rule
         self._view: PageExtView | None = None
         self._machine: Machine | None = None
-        self._contents: PageContents | None = None
         self._page_ext: PageExt | None = None
         self._bit = 0
         self._stride = 0  # 8-byte words per record
         self._shift = 0
         self._words: list[tuple[memoryview, int] | None] = []  # per section, kept by the view
+
+    @property
+    def nr_created(self) -> int:
+        """Guard blocks made so far."""
+        return self.stats.created
+
+    @property
+    def nr_released(self) -> int:
+        """Guard blocks cleared so far (a freed buddy met them)."""
+        return self.stats.released
 
     # -- boot ------------------------------------------------------------------------------
 
@@ -95,7 +110,6 @@ class Guard:
     def pageext_init(self, view: PageExtView, machine: Machine, page_ext: PageExt, log: KernelLog) -> None:
         self._view = view
         self._machine = machine
-        self._contents = machine.contents
         self._page_ext = page_ext
         self._bit = view.flag(FLAG)
         if view.record_size % 8:
@@ -110,47 +124,21 @@ class Guard:
         assert t.words is not None
         return t.words, -t.base_pfn * self._stride
 
-    def _table_of(self, pfn: int) -> tuple[memoryview, int]:
-        """No table for ``pfn``: ``locate`` raises the ``NoExtension`` that says so."""
-        self._view.locate(pfn)  # type: ignore[union-attr]
-        raise AssertionError("unreachable: a pfn with a table has a per_section entry")
-
-    # -- hot path: the allocator's split and merge --------------------------------------------------
-
     @hookimpl
-    def pageext_on_split(self, pfn: int, order: int, migratetype: int) -> bool:
-        """Hold a split-off half below minorder: mark its head, unmap its pages.
+    def pageext_hold_rule(self) -> HoldRule | None:
+        """Hold every piece ``expand`` splits off below minorder: GUARD on its head, its pages unmapped.
 
-        The machine keeps the order (the held block's page private).
+        The allocator keeps the order (the held block's page private, as
+        6.12's ``__set_page_guard`` keeps it) and merges a freed buddy with
+        a guard of the same order only, clearing GUARD, as
+        ``page_is_buddy``/``clear_page_guard`` do.  The pages stay unmapped:
+        they are free.  debug_pagealloc keeps free blocks unmapped already;
+        the allocator unmaps any piece that is not.
         """
-        if order >= self.minorder:
-            return False
-        words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
-        words[k + pfn * self._stride] |= self._bit
-        # The block was free, and debug_pagealloc keeps free blocks unmapped as a whole
-        # (it unmaps what is freed and maps what is allocated), so when both ends are
-        # unmapped so is the rest; otherwise unmap it all ourselves.
-        contents: PageContents = self._contents  # type: ignore[assignment]  # set by init
-        if contents.is_mapped(pfn) or (order and contents.is_mapped(pfn + (1 << order) - 1)):
-            contents.unmap(pfn, 1 << order)
-        self.nr_created += 1
-        return True
-
-    @hookimpl
-    def pageext_on_merge(self, pfn: int, order: int) -> bool:
-        """A freed buddy meets our guard: clear it so they merge (pages stay unmapped: they are free).
-
-        The allocator asks only when the held block's order (its page
-        private) equals the merge order, as 6.12's ``page_is_buddy`` does.
-        """
-        words, k = self._words[pfn >> self._shift] or self._table_of(pfn)
-        wi = k + pfn * self._stride
-        w = words[wi]
-        if not w & self._bit:
-            return False  # held by another client
-        words[wi] = w & ~self._bit
-        self.nr_released += 1
-        return True
+        if not self.active:
+            return None
+        return HoldRule(below_order=self.minorder, words=self._words, shift=self._shift, stride=self._stride,
+                        bit=self._bit, stats=self.stats)
 
     # -- lookups --------------------------------------------------------------------------
 

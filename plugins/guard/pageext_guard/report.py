@@ -18,8 +18,9 @@ from pageext_core.mm.errors import direct_map_address
 from pageext_core.mm.printk import KernelLog
 
 if TYPE_CHECKING:
-    from pageext_core import Finding, PageExtView
     from pageext_core.mm.machine import Machine
+    from pageext_core.reports import Finding
+    from pageext_core.storage import PageExtView
 
 @dataclass(frozen=True)
 class Neighbour:
