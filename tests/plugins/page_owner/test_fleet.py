@@ -297,22 +297,3 @@ def test_grouping_option_mistakes_are_usage_errors_as_in_page_owner_sort(work: P
     err = capsys.readouterr().err
     assert err.startswith("page_owner_fleet: error: ") and message in err
     assert not (work / "out.txt").exists()
-
-
-def test_dumps_are_cut_only_as_far_as_the_workers_need(work: Path) -> None:
-    from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, split_size
-
-    def sparse(name: str, size: int) -> tuple[str, str]:
-        p = work / name
-        with open(p, "wb") as f:
-            f.truncate(size)  # a hole: the size without the disk
-        return name, str(p)
-
-    small = [sparse(f"s{i}", 1 << 20) for i in range(4)]
-    assert split_size(small, 2) == DEFAULT_SPLIT_BYTES  # few bytes: the default, cutting what is bigger
-    fleet8 = [sparse(f"h{i}", 300 << 20) for i in range(8)]
-    assert split_size(fleet8, 2) == (8 * (300 << 20)) // 4 > 300 << 20  # 4 dumps a worker already: no cut
-    one = [sparse("big", 2 << 30)]
-    assert split_size(one, 2) == 512 << 20  # one 2 GiB dump on 2 workers: 4 parts
-    assert split_size(one, 64) == DEFAULT_SPLIT_BYTES  # many workers: never below the default
-    assert split_size([("gone", str(work / "missing"))], 2) == DEFAULT_SPLIT_BYTES

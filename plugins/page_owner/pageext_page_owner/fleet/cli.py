@@ -19,7 +19,7 @@ from typing import Any, BinaryIO
 import click
 
 from pageext_core.reports import atomic_writer
-from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, FleetInputError, Options, Part, plan, run, split_size
+from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, FleetInputError, Options, Part, plan, run
 from pageext_page_owner.fleet.output import (
     PROG,
     build_report,
@@ -147,15 +147,6 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def _slots(client: Any) -> int:
-    """Tasks the cluster runs at once: its workers' threads."""
-    try:
-        workers = client.scheduler_info().get("workers", {})
-        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
-    except Exception:  # an odd scheduler: cut as if there were one worker
-        return 1
-
-
 def _compute(client: Any, parts: list[Part], opts: Options, progress: bool) -> Partial:
     try:
         return run(client, parts, opts, progress=progress)
@@ -218,10 +209,10 @@ and the partial groups are merged in a tree.  See docs/fleet.md.
 @click.option("--diff", "diff", is_flag=True, help="OLD_DIR NEW_DIR [OUTPUT]: per-stack (or --cull key) growth across the fleet, largest first.")
 @click.option("--scheduler", metavar="ADDRESS", help="Use this running Dask cluster (tcp://host:8786) instead of a local one.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes of the local cluster (default: one per core).")
-@click.option("--split-bytes", "split_bytes", type=click.IntRange(1 << 16, None), default=None, help=f"A plain dump bigger than this is read by several tasks (default: {DEFAULT_SPLIT_BYTES >> 20} MiB, more when the dumps give each worker two tasks without cutting).")
+@click.option("--split-bytes", "split_bytes", type=click.IntRange(1 << 16, None), default=DEFAULT_SPLIT_BYTES, show_default=True, help="A plain dump bigger than this is read by several tasks.")
 @click.argument("paths", nargs=-1, metavar="DUMP... OUTPUT")
 def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, diff: bool, scheduler: str | None,
-        workers: int | None, split_bytes: int | None, paths: tuple[str, ...]) -> int:
+        workers: int | None, split_bytes: int, paths: tuple[str, ...]) -> int:
     order, selection, fields = grouping.order, grouping.selection, list(grouping.fields)
     try:
         regex = re.compile(host_regex) if host_regex is not None else None
@@ -269,7 +260,7 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
     try:
         results = []
         for r in dumps:
-            parts = plan(r, split_bytes or split_size(r, _slots(client)))
+            parts = plan(r, split_bytes)
             p = _compute(client, parts, opts, progress=sys.stderr.isatty())
             _report_inputs(p, say)
             results.append(p)

@@ -24,7 +24,7 @@ from pageext_page_owner.page_owner_sort.aggregate import HostStats, Partial, Sel
 from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
 
 __all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
-           "reduce_local", "run", "split_size"]
+           "reduce_local", "run"]
 
 DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
 
@@ -71,24 +71,6 @@ def plan(dumps: Sequence[tuple[str, str]], split_bytes: int = DEFAULT_SPLIT_BYTE
         else:
             out.extend(Part(host, path, start, stop, carry) for start, stop, carry in parts)
     return out
-
-
-def split_size(dumps: Sequence[tuple[str, str]], slots: int) -> int:
-    """The ``--split-bytes`` a run uses when none is given: cut dumps only as far as the workers need.
-
-    Every task meets each distinct record text of its part once in the
-    exact (slow) parser, a cost per task that cutting multiplies; cutting
-    pays only while there are too few tasks to keep ``slots`` workers busy.
-    So: :data:`DEFAULT_SPLIT_BYTES`, or the size that gives about two tasks
-    per worker when the fleet is bigger than that.
-    """
-    total = 0
-    for _, path in dumps:
-        try:
-            total += os.path.getsize(path)
-        except OSError:
-            pass
-    return max(DEFAULT_SPLIT_BYTES, math.ceil(total / (2 * max(1, slots))))
 
 
 def _why(e: BaseException) -> str:
