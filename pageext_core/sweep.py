@@ -28,6 +28,7 @@ this module imports them only inside the functions that need them.
 """
 from __future__ import annotations
 
+import collections
 import csv
 import hashlib
 import io
@@ -60,6 +61,7 @@ BASE_COLUMNS = ("run_id", "seed")
 STATUS_COLUMNS = ("status", "exit_code", "error", "warnings", "worker")
 FLUSH_SECONDS = 2.0  # the table is rewritten at most this often while results stream in ...
 FLUSH_SHARE = 0.1  # ... and rewriting it takes at most this share of the time (a big table on a slow disk)
+BATCH_SECONDS = 0.25  # runs shorter than this go to a worker several to a task (one row each all the same)
 INSTALL_HINT = "pageext sweep needs the sweep extra: pip install 'pageext-core[sweep]' (make install has it)"
 
 
@@ -248,6 +250,36 @@ def execute(t: RunTask) -> dict[str, Any]:
     row.update(flatten(outcome.summary))
     row.update(mixed_blocks(outcome.page_ext))
     return row
+
+
+def execute_batch(tasks: Sequence[RunTask]) -> tuple[list[dict[str, Any]], float]:
+    """Several runs in one Dask task, one after the other: their rows and the seconds they took.
+
+    For runs of a few tens of milliseconds, Dask's round trip per task and
+    the row's trip back are a share of each run worth saving.  A run's
+    problem is still its own row (``execute`` never raises for one).
+    """
+    global _frozen
+    t0 = time.perf_counter()
+    if not _frozen:  # once per worker process, before its first run
+        import gc
+        import multiprocessing
+
+        if multiprocessing.parent_process() is not None:  # a worker process of its own, not a caller's
+            from pageext_core.session.runner import run_session  # noqa: F401  (imported before the freeze)
+
+            gc.collect()
+            gc.freeze()
+        _frozen = True
+    rows = [execute(t) for t in tasks]
+    return rows, time.perf_counter() - t0
+
+
+# A worker process holds Dask and this package: tens of thousands of objects that live as long as it does.
+# The cyclic garbage collector walks all of them in every full collection, several times a run, which a
+# process that only runs sessions pays less for; gc.freeze() takes them out of its reach.  Only in a
+# worker process of its own (a LocalCluster's, a dask-worker's): never in a process that calls this itself.
+_frozen = False
 
 
 def flatten(summary: Mapping[str, Any]) -> dict[str, Any]:
@@ -734,6 +766,7 @@ def local_cluster(workers: int) -> Any:
     import signal
     import threading
 
+    import dask
     from dask.distributed import LocalCluster
 
     # Ctrl-C reaches every process of the terminal's group: the workers ignore it (Python keeps an
@@ -743,8 +776,11 @@ def local_cluster(workers: int) -> Any:
     old = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
     try:
         # ":0": the scheduler's HTTP endpoint on any free port (8787 may be another cluster's).
-        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                            silence_logs=logging.ERROR, memory_limit=0)
+        # No statistical profiler: it samples the worker thread's stack 100 times a second for a
+        # dashboard nobody reads here, and a run holds the GIL throughout, so each sample delays it.
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                                silence_logs=logging.ERROR, memory_limit=0)
     finally:
         if main:
             signal.signal(signal.SIGINT, old)
@@ -777,13 +813,16 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
 
 
 def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int], None] | None = None,
-              slots: Sequence[tuple[str, int, int | None]] | None = None) -> SweepResult:
+              slots: Sequence[tuple[str, int, int | None]] | None = None,
+              batch_seconds: float = BATCH_SECONDS) -> SweepResult:
     """Plan, check, run every missing run on Dask, and keep the table and the report up to date.
 
     ``client``: a ``dask.distributed.Client`` to use (else one is started
     from ``spec``, and closed at the end).  ``progress(done, total)`` is
     called as runs finish.  ``slots``: for a given client, the workers to
     check the memory estimate against (see ``check_memory``; none: no check).
+    ``batch_seconds``: runs shorter than this go several to a task (0: one
+    run a task).
     """
     p = plan(spec)
     _check_out(p)
@@ -827,24 +866,60 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
             pause = max(FLUSH_SECONDS, (time.monotonic() - t0) / FLUSH_SHARE)
 
         if todo:
-            futures = client.map(execute, todo, pure=False, retries=1)
-            by_key = {f.key: t for f, t in zip(futures, todo)}
+            # Runs go out one to a task until the first ones say how long a run takes; then several to a
+            # task when runs are short (about batch_seconds a task), never so many that a worker would idle
+            # at the end.  A task Dask gives up on (its worker died on every try) is sent again one run to a
+            # task, and a run lost alone gets one more chance (it may have been waiting on the worker that
+            # another run killed), so only a run that kills every worker it runs on becomes an error row.
+            nslots = max(1, sum(w.get("nthreads", 1) for w in client.scheduler_info().get("workers", {}).values()))
+            queue: collections.deque[tuple[RunTask, int]] = collections.deque((t, 0) for t in todo)  # (run, losses)
+            batches: dict[Any, list[tuple[RunTask, int]]] = {}
+            runs_timed, seconds = 0, 0.0
+            stream = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+
+            def submit() -> None:
+                size = 1
+                if runs_timed and not queue[0][1]:
+                    per_run = seconds / runs_timed
+                    size = max(1, min(int(batch_seconds / per_run) if per_run > 0 else len(queue),
+                                      len(queue) // (2 * nslots)))
+                batch = [queue.popleft()]
+                while queue and len(batch) < size and not batch[0][1] and not queue[0][1]:
+                    batch.append(queue.popleft())
+                fut = client.submit(execute_batch, [t for t, _ in batch], pure=False, retries=1)
+                batches[fut] = batch
+                stream.add(fut)
+
+            for _ in range(min(len(queue), 2 * nslots)):  # a task running and one waiting, per worker
+                submit()
             try:
                 # with_results: results are gathered as they finish, not one round trip per future
-                for fut, got in as_completed(futures, loop=client.loop, with_results=True, raise_errors=False):
-                    t = by_key[fut.key]
-                    row = got if fut.status == "finished" and isinstance(got, dict) else _lost_row(t, got)
-                    done[t.run_id] = row
-                    executed += 1
-                    dirty = True
-                    if progress:
-                        progress(executed, len(todo))
-                    if time.monotonic() - last >= pause:
-                        flush()
-                        last = time.monotonic()
+                for fut, got in stream:
+                    batch = batches.pop(fut)
+                    rows = []
+                    if fut.status == "finished" and isinstance(got, tuple):
+                        rows, took = got
+                        runs_timed += len(rows)
+                        seconds += took
+                    elif len(batch) > 1 or batch[0][1] < 2:  # lost: again, alone (runs lost alone twice stop)
+                        queue.extendleft((t, lost + 1) for t, lost in reversed(batch))
+                    else:  # as_completed gives a failed future's (type, exception, traceback)
+                        why = got[1] if isinstance(got, tuple) and len(got) == 3 else got
+                        rows = [_lost_row(batch[0][0], why if isinstance(why, BaseException) else None)]
+                    while queue and len(batches) < 2 * nslots:
+                        submit()
+                    for row in rows:
+                        done[row["run_id"]] = row
+                        executed += 1
+                        dirty = True
+                        if progress:
+                            progress(executed, len(todo))
+                        if time.monotonic() - last >= pause:
+                            flush()
+                            last = time.monotonic()
             except KeyboardInterrupt:
                 interrupted = True
-                client.cancel(futures)
+                client.cancel(list(batches))
         if dirty or not (p.out / f"{TABLE}.parquet").exists():
             flush()
         mine = [done[t.run_id] for t in p.tasks if t.run_id in done]

@@ -34,7 +34,8 @@ bit_flip = 1
 reports = ["buddyinfo", "pagetypeinfo"]
 """
 
-# A function workload next to the session: raises when asked, kills its own process once when asked.
+# A function workload next to the session: raises when asked, kills its own process once (or always, for one
+# seed) when asked.
 WORKLOAD_PY = '''\
 import os
 import signal
@@ -47,6 +48,8 @@ def run(ctx):
     blocks = [m.alloc_pages(GFP_KERNEL, ctx.rng.randrange(3)) for _ in range(ctx.params.get("n", 20))]
     if ctx.params.get("fail"):
         raise RuntimeError("the workload gave up")
+    if ctx.params.get("kill_seed") == ctx.spec.seed:  # this run kills every worker it runs on
+        os.kill(os.getpid(), signal.SIGKILL)
     marker = ctx.params.get("kill_once")
     if marker and not os.path.exists(marker):
         with open(marker, "w") as f:

@@ -182,3 +182,23 @@ def test_a_session_edited_since_refuses_to_mix_results(tiny: Path, client: Any, 
     run_sweep(SweepSpec(str(tiny), seeds="1", out=other), client=client)
     with pytest.raises(SweepError, match="--set, --memory, --boot, --disable-plugin or --strict differ"):
         run_sweep(SweepSpec(str(tiny), seeds="1", out=other, sets=["workload.operations=5"]), client=client)
+
+
+def test_short_runs_go_several_to_a_task_with_one_row_each(tiny: Path, client: Any, tmp_path: Path) -> None:
+    from dask.distributed import get_task_stream
+
+    # a tiny run takes a tenth of a second (more on a busy machine): up to 5 s a task, batches it surely
+    with get_task_stream(client) as stream:
+        res = run_sweep(SweepSpec(str(tiny), seeds="1-24", out=str(tmp_path / "out")), client=client,
+                        batch_seconds=5.0)
+    tasks = [t for t in stream.data if "execute_batch" in str(t["key"])]
+    assert (res.total, res.executed, res.errors) == (24, 24, 0)
+    assert 4 < len(tasks) < 24  # the first 4 (2 workers, 2 tasks each) alone, then batches, none of them huge
+    assert sorted(r["seed"] for r in res.rows) == list(range(1, 25))
+    assert len({r["run_id"] for r in res.rows}) == 24
+    for row in res.rows[::7]:  # batched or not, each row is its own run's
+        assert figures(row) == in_process(tiny, f"workload.seed={row['seed']}")
+    with get_task_stream(client) as stream:
+        alone = run_sweep(SweepSpec(str(tiny), seeds="1-6", out=str(tmp_path / "alone")), client=client,
+                          batch_seconds=0)
+    assert alone.executed == 6 == len([t for t in stream.data if "execute_batch" in str(t["key"])])

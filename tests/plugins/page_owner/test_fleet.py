@@ -268,3 +268,32 @@ def test_a_dump_is_one_task_unless_it_is_big_and_plain(work: Path) -> None:
     cuts = [(p.start, p.stop) for p in parts if p.host == "a"]
     assert cuts[0][0] == 0 and cuts[-1][1] == dumps[0].stat().st_size
     assert all(a[1] == b[0] for a, b in zip(cuts, cuts[1:]))
+
+
+def test_the_grouping_options_are_page_owner_sorts_own() -> None:
+    # one definition (page_owner_sort.cli.grouping_options) serves both commands: same flags, same help
+    from pageext_page_owner.fleet.cli import cli as fleet_cli
+    from pageext_page_owner.page_owner_sort.cli import cli as sort_cli
+
+    names = ("-a", "-m", "-n", "-p", "-P", "-s", "-t", "-r", "-f", "--pid", "--tgid", "--name", "--cull", "--sort")
+
+    def grouping(cmd: object) -> list[tuple[str, str | None]]:
+        return [(p.opts[0], getattr(p, "help", None)) for p in cmd.params if p.opts[0] in names]  # type: ignore[attr-defined]
+
+    assert [o for o, _ in grouping(fleet_cli)] == list(names)
+    assert grouping(fleet_cli) == grouping(sort_cli)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "-t"], "only one of -a -m -n -p -P -r -s -t may be given"),
+    (["--sort=bogus"], "--sort=bogus: unknown key 'bogus'"),
+    (["--cull=bogus"], "--cull=bogus: unknown key 'bogus'"),
+    (["--pid=1,x"], "--pid=1,x: 'x' is not a number"),
+])
+def test_grouping_option_mistakes_are_usage_errors_as_in_page_owner_sort(work: Path, capsys: pytest.CaptureFixture[str],
+                                                                          args: list[str], message: str) -> None:
+    dump = make_round(work / "r", [("web1", 20, 1, 0)])[0]
+    assert fleet_main([*args, str(dump), str(work / "out.txt")]) == 2  # refused before any cluster starts
+    err = capsys.readouterr().err
+    assert err.startswith("page_owner_fleet: error: ") and message in err
+    assert not (work / "out.txt").exists()

@@ -30,8 +30,8 @@ from pageext_page_owner.fleet.output import (
     write_diff_parquet,
     write_fleet_parquet,
 )
-from pageext_page_owner.page_owner_sort.aggregate import Partial, Selection, diff_groups
-from pageext_page_owner.page_owner_sort.cli import DEFAULT_SORT, SORT_FLAGS, _parse_cull, _parse_list, _parse_sort
+from pageext_page_owner.page_owner_sort.aggregate import Partial, diff_groups
+from pageext_page_owner.page_owner_sort.cli import Grouping, grouping_options
 from pageext_page_owner.page_owner_sort.render import render_diff_csv, render_diff_json, render_diff_text
 
 __all__ = ["host_of", "main"]
@@ -202,20 +202,7 @@ and the partial groups are merged in a tree.  See docs/fleet.md.
 
 
 @click.command(name=PROG, help=HELP, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("-a", "flag_a", is_flag=True, help="Sort by allocation time (timestamps kept in the compared text).")
-@click.option("-m", "flag_m", is_flag=True, help="Sort by total pages, largest first.")
-@click.option("-n", "flag_n", is_flag=True, help="Sort by task command name.")
-@click.option("-p", "flag_p", is_flag=True, help="Sort by pid.")
-@click.option("-P", "flag_P", is_flag=True, help="Sort by tgid.")
-@click.option("-s", "flag_s", is_flag=True, help="Sort by stack trace.")
-@click.option("-t", "flag_t", is_flag=True, help="Sort by times seen, most first (the default).")
-@click.option("-r", "flag_r", is_flag=True, help="Sort by release time.")
-@click.option("-f", "drop_released", is_flag=True, help="Leave out blocks released after allocation.")
-@click.option("--pid", "pid_list", metavar="LIST", help="Keep only records whose pid is in LIST.")
-@click.option("--tgid", "tgid_list", metavar="LIST", help="Keep only records whose tgid is in LIST.")
-@click.option("--name", "name_list", metavar="LIST", help="Keep only records whose command name is in LIST.")
-@click.option("--cull", "cull_rules", metavar="RULES", multiple=True, help="Merge records that agree on these keys (as page_owner_sort).")
-@click.option("--sort", "sort_order", metavar="ORDER", help="Sort by [+|-]key[,...] (as page_owner_sort).")
+@grouping_options()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format (default: from OUTPUT's suffix .json/.csv/.parquet, else text).")
 @click.option("--top-hosts", "top", type=click.IntRange(1, None), default=3, show_default=True, help="Hosts named per group.")
 @click.option("--host-regex", "host_regex", metavar="REGEX", help="Host name from each dump path: group 'host', else group 1, else the match.")
@@ -224,30 +211,15 @@ and the partial groups are merged in a tree.  See docs/fleet.md.
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes of the local cluster (default: one per core).")
 @click.option("--split-bytes", "split_bytes", type=click.IntRange(1 << 16, None), default=DEFAULT_SPLIT_BYTES, show_default=True, help="A plain dump bigger than this is read by several tasks.")
 @click.argument("paths", nargs=-1, metavar="DUMP... OUTPUT")
-def cli(flag_a: bool, flag_m: bool, flag_n: bool, flag_p: bool, flag_P: bool, flag_s: bool, flag_t: bool, flag_r: bool,
-        drop_released: bool, pid_list: str | None, tgid_list: str | None, name_list: str | None,
-        cull_rules: tuple[str, ...], sort_order: str | None, fmt: str | None, top: int, host_regex: str | None,
-        diff: bool, scheduler: str | None, workers: int | None, split_bytes: int, paths: tuple[str, ...]) -> int:
-    flags = {"a": flag_a, "m": flag_m, "n": flag_n, "p": flag_p, "P": flag_P, "r": flag_r, "s": flag_s, "t": flag_t}
-    chosen = [k for k, v in flags.items() if v]
-    if len(chosen) > 1:
-        raise click.UsageError("only one of -a -m -n -p -P -r -s -t may be given (use --sort=key,key for several keys)")
-    order = _parse_sort(sort_order) if sort_order is not None else list(DEFAULT_SORT)
-    if chosen:
-        order = [SORT_FLAGS[chosen[0]]]
-    fields = _parse_cull(",".join(cull_rules)) if cull_rules else []
-    selection = Selection(
-        pids=_parse_list(pid_list, "pid"),
-        tgids=_parse_list(tgid_list, "tgid"),
-        names=None if name_list is None else frozenset(n.encode("utf-8", "surrogateescape") for n in name_list.split(",")),
-        drop_released=drop_released,
-    )
+def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, diff: bool, scheduler: str | None,
+        workers: int | None, split_bytes: int, paths: tuple[str, ...]) -> int:
+    order, selection, fields = grouping.order, grouping.selection, list(grouping.fields)
     try:
         regex = re.compile(host_regex) if host_regex is not None else None
     except re.error as e:
         raise click.UsageError(f"--host-regex {host_regex!r}: {e}") from None
     if diff:
-        if chosen or sort_order is not None:
+        if grouping.explicit_sort:
             raise click.UsageError("--diff output is sorted by growth; sort options do not apply")
         if len(paths) not in (2, 3):
             raise click.UsageError("--diff needs OLD_DIR NEW_DIR [OUTPUT]")

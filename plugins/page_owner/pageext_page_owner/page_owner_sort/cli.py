@@ -8,10 +8,12 @@ it.  The output replaces ``<output>`` atomically (or goes to stdout).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import BinaryIO
+from dataclasses import dataclass
+from typing import Any, BinaryIO, cast
 
 import click
 
@@ -35,7 +37,7 @@ from pageext_page_owner.page_owner_sort.render import (
     render_text,
 )
 
-__all__ = ["main"]
+__all__ = ["Grouping", "grouping_options", "main"]
 
 # --sort keys (and their short forms) -> field name
 SORT_KEYS: dict[str, str] = {
@@ -196,6 +198,83 @@ def _parse_cull(value: str) -> list[str]:
     return [f for f in CULL_ORDER if f in fields]
 
 
+@dataclass(frozen=True)
+class Grouping:
+    """What the grouping options ask for, checked: shared by page_owner_sort and page_owner_fleet."""
+
+    order: list[tuple[str, int]]  # --sort keys (or the one single-letter flag), most significant first
+    explicit_sort: bool  # a sort option was given (some outputs have an order of their own and refuse one)
+    fields: list[str]  # --cull keys, in the kernel's precedence order
+    selection: Selection  # --pid/--tgid/--name and -f
+
+
+def _grouping(flag_a: bool, flag_m: bool, flag_n: bool, flag_p: bool, flag_P: bool, flag_s: bool, flag_t: bool,
+              flag_r: bool, drop_released: bool, pid_list: str | None, tgid_list: str | None, name_list: str | None,
+              cull_rules: tuple[str, ...], sort_order: str | None) -> Grouping:
+    flags = {"a": flag_a, "m": flag_m, "n": flag_n, "p": flag_p, "P": flag_P, "r": flag_r, "s": flag_s, "t": flag_t}
+    chosen = [k for k, v in flags.items() if v]
+    if len(chosen) > 1:
+        raise click.UsageError("only one of -a -m -n -p -P -r -s -t may be given (use --sort=key,key for several keys)")
+    order = _parse_sort(sort_order) if sort_order is not None else list(DEFAULT_SORT)
+    if chosen:  # as in the kernel tool, a single-letter option replaces --sort
+        order = [SORT_FLAGS[chosen[0]]]
+    selection = Selection(
+        pids=_parse_list(pid_list, "pid"),
+        tgids=_parse_list(tgid_list, "tgid"),
+        names=None if name_list is None else frozenset(n.encode("utf-8", "surrogateescape") for n in name_list.split(",")),
+        drop_released=drop_released,
+    )
+    return Grouping(
+        order=order,
+        explicit_sort=bool(chosen) or sort_order is not None,
+        fields=_parse_cull(",".join(cull_rules)) if cull_rules else [],  # repeated --cull options add up
+        selection=selection,
+    )
+
+
+_GROUPING_PARAMS = ("flag_a", "flag_m", "flag_n", "flag_p", "flag_P", "flag_s", "flag_t", "flag_r", "drop_released",
+                    "pid_list", "tgid_list", "name_list", "cull_rules", "sort_order")
+def grouping_options(*after_f: Callable[[Any], Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The kernel tool's sort, cull and filter options, passed to the command as one ``grouping: Grouping``.
+
+    One definition for page_owner_sort and page_owner_fleet, so the two
+    commands take the same options with the same help and the same checks.
+    ``after_f``: a command's own options, listed in ``--help`` right after
+    ``-f`` (page_owner_sort's ``-d``).
+    """
+    before: list[Callable[[Any], Any]] = [
+        click.option("-a", "flag_a", is_flag=True, help="Sort by allocation time, oldest first (keeps timestamps in the compared text)."),
+        click.option("-m", "flag_m", is_flag=True, help="Sort by total pages, largest first."),
+        click.option("-n", "flag_n", is_flag=True, help="Sort by task command name."),
+        click.option("-p", "flag_p", is_flag=True, help="Sort by pid."),
+        click.option("-P", "flag_P", is_flag=True, help="Sort by tgid."),
+        click.option("-s", "flag_s", is_flag=True, help="Sort by stack trace."),
+        click.option("-t", "flag_t", is_flag=True, help="Sort by times seen, most first (the default)."),
+        click.option("-r", "flag_r", is_flag=True, help="Sort by release time (older dumps with free_ts; a no-op order otherwise)."),
+        click.option("-f", "drop_released", is_flag=True, help="Leave out blocks released after allocation (dumps with free_ts only)."),
+    ]
+    after: list[Callable[[Any], Any]] = [
+        click.option("--pid", "pid_list", metavar="LIST", help="Keep only records whose pid is in the comma-separated LIST."),
+        click.option("--tgid", "tgid_list", metavar="LIST", help="Keep only records whose tgid is in LIST."),
+        click.option("--name", "name_list", metavar="LIST", help="Keep only records whose command name is in LIST."),
+        click.option("--cull", "cull_rules", metavar="RULES", multiple=True, help="Merge records that agree on these keys: pid|p, tgid|tg, name|n, stacktrace|st, allocator|ator."),
+        click.option("--sort", "sort_order", metavar="ORDER", help="Sort by [+|-]key[,...]; keys: pid|p tgid|tg name|n stacktrace|st txt|T alloc_ts|at allocator|ator free_ts|ft."),
+    ]
+
+    def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            values = {name: kwargs.pop(name) for name in _GROUPING_PARAMS}
+            return f(*args, grouping=_grouping(**values), **kwargs)
+
+        out: Any = command
+        for option in reversed([*before, *after_f, *after]):  # the last applied is listed first
+            out = option(out)
+        return cast(Callable[..., Any], out)
+
+    return decorate
+
+
 class _Command(click.Command):
     def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         formatter.write(USAGE.split("\n\n")[0] + "\n")
@@ -211,21 +290,7 @@ class _Command(click.Command):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     no_args_is_help=False,
 )
-@click.option("-a", "flag_a", is_flag=True, help="Sort by allocation time, oldest first (keeps timestamps in the compared text).")
-@click.option("-m", "flag_m", is_flag=True, help="Sort by total pages, largest first.")
-@click.option("-n", "flag_n", is_flag=True, help="Sort by task command name.")
-@click.option("-p", "flag_p", is_flag=True, help="Sort by pid.")
-@click.option("-P", "flag_P", is_flag=True, help="Sort by tgid.")
-@click.option("-s", "flag_s", is_flag=True, help="Sort by stack trace.")
-@click.option("-t", "flag_t", is_flag=True, help="Sort by times seen, most first (the default).")
-@click.option("-r", "flag_r", is_flag=True, help="Sort by release time (older dumps with free_ts; a no-op order otherwise).")
-@click.option("-f", "drop_released", is_flag=True, help="Leave out blocks released after allocation (dumps with free_ts only).")
-@click.option("-d", "debug", is_flag=True, help="Report every unparsable record with its file:line on stderr.")
-@click.option("--pid", "pid_list", metavar="LIST", help="Keep only records whose pid is in the comma-separated LIST.")
-@click.option("--tgid", "tgid_list", metavar="LIST", help="Keep only records whose tgid is in LIST.")
-@click.option("--name", "name_list", metavar="LIST", help="Keep only records whose command name is in LIST.")
-@click.option("--cull", "cull_rules", metavar="RULES", multiple=True, help="Merge records that agree on these keys: pid|p, tgid|tg, name|n, stacktrace|st, allocator|ator.")
-@click.option("--sort", "sort_order", metavar="ORDER", help="Sort by [+|-]key[,...]; keys: pid|p tgid|tg name|n stacktrace|st txt|T alloc_ts|at allocator|ator free_ts|ft.")
+@grouping_options(click.option("-d", "debug", is_flag=True, help="Report every unparsable record with its file:line on stderr."))
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "csv"]), default="text", show_default=True, help="Output format; json/csv carry the same groups with their keys and counts.")
 @click.option("--collapsed", is_flag=True, help="Write flame-graph input: 'root;...;leaf pages' per stack (with --diff: 'stack old new').")
 @click.option("--flamegraph", "flamegraph", metavar="SVG", help="Also draw the groups as a flame graph (width = pages; with --diff: growth red, shrinkage blue) into SVG.")
@@ -236,21 +301,8 @@ class _Command(click.Command):
 @click.pass_context
 def cli(
     ctx: click.Context,
-    flag_a: bool,
-    flag_m: bool,
-    flag_n: bool,
-    flag_p: bool,
-    flag_P: bool,
-    flag_s: bool,
-    flag_t: bool,
-    flag_r: bool,
-    drop_released: bool,
+    grouping: Grouping,
     debug: bool,
-    pid_list: str | None,
-    tgid_list: str | None,
-    name_list: str | None,
-    cull_rules: tuple[str, ...],
-    sort_order: str | None,
     fmt: str,
     collapsed: bool,
     flamegraph: str | None,
@@ -258,21 +310,8 @@ def cli(
     jobs: int,
     paths: tuple[str, ...],
 ) -> int:
-    flags = {"a": flag_a, "m": flag_m, "n": flag_n, "p": flag_p, "P": flag_P, "r": flag_r, "s": flag_s, "t": flag_t}
-    chosen = [k for k, v in flags.items() if v]
-    if len(chosen) > 1:
-        raise click.UsageError("only one of -a -m -n -p -P -r -s -t may be given (use --sort=key,key for several keys)")
-    explicit_sort = bool(chosen) or sort_order is not None
-    order = _parse_sort(sort_order) if sort_order is not None else list(DEFAULT_SORT)
-    if chosen:  # as in the kernel tool, a single-letter option replaces --sort
-        order = [SORT_FLAGS[chosen[0]]]
-    fields = _parse_cull(",".join(cull_rules)) if cull_rules else []  # repeated --cull options add up
-    selection = Selection(
-        pids=_parse_list(pid_list, "pid"),
-        tgids=_parse_list(tgid_list, "tgid"),
-        names=None if name_list is None else frozenset(n.encode("utf-8", "surrogateescape") for n in name_list.split(",")),
-        drop_released=drop_released,
-    )
+    order, explicit_sort, selection = grouping.order, grouping.explicit_sort, grouping.selection
+    fields = list(grouping.fields)
     if collapsed and fmt != "text":
         raise click.UsageError("--collapsed is an output format of its own; do not combine it with --format")
     if collapsed and explicit_sort:
@@ -405,8 +444,8 @@ def cli(
                 old_times=sum(g.times for g in og),
                 new_times=sum(g.times for g in ng),
             )
-            renderer = {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt]
-            _write_all(out, output, renderer(report))
+            diff_renderer = {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt]
+            _write_all(out, output, diff_renderer(report))
             return 0
         agg = load(inputs[0])
         say("sorting ....")
