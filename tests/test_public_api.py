@@ -142,3 +142,10 @@ def test_the_checker_catches_what_it_is_for() -> None:
         assert any(f"bad.py:{lineno}:" in f for f in found), (lineno, found)
     ok = "y = self._own\nz = sys._getframe(1)\nself._view.locate(pfn)"
     assert problems("ok.py", ast.parse(ok), ok, {"_own", "_view"}) == []
+
+
+def test_the_literal_all_lists_exactly_the_lazy_exports() -> None:
+    # __all__ is spelled out for type checkers (they do not evaluate sorted(_EXPORTS)); it must not drift.
+    import pageext_core
+
+    assert sorted(pageext_core.__all__) == sorted(pageext_core._EXPORTS)
