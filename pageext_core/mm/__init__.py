@@ -49,8 +49,10 @@ from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+    from pageext_core.mm.context import Task
+    from pageext_core.mm.hotplug import MemoryBlock
     from pageext_core.mm.invariants import InvariantError, check_invariants
-    from pageext_core.mm.machine import Machine, MemoryBlock, Task
+    from pageext_core.mm.machine import Machine
 
 # Names whose modules import numpy: loaded by ``__getattr__`` when first asked for.
 _LAZY = {
@@ -60,8 +62,8 @@ _LAZY = {
     "InvariantError": "pageext_core.mm.invariants",
     "check_invariants": "pageext_core.mm.invariants",
     "Machine": "pageext_core.mm.machine",
-    "MemoryBlock": "pageext_core.mm.machine",
-    "Task": "pageext_core.mm.machine",
+    "MemoryBlock": "pageext_core.mm.hotplug",
+    "Task": "pageext_core.mm.context",
 }
 
 
