@@ -168,6 +168,7 @@ class OwnerEvents:
     _machine: Machine
 
     def bind(self, view: PageExtView, machine: Machine) -> None:
+        """Bind the hot path's state to the view and the machine (``pageext_init`` calls it)."""
         import numpy as np
 
         check_layout(view)
@@ -175,7 +176,6 @@ class OwnerEvents:
         self._machine = machine
         self._sections = view.per_section(section_of)
         self._shift = view.section_shift
-        self._coff = view.offset  # client region inside a record
         self._current_stack = machine.current_stack
         self._owner = view.flag("OWNER")
         self._allocated = view.flag("OWNER_ALLOCATED")
@@ -213,6 +213,10 @@ class OwnerEvents:
         m = self._machine
         if m.current is not self._task:
             self._switch_task(m.current)
+        if not order:  # half of all events: no locals beyond what the one page needs
+            self._pack_alloc(raw, pfn * rs + kb, m.clock_ns, 0, -1, gfp_mask, self._current_stack(), self._task_blob)
+            words[pfn * wpr + kw] |= self._both
+            return
         at = pfn * rs + kb
         wi = pfn * wpr + kw
         both = self._both
@@ -223,10 +227,9 @@ class OwnerEvents:
             blob = self._task_blob
             pack(raw, at, ts, order, -1, gfp_mask, handle, blob)
             words[wi] |= both
-            if order:
-                for dr, dw in self._tails[order]:
-                    pack(raw, at + dr, ts, order, -1, gfp_mask, handle, blob)
-                    words[wi + dw] |= both
+            for dr, dw in self._tails[order]:
+                pack(raw, at + dr, ts, order, -1, gfp_mask, handle, blob)
+                words[wi + dw] |= both
             return
         self._pack_alloc(raw, at, m.clock_ns, order, -1, gfp_mask, self._current_stack(), self._task_blob)
         base, alloc_runs, _, flags = runs
@@ -243,6 +246,10 @@ class OwnerEvents:
         m = self._machine
         if m.current is not self._task:
             self._switch_task(m.current)
+        if not order:
+            self._pack_free(raw, pfn * rs + kb + FREE_OFFSET, self._current_stack(), m.clock_ns, self._pid, self._tgid)
+            words[pfn * wpr + kw] &= self._keep_unallocated
+            return
         at = pfn * rs + kb + FREE_OFFSET
         wi = pfn * wpr + kw
         keep = self._keep_unallocated
@@ -254,10 +261,9 @@ class OwnerEvents:
             tgid = self._tgid
             pack(raw, at, handle, ts, pid, tgid)
             words[wi] &= keep
-            if order:
-                for dr, dw in self._tails[order]:
-                    pack(raw, at + dr, handle, ts, pid, tgid)
-                    words[wi + dw] &= keep
+            for dr, dw in self._tails[order]:
+                pack(raw, at + dr, handle, ts, pid, tgid)
+                words[wi + dw] &= keep
             return
         self._pack_free(raw, at, self._current_stack(), m.clock_ns, self._pid, self._tgid)
         base, _, free_runs, flags = runs
