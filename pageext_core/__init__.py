@@ -37,7 +37,30 @@ _EXPORTS = {
     "ConformanceError": "pageext_core.conformance",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # a literal, so that type checkers see the names as exported (the keys of _EXPORTS, tested)
+    "ENTRY_POINT_GROUP",
+    "BootConfig",
+    "BootParam",
+    "ConformanceError",
+    "Finding",
+    "FindingKinds",
+    "Layout",
+    "Machine",
+    "MachineConfig",
+    "NoExtension",
+    "PageExt",
+    "PageExtView",
+    "PluginLoadError",
+    "boot",
+    "check_conformance",
+    "compute_layout",
+    "hookimpl",
+    "hookspec",
+    "kstrtobool",
+    "parse_boot",
+    "parse_gfp",
+    "parse_size",
+]
 
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.bootparams import BootConfig, BootParam, kstrtobool, parse_boot

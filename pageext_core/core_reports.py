@@ -18,12 +18,20 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from pageext_core.hookspecs import hookimpl
-from pageext_core.mm import stats
 from pageext_core.mm.zoneinfo import zoneinfo
 
 if TYPE_CHECKING:
+    from types import ModuleType
+
     from pageext_core.mm.machine import Machine
     from pageext_core.page_ext import PageExt
+
+
+def _stats() -> ModuleType:
+    """``pageext_core.mm.stats``, imported when a report is written (it needs numpy; a plan does not)."""
+    from pageext_core.mm import stats
+
+    return stats
 
 
 def pagetypeinfo(pe: PageExt) -> str:
@@ -32,6 +40,8 @@ def pagetypeinfo(pe: PageExt) -> str:
 
     def section(machine: Machine, nid: int) -> str:
         return "".join(sections(machine=machine, nid=nid))
+
+    from pageext_core.mm import stats
 
     return stats.pagetypeinfo(pe.machine, [section])
 
@@ -50,7 +60,7 @@ def layout_text(pe: PageExt) -> str:
         lines.append(f"offset {c.offset}: {c.name} ({c.size} bytes)" + (f", flags {bits}" if bits else ""))
         for f in c.fields:
             shape = f"[{','.join(map(str, f.shape))}]" if f.shape else ""
-            lines.append(f"    +{f.offset - c.offset:<4d} {f.name} {f.dtype.str}{shape}")
+            lines.append(f"    +{f.offset - c.offset:<4d} {f.name} {f.dtype_str}{shape}")
     return "\n".join(lines) + "\n"
 
 
@@ -58,18 +68,18 @@ def layout_text(pe: PageExt) -> str:
 # changes the machine (no report drains the per-CPU lists), so the order is
 # only the listing's.
 REPORTS: dict[str, Callable[[PageExt], str]] = {
-    "buddyinfo": lambda pe: stats.buddyinfo(pe.machine),
-    "meminfo": lambda pe: stats.meminfo(pe.machine),
-    "vmstat": lambda pe: stats.vmstat(pe.machine),
+    "buddyinfo": lambda pe: _stats().buddyinfo(pe.machine),
+    "meminfo": lambda pe: _stats().meminfo(pe.machine),
+    "vmstat": lambda pe: _stats().vmstat(pe.machine),
     "page_ext": layout_text,
     "pagetypeinfo": pagetypeinfo,
     # /sys/kernel/debug/extfrag/: how unusable free memory is, and why allocations would fail
-    "unusable_index": lambda pe: stats.unusable_index(pe.machine),
-    "extfrag_index": lambda pe: stats.extfrag_index(pe.machine),
+    "unusable_index": lambda pe: _stats().unusable_index(pe.machine),
+    "extfrag_index": lambda pe: _stats().extfrag_index(pe.machine),
     # /proc/zoneinfo: watermarks, protection, zone sizes and each CPU's pageset
     "zoneinfo": lambda pe: zoneinfo(pe.machine),
     # pageext's own figures that /proc/meminfo does not print (per-CPU, guard, allocated, reserved pages)
-    "pageext_meminfo": lambda pe: stats.pageext_meminfo(pe.machine),
+    "pageext_meminfo": lambda pe: _stats().pageext_meminfo(pe.machine),
 }
 
 

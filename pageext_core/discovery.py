@@ -12,7 +12,6 @@ with the command that installs it.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -247,6 +246,8 @@ def explain_unknown_word(token: str, owned: Iterable[str], blocked: Iterable[str
 
 def closest_word(word: str, candidates: Sequence[str]) -> str | None:
     """A did-you-mean for a boot parameter name, or None."""
+    import difflib  # here: only a bad word pays for it
+
     key = word.replace("-", "_")
     close = difflib.get_close_matches(key, sorted(set(candidates)), n=1, cutoff=0.75)
     return close[0] if close else None

@@ -78,7 +78,10 @@ def pageext_need(boot: BootConfig, log: KernelLog, machine: Machine) -> bool:
     ``return boot["my_param"]``; ``log`` lets it say why it declines (the
     kernel's "... disabled" lines); ``machine`` (booted up to memblock:
     geometry known, nothing allocated yet) lets it check a parameter against
-    the machine (e.g. an order against ``max_order``).  Not on the hot path.
+    the machine (e.g. an order against ``max_order``); under ``pageext
+    plugins``, which boots nothing, it is a ``PlannedMachine`` (``config``,
+    ``geometry``, ``max_order``, ``pageblock_order``, ``log``).  Not on the
+    hot path.
     """
 
 

@@ -15,14 +15,23 @@ kernel gets for free because its clients' structs are multiples of 8:
    alignment in the record (so every record in a table stays aligned);
    nothing else is added;
 5. no needed client: record size 0 and nothing is allocated.
+
+Computing a layout needs no numpy when every field is given as a dtype
+string of a plain scalar (``"<u8"``, ``"S16"``...): ``pageext plugins``
+lays out the clients without importing it.  A numpy dtype object given as a
+spec, and the ``dtype`` properties, use numpy (imported then).
 """
 from __future__ import annotations
 
+import math
+import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 FLAGS_FIELD = "__page_ext_flags"
 FLAGS_BYTES = 8
@@ -33,15 +42,44 @@ class LayoutError(ValueError):
 
 
 @dataclass(frozen=True)
+class FieldType:
+    """What the layout needs of a field's dtype: numpy's ``dtype.str``, its size and its alignment."""
+
+    code: str  # numpy's dtype.str, e.g. "<u8", "|S16"
+    itemsize: int
+    alignment: int
+    numpy_dtype: Any = field(default=None, compare=False, repr=False)  # the dtype given, when numpy read it
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The numpy dtype (imports numpy)."""
+        if self.numpy_dtype is not None:
+            return self.numpy_dtype  # type: ignore[no-any-return]  # a np.dtype by construction
+        import numpy as np
+
+        return np.dtype(self.code)
+
+
+@dataclass(frozen=True)
 class FieldLayout:
     name: str
     offset: int  # from the start of the record
-    dtype: np.dtype
+    type: FieldType
     shape: tuple[int, ...] = ()
 
     @property
+    def dtype(self) -> np.dtype:
+        """The field's numpy dtype (imports numpy)."""
+        return self.type.dtype
+
+    @property
+    def dtype_str(self) -> str:
+        """numpy's ``dtype.str`` of the field, without importing numpy."""
+        return self.type.code
+
+    @property
     def size(self) -> int:
-        return self.dtype.itemsize * int(np.prod(self.shape, dtype=np.int64))
+        return self.type.itemsize * math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -63,7 +101,9 @@ class Layout:
 
     @property
     def dtype(self) -> np.dtype:
-        """The full record as a numpy structured dtype."""
+        """The full record as a numpy structured dtype (imports numpy)."""
+        import numpy as np
+
         names: list[str] = []
         formats: list[Any] = []  # a dtype, or (dtype, shape) for an array field
         offsets: list[int] = []
@@ -86,7 +126,40 @@ class Layout:
         raise KeyError(f"client {name!r} is not in the page_ext layout (not needed this boot?)")
 
 
-def _field_dtype(client: str, name: str, spec: Any) -> tuple[np.dtype, tuple[int, ...]]:
+# A plain scalar's dtype string, as numpy reads it: byte order, kind, size in bytes.
+_SCALAR = re.compile(r"([<>=|]?)([biufc])(\d+)")
+_SCALAR_SIZES = {"b": (1,), "i": (1, 2, 4, 8), "u": (1, 2, 4, 8), "f": (2, 4, 8), "c": (8, 16)}
+_BYTES = re.compile(r"\|?([SV])(\d+)")
+_NATIVE = "<" if sys.byteorder == "little" else ">"
+
+
+def _plain_type(spec: str) -> FieldType | None:
+    """The ``FieldType`` numpy would give a plain scalar or bytes dtype string, worked out without numpy.
+
+    None for anything else (numpy then reads the spec); ``tests/framework``
+    checks every string accepted here against numpy's own answer.
+    """
+    if spec == "?":
+        spec = "b1"
+    m = _SCALAR.fullmatch(spec)
+    if m is not None:
+        order, kind, n = m.group(1), m.group(2), int(m.group(3))
+        if n not in _SCALAR_SIZES[kind]:
+            return None
+        if n == 1 or kind == "b":
+            order = "|"
+        elif order in ("", "="):
+            order = _NATIVE
+        elif order == "|":
+            return None
+        return FieldType(f"{order}{kind}{n}", n, n // 2 if kind == "c" else n)
+    m = _BYTES.fullmatch(spec)
+    if m is not None and int(m.group(2)) > 0:
+        return FieldType(f"|{m.group(1)}{int(m.group(2))}", int(m.group(2)), 1)
+    return None
+
+
+def _field_dtype(client: str, name: str, spec: Any) -> tuple[FieldType, tuple[int, ...]]:
     shape: tuple[int, ...] = ()
     if isinstance(spec, tuple):
         if len(spec) != 2:
@@ -95,15 +168,20 @@ def _field_dtype(client: str, name: str, spec: Any) -> tuple[np.dtype, tuple[int
         shape = (shp,) if isinstance(shp, int) else tuple(shp)
     if spec is None:
         raise LayoutError(f"client {client!r} field {name!r}: None is not a dtype (numpy would read it as float64)")
-    try:
-        dt = np.dtype(spec)
-    except TypeError as exc:
-        raise LayoutError(f"client {client!r} field {name!r}: {spec!r} is not a numpy dtype ({exc})") from None
-    if dt.fields is not None or dt.hasobject or dt.itemsize == 0:
-        raise LayoutError(f"client {client!r} field {name!r}: use a plain fixed-size dtype, not {dt}")
+    ft = _plain_type(spec) if isinstance(spec, str) else None
+    if ft is None:
+        import numpy as np
+
+        try:
+            dt = np.dtype(spec)
+        except TypeError as exc:
+            raise LayoutError(f"client {client!r} field {name!r}: {spec!r} is not a numpy dtype ({exc})") from None
+        if dt.fields is not None or dt.hasobject or dt.itemsize == 0:
+            raise LayoutError(f"client {client!r} field {name!r}: use a plain fixed-size dtype, not {dt}")
+        ft = FieldType(dt.str, dt.itemsize, dt.alignment, dt)
     if any(d <= 0 for d in shape):
         raise LayoutError(f"client {client!r} field {name!r}: shape {shape} must be positive")
-    return dt, shape
+    return ft, shape
 
 
 def _align(n: int, a: int) -> int:
@@ -124,7 +202,7 @@ def compute_layout(clients: Sequence[tuple[str, Mapping[str, Any], Sequence[str]
     for name, fields, flags in ordered:
         if not isinstance(fields, Mapping):
             raise LayoutError(f"client {name!r}: pageext_fields must return a mapping, got {type(fields).__name__}")
-        placed: list[tuple[str, np.dtype, tuple[int, ...], int]] = []
+        placed: list[tuple[str, FieldType, tuple[int, ...], int]] = []
         rel = 0
         calign = 1
         for fname, spec in fields.items():
@@ -134,7 +212,7 @@ def compute_layout(clients: Sequence[tuple[str, Mapping[str, Any], Sequence[str]
             a = dt.alignment
             rel = _align(rel, a)
             placed.append((fname, dt, shape, rel))
-            rel += dt.itemsize * int(np.prod(shape, dtype=np.int64))
+            rel += dt.itemsize * math.prod(shape)
             calign = max(calign, a)
         csize = _align(rel, calign) if placed else 0
         offset = _align(size, calign)

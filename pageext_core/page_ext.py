@@ -13,11 +13,10 @@ resolved into call lists for the hot path) is in ``pageext_core.dispatch``.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -28,10 +27,13 @@ from pageext_core.discovery import PluginInfo, PluginLoadError, builtins, direct
 from pageext_core.dispatch import ask, ask_each, call_order, caller_for, env_trace, trace_hook_calls
 from pageext_core.layout import ClientLayout, Layout, compute_layout
 from pageext_core.mm.errors import ConfigError
-from pageext_core.mm.geometry import MachineConfig
-from pageext_core.mm.machine import Machine
+from pageext_core.mm.geometry import Geometry, MachineConfig, build_geometry
+from pageext_core.mm.printk import KernelLog
 from pageext_core.reports import Finding, ReportError, check_report_name, join_text
-from pageext_core.storage import PageExtAllocError, PageExtTables, PageExtView
+
+if TYPE_CHECKING:  # the machine and the tables import numpy: a plan (``pageext plugins``) needs neither
+    from pageext_core.mm.machine import Machine
+    from pageext_core.storage import PageExtTables, PageExtView
 
 
 @dataclass
@@ -71,7 +73,7 @@ class Client:
             "enabled": self.enabled,
             "offset": lay.offset if lay else None,
             "size": lay.size if lay else 0,
-            "fields": {f.name: f.dtype.str if not f.shape else [f.dtype.str, list(f.shape)] for f in lay.fields} if lay else {},
+            "fields": {f.name: f.dtype_str if not f.shape else [f.dtype_str, list(f.shape)] for f in lay.fields} if lay else {},
             "flag_bits": dict(lay.flag_bits) if lay else {},
         }
 
@@ -189,6 +191,8 @@ class PageExt:
         """Produce one report's text, like reading its file."""
         entry = self._collected().get(name)
         if entry is None:
+            import difflib  # here: only a bad name pays for it
+
             close = difflib.get_close_matches(name, self.report_names(), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ReportError(f"no report {name!r}{hint} (available: {', '.join(self.report_names())})")
@@ -315,6 +319,8 @@ def _register(pm: pluggy.PluginManager, info: PluginInfo) -> Client:
     unknown = [h for h in hooks if not getattr(pm.hook, h).has_spec()]
     if unknown:
         pm.unregister(obj)
+        import difflib  # here: only a bad hook name pays for it
+
         known = [n for n in dir(hookspecs) if n.startswith("pageext_")]
         hints = []
         for h in unknown:
@@ -370,8 +376,28 @@ def collect_params(st: Booting) -> None:
         st.params.extend(mine)
 
 
+class PlannedMachine:
+    """The machine as ``boot(plan_only=True)`` shows it to ``pageext_need``: memblock-stage facts only.
+
+    Its config, geometry, ``max_order``, ``pageblock_order`` and kernel log,
+    worked out from the configuration with no allocator behind it, so that a
+    plan (``pageext plugins``) allocates nothing and imports no numpy.
+    """
+
+    def __init__(self, config: MachineConfig, log_sink: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.geometry: Geometry = build_geometry(config)
+        self.max_order = self.geometry.max_order
+        self.pageblock_order = self.geometry.pageblock_order
+        self.nr_orders = self.max_order + 1
+        self.log = KernelLog(lambda: 0)
+        self.log.sink = log_sink
+
+
 def start_machine(st: Booting, config: MachineConfig, log_sink: Callable[[str], None] | None = None) -> Machine:
     """The machine at memblock stage (geometry known, nothing freed), with the problems so far logged."""
+    from pageext_core.mm.machine import Machine
+
     st.machine = Machine(config, memblock_only=True, log_sink=log_sink)
     for msg in st.problems:
         st.machine.log.warn(f"pageext: {msg}")
@@ -415,6 +441,8 @@ def lay_out(st: Booting) -> Layout:
 
 def allocate(st: Booting, fail_table_allocation: Callable[[int], bool] | None = None) -> PageExtTables | None:
     """The page_ext tables (FLATMEM before ``free_all``, SPARSEMEM from the buddy allocator after it)."""
+    from pageext_core.storage import PageExtAllocError, PageExtTables
+
     m, layout = st.machine, st.layout
     assert m is not None and layout is not None
     tables: PageExtTables | None = None
@@ -443,6 +471,8 @@ def allocate(st: Booting, fail_table_allocation: Callable[[int], bool] | None = 
 
 def init_clients(st: Booting, pe: PageExt) -> None:
     """Give each enabled client its view and call ``pageext_init``; a raise stops the boot."""
+    from pageext_core.storage import PageExtView
+
     enabled = {c.name: c for c in st.enabled}
     for c in enabled.values():
         if st.tables is not None:
@@ -473,13 +503,20 @@ def boot(config: MachineConfig | None = None, cmdline: str = "", *,
     ``preflight`` sees the machine (memblock stage: geometry known, its
     arrays not yet touched) and the layout before any table exists or any
     page is freed; it may raise to stop the boot (the host-memory check).
-    ``plan_only`` stops there: the ``PageExt`` has a layout but no tables
-    and an unbooted machine (``pageext plugins`` computes its figures from it).
+    ``plan_only`` stops there: the ``PageExt`` has a layout but no tables,
+    and its machine is a ``PlannedMachine`` (geometry, ``max_order``, log:
+    no allocator, no numpy), which ``pageext_need`` sees too; ``pageext
+    plugins`` computes its figures from it.
     """
     st = Booting(pm=new_plugin_manager(), strict=env_strict() if strict is None else strict)
     register_clients(st, discover_clients(plugins, blocked, autoload))
     collect_params(st)
-    machine = start_machine(st, config or MachineConfig(), log_sink)
+    if plan_only:
+        planned = PlannedMachine(config or MachineConfig(), log_sink)
+        st.machine = planned  # type: ignore[assignment]  # duck-typed: the memblock-stage subset of Machine
+        machine: Machine = planned  # type: ignore[assignment]  # same
+    else:
+        machine = start_machine(st, config or MachineConfig(), log_sink)
     parse_params(st, cmdline, boot_tables)
     ask_need(st)
     layout = lay_out(st)

@@ -201,3 +201,10 @@ def test_the_allocator_rule_catches_what_it_is_for() -> None:
     text = "n = machine.buddy._fl_n[0]\nq = m._pcp[0]\nself._st = 1\nok = self._st\n"
     found = allocator_private_reads("bad.py", text, allocator_privates())
     assert found == ["bad.py:1: ._fl_n", "bad.py:2: ._pcp"]  # a file's own _st (replay's view) is its own
+
+
+def test_the_literal_all_lists_exactly_the_lazy_exports() -> None:
+    # __all__ is spelled out for type checkers (they do not evaluate sorted(_EXPORTS)); it must not drift.
+    import pageext_core
+
+    assert sorted(pageext_core.__all__) == sorted(pageext_core._EXPORTS)

@@ -7,8 +7,16 @@ page kinds (``PageKind``), constants, gfp helpers and errors.  The
 submodules' other names (``buddy.K_*``, the allocator's arrays) and the
 machine's parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
 whose public names ``Machine`` forwards) are the machine's own and may change.
+
+The allocator's names (``Machine``, ``PageKind``...) are imported on first
+use: the geometry, constants and errors come without numpy, so ``pageext
+plugins`` and ``--version`` start fast.
 """
-from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.constants import (
     MAX_PAGE_ORDER,
@@ -39,10 +47,40 @@ from pageext_core.mm.errors import (
 )
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
-from pageext_core.mm.hotplug import MemoryBlock
-from pageext_core.mm.invariants import InvariantError, check_invariants
-from pageext_core.mm.machine import Machine
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pageext_core.mm.buddy import HookError, PageBlock, PageKind
+    from pageext_core.mm.context import Task
+    from pageext_core.mm.hotplug import MemoryBlock
+    from pageext_core.mm.invariants import InvariantError, check_invariants
+    from pageext_core.mm.machine import Machine
+
+# Names whose modules import numpy: loaded by ``__getattr__`` when first asked for.
+_LAZY = {
+    "HookError": "pageext_core.mm.buddy",
+    "PageBlock": "pageext_core.mm.buddy",
+    "PageKind": "pageext_core.mm.buddy",
+    "InvariantError": "pageext_core.mm.invariants",
+    "check_invariants": "pageext_core.mm.invariants",
+    "Machine": "pageext_core.mm.machine",
+    "MemoryBlock": "pageext_core.mm.hotplug",
+    "Task": "pageext_core.mm.context",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pageext_core.mm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "MAX_PAGE_ORDER",

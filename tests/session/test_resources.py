@@ -27,7 +27,6 @@ import pytest
 from click.testing import CliRunner, Result
 from sessionsupport import PAGEEXT, TINY, clean_env, tree, write_session
 
-import pageext_core.page_ext as page_ext_mod
 import pageext_core.reports as reports_mod
 import pageext_core.session.runner as runner_mod
 from pageext_core import resources
@@ -200,7 +199,7 @@ def test_too_big_even_for_the_allocator_is_refused_before_the_machine_exists(
     def no_machine(*_a: Any, **_k: Any) -> None:
         raise AssertionError("the machine was built")
 
-    monkeypatch.setattr(page_ext_mod, "Machine", no_machine)
+    monkeypatch.setattr("pageext_core.mm.machine.Machine", no_machine)  # page_ext imports it when it boots one
     out = tmp_path / "out"
     r = cli("run", write_session(tmp_path, TINY.replace('"64MiB"', '"1TiB"')), "--out", out,
             env={"PAGEEXT_HOST_MEMORY": "512MiB"})

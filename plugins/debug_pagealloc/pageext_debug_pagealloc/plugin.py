@@ -30,10 +30,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
-from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_debug_pagealloc.report import (
     CORRUPTION,
@@ -46,7 +43,9 @@ from pageext_debug_pagealloc.report import (
     fault_report,
 )
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and the machine are imported by pageext_init: listing the plugin needs neither
+    import numpy as np
+
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
     from pageext_core.page_ext import PageExt
@@ -66,7 +65,6 @@ MODE_OFF = "off"
 MODE_DEBUG_PAGEALLOC = "debug_pagealloc"  # unmap only
 MODE_PAGE_POISON = "page_poison"  # poison only
 MODE_BOTH = "debug_pagealloc+page_poison"  # unmap and poison
-AND_REDUCE = np.bitwise_and.reduce
 RATELIMIT_KEY = "check_poison_mem"  # the kernel names suppressed callbacks after the function
 
 
@@ -154,6 +152,8 @@ class DebugPagealloc:
 
     @hookimpl
     def pageext_init(self, view: PageExtView, machine: Machine, page_ext: PageExt, log: KernelLog) -> None:
+        import numpy as np
+
         self.view = view
         self.machine = machine
         self.page_ext = page_ext
@@ -168,6 +168,7 @@ class DebugPagealloc:
         self._free_bits_np = np.uint64(self._free_bits)
         self._poison_np = np.uint64(self.POISON)
         self._keep_on_alloc_np = np.uint64(self._keep_on_alloc)
+        self._and_reduce = np.bitwise_and.reduce
         if view.record_size % 8:
             raise RuntimeError("page_ext record is not made of 8-byte words although it has a flags word")
         self._stride = view.record_size // 8
@@ -197,6 +198,8 @@ class DebugPagealloc:
         page_ext table, unmapping in one mask.  FREED is not set: these pages
         were never handed out.  Returns (pages poisoned, pages unmapped).
         """
+        import numpy as np
+
         full = self.machine.free_pages_mask()
         if lo or hi != len(full):
             keep = np.zeros_like(full)
@@ -211,6 +214,8 @@ class DebugPagealloc:
 
     def _poison_mask(self, full: np.ndarray) -> None:
         """Fill every page of ``full`` with poison and mark it POISON."""
+        import numpy as np
+
         edges = np.diff(np.concatenate(([0], full.view(np.int8), [0])))
         starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
         for s, e in zip(starts.tolist(), ends.tolist()):
@@ -232,6 +237,8 @@ class DebugPagealloc:
 
     def _words_of(self, t: ClientTable) -> tuple[memoryview, int, np.ndarray]:
         """A table's flags words: ``(memoryview, k, numpy view)``; page ``p``'s word is ``k + p * stride``."""
+        import numpy as np
+
         assert t.words is not None
         return t.words, -t.base_pfn * self._stride, np.asarray(t.words)
 
@@ -288,11 +295,11 @@ class DebugPagealloc:
         seg = arr[i : i + n * self._stride : self._stride]
         # One reduction answers the usual case (every page poisoned); the
         # mask of poisoned pages is built only for a partly poisoned block.
-        if AND_REDUCE(seg) & self._poison_np:
+        if self._and_reduce(seg) & self._poison_np:
             nr, which = n, None
         else:
             which = (seg & self._poison_np) != 0
-            nr = int(np.count_nonzero(which))
+            nr = int(which.sum())
         if nr:
             seg &= self._keep_on_alloc_np
             if not (self.contents.is_filled(pfn, n, PAGE_POISON) if which is None
@@ -316,7 +323,7 @@ class DebugPagealloc:
 
     def _check(self, pfn: int, nr: int, which: np.ndarray | None) -> None:
         """Compare the poisoned pages of a block with 0xaa and report every damaged one."""
-        self.pages_compared += nr if which is None else int(np.count_nonzero(which))
+        self.pages_compared += nr if which is None else int(which.sum())
         for p, first, last, data in self.contents.find_mismatch(pfn, nr, PAGE_POISON):
             if which is None or which[p - pfn]:
                 self._report_corruption(p, first, last, data)
@@ -330,7 +337,7 @@ class DebugPagealloc:
             self.reports_printed += 1
         else:
             self.reports_suppressed += 1
-        bad = int(np.count_nonzero(np.frombuffer(data, np.uint8) != PAGE_POISON))
+        bad = len(data) - data.count(PAGE_POISON)
         self.findings.append(Finding(kind=kind, pfn=pfn, time_ns=m.clock_ns, message=text, offset=first,
                                      length=last - first + 1, detail={
             "first_bad": first, "last_bad": last, "bad_bytes": bad, "printed": printed,
@@ -339,6 +346,8 @@ class DebugPagealloc:
     @hookimpl
     def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
         """Explain a fault on a page this client unmapped: only pages that are free right now."""
+        from pageext_core.mm import PageKind
+
         kind, order, head = self.machine.page_kind(pfn)
         if not kind.free:
             return None

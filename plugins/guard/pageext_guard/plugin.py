@@ -25,21 +25,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from pageext_core.bootparams import BootConfig, BootParam
-from pageext_core.hookspecs import hookimpl
-from pageext_core.mm import PageKind
+from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
 from pageext_core.mm.callouts import HoldRule, HoldStats
 from pageext_core.mm.errors import PageFault
-from pageext_core.reports import Finding, FindingKinds
-from pageext_core.storage import NoExtension
 from pageext_guard import params
-from pageext_guard import report as _report
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the allocator, the storage and ``report`` import numpy: imported where used, not to list the plugin
+    from pageext_core import PageExt, PageExtView
     from pageext_core.mm.machine import Machine
     from pageext_core.mm.printk import KernelLog
-    from pageext_core.page_ext import PageExt
-    from pageext_core.storage import ClientTable, PageExtView
+    from pageext_core.storage import ClientTable
+    from pageext_guard import report as _report
 
 CLIENT = "guard"
 FLAG = "GUARD"
@@ -148,6 +144,9 @@ class Guard:
         The machine says which held block covers the pfn and its order (page
         private); the ``GUARD`` bit on its head says it is ours.
         """
+        from pageext_core.mm import PageKind
+        from pageext_core.storage import NoExtension
+
         view, m = self._view, self._machine
         if view is None or m is None:
             return None
@@ -167,6 +166,8 @@ class Guard:
     @hookimpl
     def pageext_on_fault(self, pfn: int, offset: int, write: bool) -> str | None:
         """Explain an access to a guard page and record the hit; None for any other page."""
+        from pageext_guard import report as _report
+
         found = self.guard_block(pfn)
         if found is None:
             return None
@@ -202,6 +203,8 @@ class Guard:
     # -- reports and results ------------------------------------------------------------------
 
     def counts(self) -> _report.GuardCounts:
+        from pageext_guard import report as _report
+
         assert self._view is not None and self._machine is not None
         return _report.count_guards(self._view, self._machine)
 
@@ -210,12 +213,16 @@ class Guard:
         return {"guard": self._guard_report}
 
     def _guard_report(self) -> str:
+        from pageext_guard import report as _report
+
         assert self._machine is not None
         return _report.guard_report(self._machine, self.counts(), self.minorder, self.hits,
                                     self.nr_created, self.nr_released)
 
     @hookimpl
     def pageext_summary(self) -> Mapping[str, Any]:
+        from pageext_guard import report as _report
+
         assert self._machine is not None
         return _report.summary(self._machine, self.counts(), self.minorder, self.active, len(self.hits),
                                self.nr_created, self.nr_released)

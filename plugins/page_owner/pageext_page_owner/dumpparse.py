@@ -38,7 +38,7 @@ from typing import BinaryIO, NamedTuple, Union
 try:  # numpy is a dependency of pageext-core; the parser still works without it
     import numpy as _np
 except ImportError:  # pragma: no cover
-    _np = None
+    _np = None  # type: ignore[assignment]  # no numpy: the callers test for None and parse in pure Python
 
 __all__ = [
     "ALLOC_CMA",

@@ -4,21 +4,20 @@ Who allocated every page, and who freed it: mainline's page_owner.  Off
 unless ``page_owner=on``; then every page has a 64-byte record and the
 ``OWNER`` / ``OWNER_ALLOCATED`` flag bits.  The allocator events live in
 ``record``, formatting in ``dump``, aggregate reports in ``reports``.
+
+This module imports only what registering the client needs: numpy and the
+modules that use it (``scan``, ``early``, ``reports``, ``dump``) are
+imported by the hooks that run once the client is enabled, so listing the
+plugin (``pageext plugins``) stays fast.
 """
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from pageext_core import BootConfig, BootParam, hookimpl
-from pageext_page_owner import scan
-from pageext_page_owner.dump import Dumper
-from pageext_page_owner.early import EARLY_STACK, init_early_records, log_early_allocated
 from pageext_page_owner.params import PARAMS
 from pageext_page_owner.record import FIELDS, FLAGS, OwnerEvents, OwnerRecord
-from pageext_page_owner.reports import leaks, mixed_blocks_section, show_stacks
 
 if TYPE_CHECKING:
     from pageext_core.mm.machine import Machine
@@ -59,6 +58,9 @@ class PageOwner(OwnerEvents):
 
     @hookimpl
     def pageext_init(self, view: PageExtView, machine: Machine, boot: BootConfig, log: KernelLog) -> None:
+        from pageext_page_owner.dump import Dumper
+        from pageext_page_owner.early import EARLY_STACK, init_early_records, log_early_allocated
+
         self.view = view
         self.machine = machine
         self.stack_depth = int(boot["page_owner_stack_depth"])
@@ -112,6 +114,8 @@ class PageOwner(OwnerEvents):
         Read-only.  The kernel's reader drains the per-CPU lists first; what
         it prints does not depend on that drain (see ``scan``), so we do not.
         """
+        from pageext_page_owner import scan
+
         view = self._ready()
         formatter = self.dumper.formatter(fmt)
         for rec in scan.iter_heads(view, self._allocated, max(int(start), 0)):
@@ -144,19 +148,29 @@ class PageOwner(OwnerEvents):
 
     def show_stacks(self, count_threshold: Any = 0) -> str:
         """``page_owner_stacks/show_stacks``; stacks with fewer base pages than the threshold are hidden."""
+        from pageext_page_owner.reports import show_stacks
+
         return show_stacks(self._ready(), self._allocated, self.dumper, count_threshold, self.early_handle)
 
     def leaks(self) -> str:
         """What is still allocated, grouped by allocation stack, largest first."""
+        from pageext_page_owner.reports import leaks
+
         return leaks(self._ready(), self._allocated, self.dumper, self.early_handle)
 
     @hookimpl
     def pageext_pagetypeinfo_section(self, machine: Machine, nid: int) -> str:
         """pagetypeinfo's "Number of mixed blocks" for one node: the kernel's figures after its drain, read-only."""
+        from pageext_page_owner.reports import mixed_blocks_section
+
         return mixed_blocks_section(machine, self._ready(), self._allocated, nid)
 
     @hookimpl
     def pageext_summary(self) -> Mapping[str, Any]:
+        import numpy as np
+
+        from pageext_page_owner import scan
+
         view = self._ready()
         m = self.machine
         alloc = scan.allocated_columns(view, self._allocated, ["handle"])

@@ -86,7 +86,8 @@ def mixed_block_counts(machine: Machine, view: PageExtView, allocated: int) -> n
     """
     cols = allocated_columns(view, allocated, ["gfp_mask"])
     pfns = cols["pfn"]
-    page_mt = gfp_migratetype(cols["gfp_mask"].astype(np.int64))
+    # gfp_migratetype is shifts and masks: given an int64 array it answers for every element at once.
+    page_mt = gfp_migratetype(cols["gfp_mask"].astype(np.int64))  # type: ignore[arg-type]
     pbo = machine.pageblock_order
     # One pfn per mixed pageblock (its first), then each block's zone and type.
     mixed = np.unique(pfns[machine.pageblock_migratetypes(pfns) != page_mt] >> pbo) << pbo

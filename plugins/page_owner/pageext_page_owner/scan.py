@@ -37,7 +37,8 @@ def _head_mask(base: int, records: np.ndarray, flags: np.ndarray, allocated: int
     """
     pfns = np.arange(base, base + len(records), dtype=np.int64)
     size_mask = np.left_shift(np.int64(1), records["order"].astype(np.int64)) - 1
-    return ((flags & np.uint64(allocated)) != 0) & ((pfns & size_mask) == 0) & (records["handle"] != 0)
+    heads: np.ndarray = ((flags & np.uint64(allocated)) != 0) & ((pfns & size_mask) == 0) & (records["handle"] != 0)
+    return heads
 
 
 def iter_heads(view: PageExtView, allocated: int, start: int = 0) -> Iterator[OwnerRecord]:
@@ -46,6 +47,7 @@ def iter_heads(view: PageExtView, allocated: int, start: int = 0) -> Iterator[Ow
     Lazy per table, so reading one record only scans up to the table it is in.
     """
     for base, records, flags in view.scan():
+        assert flags is not None  # page_owner owns flag bits, so every table has them
         if base + len(records) <= start:
             continue
         skip = max(start - base, 0)
@@ -74,6 +76,7 @@ def _columns(view: PageExtView, allocated: int, fields: Sequence[str], heads: bo
             raise KeyError(f"page_owner has no field {f!r}; fields: {', '.join(FIELDS)}")
     parts: dict[str, list[np.ndarray]] = {f: [] for f in ("pfn", *fields)}
     for base, records, flags in view.scan():
+        assert flags is not None  # page_owner owns flag bits
         if heads:
             mask = _head_mask(base, records, flags, allocated)
         else:

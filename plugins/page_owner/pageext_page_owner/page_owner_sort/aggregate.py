@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 __all__ = ["CULL_ORDER", "U64_MAX", "DiffRow", "Group", "HostStats", "Partial", "Selection", "cull", "cull_key",
            "diff_groups", "group_key", "sort_groups"]
@@ -67,7 +68,7 @@ class Selection:
         return True
 
 
-def cull_key(g: Group, fields: Sequence[str]) -> tuple:
+def cull_key(g: Group, fields: Sequence[str]) -> tuple[Any, ...]:
     """The values a ``--cull`` compares, in the kernel's precedence order."""
     return tuple(g.field(f) for f in CULL_ORDER if f in fields)
 
@@ -82,7 +83,7 @@ def cull(groups: list[Group], fields: Sequence[str]) -> list[Group]:
     """
     if not fields:
         return sorted(groups, key=lambda g: g.text)
-    merged: dict[tuple, Group] = {}
+    merged: dict[tuple[Any, ...], Group] = {}
     for g in groups:
         k = cull_key(g, fields)
         m = merged.get(k)
@@ -106,7 +107,7 @@ def sort_groups(groups: list[Group], order: Sequence[tuple[str, int]]) -> list[G
 class DiffRow:
     """One cull key's counts in the old and the new dump."""
 
-    key: tuple
+    key: tuple[Any, ...]
     rep: Group  # shows the key fields (taken from the new dump when present)
     old_times: int = 0
     old_pages: int = 0
@@ -127,7 +128,7 @@ def diff_groups(old: list[Group], new: list[Group], fields: Sequence[str]) -> li
 
     Ties: larger growth in records first, then the cull-key order.
     """
-    rows: dict[tuple, DiffRow] = {}
+    rows: dict[tuple[Any, ...], DiffRow] = {}
     for g in cull(old, fields):
         k = cull_key(g, fields)
         rows[k] = DiffRow(k, g, old_times=g.times, old_pages=g.pages)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pageext_page_owner.dumpparse import PFN_PREFIX, compression_of, open_dump
 
 if TYPE_CHECKING:
-    from multiprocessing.context import BaseContext
+    from multiprocessing.context import ForkContext
 
 __all__ = ["MAX_SCAN", "PARALLEL_MIN_BYTES", "FileRange", "can_fork", "cut_parts", "decompressed", "default_jobs",
            "is_compressed", "map_parts", "split"]
@@ -51,7 +51,7 @@ def default_jobs() -> int:
     return max(1, min(n, 8))
 
 
-def _fork_context() -> BaseContext | None:
+def _fork_context() -> ForkContext | None:
     import multiprocessing  # here: a run without --jobs does not pay for importing it
 
     try:
@@ -148,7 +148,7 @@ def _pfn_bits_before(f: BinaryIO, cut: int) -> int | None:
     return (b"CMA" in ln) | ((b"slab" in ln) << 1)
 
 
-def map_parts(worker: Callable[[Any], Any], args: list) -> list:
+def map_parts(worker: Callable[[Any], Any], args: list[Any]) -> list[Any]:
     """``worker(a)`` for every ``a`` of ``args``, each in a forked process; results in order."""
     ctx = _fork_context()
     assert ctx is not None, "split() returns parts only where fork exists"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from array import array
 from collections.abc import Callable, Iterator, Sequence
-from typing import BinaryIO, overload
+from typing import Any, BinaryIO, overload
 
 from pageext_page_owner.dumpparse import (
     ALLOC_CMA,
@@ -120,7 +120,7 @@ class Aggregator:
         # (first line up to "ts ", stack length[, rest of the first line][, _OLD][, allocator bits])
         #   -> [stack, value, stack, value, ...]; value: the slot, or with timestamps kept the
         #   template _Rep of a record shape whose records differ only in their timestamps
-        self._index: dict[tuple, list] = {}
+        self._index: dict[tuple[Any, ...], list[Any]] = {}
         self._stacks: dict[bytes, bytes] = {}  # one copy of each stack text
         # With timestamps kept (-a) nearly every record is a text of its own, so a slot's key is
         # compact (see _key_of): a record of a known shape is "\n" + 4-byte shape number + its
@@ -243,7 +243,7 @@ class Aggregator:
             if b < 0:
                 b = end
             if j < 0:
-                key: tuple = (data[pos:pfn - 1], end - b, _OLD)
+                key: tuple[Any, ...] = (data[pos:pfn - 1], end - b, _OLD)
             elif e == a3:
                 key = (data[pos:j + 4], end - b)
             else:
@@ -289,7 +289,7 @@ class Aggregator:
                     miss(data, pos, end, b, key, lines)
             pos = end + 2
 
-    def _indexable(self, key: tuple, stack: bytes) -> bool:
+    def _indexable(self, key: tuple[Any, ...], stack: bytes) -> bool:
         """Whether records of this shape can be counted without re-checking them.
 
         The per-record fast path only re-checks the timestamp digits; these
@@ -307,7 +307,7 @@ class Aggregator:
         tail = key[2] if len(key) > 2 and isinstance(key[2], bytes) else b" ns"
         return tail.startswith(b" ns") and b"\n" not in tail
 
-    def _miss(self, data: bytes, pos: int, end: int, b: int, key: tuple, lines: _Lines) -> None:
+    def _miss(self, data: bytes, pos: int, end: int, b: int, key: tuple[Any, ...], lines: _Lines) -> None:
         """A record of the fast shape whose (first line, stack) is not indexed yet."""
         stack = data[b:end]
         if b"\n\n" in stack:  # more than one record in this stretch: take them one by one
@@ -472,7 +472,7 @@ class Aggregator:
         if self.on_error is not None:
             self.on_error(e)
 
-    def _merge(self, path: str, results: list[tuple]) -> None:
+    def _merge(self, path: str, results: list[tuple[Any, ...]]) -> None:
         """Add the counts of the parts of ``path`` (:func:`_count_part` results, in file order).
 
         Slots are taken in file order, so a text's first record (and its
@@ -637,7 +637,7 @@ def count_range(
     return agg, nlines
 
 
-def _count_part(args: tuple) -> tuple:
+def _count_part(args: tuple[Any, ...]) -> tuple[Any, ...]:
     """Worker process: count one part of a file (see :func:`parallel.split`); line numbers are the part's own."""
     path, start, stop, carry, (strip, alloc_bits, selection, chunk_size) = args
     errors: list[tuple[int, str]] = []

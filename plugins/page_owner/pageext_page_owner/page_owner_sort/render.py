@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pageext_page_owner.dumpparse import ALLOC_CMA, ALLOC_OTHERS, ALLOC_SLAB, ALLOC_VMALLOC, frame_symbol
 from pageext_page_owner.page_owner_sort.aggregate import U64_MAX, DiffRow, Group
@@ -121,7 +122,7 @@ def group_block(g: Group, rep: Report) -> bytes:
     return b"%d times, %d pages%s\n" % (g.times, g.pages, _key_fields(g, rep.shown, rep.cull))
 
 
-def group_dict(g: Group, rep: Report) -> dict:
+def group_dict(g: Group, rep: Report) -> dict[str, Any]:
     """One group as :func:`render_json` writes it (and :func:`render_csv` picks columns from)."""
     return _group_dict(g, rep)
 
@@ -138,7 +139,7 @@ def csv_columns(rep: Report) -> list[str]:
     return cols
 
 
-def json_head(rep: Report) -> dict:
+def json_head(rep: Report) -> dict[str, Any]:
     """The keys before ``"groups"`` in :func:`render_json`'s document."""
     return {
         "tool": PROG,
@@ -151,7 +152,7 @@ def json_head(rep: Report) -> dict:
     }
 
 
-def json_document(head: dict, groups: Iterable[dict]) -> Iterator[bytes]:
+def json_document(head: dict[str, Any], groups: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """A JSON object of ``head``'s keys and ``"groups"``, one group per line, in chunks."""
     return _json_document(head, groups)
 
@@ -161,7 +162,7 @@ def csv_rows(header: list[str], rows: Iterable[list[object]]) -> Iterator[bytes]
     return _csv_rows(header, rows)
 
 
-def _group_dict(g: Group, rep: Report) -> dict:
+def _group_dict(g: Group, rep: Report) -> dict[str, Any]:
     d: dict[str, object] = {"times": g.times, "pages": g.pages}
     if not rep.cull:
         d.update(
@@ -202,7 +203,7 @@ def _sort_desc(order: Sequence[tuple[str, int]]) -> list[str]:
     return [("-" if s < 0 else "+") + n for n, s in order]
 
 
-def _json_document(head: dict, groups: Iterable[dict]) -> Iterator[bytes]:
+def _json_document(head: dict[str, Any], groups: Iterable[dict[str, Any]]) -> Iterator[bytes]:
     """One JSON object: ``head``'s keys, then ``"groups"``, one group per line, written in chunks."""
     text = json.dumps(head, indent=1)
     yield (text[:-2] + ',\n "groups": [').encode()
@@ -324,7 +325,7 @@ def render_diff_text(d: DiffReport) -> Iterator[bytes]:
         for r in d.rows)
 
 
-def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
+def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict[str, Any]:
     out: dict[str, object] = {
         "delta_pages": r.delta_pages,
         "delta_times": r.delta_times,
@@ -337,7 +338,7 @@ def _diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
     return out
 
 
-def diff_row_dict(r: DiffRow, d: DiffReport) -> dict:
+def diff_row_dict(r: DiffRow, d: DiffReport) -> dict[str, Any]:
     """One diff row as :func:`render_diff_json` writes it."""
     return _diff_row_dict(r, d)
 
