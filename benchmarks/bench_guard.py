@@ -110,6 +110,7 @@ def hook_cost(quick: bool, blocks: float = 16.0, per_block: float = 3.0, clear_b
     """
     pe = pc.boot(CONFIG, _line(3))
     m = pe.machine
+    alloc = m.buddy  # the rule's internals are the allocator's
     pfn = m.alloc_pages(GFP_KERNEL, 10)  # a block nobody else uses
     m.free_pages(pfn, 10)
     zone = m.zone_of(pfn)
@@ -125,15 +126,15 @@ def hook_cost(quick: bool, blocks: float = 16.0, per_block: float = 3.0, clear_b
     bc = min(max(1, round(clear_batch)), 3 * max_units)
     heads = sorted(pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3))[:bc]
     saved_state = m.state[pfn : pfn + (1 << 10)].copy()
-    held0, rule_held0 = m.zone_held[zone], m._rule_held[zone]
+    held0, rule_held0 = m.zone_held[zone], alloc._rule_held[zone]
 
     def mark() -> None:
-        hold = m._hold_pieces
+        hold = alloc._hold_pieces
         for _ in range(n):
             hold(zone, runs, 0)
 
     def clear() -> None:
-        release = m._hold_clear
+        release = alloc._hold_clear
         for _ in range(n):
             released: list[int] = []
             pages = 0
@@ -148,10 +149,10 @@ def hook_cost(quick: bool, blocks: float = 16.0, per_block: float = 3.0, clear_b
 
     best = interleaved({"mark": mark, "clear": clear, "loop": loop}, rounds=3 if quick else 5)
     # Undo what the timing loops left: bits (clearing a clear bit is harmless), state, counters.
-    m._hold_clear(zone, [pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3)], 0)
+    alloc._hold_clear(zone, [pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3)], 0)
     m.state[pfn : pfn + (1 << 10)] = saved_state
     m.zone_held[zone] = held0
-    m._rule_held[zone] = rule_held0
+    alloc._rule_held[zone] = rule_held0
     mark_us = (best["mark"] - best["loop"]) / (n * made) * 1e6
     clear_us = (best["clear"] - best["loop"]) / (n * bc) * 1e6
     return [
