@@ -21,10 +21,10 @@ from typing import Any
 from pageext_page_owner.dumpparse import DEFAULT_CHUNK, ParseError
 from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import HostStats, Partial, Selection
-from pageext_page_owner.page_owner_sort.parse import Aggregator, ShapeCache, count_range
+from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
 
 __all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
-           "reduce_local", "run", "shape_cache"]
+           "reduce_local", "run"]
 
 DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
 
@@ -79,25 +79,8 @@ def _why(e: BaseException) -> str:
     return str(e) or type(e).__name__
 
 
-# Record shapes the exact parser has read in this process, for the next task here: the dumps of
-# one fleet share their stacks, and each task would otherwise parse every one of them again.
-_SHAPES = ShapeCache()
-
-
-def shape_cache() -> ShapeCache:
-    """This process's :class:`ShapeCache` (a worker's own: each forked or spawned worker starts empty)."""
-    return _SHAPES
-
-
-def count_part(part: Part, opts: Options, cache: ShapeCache | bool = True) -> Partial:
-    """The task: count one dump (or part) and return its groups.
-
-    ``cache``: record shapes that earlier tasks parsed, kept for later
-    ones: True, this process's (:func:`shape_cache`); False, none; or the
-    one given.  The groups are the same either way; it only spares the
-    exact parser.
-    """
-    shapes = _SHAPES if cache is True else None if cache is False else cache
+def count_part(part: Part, opts: Options) -> Partial:
+    """The task: count one dump (or part) and return its groups."""
     first: list[ParseError] = []
 
     def on_error(e: ParseError) -> None:
@@ -107,13 +90,13 @@ def count_part(part: Part, opts: Options, cache: ShapeCache | bool = True) -> Pa
     try:
         if part.start is None:
             agg = Aggregator(strip_ts=opts.strip_ts, alloc_bits=opts.alloc_bits, selection=opts.selection,
-                             on_error=on_error, cache=shapes)
+                             on_error=on_error)
             agg.feed(part.path, chunk_size=opts.chunk_size)
             lines = 0  # a whole file: nothing follows it
         else:
             agg, lines = count_range(part.path, part.start, part.stop, part.carry, strip_ts=opts.strip_ts,
                                      alloc_bits=opts.alloc_bits, selection=opts.selection,
-                                     chunk_size=opts.chunk_size, on_error=on_error, cache=shapes)
+                                     chunk_size=opts.chunk_size, on_error=on_error)
     except (OSError, EOFError, ValueError) as e:
         msg = _why(e)
         if msg.startswith(part.path + ": "):

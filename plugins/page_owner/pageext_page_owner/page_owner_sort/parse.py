@@ -10,14 +10,11 @@ compared in place (``startswith``) instead of being copied and hashed.
 Whatever does not fit that shape, and every text seen for the first time,
 goes through the exact parser (:func:`~pageext_page_owner.dumpparse.scan_block`),
 which validates it; only then is it added to the index.  ``-f`` takes the
-exact parser for every record.  A :class:`ShapeCache` lets the aggregators
-of one process (the fleet's tasks) skip the exact parser for a shape an
-earlier one has validated.
+exact parser for every record.
 """
 from __future__ import annotations
 
 import os
-import re
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, BinaryIO, overload
@@ -44,7 +41,7 @@ from pageext_page_owner.dumpparse import (
 from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import U64_MAX, Group, Selection
 
-__all__ = ["Aggregator", "ShapeCache", "SortedGroups", "count_range"]
+__all__ = ["Aggregator", "SortedGroups", "count_range"]
 
 # suffixes appended to a record key when culling by allocator: index = CMA | SLAB << 1
 _ALLOC_SUFFIX = (b"\x00\x00", b"\x00\x01", b"\x00\x02", b"\x00\x03")
@@ -73,63 +70,6 @@ class _Rep:
         self.keep = keep
 
 
-# a 5.x first line's rest after the timestamp that a cached shape may have (see ShapeCache.cacheable)
-_CACHEABLE_TAIL = re.compile(rb" ns(?:, free_ts [0-9]+ ns)?")
-
-
-class ShapeCache:
-    """What the exact parser learned about record shapes, kept for the next :class:`Aggregator` of this process.
-
-    A fleet worker counts one dump after another, and the dumps of one
-    fleet share their stacks: without this, every task sends each distinct
-    record text of its part through :func:`scan_block` again.  An entry
-    maps what :meth:`Aggregator._scan` indexes a record by (first line up
-    to ``ts``, stack, rest of the first line) and its PFN line's CMA/SLAB
-    bits to the slot key text and :class:`_Rep` the exact parser gave the
-    first such record: every record with that index key and stack differs
-    only in its timestamp digits and PFN line, so the parse holds for all
-    of them (the same assumption the fast path makes inside one dump).
-    Entries are kept per set of counting options (timestamps cut, allocator
-    bits, selection), at most ``max_entries`` of them (the oldest go
-    first).  Only used with timestamps cut out (the default).
-    """
-
-    def __init__(self, max_entries: int = 1 << 15, max_tables: int = 4) -> None:
-        self.max_entries = max_entries
-        self.max_tables = max_tables
-        self._tables: dict[tuple[Any, ...], dict[tuple[Any, ...], tuple[bytes, _Rep]]] = {}
-
-    def table(self, alloc_bits: bool, selection: Selection) -> dict[tuple[Any, ...], tuple[bytes, _Rep]]:
-        """The entries for these counting options (a new table, maybe dropping the oldest one)."""
-        k = (alloc_bits, selection.pids, selection.tgids, selection.names, selection.drop_released)
-        t = self._tables.get(k)
-        if t is None:
-            while len(self._tables) >= self.max_tables:
-                del self._tables[next(iter(self._tables))]
-            t = self._tables[k] = {}
-        return t
-
-    def put(self, table: dict[tuple[Any, ...], tuple[bytes, _Rep]], key: tuple[Any, ...],
-            value: tuple[bytes, _Rep]) -> None:
-        while len(table) >= self.max_entries:
-            del table[next(iter(table))]
-        table[key] = value
-
-    @staticmethod
-    def cacheable(key: tuple[Any, ...]) -> bool:
-        """Whether the fields of records with this index key come from the key alone (not their digits).
-
-        The rest of a 5.x first line after the timestamp must be just
-        ``, free_ts N ns``: anything else there could let a header regex
-        (the comm's) reach across the digits.
-        """
-        tail = key[2] if len(key) > 2 and isinstance(key[2], bytes) else b" ns"
-        return _CACHEABLE_TAIL.fullmatch(tail) is not None
-
-    def __len__(self) -> int:
-        return sum(len(t) for t in self._tables.values())
-
-
 class _Lines:
     """Line numbers inside a chunk, counted only when asked for (errors are rare)."""
 
@@ -156,12 +96,7 @@ def _alloc_with_bits(alloc: int, bits: int) -> int:
 
 
 class Aggregator:
-    """Counts the records of one dump by their text; :meth:`groups` gives the result.
-
-    ``cache``: a :class:`ShapeCache` shared with earlier aggregators of
-    this process (the fleet's tasks), consulted before the exact parser
-    for a record shape not indexed yet; page_owner_sort gives none.
-    """
+    """Counts the records of one dump by their text; :meth:`groups` gives the result."""
 
     def __init__(
         self,
@@ -171,7 +106,6 @@ class Aggregator:
         selection: Selection | None = None,
         on_error: Callable[[ParseError], None] | None = None,
         progress: Callable[[int], None] | None = None,
-        cache: ShapeCache | None = None,
     ) -> None:
         self.strip_ts = strip_ts
         self.alloc_bits = alloc_bits
@@ -206,9 +140,6 @@ class Aggregator:
         self.pfn_carry = 0
         self._pfn_data = b""
         self._pfn_start = self._pfn_pos = self._pfn_at = 0
-        # shapes parsed by earlier aggregators of this process (ShapeCache): timestamps cut only
-        self._cache = cache if strip_ts else None
-        self._known = None if self._cache is None else self._cache.table(alloc_bits, self.selection)
 
     # -- input
 
@@ -382,23 +313,7 @@ class Aggregator:
         if b"\n\n" in stack:  # more than one record in this stretch: take them one by one
             self._slow_segment(data, pos, end, lines)
             return
-        known = self._known
-        if known is not None:  # timestamps cut: the key holds the first line but its digits
-            if self.alloc_bits:
-                ck: tuple[Any, ...] = (key, stack)
-            else:  # this record's PFN line decides CMA/SLAB in the slot it makes
-                pfn = data.find(b"\nPFN", pos, b) + 1
-                ck = (key, stack, (data.find(b"CMA", pfn, b) >= 0) | ((data.find(b"slab", pfn, b) >= 0) << 1))
-            hit = known.get(ck)
-            if hit is not None:
-                self._index.setdefault(key, []).extend((self._stacks.setdefault(stack, stack), self._known_slot(
-                    data, pos, b, key, *hit)))
-                return
-        new = len(self.slot_count)
         slot = self._slow_record(data[pos:end], pos, lines)
-        # a slot this record made holds its own fields (an older one may hold another PFN line's)
-        if known is not None and slot == new and self._indexable(key, stack) and ShapeCache.cacheable(key):
-            self._cache.put(known, ck, (self.slot_text[slot], self.slot_rep[slot]))  # type: ignore[union-attr]
         if slot is not None and self._indexable(key, stack):
             stack = self._stacks.setdefault(stack, stack)
             timestamped = not self.strip_ts and key[2:3] != (_OLD,)
@@ -409,30 +324,6 @@ class Aggregator:
                     _Rep(r.order, r.pid, r.tgid, r.comm, r.free_ts, _alloc_with_bits(r.alloc, bits), r.keep)
                     for bits in range(4)]
             self._index.setdefault(key, []).extend((stack, value))
-
-    def _known_slot(self, data: bytes, pos: int, b: int, key: tuple[Any, ...], text: bytes, rep: _Rep) -> int:
-        """Count a record whose shape a :class:`ShapeCache` knows; return its slot (as :meth:`_slow_record` would).
-
-        Only the timestamp is this record's own: the slot's first record gives it.
-        """
-        slot_key = text + _ALLOC_SUFFIX[key[-1]] if self.alloc_bits else text
-        slot = self.slot_of.get(slot_key)
-        if slot is not None:
-            self.slot_count[slot] += 1
-            return slot
-        if key[2:3] == (_OLD,):
-            ts = U64_MAX
-        else:  # the digits between the key's first line and the rest of it
-            line_end = data.find(b"\n", pos, b)
-            tail = key[2] if len(key) > 2 and isinstance(key[2], bytes) else b" ns"
-            ts = int(data[pos + len(key[0]):line_end - len(tail)])
-        slot = len(self.slot_count)
-        self.slot_of[slot_key] = slot
-        self.slot_text.append(text)
-        self.slot_count.append(1)
-        self.slot_rep.append(rep)
-        self.slot_ts.append(ts)
-        return slot
 
     def _tag(self, before: bytes, after: bytes, stack: bytes) -> bytes:
         """The 5 bytes that stand for a record shape in a compact key: the text but its timestamp digits."""
@@ -726,15 +617,13 @@ def count_range(
     selection: Selection | None = None,
     chunk_size: int = DEFAULT_CHUNK,
     on_error: Callable[[ParseError], None] | None = None,
-    cache: ShapeCache | None = None,
 ) -> tuple[Aggregator, int]:
     """Count bytes ``[start, stop)`` of a plain file (one part of a :func:`parallel.cut_parts`).
 
     Returns the aggregator and the number of lines the part spans; error
-    line numbers are the part's own (line 1 is its first line).  ``cache``:
-    shapes parsed by earlier parts in this process (see :class:`ShapeCache`).
+    line numbers are the part's own (line 1 is its first line).
     """
-    agg = Aggregator(strip_ts=strip_ts, alloc_bits=alloc_bits, selection=selection, on_error=on_error, cache=cache)
+    agg = Aggregator(strip_ts=strip_ts, alloc_bits=alloc_bits, selection=selection, on_error=on_error)
     agg.source = path
     agg.pfn_carry = carry
     nlines = 0
