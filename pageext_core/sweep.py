@@ -890,6 +890,12 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
                 batches[fut] = batch
                 stream.add(fut)
 
+            def recovering() -> bool:
+                # One lost run in flight at a time: a run lost alone again is then the one that kills its
+                # worker, not one that waited beside it on that worker (or on the only worker left while
+                # the other restarts), which would otherwise be lost with it every time.
+                return any(b[0][1] for b in batches.values())
+
             for _ in range(min(len(queue), 2 * nslots)):  # a task running and one waiting, per worker
                 submit()
             try:
@@ -906,7 +912,7 @@ def run_sweep(spec: SweepSpec, client: Any = None, progress: Callable[[int, int]
                     else:  # as_completed gives a failed future's (type, exception, traceback)
                         why = got[1] if isinstance(got, tuple) and len(got) == 3 else got
                         rows = [_lost_row(batch[0][0], why if isinstance(why, BaseException) else None)]
-                    while queue and len(batches) < 2 * nslots:
+                    while queue and len(batches) < 2 * nslots and not (queue[0][1] and recovering()):
                         submit()
                     for row in rows:
                         done[row["run_id"]] = row
