@@ -7,8 +7,9 @@ kit that live in this package) start fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from pageext_core._lazy import lazy_attributes
 
 __version__ = "0.1.0"
 
@@ -74,14 +75,4 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.storage import NoExtension, PageExtView
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pageext_core' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

@@ -14,9 +14,9 @@ plugins`` and ``--version`` start fast.
 """
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pageext_core._lazy import lazy_attributes
 from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
 from pageext_core.mm.constants import (
     MAX_PAGE_ORDER,
@@ -51,7 +51,6 @@ from pageext_core.mm.pageflags import flags_mask, format_pageflags
 
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.mm.buddy import HookError, PageBlock, PageKind
-    from pageext_core.mm.context import Task
     from pageext_core.mm.hotplug import MemoryBlock
     from pageext_core.mm.invariants import InvariantError, check_invariants
     from pageext_core.mm.machine import Machine
@@ -65,21 +64,10 @@ _LAZY = {
     "check_invariants": "pageext_core.mm.invariants",
     "Machine": "pageext_core.mm.machine",
     "MemoryBlock": "pageext_core.mm.hotplug",
-    "Task": "pageext_core.mm.context",
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'pageext_core.mm' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY, globals())
 
 
 __all__ = [
