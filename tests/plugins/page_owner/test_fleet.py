@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -297,3 +298,32 @@ def test_grouping_option_mistakes_are_usage_errors_as_in_page_owner_sort(work: P
     err = capsys.readouterr().err
     assert err.startswith("page_owner_fleet: error: ") and message in err
     assert not (work / "out.txt").exists()
+
+
+def _state(p: object) -> tuple[object, ...]:
+    return tuple(repr(getattr(p, f)) for f in ("hosts", "stats", "index", "groups", "by_host"))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(sizes=st.lists(st.integers(1, 120), min_size=2, max_size=11), fields=st.sampled_from([(), ("stacktrace",),
+                                                                                            ("comm", "pid")]))
+def test_merging_many_at_once_equals_merging_two_at_a_time(work: Path, sizes: list[int],
+                                                          fields: tuple[str, ...]) -> None:
+    """A merge task takes up to FAN_IN partials: the result is the pairwise fold's, and no operand changes."""
+    d = work / f"many-{len(list(work.iterdir()))}"
+    d.mkdir()
+    parts = []
+    for i, n in enumerate(sizes):
+        p = d / f"h{i % 3}-{i}.txt"  # a host met again: one dump read in parts
+        write_dump(p, n, seed=i % 2, snapshot=i, stacks=12)
+        parts.append(Part(f"h{i % 3}", str(p)))
+    partials = [count_part(p, Options(fields=fields)) for p in parts]
+    before = [_state(p) for p in partials]
+    folded = partials[0]
+    for p in partials[1:]:
+        folded = folded.merged(p)
+    assert _state(partials[0].merged(*partials[1:])) == _state(folded)
+    assert _state(reduce_local(partials)) == _state(folded)
+    assert [_state(p) for p in partials] == before
+    # a partial travels between workers pickled (in its own compact form): it arrives the same
+    assert _state(pickle.loads(pickle.dumps(folded, protocol=5))) == _state(folded)

@@ -4,8 +4,8 @@ Each task reads its dump where it lies, with page_owner_sort's own
 counting (:func:`~pageext_page_owner.page_owner_sort.parse.count_range`,
 :class:`~pageext_page_owner.page_owner_sort.parse.Aggregator`), and returns
 a :class:`~pageext_page_owner.page_owner_sort.aggregate.Partial`: the
-groups of that dump only.  Partials are merged pairwise, neighbours in
-input order, so the result is the groups of the dumps' concatenation in
+groups of that dump only.  Partials are merged up to :data:`FAN_IN` at a
+time, neighbours in input order, so the result is the groups of the dumps' concatenation in
 that order and no process ever holds a whole dump or every partial at
 once.  Dask is imported only by :func:`run`: the tasks themselves need
 nothing but this package.
@@ -23,7 +23,7 @@ from pageext_page_owner.page_owner_sort import parallel
 from pageext_page_owner.page_owner_sort.aggregate import HostStats, Partial, Selection
 from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
 
-__all__ = ["DEFAULT_SPLIT_BYTES", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
+__all__ = ["DEFAULT_SPLIT_BYTES", "FAN_IN", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
            "reduce_local", "run"]
 
 DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
@@ -107,16 +107,32 @@ def count_part(part: Part, opts: Options) -> Partial:
     return Partial.of(part.host, agg.groups(), opts.fields, stats)
 
 
-def merge(a: Partial, b: Partial) -> Partial:
-    """The reduction step: ``a`` followed by ``b``."""
-    return a.merged(b)
+# Partials merged by one task.  Dask's own bag reductions take eight at a time (``split_every``); here it
+# also means a fleet of up to eight dumps is merged once, on one worker, after its last count, instead of
+# in three rounds of tasks that each wait for an input to travel from the other worker.
+FAN_IN = 8
+
+
+def merge(first: Partial, *rest: Partial) -> Partial:
+    """The reduction step: ``first`` followed by ``rest``, in order."""
+    return first.merged(*rest)
+
+
+def _levels(n: int) -> list[list[range]]:
+    """The tree: for each level, the runs of the level below that one merge takes (a run of one passes up)."""
+    out = []
+    while n > 1:
+        runs = [range(i, min(i + FAN_IN, n)) for i in range(0, n, FAN_IN)]
+        out.append(runs)
+        n = len(runs)
+    return out
 
 
 def reduce_local(parts: Sequence[Partial]) -> Partial:
     """The same tree of merges in this process (for tests and one-machine callers)."""
     level = list(parts)
-    while len(level) > 1:
-        level = [merge(level[i], level[i + 1]) if i + 1 < len(level) else level[i] for i in range(0, len(level), 2)]
+    for runs in _levels(len(level)):
+        level = [merge(*(level[i] for i in r)) if len(r) > 1 else level[r[0]] for r in runs]
     return level[0]
 
 
@@ -134,6 +150,12 @@ def local_cluster(workers: int) -> Any:
     stack 100 times a second for the dashboard, which this cluster does not
     serve; on a task that holds the GIL throughout (counting records) it
     costs a quarter of the wall time.
+
+    The scheduler hands a worker its next dump only when it is free
+    (``worker-saturation`` 1.0, Dask's default 1.1 gives a worker of one
+    thread two at a time): with a handful of tasks of a second each, a
+    task queued behind another on one worker while the other worker has
+    nothing left to do cost 0.5–1 s of an 8-dump run.
     """
     import multiprocessing
     import sys
@@ -143,7 +165,8 @@ def local_cluster(workers: int) -> Any:
 
     from pageext_core.sweep import local_cluster as sweep_cluster
 
-    conf: dict[str, object] = {"distributed.worker.profile.enabled": False}
+    conf: dict[str, object] = {"distributed.worker.profile.enabled": False,
+                               "distributed.scheduler.worker-saturation": 1.0}
     if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
         conf["distributed.worker.multiprocessing-method"] = "fork"
     with dask.config.set(conf):
@@ -159,14 +182,11 @@ def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[P
     """
     if not parts:
         raise ValueError("no dumps to read")
-    level = [client.submit(count, p, opts, pure=False) for p in parts]
+    level = client.map(count, parts, [opts] * len(parts), pure=False)  # one message: the scheduler sees every count
     every = list(level)
-    while len(level) > 1:
-        nxt = [client.submit(merge, level[i], level[i + 1], pure=False) for i in range(0, len(level) - 1, 2)]
-        every.extend(nxt)
-        if len(level) % 2:
-            nxt.append(level[-1])
-        level = nxt
+    for runs in _levels(len(level)):
+        level = [client.submit(merge, *(level[i] for i in r), pure=False) if len(r) > 1 else level[r[0]] for r in runs]
+        every.extend(f for f, r in zip(level, runs) if len(r) > 1)
     if progress:  # on stderr: stdout may be the report
         import contextlib
         import sys
