@@ -227,7 +227,7 @@ class Partial:
             if other.fields != self.fields:
                 raise ValueError(f"cannot merge groups culled by {other.fields} into groups culled by {self.fields}")
         out = Partial(self.fields, list(self.hosts), list(self.stats), dict(self.index), list(self.groups), list(self.by_host))
-        owned: set[int] = set()  # groups whose per-host dict is out's own (the others are an operand's: copy first)
+        owned: set[int] = set()  # groups (and per-host dicts) that are out's own; the others are an operand's
         for other in others:
             out._absorb(other, owned)
         return out
@@ -247,17 +247,19 @@ class Partial:
         for k, gi in other.index.items():
             g = other.groups[gi]
             i = self.index.get(k)
-            if i is None:
-                owned.add(len(self.groups))
+            if i is None:  # the operand's group itself (copied if a later operand adds to it)
                 self.index[k] = len(self.groups)
                 self.groups.append(g)
                 self.by_host.append({remap[hj]: v for hj, v in other.by_host[gi].items()})
             else:
                 m = self.groups[i]
-                self.groups[i] = replace(m, times=m.times + g.times, pages=m.pages + g.pages)
                 if i in owned:
+                    m.times += g.times
+                    m.pages += g.pages
                     d = self.by_host[i]
-                else:
+                else:  # still an operand's group: counted into a copy
+                    self.groups[i] = Group(m.times + g.times, m.pages + g.pages, m.text, m.order, m.pid, m.tgid, m.comm,
+                                           m.ts, m.free_ts, m.alloc)
                     d = self.by_host[i] = dict(self.by_host[i])
                     owned.add(i)
                 for hj, (t, pg) in other.by_host[gi].items():
