@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import operator
 import os
 import pickle
 import shutil
@@ -327,3 +328,17 @@ def test_merging_many_at_once_equals_merging_two_at_a_time(work: Path, sizes: li
     assert [_state(p) for p in partials] == before
     # a partial travels between workers pickled (in its own compact form): it arrives the same
     assert _state(pickle.loads(pickle.dumps(folded, protocol=5))) == _state(folded)
+
+
+@pytest.mark.parametrize("n", [1, 3, 11])
+def test_finish_runs_on_the_merged_groups_and_only_its_result_comes_back(cluster: LocalCluster, work: Path,
+                                                                         n: int) -> None:
+    """One dump (no merge), one level of merges, and two levels (more than FAN_IN parts)."""
+    dumps = make_round(work / f"f{n}", [(f"h{i:02}", 40, 1, i) for i in range(n)])
+    parts = plan([(p.name.split(".")[0], str(p)) for p in dumps])
+    opts = Options(fields=("stacktrace",))
+    with Client(cluster) as client:
+        root = run(client, parts, opts)
+        got = run(client, parts, opts, finish=operator.attrgetter("hosts", "by_host"))
+    assert got == (root.hosts, root.by_host)
+    assert root.hosts == [f"h{i:02}" for i in range(n)]

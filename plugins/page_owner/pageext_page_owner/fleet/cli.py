@@ -9,11 +9,12 @@ one).  The output replaces ``OUTPUT`` atomically.
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import os
 import re
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, BinaryIO
 
 import click
@@ -22,13 +23,10 @@ from pageext_core.reports import atomic_writer
 from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, FleetInputError, Options, Part, plan, run
 from pageext_page_owner.fleet.output import (
     PROG,
-    build_report,
+    FleetOutput,
     diff_report,
-    render_fleet_csv,
-    render_fleet_json,
-    render_fleet_text,
+    finish_report,
     write_diff_parquet,
-    write_fleet_parquet,
 )
 from pageext_page_owner.page_owner_sort.aggregate import Partial, diff_groups
 from pageext_page_owner.page_owner_sort.cli import Grouping, grouping_options
@@ -147,8 +145,11 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     return Client(cluster), cluster
 
 
-def _compute(client: Any, parts: list[Part], opts: Options, progress: bool) -> Partial:
+def _compute(client: Any, parts: list[Part], opts: Options, progress: bool,
+             finish: Callable[[Partial], Any] | None = None) -> Any:
     try:
+        if finish is not None:
+            return run(client, parts, opts, progress=progress, finish=finish)
         return run(client, parts, opts, progress=progress)
     except FleetInputError as e:
         raise FleetError(str(e)) from None
@@ -158,7 +159,7 @@ def _compute(client: Any, parts: list[Part], opts: Options, progress: bool) -> P
         raise
 
 
-def _report_inputs(p: Partial, say: Any) -> None:
+def _report_inputs(p: Partial | FleetOutput, say: Any) -> None:
     """Warnings for skipped records; an error for a dump without one usable record."""
     for host, s in zip(p.hosts, p.stats):
         where = f" (first: {s.source}:{s.first_error[0]}: {s.first_error[1]})" if s.first_error else ""
@@ -256,33 +257,31 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
         info.write(msg + "\n")
         info.flush()
 
+    # Without --diff the report is rendered on the worker that merges last: only its bytes come back.
+    finish = None if diff else functools.partial(finish_report, fmt, order, shown, top)
     client, cluster = _client(scheduler, workers or 0)
     try:
         results = []
         for r in dumps:
             parts = plan(r, split_bytes)
-            p = _compute(client, parts, opts, progress=sys.stderr.isatty())
+            p = _compute(client, parts, opts, progress=sys.stderr.isatty(), finish=finish)
             _report_inputs(p, say)
             results.append(p)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    if diff:
-        old, new = results
-        rep = diff_report(diff_groups(old.groups, new.groups, fields), old, new, shown)
-        if fmt == "parquet":
-            with _output(output) as out:
-                write_diff_parquet(rep, out)
-        else:
-            _write(output, {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt](rep))
+    if not diff:
+        (done,) = results
+        _write(output, [done.data])
         return 0
-    fr = build_report(results[0], order, shown, top)
+    old, new = results
+    rep = diff_report(diff_groups(old.groups, new.groups, fields), old, new, shown)
     if fmt == "parquet":
         with _output(output) as out:
-            write_fleet_parquet(fr, out)
+            write_diff_parquet(rep, out)
     else:
-        _write(output, {"text": render_fleet_text, "json": render_fleet_json, "csv": render_fleet_csv}[fmt](fr))
+        _write(output, {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt](rep))
     return 0
 
 

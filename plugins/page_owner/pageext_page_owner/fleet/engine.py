@@ -16,7 +16,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from pageext_page_owner.dumpparse import DEFAULT_CHUNK, ParseError
 from pageext_page_owner.page_owner_sort import parallel
@@ -25,6 +25,8 @@ from pageext_page_owner.page_owner_sort.parse import Aggregator, count_range
 
 __all__ = ["DEFAULT_SPLIT_BYTES", "FAN_IN", "FleetInputError", "Options", "Part", "count_part", "local_cluster", "merge", "plan",
            "reduce_local", "run"]
+
+T = TypeVar("T")
 
 DEFAULT_SPLIT_BYTES = 256 << 20  # a plain dump bigger than this is read by several tasks
 
@@ -173,20 +175,48 @@ def local_cluster(workers: int) -> Any:
         return sweep_cluster(workers)
 
 
+def _merge_then(finish: Callable[[Partial], T], *parts: Partial) -> T:
+    """The root task when the caller wants something made of the merged groups (a rendered report)."""
+    return finish(merge(*parts) if len(parts) > 1 else parts[0])
+
+
+@overload
+def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = ...,
+        progress: bool = ...) -> Partial: ...
+
+
+@overload
+def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = ...,
+        progress: bool = ..., finish: Callable[[Partial], T]) -> T: ...
+
+
 def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = count_part,
-        progress: bool = False) -> Partial:
+        progress: bool = False, finish: Callable[[Partial], Any] | None = None) -> Any:
     """Count every part on the cluster of ``client`` and merge the results in a tree there; return the root.
 
     ``count`` replaces the task function (tests use it to kill a worker);
-    ``progress`` shows Dask's progress bar on stderr (for a terminal).
+    ``progress`` shows Dask's progress bar on stderr (for a terminal);
+    ``finish``, if given, runs on the merged groups in the root task, on
+    the worker, and its result comes back instead of them.
     """
     if not parts:
         raise ValueError("no dumps to read")
     level = client.map(count, parts, [opts] * len(parts), pure=False)  # one message: the scheduler sees every count
     every = list(level)
-    for runs in _levels(len(level)):
+    tree = _levels(len(level))
+    (root,) = tree.pop() if tree else [range(1)]  # the last level is one run: the root task's inputs
+    for runs in tree:
         level = [client.submit(merge, *(level[i] for i in r), pure=False) if len(r) > 1 else level[r[0]] for r in runs]
         every.extend(f for f, r in zip(level, runs) if len(r) > 1)
+    inputs = [level[i] for i in root]
+    if finish is not None:
+        top = client.submit(_merge_then, finish, *inputs, pure=False)
+    elif len(inputs) > 1:
+        top = client.submit(merge, *inputs, pure=False)
+    else:
+        top = inputs[0]  # one part, nothing to merge
+    if top is not every[0]:
+        every.append(top)
     if progress:  # on stderr: stdout may be the report
         import contextlib
         import sys
@@ -195,5 +225,4 @@ def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[P
 
         with contextlib.redirect_stdout(sys.stderr):
             show(every)
-    result: Partial = level[0].result()
-    return result
+    return top.result()

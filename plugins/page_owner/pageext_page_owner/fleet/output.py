@@ -8,11 +8,12 @@ pandas and DuckDB.
 """
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from pageext_page_owner.page_owner_sort.aggregate import DiffRow, Group, Partial
+from pageext_page_owner.page_owner_sort.aggregate import DiffRow, Group, HostStats, Partial
 from pageext_page_owner.page_owner_sort.render import (
     DiffReport,
     Report,
@@ -25,7 +26,7 @@ from pageext_page_owner.page_owner_sort.render import (
     json_head,
 )
 
-__all__ = ["PROG", "FleetReport", "build_report", "diff_report", "hosts_line", "ordered", "render_fleet_csv", "render_fleet_json",
+__all__ = ["PROG", "FleetOutput", "FleetReport", "build_report", "diff_report", "finish_report", "hosts_line", "ordered", "render_fleet_csv", "render_fleet_json",
            "render_fleet_text", "write_diff_parquet", "write_fleet_parquet"]
 
 PROG = "page_owner_fleet"
@@ -170,6 +171,34 @@ def write_fleet_parquet(fr: FleetReport, out: BinaryIO) -> None:
                                      "order", "pid", "tgid", "ts_ns")}
     schema = pa.schema([(c, types.get(c, pa.string())) for c in cols])
     pq.write_table(pa.table(cols, schema=schema), out)
+
+
+@dataclass(frozen=True)
+class FleetOutput:
+    """A fleet run's report as the command writes it, with what the command says about each host's input."""
+
+    hosts: list[str]
+    stats: list[HostStats]
+    data: bytes
+
+
+def finish_report(fmt: str, sort: list[tuple[str, int]], shown: list[str], top: int, p: Partial) -> FleetOutput:
+    """The root task's last step: the report rendered where the merged groups are.
+
+    Only the report's bytes travel back to the command: the merged groups
+    (every distinct record of the fleet, with its hosts) are never
+    serialised for the trip, nor loaded again by a command that would only
+    render them.
+    """
+    fr = build_report(p, sort, shown, top)
+    if fmt == "parquet":
+        buf = io.BytesIO()
+        write_fleet_parquet(fr, buf)
+        data = buf.getvalue()
+    else:
+        render = {"text": render_fleet_text, "json": render_fleet_json, "csv": render_fleet_csv}[fmt]
+        data = b"".join(render(fr))
+    return FleetOutput(p.hosts, p.stats, data)
 
 
 def write_diff_parquet(d: DiffReport, out: BinaryIO) -> None:
