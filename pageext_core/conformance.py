@@ -130,10 +130,10 @@ def check_conformance(plugin: Any = None, boot_on: str = "", *, name: str | None
     if c_off.enabled:
         problems.append(f"need() said yes for boot_off {boot_off!r}")
     if c_off.layout is not None or c_off.view is not None:
-        problems.append("it has page_ext space while not needed")
+        problems.append("it has page_ext space while not enabled")
     if cname in pe_off.machine.callouts.clients():
-        problems.append("it has hot-path call-outs while not needed")
-    report.add("no memory and no calls when not needed", not problems, "; ".join(problems))
+        problems.append("it has hot-path call-outs while not enabled")
+    report.add("no memory and no calls when not enabled", not problems, "; ".join(problems))
 
     # 2. writes only its own bytes (next to a sentinel; other clients' event hooks
     #    switched off, so every byte that changes was written by this client)

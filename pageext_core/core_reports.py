@@ -1,7 +1,8 @@
 """The core's reports, as a built-in client registered like any other.
 
-``/proc/buddyinfo``, ``/proc/meminfo``, ``/proc/vmstat``, the page_ext
-layout, ``/proc/pagetypeinfo``, the extfrag indices and ``/proc/zoneinfo`` are offered through the same
+The reports of :data:`REPORTS` (``/proc/buddyinfo``, ``/proc/meminfo``,
+``/proc/vmstat``, the page_ext layout, ``/proc/pagetypeinfo``, the extfrag
+indices, ``/proc/zoneinfo`` and pageext's own ``pageext_meminfo``) are offered through the same
 ``pageext_report`` hook as the plugins' reports (datasette registers its
 built-in features as ``DEFAULT_PLUGINS`` the same way), so there is one path
 for every report: one name check, one owner, one listing.  This client is

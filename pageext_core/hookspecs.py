@@ -6,7 +6,8 @@ the ``pageext.clients`` entry-point group or passed to ``pageext_core.boot``.
 Mark implementations with ``pageext_core.hookimpl``.  As with every pluggy
 hook, an implementation may accept any subset of the arguments listed, by
 name.  ``tryfirst``/``trylast`` order a client's implementation among the
-others'; hook wrappers are refused (see ``pageext_core.dispatch``).
+others'; hook wrappers are refused when the client is registered
+(``pageext_core.page_ext._register``; ``pageext_core.dispatch`` says why).
 
 Phases, in the order they happen at boot:
 

@@ -1,20 +1,20 @@
-"""The page_ext record layout, computed at boot from the needed clients.
+"""The page_ext record layout, computed at boot from the enabled clients (those whose ``need`` said yes).
 
 The rule is mainline's (offsets in a fixed client order, a shared flags
 word only when needed), with the alignment a numpy record needs, which the
 kernel gets for free because its clients' structs are multiples of 8:
 
 1. the record starts empty;
-2. if any needed client asks for flag bits, the record starts with one
+2. if any enabled client asks for flag bits, the record starts with one
    8-byte flags word, and bits are handed out in client order;
-3. needed clients are placed in a fixed order — sorted by client name, so
+3. enabled clients are placed in a fixed order — sorted by client name, so
    the layout does not depend on install or discovery order — each at the
    size so far rounded up to its own alignment; inside a client, fields go
    in the order it declared them, each at its natural alignment (a C struct);
 4. the record size is the end of the last client rounded up to the largest
    alignment in the record (so every record in a table stays aligned);
    nothing else is added;
-5. no needed client: record size 0 and nothing is allocated.
+5. no enabled client: record size 0 and nothing is allocated.
 
 Computing a layout needs no numpy when every field is given as a dtype
 string of a plain scalar (``"<u8"``, ``"S16"``...): ``pageext plugins``
@@ -123,7 +123,7 @@ class Layout:
         for c in self.clients:
             if c.name == name:
                 return c
-        raise KeyError(f"client {name!r} is not in the page_ext layout (not needed this boot?)")
+        raise KeyError(f"client {name!r} is not in the page_ext layout (not enabled this boot?)")
 
 
 # A plain scalar's dtype string, as numpy reads it: byte order, kind, size in bytes.
@@ -189,7 +189,7 @@ def _align(n: int, a: int) -> int:
 
 
 def compute_layout(clients: Sequence[tuple[str, Mapping[str, Any], Sequence[str]]]) -> Layout:
-    """Lay out needed clients given as ``(name, fields, flag_names)``."""
+    """Lay out enabled clients given as ``(name, fields, flag_names)``."""
     ordered = sorted(clients, key=lambda c: c[0])
     names = [c[0] for c in ordered]
     if len(set(names)) != len(names):

@@ -56,7 +56,7 @@ class Client:
 
     @property
     def builtin(self) -> bool:
-        """Part of pageext-core (the core reports): always active, owns no page_ext bytes."""
+        """Part of pageext-core (the core reports): always enabled, owns no page_ext bytes."""
         return self.info.source == "built-in"
 
     def describe(self) -> dict[str, Any]:
@@ -464,7 +464,7 @@ def allocate(st: Booting, fail_table_allocation: Callable[[int], bool] | None = 
             m.log.info(f"allocated {tables.nbytes} bytes of page_ext")
         m.memory_notifiers.append(tables.memory_notifier)
     else:
-        m.log.info("pageext: page_ext: no client is needed, nothing allocated")  # the kernel says nothing
+        m.log.info("pageext: page_ext: no client is enabled, nothing allocated")  # the kernel says nothing
     st.tables = tables
     return tables
 

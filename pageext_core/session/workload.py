@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pageext_core.mm import buddy as _b
+from pageext_core.mm import PageKind
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.context import Task
 from pageext_core.mm.errors import HotplugError, PageFault
@@ -161,8 +161,7 @@ def _run_function(pe: PageExt, spec: WorkloadSpec, progress: Progress, res: Work
 
 def _allocated_blocks(m: Any) -> int:
     """Allocated blocks on the machine (head pages of allocated blocks, movable or not): one scan."""
-    kinds = m.state >> 4
-    return int(np.count_nonzero((kinds == _b.K_ALLOC) | (kinds == _b.K_ALLOC_MOVABLE)))
+    return len(m.allocated_blocks()[0])
 
 
 # Why an offline failed, in the kernel's words (mm/memory_hotplug.c, offline_pages): the model
@@ -456,7 +455,7 @@ class Synthetic:
     def _free_pages_never_used(self) -> np.ndarray:
         """Heads of free max-order blocks no page of which was ever handed out (``used_blocks``)."""
         st = self.m.state
-        heads = np.flatnonzero(st == ((_b.K_FREE << 4) | self.m.max_order))
+        heads = np.flatnonzero(st == ((PageKind.FREE << 4) | self.m.max_order))  # the state byte: kind << 4 | order
         if self.used_blocks is not None:
             heads = heads[~self.used_blocks[heads >> self.m.max_order]]
         return heads
@@ -546,7 +545,8 @@ class Synthetic:
             if page < 0 or not m.pfn_valid(page):
                 continue
             kind_now, _, _ = m.page_kind(page)
-            target = {_b.K_HELD: "guard page", _b.K_FREE: "free page", _b.K_PCP: "free page"}.get(kind_now, "allocated page")
+            target = {PageKind.HELD: "guard page", PageKind.FREE: "free page", PageKind.PCP: "free page"}.get(
+                kind_now, "allocated page")
             with m.context(task=self.tasks[t], cpu=self.task_cpu[t], stack=self.access_handle[site]):
                 fault = self._write(page, off, b"\xcc" * 8)
             self._record(kind, page, off, 8, fault, target, block_pfn=head, order=order)

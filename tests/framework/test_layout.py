@@ -44,7 +44,7 @@ def test_no_client_needed_allocates_nothing_and_installs_no_callouts():
     assert all(entries == () for entries in m.callouts.events().values())
     assert m.contents.fault_handlers == []
     lines = log_lines(pe)
-    assert "pageext: page_ext: no client is needed, nothing allocated" in lines
+    assert "pageext: page_ext: no client is enabled, nothing allocated" in lines
     assert not [t for t in lines if "bytes of page_ext" in t]
     # All 16384 pages of the 64 MiB machine are free: nothing was taken for tables.
     assert m.nr_free_pages == 16384

@@ -50,7 +50,7 @@ def test_good_client_passes() -> None:
     report = check_conformance(Good, "good=on")
     assert report.ok
     names = [c.name for c in report.checks]
-    assert names == ["enabled by boot_on", "no memory and no calls when not needed", "reports on a fresh machine",
+    assert names == ["enabled by boot_on", "no memory and no calls when not enabled", "reports on a fresh machine",
                      "writes only its own fields", "reports on a busy machine",
                      "allocator invariants after a busy workload", "boot parameter good=maybe rejected"]
     assert "wrote only its own bytes" in str(report)
@@ -141,7 +141,7 @@ class AcceptsAnything(Good):
 @pytest.mark.parametrize("client,line,failed,words", [
     (WritesPadding, "padding=on", "writes only its own fields", "padding of padding"),
     (WritesOthersFlags, "flagthief=on", "writes only its own fields", "flag bits changed that are not its own: 0x10000000000"),
-    (AlwaysNeeded, "greedy=on", "no memory and no calls when not needed", "need() said yes"),
+    (AlwaysNeeded, "greedy=on", "no memory and no calls when not enabled", "need() said yes"),
     (BrokenReport, "badreport=on", "reports on a busy machine", "RuntimeError: cannot cope with data"),
     (AcceptsAnything, "lax=on", "boot parameter lax=maybe rejected", "no warning names the parameter"),
 ])

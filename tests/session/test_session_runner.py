@@ -170,7 +170,7 @@ def test_dmesg_lines_are_kernel_style(tmp_path: Path) -> None:
     lines = (tmp_path / "out" / "dmesg.log").read_text().splitlines()
     assert lines and all(KERNEL_LINE.match(line) for line in lines)
     assert lines[0].startswith("[    0.000000] Linux version ")
-    assert "pageext: page_ext: no client is needed, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
+    assert "pageext: page_ext: no client is enabled, nothing allocated" in [KERNEL_LINE.sub("", x) for x in lines]
     assert not any("allocated" in x and "bytes of page_ext" in x for x in lines)
 
 
@@ -188,7 +188,7 @@ def test_dmesg_says_how_much_page_ext_was_allocated(tmp_path: Path, monkeypatch:
     text = (tmp_path / "out" / "dmesg.log").read_text()
     n = out.summary["page_ext"]["bytes"]
     assert n > 0 and re.search(rf"^\[ *\d+\.\d{{6}}\] allocated {n} bytes of page_ext$", text, re.M)
-    assert "no client is needed" not in text
+    assert "no client is enabled" not in text
 
 
 def test_dmesg_records_boot_warnings_and_interruptions_in_order(tmp_path: Path) -> None:
