@@ -564,8 +564,8 @@ def sweep(session: str | None, seeds: str | None, grid: tuple[str, ...], schedul
           memory: str | None, sets: tuple[str, ...], disable: tuple[str, ...], strict: bool, quiet: bool) -> None:
     """Run a session over many seeds and grid points on Dask; one table row per run (Parquet and CSV).
 
-    Every combination of the --grid values and the --seeds is one task.
-    A failed run is a row with its error; running the same sweep again
+    Every combination of the --grid values and the --seeds is one run
+    (short runs travel several to a Dask task).  A failed run is a row with its error; running the same sweep again
     skips the runs already in the table.  Needs the sweep extra
     (pip install 'pageext-core[sweep]').
     """
@@ -596,7 +596,7 @@ def sweep(session: str | None, seeds: str | None, grid: tuple[str, ...], schedul
             bar.close()
     if not quiet:
         click.echo(f"sweep     {res.total} runs: {res.executed} run now, {res.resumed} already in the table; "
-                   f"{res.errors} with an error")
+                   f"{res.errors} not ok")
         click.echo(f"results   {res.out}/results.parquet, results.csv")
         click.echo(f"report    {res.out}/report.md, report.json")
     if res.errors:

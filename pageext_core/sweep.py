@@ -755,8 +755,12 @@ def _check_out(p: Plan) -> None:
         raise SweepError(f"--out {p.out}: it has {TABLE}.parquet but no {MANIFEST}; give another --out")
 
 
-def local_cluster(workers: int) -> Any:
+def local_cluster(workers: int, *, task_errors_logged: bool = True) -> Any:
     """The local engine: ``workers`` worker processes of one thread each (a run holds the GIL throughout).
+
+    ``task_errors_logged=False`` keeps the workers from logging a task that
+    raises ("Compute Failed" and its traceback, on the terminal): for a
+    caller that turns the exception it gets back into its own one-line error.
 
     ``memory_limit=0``: Dask neither pauses nor kills a worker for its
     memory; the estimate (``check_memory``) and each run's own host-memory
@@ -780,7 +784,8 @@ def local_cluster(workers: int) -> Any:
         # dashboard nobody reads here, and a run holds the GIL throughout, so each sample delays it.
         with dask.config.set({"distributed.worker.profile.enabled": False}):
             return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
-                                silence_logs=logging.ERROR, memory_limit=0)
+                                silence_logs=logging.ERROR if task_errors_logged else logging.CRITICAL,
+                                memory_limit=0)
     finally:
         if main:
             signal.signal(signal.SIGINT, old)
@@ -802,6 +807,9 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
             client = Client(spec.scheduler, timeout=f"{spec.connect_timeout}s")
         except (OSError, TimeoutError) as exc:
             raise SweepError(f"--scheduler {spec.scheduler}: cannot reach the scheduler: {exc}") from None
+        except ValueError as exc:  # Dask's "unknown address scheme"
+            raise SweepError(f"--scheduler {spec.scheduler}: not a scheduler address ({exc}); "
+                             "give one like tcp://HOST:8786") from None
         info = client.scheduler_info()
         slots = [(f"worker {addr}", int(w.get("nthreads") or 1), w.get("memory_limit") or None)
                  for addr, w in info.get("workers", {}).items()]

@@ -40,6 +40,13 @@ def test_mistakes_exit_2_with_one_line_and_nothing_written(tiny: Path, tmp_path:
     assert not out.exists()
 
 
+def test_a_scheduler_address_dask_cannot_read_exit_2(tiny: Path, tmp_path: Path) -> None:
+    r = cli("sweep", tiny, "--seeds", "1-2", "--scheduler", "bogus://", "--out", tmp_path / "out")
+    assert r.exit_code == 2
+    assert r.stderr.startswith("pageext: error: --scheduler bogus://: not a scheduler address (unknown address scheme")
+    assert r.stderr.endswith("; give one like tcp://HOST:8786\n") and r.stderr.count("\n") == 1
+
+
 def test_a_missing_session_file_exit_2(tmp_path: Path) -> None:
     r = cli("sweep", tmp_path / "nope.toml", "--out", tmp_path / "out")
     assert r.exit_code == 2 and r.stderr == f"pageext: error: {tmp_path / 'nope.toml'}: no such session file\n"
@@ -60,7 +67,7 @@ def test_a_sweep_on_a_scheduler_by_address(tiny: Path, cluster: Any, tmp_path: P
     r = cli("sweep", tiny, "--seeds", "1-3", "--grid", "workload.operations=100,200", "--scheduler",
             cluster.scheduler_address, "--out", out)
     assert r.exit_code == 0, r.output
-    assert r.stdout == (f"sweep     6 runs: 6 run now, 0 already in the table; 0 with an error\n"
+    assert r.stdout == (f"sweep     6 runs: 6 run now, 0 already in the table; 0 not ok\n"
                         f"results   {out}/results.parquet, results.csv\n"
                         f"report    {out}/report.md, report.json\n")
     assert r.stderr == ""
@@ -74,7 +81,7 @@ def test_failed_runs_are_a_warning_not_a_lost_sweep(function_session: Path, clus
     r = cli("sweep", function_session, "--seeds", "1-2", "--grid", "workload.params.fail=false,true", "--scheduler",
             cluster.scheduler_address, "--out", tmp_path / "out")
     assert r.exit_code == 0
-    assert "4 runs: 4 run now, 0 already in the table; 2 with an error" in r.stdout
+    assert "4 runs: 4 run now, 0 already in the table; 2 not ok" in r.stdout
     assert r.stderr == ("pageext: warning: 2 of 4 runs did not finish cleanly: see the status and error columns "
                         "(--retry-failed runs them again)\n")
 

@@ -225,9 +225,11 @@ def test_unparsable_records_are_reported_with_their_line_in_a_split_dump(cluster
     assert without_hosts((work / "o.txt").read_bytes()) == sort_output([], good, work)
 
 
-@pytest.mark.parametrize("case", ["glob", "missing", "corrupt_gzip", "no_records", "duplicate_host", "parquet_stdout"])
+@pytest.mark.parametrize("case", ["glob", "missing", "corrupt_gzip", "no_records", "duplicate_host", "parquet_stdout",
+                                  "empty_dump", "not_gzip", "bad_scheduler", "workers_and_scheduler", "diff_no_dir"])
 def test_bad_inputs_exit_2_with_one_line_naming_the_file(cluster: LocalCluster, work: Path, case: str,
-                                                         capsys: pytest.CaptureFixture[str]) -> None:
+                                                         capfd: pytest.CaptureFixture[str]) -> None:
+    """One line on stderr, from this process or any worker (fd-level capture: no "Compute Failed" block)."""
     good = make_round(work / "r", [("web1", 20, 1, 0)], gz=True)[0]
     out = str(work / "o.txt")
     if case == "glob":
@@ -242,6 +244,20 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_file(cluster: LocalCluster, 
         bad = work / "web2.txt"
         bad.write_bytes(b"hello\nworld\n\nnot a dump\n\n")
         args, named = [str(good), str(bad), out], f"{bad}:1:"
+    elif case == "empty_dump":  # what `ssh host cat ... | gzip > web2.txt.gz` leaves when ssh fails
+        bad = work / "web2.txt.gz"
+        bad.write_bytes(gzip.compress(b""))
+        args, named = [str(good), str(bad), out], f"no page_owner records in {bad}: the dump is empty"
+    elif case == "not_gzip":
+        bad = work / "web2.txt.gz"
+        bad.write_bytes(bytes(range(7, 250)) * 40)
+        args, named = [str(good), str(bad), out], f"{bad}: named .gz but not gzip data"
+    elif case == "bad_scheduler":
+        args, named = ["--scheduler", "bogus://", str(good), out], "--scheduler bogus://: not a scheduler address"
+    elif case == "workers_and_scheduler":
+        args, named = ["--workers", "2", str(good), out], "drop --workers"
+    elif case == "diff_no_dir":
+        args, named = ["--diff", str(good.parent), str(work / "round2"), out], "round2'" + ": no such directory"
     elif case == "duplicate_host":
         other = work / "web1.txt"
         other.write_bytes(gzip.decompress(good.read_bytes()))
@@ -249,7 +265,7 @@ def test_bad_inputs_exit_2_with_one_line_naming_the_file(cluster: LocalCluster, 
     else:
         args, named = [str(good), "-", "--format=parquet"], "parquet"
     assert fleet(cluster, args) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert err.count("\n") == 1 and err.startswith("page_owner_fleet: error: ") and named in err, err
     assert not Path(out).exists()
 
@@ -342,3 +358,25 @@ def test_finish_runs_on_the_merged_groups_and_only_its_result_comes_back(cluster
         got = run(client, parts, opts, finish=operator.attrgetter("hosts", "by_host"))
     assert got == (root.hosts, root.by_host)
     assert root.hosts == [f"h{i:02}" for i in range(n)]
+
+
+def test_relative_paths_are_read_by_workers_whose_directory_differs(cluster: LocalCluster, work: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers were started in another directory: the command sends absolute paths, and reports the given ones."""
+    make_round(work / "dumps", [("web1", 60, 1, 0), ("web2", 40, 1, 1)])
+    monkeypatch.chdir(work)
+    assert fleet(cluster, ["dumps/*.txt", "o.json"]) == 0
+    doc = json.loads((work / "o.json").read_text())
+    assert [(h["host"], h["input"]) for h in doc["hosts"]] == [("web1", "dumps/web1.txt"), ("web2", "dumps/web2.txt")]
+
+
+def test_diff_names_hosts_of_one_round_only_and_its_json_is_the_fleets(cluster: LocalCluster, work: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    make_round(work / "old", [("web1", 60, 1, 0), ("web2", 40, 1, 1)])
+    make_round(work / "new", [("web1", 70, 1, 2), ("db9", 40, 1, 3)])
+    out = work / "g.json"
+    assert fleet(cluster, ["--diff", str(work / "old"), str(work / "new"), str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: 1 host only in {work / 'old'}: web2 (their pages count as shrinkage)" in err
+    assert f"warning: 1 host only in {work / 'new'}: db9 (their pages count as growth)" in err
+    assert json.loads(out.read_text())["tool"] == "page_owner_fleet"

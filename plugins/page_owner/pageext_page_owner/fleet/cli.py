@@ -15,11 +15,13 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from typing import Any, BinaryIO
 
 import click
 
 from pageext_core.reports import atomic_writer
+from pageext_page_owner.dumpparse import compression_of
 from pageext_page_owner.fleet.engine import DEFAULT_SPLIT_BYTES, FleetInputError, Options, Part, plan, run
 from pageext_page_owner.fleet.output import (
     PROG,
@@ -129,6 +131,44 @@ def _check_output(output: str, inputs: list[str], fmt: str) -> None:
         raise FleetError(f"cannot write output {output!r}: directory {outdir!r} does not exist")
 
 
+SUFFIX_COMPRESSION = {".gz": "gzip", ".xz": "xz", ".bz2": "bzip2"}
+
+
+def _check_compression(paths: list[str]) -> None:
+    """A dump named ``.gz``/``.xz``/``.bz2`` must start as one: else it is a broken transfer, said as such."""
+    for p in paths:
+        want = SUFFIX_COMPRESSION.get(os.path.splitext(p)[1].lower())
+        if want is None:
+            continue
+        with open(p, "rb") as f:
+            head = f.read(6)
+        if head and compression_of(head) != want:
+            raise FleetError(f"{p}: named {os.path.splitext(p)[1]} but not {want} data (it starts with {head[:4]!r}); "
+                             "a failed or partial transfer? collect it again or leave it out")
+
+
+def _plan(dumps: list[tuple[str, str]], split_bytes: int) -> list[Part]:
+    """The tasks, reading each dump by its absolute path: a worker's working directory is not the command's."""
+    shown = {os.path.abspath(p): p for _, p in dumps}
+    return [replace(part, shown=shown[part.path])
+            for part in plan([(h, os.path.abspath(p)) for h, p in dumps], split_bytes)]
+
+
+def _warn_host_changes(old: list[str], new: list[str], old_dir: str, new_dir: str) -> None:
+    """A host in one round only moves the fleet's totals by all it holds: say which, so no one reads it as growth."""
+    gone, came = sorted(set(old) - set(new)), sorted(set(new) - set(old))
+
+    def names(hs: list[str]) -> str:
+        return ", ".join(hs[:10]) + (f" and {len(hs) - 10} more" if len(hs) > 10 else "")
+
+    if gone:
+        sys.stderr.write(f"{PROG}: warning: {len(gone)} host{'s' if len(gone) != 1 else ''} only in {old_dir}: "
+                         f"{names(gone)} (their pages count as shrinkage)\n")
+    if came:
+        sys.stderr.write(f"{PROG}: warning: {len(came)} host{'s' if len(came) != 1 else ''} only in {new_dir}: "
+                         f"{names(came)} (their pages count as growth)\n")
+
+
 def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     try:
         from dask.distributed import Client
@@ -139,6 +179,9 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
             return Client(scheduler, timeout="10s"), None
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
+        except ValueError as e:  # Dask's "unknown address scheme"
+            raise FleetError(f"--scheduler {scheduler}: not a scheduler address ({e}); "
+                             "give one like tcp://HOST:8786") from None
     from pageext_page_owner.fleet.engine import local_cluster
 
     cluster = local_cluster(workers or os.cpu_count() or 1)
@@ -165,6 +208,9 @@ def _report_inputs(p: Partial | FleetOutput, say: Any) -> None:
         where = f" (first: {s.source}:{s.first_error[0]}: {s.first_error[1]})" if s.first_error else ""
         if s.parsed == 0 and s.released == 0 and s.unparsed:
             raise FleetError(f"no page_owner records found in {s.source}{where.replace('first:', 'first unusable block:')}")
+        if s.parsed == 0 and s.released == 0:  # what a failed collection leaves (`ssh host cat ... | gzip > f.gz`)
+            raise FleetError(f"no page_owner records in {s.source}: the dump is empty (a failed collection?); "
+                             "collect it again or leave it out")
         if s.unparsed:
             sys.stderr.write(f"{PROG}: {s.unparsed} record{'s' if s.unparsed != 1 else ''} of host {host} could not be "
                              f"parsed and {'were' if s.unparsed != 1 else 'was'} skipped{where}\n")
@@ -207,7 +253,7 @@ and the partial groups are merged in a tree.  See docs/fleet.md.
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default=None, help="Output format (default: from OUTPUT's suffix .json/.csv/.parquet, else text).")
 @click.option("--top-hosts", "top", type=click.IntRange(1, None), default=3, show_default=True, help="Hosts named per group.")
 @click.option("--host-regex", "host_regex", metavar="REGEX", help="Host name from each dump path: group 'host', else group 1, else the match.")
-@click.option("--diff", "diff", is_flag=True, help="OLD_DIR NEW_DIR [OUTPUT]: per-stack (or --cull key) growth across the fleet, largest first.")
+@click.option("--diff", "diff", is_flag=True, help="OLD_DIR NEW_DIR [OUTPUT]: per-stack (or --cull key) growth across the fleet, largest first (sort options do not apply).")
 @click.option("--scheduler", metavar="ADDRESS", help="Use this running Dask cluster (tcp://host:8786) instead of a local one.")
 @click.option("--workers", type=click.IntRange(1, 256), default=None, help="Worker processes of the local cluster (default: one per core).")
 @click.option("--split-bytes", "split_bytes", type=click.IntRange(1 << 16, None), default=DEFAULT_SPLIT_BYTES, show_default=True, help="A plain dump bigger than this is read by several tasks.")
@@ -225,6 +271,8 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
         if len(paths) not in (2, 3):
             raise click.UsageError("--diff needs OLD_DIR NEW_DIR [OUTPUT]")
         for d in paths[:2]:
+            if not os.path.exists(d):
+                raise FleetError(f"--diff {d!r}: no such directory (give the folders of two collection rounds)")
             if not os.path.isdir(d):
                 raise FleetError(f"--diff {d!r}: not a directory (give the folders of two collection rounds)")
         rounds = [expand([paths[0]]), expand([paths[1]])]
@@ -243,7 +291,12 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
             import pyarrow  # noqa: F401
         except ImportError as e:
             raise FleetError(f"{INSTALL_HINT} ({e})") from None
+    if scheduler and workers:
+        raise click.UsageError("--workers sets the size of the local cluster; with --scheduler the cluster's own "
+                               "workers read the dumps (drop --workers)")
     _check_output(output, [p for r in rounds for p in r], fmt)
+    for files in rounds:
+        _check_compression(files)
     dumps = [hosts_of(r, regex) for r in rounds]
     shown = list(fields)
     for f, given in (("pid", selection.pids), ("tgid", selection.tgids), ("comm", selection.names)):
@@ -263,7 +316,7 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
     try:
         results = []
         for r in dumps:
-            parts = plan(r, split_bytes)
+            parts = _plan(r, split_bytes)
             p = _compute(client, parts, opts, progress=sys.stderr.isatty(), finish=finish)
             _report_inputs(p, say)
             results.append(p)
@@ -276,12 +329,15 @@ def cli(grouping: Grouping, fmt: str | None, top: int, host_regex: str | None, d
         _write(output, [done.data])
         return 0
     old, new = results
+    _warn_host_changes(old.hosts, new.hosts, paths[0], paths[1])
     rep = diff_report(diff_groups(old.groups, new.groups, fields), old, new, shown)
     if fmt == "parquet":
         with _output(output) as out:
             write_diff_parquet(rep, out)
+    elif fmt == "json":
+        _write(output, render_diff_json(rep, tool=PROG))
     else:
-        _write(output, {"text": render_diff_text, "json": render_diff_json, "csv": render_diff_csv}[fmt](rep))
+        _write(output, {"text": render_diff_text, "csv": render_diff_csv}[fmt](rep))
     return 0
 
 

@@ -55,6 +55,7 @@ class Part:
     start: int | None = None
     stop: int = 0
     carry: int = 0  # CMA/SLAB bits of the last PFN line before ``start``
+    shown: str = ""  # the path as the user gave it, for messages and reports (``path`` may be made absolute)
 
 
 def plan(dumps: Sequence[tuple[str, str]], split_bytes: int = DEFAULT_SPLIT_BYTES) -> list[Part]:
@@ -83,6 +84,7 @@ def _why(e: BaseException) -> str:
 
 def count_part(part: Part, opts: Options) -> Partial:
     """The task: count one dump (or part) and return its groups."""
+    source = part.shown or part.path
     first: list[ParseError] = []
 
     def on_error(e: ParseError) -> None:
@@ -103,9 +105,9 @@ def count_part(part: Part, opts: Options) -> Partial:
         msg = _why(e)
         if msg.startswith(part.path + ": "):
             msg = msg[len(part.path) + 2:]
-        raise FleetInputError(f"cannot read {part.path}: {msg}") from None
+        raise FleetInputError(f"cannot read {source}: {msg}") from None
     err = (first[0].line, first[0].reason) if first else None
-    stats = HostStats(part.path, agg.loaded, sum(agg.slot_count), agg.unparsed, agg.released, lines, err)
+    stats = HostStats(source, agg.loaded, sum(agg.slot_count), agg.unparsed, agg.released, lines, err)
     return Partial.of(part.host, agg.groups(), opts.fields, stats)
 
 
@@ -172,7 +174,8 @@ def local_cluster(workers: int) -> Any:
     if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
         conf["distributed.worker.multiprocessing-method"] = "fork"
     with dask.config.set(conf):
-        return sweep_cluster(workers)
+        # A dump that cannot be read raises in its task; the command says so in one line (exit 2).
+        return sweep_cluster(workers, task_errors_logged=False)
 
 
 def _merge_then(finish: Callable[[Partial], T], *parts: Partial) -> T:

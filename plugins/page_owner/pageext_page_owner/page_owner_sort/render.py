@@ -343,9 +343,9 @@ def diff_row_dict(r: DiffRow, d: DiffReport) -> dict[str, Any]:
     return _diff_row_dict(r, d)
 
 
-def render_diff_json(d: DiffReport) -> Iterator[bytes]:
+def render_diff_json(d: DiffReport, tool: str = PROG) -> Iterator[bytes]:
     head = {
-        "tool": PROG,
+        "tool": tool,
         "old": {"input": d.old[0], "records": d.old[1], "unparsed": d.old[2]},
         "new": {"input": d.new[0], "records": d.new[1], "unparsed": d.new[2]},
         "cull": d.cull,
