@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pageext_core._lazy import lazy_attributes
-from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts, HoldRule, HoldStats
 from pageext_core.mm.constants import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -48,6 +48,7 @@ from pageext_core.mm.errors import (
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
+from pageext_core.mm.printk import KernelLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.mm.buddy import HookError, PageBlock, PageKind
@@ -87,11 +88,14 @@ __all__ = [
     "ConfigError",
     "DoubleFree",
     "GiB",
+    "HoldRule",
+    "HoldStats",
     "HookError",
     "HotplugError",
     "InvalidOrder",
     "InvalidPfn",
     "InvariantError",
+    "KernelLog",
     "KiB",
     "MMError",
     "Machine",
