@@ -31,6 +31,7 @@ _EXPORTS = {
     "parse_gfp": "pageext_core.mm",
     "parse_size": "pageext_core.mm",
     "PageExt": "pageext_core.page_ext",
+    "PlannedMachine": "pageext_core.page_ext",
     "boot": "pageext_core.page_ext",
     "PluginLoadError": "pageext_core.discovery",
     "ShippedPlugin": "pageext_core.discovery",
@@ -68,6 +69,7 @@ __all__ = [  # a literal, so that type checkers see the names as exported (the k
     "NoExtension",
     "PageExt",
     "PageExtView",
+    "PlannedMachine",
     "PluginLoadError",
     "ShippedPlugin",
     "atomic_write",
@@ -96,7 +98,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.hookspecs import ENTRY_POINT_GROUP, hookimpl, hookspec
     from pageext_core.layout import Layout, compute_layout
     from pageext_core.mm import HoldRule, HoldStats, KernelLog, Machine, MachineConfig, parse_gfp, parse_size
-    from pageext_core.page_ext import PageExt, boot
+    from pageext_core.page_ext import PageExt, PlannedMachine, boot
     from pageext_core.pictures.flamegraph import write_diff_flamegraph, write_flamegraph
     from pageext_core.reports import Finding, FindingKinds, atomic_write, atomic_writer
     from pageext_core.storage import ClientTable, NoExtension, PageExtView

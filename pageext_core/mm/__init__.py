@@ -1,12 +1,16 @@
 """The simulated machine: geometry, buddy allocator, page contents, context and log.
 
 Import what you need from here; the submodules are one idea each.  What a
-page_ext client may use is listed in ``__all__`` (and in docs/machine.md,
-"The machine for plugins"): the ``Machine`` methods documented there, the
-page kinds (``PageKind``), constants, gfp helpers and errors.  The
-submodules' other names (``buddy.K_*``, the allocator's arrays) and the
-machine's parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
-whose public names ``Machine`` forwards) are the machine's own and may change.
+page_ext client may use follows the one rule in docs/writing-plugins.md,
+"What is public": a name is public if it is in the ``__all__`` of a public
+module.  Here those are this package (``__all__`` below: ``Machine``, whose
+public members docs/machine.md lists under "The machine for plugins", the
+page kinds, constants, gfp helpers and errors) and the submodules
+``constants``, ``errors``, ``gfp`` and ``pageflags``.  The other submodules
+(``buddy``, ``machine``, ``printk``...), every ``_name`` and the machine's
+parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
+``machine.hotplug``, whose public names ``Machine`` forwards) are the
+machine's own and may change.
 
 The allocator's names (``Machine``, ``PageKind``...) are imported on first
 use: the geometry, constants and errors come without numpy, so ``pageext
