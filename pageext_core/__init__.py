@@ -4,6 +4,9 @@
 client's hooks (the contract is in ``pageext_core.hookspecs``).  Names are
 imported on first use, so ``import pageext_core`` (and the CLI and the pytest
 kit that live in this package) start fast.
+
+What a plugin may use: the ``__all__`` of this package and of the few other
+public modules listed in docs/writing-plugins.md, "What is public".
 """
 from __future__ import annotations
 
