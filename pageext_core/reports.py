@@ -196,3 +196,17 @@ def report_path(out_dir: Path, name: str) -> Path:
 
 def join_text(chunks: str | Iterable[str]) -> str:
     return chunks if isinstance(chunks, str) else "".join(chunks)
+
+# A public module (docs/writing-plugins.md, "What is public"): these names are its API.
+__all__ = [
+    "FINDING_KINDS",
+    "Finding",
+    "FindingKinds",
+    "OutputError",
+    "ReportError",
+    "atomic_write",
+    "atomic_writer",
+    "check_report_name",
+    "join_text",
+    "report_path",
+]

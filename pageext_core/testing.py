@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 Op = Sequence[Any]
 
+__all__ = ["Kit", "Op", "pageext"]  # a public module: the kit; the pytest hooks below are pytest's business
+
 
 class Kit:
     """What the ``pageext`` fixture gives a test."""

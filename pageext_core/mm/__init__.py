@@ -1,12 +1,16 @@
 """The simulated machine: geometry, buddy allocator, page contents, context and log.
 
 Import what you need from here; the submodules are one idea each.  What a
-page_ext client may use is listed in ``__all__`` (and in docs/machine.md,
-"The machine for plugins"): the ``Machine`` methods documented there, the
-page kinds (``PageKind``), constants, gfp helpers and errors.  The
-submodules' other names (``buddy.K_*``, the allocator's arrays) and the
-machine's parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
-whose public names ``Machine`` forwards) are the machine's own and may change.
+page_ext client may use follows the one rule in docs/writing-plugins.md,
+"What is public": a name is public if it is in the ``__all__`` of a public
+module.  Here those are this package (``__all__`` below: ``Machine``, whose
+public members docs/machine.md lists under "The machine for plugins", the
+page kinds, constants, gfp helpers and errors) and the submodules
+``constants``, ``errors``, ``gfp`` and ``pageflags``.  The other submodules
+(``buddy``, ``machine``, ``printk``...), every ``_name`` and the machine's
+parts (``machine.buddy``, ``machine.ctx``, ``machine.oopses``,
+``machine.hotplug``, whose public names ``Machine`` forwards) are the
+machine's own and may change.
 
 The allocator's names (``Machine``, ``PageKind``...) are imported on first
 use: the geometry, constants and errors come without numpy, so ``pageext
@@ -17,7 +21,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pageext_core._lazy import lazy_attributes
-from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts
+from pageext_core.mm.callouts import NO_CALLOUTS, Callout, Callouts, HoldRule, HoldStats
 from pageext_core.mm.constants import (
     MAX_PAGE_ORDER,
     MIGRATE_MOVABLE,
@@ -48,6 +52,7 @@ from pageext_core.mm.errors import (
 from pageext_core.mm.geometry import MachineConfig, format_size, parse_size
 from pageext_core.mm.gfp import format_gfp, format_gfp_mask, gfp_migratetype, parse_gfp
 from pageext_core.mm.pageflags import flags_mask, format_pageflags
+from pageext_core.mm.printk import KernelLog
 
 if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.mm.buddy import HookError, PageBlock, PageKind
@@ -87,11 +92,14 @@ __all__ = [
     "ConfigError",
     "DoubleFree",
     "GiB",
+    "HoldRule",
+    "HoldStats",
     "HookError",
     "HotplugError",
     "InvalidOrder",
     "InvalidPfn",
     "InvariantError",
+    "KernelLog",
     "KiB",
     "MMError",
     "Machine",

@@ -55,3 +55,33 @@ MIGRATE_REASONS: Final = (
     "longterm_pin",
     "demotion",
 )
+
+# A public module (docs/writing-plugins.md, "What is public"): these names are its API.
+__all__ = [
+    "FALLBACKS",
+    "KERNEL_RELEASE",
+    "MAX_PAGE_ORDER",
+    "MIGRATETYPE_NAMES",
+    "MIGRATE_HIGHATOMIC",
+    "MIGRATE_ISOLATE",
+    "MIGRATE_MOVABLE",
+    "MIGRATE_PCPTYPES",
+    "MIGRATE_REASONS",
+    "MIGRATE_RECLAIMABLE",
+    "MIGRATE_TYPES",
+    "MIGRATE_UNMOVABLE",
+    "PAGEBLOCK_ORDER",
+    "PAGE_SHIFT",
+    "PAGE_SIZE",
+    "SECTION_SIZE_BITS",
+    "TAINT_LETTERS",
+    "ZONE_DMA",
+    "ZONE_DMA32",
+    "ZONE_MOVABLE",
+    "ZONE_NAMES",
+    "ZONE_NORMAL",
+    "GiB",
+    "KiB",
+    "MiB",
+    "TiB",
+]

@@ -110,3 +110,20 @@ class PlacementRefused(MMError):
         self.order = order
         self.why = why
         super().__init__(f"pfn {pfn:#x} order {order}: {why}")
+
+# A public module (docs/writing-plugins.md, "What is public"): these names are its API.
+__all__ = [
+    "PAGE_OFFSET",
+    "BadPageState",
+    "ConfigError",
+    "DoubleFree",
+    "GfpParseError",
+    "HotplugError",
+    "InvalidOrder",
+    "InvalidPfn",
+    "MMError",
+    "OrderMismatch",
+    "PageFault",
+    "PlacementRefused",
+    "direct_map_address",
+]

@@ -46,10 +46,8 @@ from pageext_debug_pagealloc.report import (
 if TYPE_CHECKING:  # numpy and the machine are imported by pageext_init: listing the plugin needs neither
     import numpy as np
 
-    from pageext_core.mm.machine import Machine
-    from pageext_core.mm.printk import KernelLog
-    from pageext_core.page_ext import PageExt
-    from pageext_core.storage import ClientTable, PageExtView
+    from pageext_core import ClientTable, PageExt, PageExtView
+    from pageext_core.mm import KernelLog, Machine
 
 __all__ = [
     "MODE_BOTH",

@@ -16,8 +16,8 @@ from pageext_core.mm.errors import direct_map_address
 from pageext_debug_pagealloc.hexdump import hex_dump
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
-    from pageext_core.page_ext import PageExt
+    from pageext_core import PageExt
+    from pageext_core.mm import Machine
 
 PAGE_POISON = 0xAA
 

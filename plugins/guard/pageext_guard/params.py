@@ -16,11 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pageext_core.bootparams import BootParam
+from pageext_core import BootParam
 from pageext_core.mm.constants import MAX_PAGE_ORDER
 
 if TYPE_CHECKING:
-    from pageext_core.bootparams import BootConfig
+    from pageext_core import BootConfig
 
 PARAM = "debug_guardpage_minorder"
 TOML_KEY = "minorder"
@@ -92,7 +92,7 @@ def debug_pagealloc_missing(boot: BootConfig) -> str | None:
     (``unmapping_off_reason``), never copied here.
     """
     if "debug_pagealloc" not in boot.params:
-        from pageext_core.discovery import install_command, installed_names, shipped
+        from pageext_core import install_command, installed_names, shipped
 
         dist = shipped("debug_pagealloc")
         if dist is not None and not ({dist.name, dist.dist} & installed_names()):

@@ -26,15 +26,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pageext_core import BootConfig, BootParam, Finding, FindingKinds, hookimpl
-from pageext_core.mm.callouts import HoldRule, HoldStats
+from pageext_core.mm import HoldRule, HoldStats
 from pageext_core.mm.errors import PageFault
 from pageext_guard import params
 
 if TYPE_CHECKING:  # the allocator, the storage and ``report`` import numpy: imported where used, not to list the plugin
-    from pageext_core import PageExt, PageExtView
-    from pageext_core.mm.machine import Machine
-    from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import ClientTable
+    from pageext_core import ClientTable, PageExt, PageExtView
+    from pageext_core.mm import KernelLog, Machine
     from pageext_guard import report as _report
 
 CLIENT = "guard"
@@ -144,8 +142,8 @@ class Guard:
         The machine says which held block covers the pfn and its order (page
         private); the ``GUARD`` bit on its head says it is ours.
         """
+        from pageext_core import NoExtension
         from pageext_core.mm import PageKind
-        from pageext_core.storage import NoExtension
 
         view, m = self._view, self._machine
         if view is None or m is None:

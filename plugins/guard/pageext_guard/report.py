@@ -12,15 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from pageext_core.mm import PageKind
+from pageext_core.mm import KernelLog, PageKind
 from pageext_core.mm.constants import PAGE_SIZE
 from pageext_core.mm.errors import direct_map_address
-from pageext_core.mm.printk import KernelLog
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
+    from pageext_core import PageExtView
+    from pageext_core.mm import Machine
     from pageext_core.reports import Finding
-    from pageext_core.storage import PageExtView
 
 @dataclass(frozen=True)
 class Neighbour:

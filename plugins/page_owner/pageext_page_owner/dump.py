@@ -29,7 +29,7 @@ from pageext_core.mm.pageflags import (
 from pageext_page_owner.record import OwnerRecord
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
+    from pageext_core.mm import Machine
 
 FORMATS = ("current", "2014")
 

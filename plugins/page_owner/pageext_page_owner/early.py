@@ -19,9 +19,8 @@ import numpy as np
 from pageext_core.mm import PageKind
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
-    from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import PageExtView
+    from pageext_core import PageExtView
+    from pageext_core.mm import KernelLog, Machine
 
 # The call chain ``register_early_stack`` saves (create_dummy_stack's own stack
 # at page_owner's init); synthetic offsets, as the depot keeps symbols.

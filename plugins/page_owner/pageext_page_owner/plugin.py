@@ -20,9 +20,8 @@ from pageext_page_owner.params import PARAMS
 from pageext_page_owner.record import FIELDS, FLAGS, OwnerEvents, OwnerRecord
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
-    from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import PageExtView
+    from pageext_core import PageExtView
+    from pageext_core.mm import KernelLog, Machine
 
 
 class PageOwner(OwnerEvents):

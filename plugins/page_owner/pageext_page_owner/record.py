@@ -30,8 +30,8 @@ from pageext_core.mm.constants import MIGRATE_REASONS
 if TYPE_CHECKING:
     import numpy as np
 
+    from pageext_core import ClientTable, PageExtView
     from pageext_core.mm import Machine, Task
-    from pageext_core.storage import ClientTable, PageExtView
 
 # Field name -> numpy dtype, in record order (offsets relative to the client's region).
 FIELDS: dict[str, str] = {

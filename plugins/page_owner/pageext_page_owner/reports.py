@@ -15,8 +15,8 @@ from pageext_page_owner.dump import Dumper
 from pageext_page_owner.scan import allocated_columns, head_columns
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
-    from pageext_core.storage import PageExtView
+    from pageext_core import PageExtView
+    from pageext_core.mm import Machine
 
 
 def _threshold(value: Any) -> int:

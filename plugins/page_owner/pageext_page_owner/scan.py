@@ -25,7 +25,7 @@ import numpy as np
 from pageext_page_owner.record import FIELDS, OwnerRecord
 
 if TYPE_CHECKING:
-    from pageext_core.storage import PageExtView
+    from pageext_core import PageExtView
 
 
 def _head_mask(base: int, records: np.ndarray, flags: np.ndarray, allocated: int) -> np.ndarray:

@@ -41,9 +41,8 @@ from pageext_core import BootConfig, BootParam, hookimpl
 from pageext_core.mm.constants import PAGE_SIZE
 
 if TYPE_CHECKING:
-    from pageext_core.mm.machine import Machine
-    from pageext_core.mm.printk import KernelLog
-    from pageext_core.storage import ClientTable, PageExtView
+    from pageext_core import ClientTable, PageExtView
+    from pageext_core.mm import KernelLog, Machine
 
 CLIENT = "alloc_tag"
 FIELD = "tag"

@@ -17,7 +17,7 @@ from typing import Any
 import pageext_core as pc
 from pageext_alloc_tag import AllocTag
 from pageext_core.mm import MachineConfig, MiB
-from pageext_core.session.callsites import ALLOC_PREFIX
+from pageext_core.session import ALLOC_PREFIX
 
 TINY = MachineConfig(memory=64 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
 PAGES_PER_SECTION = 32768

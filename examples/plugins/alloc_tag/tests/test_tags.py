@@ -7,7 +7,7 @@ import pytest
 from tagsupport import ANON, ANON_TAG, DRIVER, DRIVER_TAG, SLAB, SLAB_TAG, kstack
 
 from pageext_core.mm.gfp import GFP_KERNEL
-from pageext_core.session.callsites import BUILTIN_SITES
+from pageext_core.session import BUILTIN_SITES
 
 # Worked out by hand from pageext_core/session/callsites.py: skip post_alloc_hook,
 # get_page_from_freelist, __alloc_pages*/alloc_pages*/folio_alloc*/vma_alloc_folio*

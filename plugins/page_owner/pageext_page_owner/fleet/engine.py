@@ -167,7 +167,7 @@ def local_cluster(workers: int) -> Any:
     import dask
     import distributed  # noqa: F401  (first: it loads its defaults, which the set() below must not wipe on exit)
 
-    from pageext_core.sweep import local_cluster as sweep_cluster
+    from pageext_core import local_cluster as sweep_cluster
 
     conf: dict[str, object] = {"distributed.worker.profile.enabled": False,
                                "distributed.scheduler.worker-saturation": 1.0}

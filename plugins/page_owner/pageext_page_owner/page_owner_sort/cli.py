@@ -490,7 +490,7 @@ def _pictures_available() -> None:
 
 def _draw(path: str, groups: list[Group], fields: Sequence[str], source: str) -> None:
     """The flame graph of what the groups hold: one tower per collapsed stack, width = pages."""
-    from pageext_core.pictures.flamegraph import write_flamegraph
+    from pageext_core import write_flamegraph
 
     stacks = [(key.split(";"), pages) for key, pages in collapse(groups, fields).items()]
     _write_picture(path, lambda: write_flamegraph(path, stacks, title=f"Pages by allocation stack: {source}"))
@@ -498,7 +498,7 @@ def _draw(path: str, groups: list[Group], fields: Sequence[str], source: str) ->
 
 def _draw_diff(path: str, old: list[Group], new: list[Group], fields: Sequence[str]) -> None:
     """The differential flame graph of two dumps' groups."""
-    from pageext_core.pictures.flamegraph import write_diff_flamegraph
+    from pageext_core import write_diff_flamegraph
 
     a, b = collapse(old, fields), collapse(new, fields)
     stacks = [(key.split(";"), a.get(key, 0), b.get(key, 0)) for key in sorted(set(a) | set(b))]
