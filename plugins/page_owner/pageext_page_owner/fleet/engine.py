@@ -140,6 +140,36 @@ def reduce_local(parts: Sequence[Partial]) -> Partial:
     return level[0]
 
 
+_AT_FORK_REGISTERED = False
+
+
+def _fresh_offload_executor_after_fork() -> None:
+    """Give every process forked from this one a new Dask offload thread pool (once per process).
+
+    Dask (de)serialises messages over 10 MiB on one module-wide thread pool
+    (``distributed.utils._offload_executor``).  Once this process has used it
+    (a first cluster's traffic), a forked child inherits the pool with a thread
+    that does not exist there, and the pool, believing it has an idle thread,
+    never starts one: the child's first big transfer (a worker sending its
+    partial groups to the worker that merges) waits forever.  A second
+    cluster forked from the same process hung that way; a new pool in the
+    child (its thread started on first use) is what a spawned worker has.
+    """
+    global _AT_FORK_REGISTERED
+    if _AT_FORK_REGISTERED:
+        return
+    import concurrent.futures
+
+    import distributed.utils
+
+    def fresh() -> None:
+        distributed.utils._offload_executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="Dask-Offload")
+
+    os.register_at_fork(after_in_child=fresh)
+    _AT_FORK_REGISTERED = True
+
+
 def local_cluster(workers: int) -> Any:
     """The fleet's local cluster: worker processes of one thread, forked where the platform allows.
 
@@ -173,6 +203,7 @@ def local_cluster(workers: int) -> Any:
                                "distributed.scheduler.worker-saturation": 1.0}
     if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
         conf["distributed.worker.multiprocessing-method"] = "fork"
+        _fresh_offload_executor_after_fork()
     with dask.config.set(conf):
         # A dump that cannot be read raises in its task; the command says so in one line (exit 2).
         return sweep_cluster(workers, task_errors_logged=False)
