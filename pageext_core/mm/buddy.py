@@ -1133,9 +1133,7 @@ class BuddyAllocator:
         st = self._st
         words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
         contents = self.contents
-        um = contents._unmapped_mv  # the direct map's "unmapped" flag per pfn; None while all is mapped
-        if um is not None:
-            um = um.cast("B")  # read as small ints rather than bools: cheaper
+        um = contents.unmapped_bytes()  # the direct map's "unmapped" flag per pfn; None while all is mapped
         pieces = _HOLD_PIECES[low][g]  # (offset in the unit, state byte, offset of the piece's last page)
         for u in units:
             ent = words[u >> shift]
@@ -1148,9 +1146,7 @@ class BuddyAllocator:
                 mv[k + p * stride] |= bit
                 if um is None or not um[p] or not um[p + last]:
                     contents.unmap(p, last + 1)
-                    um = contents._unmapped_mv
-                    if um is not None:
-                        um = um.cast("B")
+                    um = contents.unmapped_bytes()
 
     def _hold_units_np(self, rule: HoldRule, units: list[int], low: int, g: int) -> None:
         """``_hold_units`` with numpy: a dozen calls whatever the number of units."""
@@ -1168,7 +1164,7 @@ class BuddyAllocator:
             arr = np.asarray(mv)
             arr[k + part * stride] |= np.uint64(rule.bit)
         contents = self.contents
-        um = contents._unmapped
+        um = contents.unmapped_flags()
         lasts_all = np.tile(lasts, len(a))
         mapped = np.arange(len(heads)) if um is None else np.flatnonzero(~(um[heads] & um[heads + lasts_all]))
         for i in mapped.tolist():

@@ -140,6 +140,18 @@ class PageContents:
     def is_mapped(self, pfn: int) -> bool:
         return self._unmapped is None or not bool(self._unmapped[pfn])
 
+    def unmapped_bytes(self) -> memoryview | None:
+        """The direct map's flag per pfn as small ints (1: unmapped), for loops over many pages; None while all is mapped.
+
+        A view, not a copy: read it, do not write it (``map``/``unmap`` keep
+        the count).  Ask again after an ``unmap``: the first one creates it.
+        """
+        return None if self._unmapped is None else self._unmapped_mv.cast("B")
+
+    def unmapped_flags(self) -> np.ndarray | None:
+        """The same flags as a numpy bool array (read only), for vectorised checks; None while all is mapped."""
+        return self._unmapped
+
     def _check_access(self, pfn: int, offset: int, n: int, write: bool) -> tuple[int, int]:
         """Validate an access of ``n`` bytes at ``pfn*4096+offset``; fault on unmapped pages."""
         if n < 0:
