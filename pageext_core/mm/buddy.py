@@ -1135,6 +1135,32 @@ class BuddyAllocator:
         contents = self.contents
         um = contents.unmapped_bytes()  # the direct map's "unmapped" flag per pfn; None while all is mapped
         pieces = _HOLD_PIECES[low][g]  # (offset in the unit, state byte, offset of the piece's last page)
+        if len(pieces) == 3 and um is not None:
+            # The common unit (an order-0 page split off an order-3 block: three guards), written out:
+            # the same writes and checks as the loop below, without its per-piece loop and tuple unpacking.
+            (o0, h0, l0), (o1, h1, l1), (o2, h2, l2) = pieces
+            s0, s1, s2 = o0 * stride, o1 * stride, o2 * stride
+            sec, mv, k = -1, memoryview(b""), 0
+            for u in units:
+                if u >> shift != sec:
+                    sec = u >> shift
+                    ent = words[sec]
+                    if ent is None:
+                        raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {u:#x}")
+                    mv, k = ent
+                p0, p1, p2 = u + o0, u + o1, u + o2
+                st[p0] = h0
+                st[p1] = h1
+                st[p2] = h2
+                b = k + u * stride
+                mv[b + s0] |= bit
+                mv[b + s1] |= bit
+                mv[b + s2] |= bit
+                if not (um[p0] and um[p0 + l0] and um[p1] and um[p1 + l1] and um[p2] and um[p2 + l2]):
+                    for p, last in ((p0, l0), (p1, l1), (p2, l2)):
+                        if not um[p] or not um[p + last]:
+                            contents.unmap(p, last + 1)
+            return
         for u in units:
             ent = words[u >> shift]
             if ent is None:
