@@ -51,6 +51,8 @@ _EXPORTS = {
     "atomic_write": "pageext_core.reports",
     "atomic_writer": "pageext_core.reports",
     "local_cluster": "pageext_core.sweep",
+    "connect_scheduler": "pageext_core.sweep",
+    "SchedulerRefused": "pageext_core.sweep",
     "write_diff_flamegraph": "pageext_core.pictures.flamegraph",
     "write_flamegraph": "pageext_core.pictures.flamegraph",
 }
@@ -74,12 +76,14 @@ __all__ = [  # a literal, so that type checkers see the names as exported (the k
     "PageExtView",
     "PlannedMachine",
     "PluginLoadError",
+    "SchedulerRefused",
     "ShippedPlugin",
     "atomic_write",
     "atomic_writer",
     "boot",
     "check_conformance",
     "compute_layout",
+    "connect_scheduler",
     "hookimpl",
     "hookspec",
     "install_command",
@@ -105,7 +109,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.pictures.flamegraph import write_diff_flamegraph, write_flamegraph
     from pageext_core.reports import Finding, FindingKinds, atomic_write, atomic_writer
     from pageext_core.storage import ClientTable, NoExtension, PageExtView
-    from pageext_core.sweep import local_cluster
+    from pageext_core.sweep import SchedulerRefused, connect_scheduler, local_cluster
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

@@ -755,6 +755,36 @@ def _check_out(p: Plan) -> None:
         raise SweepError(f"--out {p.out}: it has {TABLE}.parquet but no {MANIFEST}; give another --out")
 
 
+class SchedulerRefused(OSError):
+    """Nothing listens at the scheduler's address: said at once, not after the connect timeout."""
+
+
+def connect_scheduler(address: str, timeout: float = 10.0) -> Any:
+    """A ``dask.distributed.Client`` of the scheduler at ``address``.
+
+    Dask retries a refused connection until ``timeout``; a wrong port or a
+    scheduler not started yet would keep the user waiting that long for
+    "timed out".  A TCP address is tried once first: refused, it raises
+    :class:`SchedulerRefused` at once.  A slow or filtered one is left to
+    Dask's own timeout.  ``ValueError``: not an address Dask can read.
+    """
+    import socket
+
+    from dask.distributed import Client
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    scheme, loc = parse_address(address)
+    if scheme == "tcp" and loc:
+        host, port = parse_host_port(loc)
+        try:
+            socket.create_connection((host, port), timeout=min(timeout, 3.0)).close()
+        except ConnectionRefusedError:
+            raise SchedulerRefused(f"connection refused by {host}:{port} (is a scheduler running there?)") from None
+        except OSError:
+            pass  # unreachable or slow: Dask's timeout says so
+    return Client(address, timeout=f"{timeout}s")
+
+
 def local_cluster(workers: int, *, task_errors_logged: bool = True) -> Any:
     """The local engine: ``workers`` worker processes of one thread each (a run holds the GIL throughout).
 
@@ -804,7 +834,7 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
 
     if spec.scheduler:
         try:
-            client = Client(spec.scheduler, timeout=f"{spec.connect_timeout}s")
+            client = connect_scheduler(spec.scheduler, spec.connect_timeout)
         except (OSError, TimeoutError) as exc:
             raise SweepError(f"--scheduler {spec.scheduler}: cannot reach the scheduler: {exc}") from None
         except ValueError as exc:  # Dask's "unknown address scheme"

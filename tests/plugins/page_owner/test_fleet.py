@@ -380,3 +380,11 @@ def test_diff_names_hosts_of_one_round_only_and_its_json_is_the_fleets(cluster: 
     assert f"warning: 1 host only in {work / 'old'}: web2 (their pages count as shrinkage)" in err
     assert f"warning: 1 host only in {work / 'new'}: db9 (their pages count as growth)" in err
     assert json.loads(out.read_text())["tool"] == "page_owner_fleet"
+
+
+def test_a_scheduler_nobody_runs_is_said_at_once_exit_3(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    good = make_round(work / "r", [("web1", 20, 1, 0)])[0]
+    assert fleet_main(["--scheduler", "tcp://127.0.0.1:9", str(good), str(work / "o.txt")]) == 3
+    err = capsys.readouterr().err
+    assert err == ("page_owner_fleet: error: --scheduler tcp://127.0.0.1:9: cannot reach the scheduler: "
+                   "connection refused by 127.0.0.1:9 (is a scheduler running there?)\n")

@@ -175,8 +175,10 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     except ImportError as e:
         raise FleetError(f"{INSTALL_HINT} ({e})") from None
     if scheduler:
+        from pageext_core import connect_scheduler
+
         try:
-            return Client(scheduler, timeout="10s"), None
+            return connect_scheduler(scheduler, 10.0), None
         except (OSError, TimeoutError) as e:
             raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
         except ValueError as e:  # Dask's "unknown address scheme"
