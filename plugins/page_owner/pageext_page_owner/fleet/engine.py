@@ -5,9 +5,9 @@ counting (:func:`~pageext_page_owner.page_owner_sort.parse.count_range`,
 :class:`~pageext_page_owner.page_owner_sort.parse.Aggregator`), and returns
 a :class:`~pageext_page_owner.page_owner_sort.aggregate.Partial`: the
 groups of that dump only.  Partials are merged up to :data:`FAN_IN` at a
-time, neighbours in input order, so the result is the groups of the dumps' concatenation in
-that order and no process ever holds a whole dump or every partial at
-once.  Dask is imported only by :func:`run`: the tasks themselves need
+time, neighbours in input order, so the result is the groups of the
+dumps' concatenation in that order and no process ever holds a whole
+dump or every partial at once.  Dask is imported only by :func:`run`: the tasks themselves need
 nothing but this package.
 """
 from __future__ import annotations
