@@ -388,3 +388,25 @@ def test_a_scheduler_nobody_runs_is_said_at_once_exit_3(work: Path, capsys: pyte
     err = capsys.readouterr().err
     assert err == ("page_owner_fleet: error: --scheduler tcp://127.0.0.1:9: cannot reach the scheduler: "
                    "connection refused by 127.0.0.1:9 (is a scheduler running there?)\n")
+
+
+def test_a_worker_without_the_extra_is_a_cluster_error(work: Path, capsys: pytest.CaptureFixture[str],
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cluster of one's own whose workers lack pyarrow: one line saying what to install there, exit 3."""
+    import pageext_page_owner.fleet.cli as fleet_cli
+
+    def run_on_a_bare_worker(*args: object, **kwargs: object) -> None:
+        raise ModuleNotFoundError("No module named 'pyarrow'", name="pyarrow")
+
+    class NoCluster:
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(fleet_cli, "run", run_on_a_bare_worker)
+    monkeypatch.setattr(fleet_cli, "_client", lambda scheduler, workers: (NoCluster(), None))
+    good = make_round(work / "r", [("web1", 20, 1, 0)])[0]
+    assert fleet_main(["--scheduler", "tcp://sched:8786", str(good), str(work / "o.parquet")]) == 3
+    assert capsys.readouterr().err == ("page_owner_fleet: error: a worker cannot import pyarrow: install "
+                                       "'pageext-page-owner[fleet]' on every worker (it brings Dask and pyarrow, "
+                                       "which the Parquet report needs)\n")
+    assert not (work / "o.parquet").exists()

@@ -198,6 +198,9 @@ def _compute(client: Any, parts: list[Part], opts: Options, progress: bool,
         return run(client, parts, opts, progress=progress)
     except FleetInputError as e:
         raise FleetError(str(e)) from None
+    except ImportError as e:  # raised on a worker: a cluster of its own may lack the extra
+        raise ClusterError(f"a worker cannot import {e.name or e}: install 'pageext-page-owner[fleet]' on every "
+                           "worker (it brings Dask and pyarrow, which the Parquet report needs)") from None
     except Exception as e:
         if type(e).__name__ == "KilledWorker":
             raise ClusterError(f"a task was lost with its worker too often (Dask gave up): {e}") from None
