@@ -1108,15 +1108,18 @@ class BuddyAllocator:
         below = self._hold_below
         pages = 0
         created = 0
-        bases: list[int] = []  # unit starts of the runs with g == below
+        step = 1 << below
+        bases: list[int] = []  # unit starts of the runs with g == below (most runs: counted once, below)
         for pfn, end, g in runs:
-            units = (end - pfn) >> g
-            pages += units * ((1 << g) - (1 << low))
-            created += units * (g - low)
             if g == below:
-                bases += range(pfn, end, 1 << g)
+                bases += range(pfn, end, step)
             else:
+                units = (end - pfn) >> g
+                pages += units * ((1 << g) - (1 << low))
+                created += units * (g - low)
                 self._hold_units(rule, range(pfn, end, 1 << g), low, g)
+        pages += len(bases) * (step - (1 << low))
+        created += len(bases) * (below - low)
         if len(bases) >= _NP_UNITS:
             self._hold_units_np(rule, bases, low, below)
         elif bases:
