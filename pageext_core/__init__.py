@@ -52,13 +52,15 @@ _EXPORTS = {
     "atomic_writer": "pageext_core.reports",
     "local_cluster": "pageext_core.sweep",
     "connect_scheduler": "pageext_core.sweep",
-    "SchedulerRefused": "pageext_core.sweep",
+    "SchedulerUnreachable": "pageext_core.sweep",
+    "BadSchedulerAddress": "pageext_core.sweep",
     "write_diff_flamegraph": "pageext_core.pictures.flamegraph",
     "write_flamegraph": "pageext_core.pictures.flamegraph",
 }
 
 __all__ = [  # a literal, so that type checkers see the names as exported (the keys of _EXPORTS, tested)
     "ENTRY_POINT_GROUP",
+    "BadSchedulerAddress",
     "BootConfig",
     "BootParam",
     "ClientTable",
@@ -76,7 +78,7 @@ __all__ = [  # a literal, so that type checkers see the names as exported (the k
     "PageExtView",
     "PlannedMachine",
     "PluginLoadError",
-    "SchedulerRefused",
+    "SchedulerUnreachable",
     "ShippedPlugin",
     "atomic_write",
     "atomic_writer",
@@ -109,7 +111,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from pageext_core.pictures.flamegraph import write_diff_flamegraph, write_flamegraph
     from pageext_core.reports import Finding, FindingKinds, atomic_write, atomic_writer
     from pageext_core.storage import ClientTable, NoExtension, PageExtView
-    from pageext_core.sweep import SchedulerRefused, connect_scheduler, local_cluster
+    from pageext_core.sweep import BadSchedulerAddress, SchedulerUnreachable, connect_scheduler, local_cluster
 
 
 __getattr__, __dir__ = lazy_attributes(__name__, _EXPORTS, globals())

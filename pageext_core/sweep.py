@@ -755,34 +755,47 @@ def _check_out(p: Plan) -> None:
         raise SweepError(f"--out {p.out}: it has {TABLE}.parquet but no {MANIFEST}; give another --out")
 
 
-class SchedulerRefused(OSError):
-    """Nothing listens at the scheduler's address: said at once, not after the connect timeout."""
+class SchedulerUnreachable(OSError):
+    """No scheduler answers at the address: refused (said at once) or silent until the connect timeout."""
+
+
+class BadSchedulerAddress(ValueError):
+    """Not an address Dask can read (an unknown scheme, say)."""
 
 
 def connect_scheduler(address: str, timeout: float = 10.0) -> Any:
-    """A ``dask.distributed.Client`` of the scheduler at ``address``.
+    """A ``dask.distributed.Client`` of the scheduler at ``address``; the two ways it fails, each said once.
 
     Dask retries a refused connection until ``timeout``; a wrong port or a
     scheduler not started yet would keep the user waiting that long for
     "timed out".  A TCP address is tried once first: refused, it raises
-    :class:`SchedulerRefused` at once.  A slow or filtered one is left to
-    Dask's own timeout.  ``ValueError``: not an address Dask can read.
+    :class:`SchedulerUnreachable` at once.  A slow or filtered one is left
+    to Dask's own timeout.  The messages say what and how to fix it; the
+    caller adds where (``--scheduler ADDRESS: ``) and picks its exit code.
     """
     import socket
 
     from dask.distributed import Client
     from distributed.comm.addressing import parse_address, parse_host_port
 
-    scheme, loc = parse_address(address)
-    if scheme == "tcp" and loc:
-        host, port = parse_host_port(loc)
-        try:
-            socket.create_connection((host, port), timeout=min(timeout, 3.0)).close()
-        except ConnectionRefusedError:
-            raise SchedulerRefused(f"connection refused by {host}:{port} (is a scheduler running there?)") from None
-        except OSError:
-            pass  # unreachable or slow: Dask's timeout says so
-    return Client(address, timeout=f"{timeout}s")
+    try:
+        scheme, loc = parse_address(address)
+        if scheme == "tcp" and loc:
+            host, port = parse_host_port(loc)
+            try:
+                socket.create_connection((host, port), timeout=min(timeout, 3.0)).close()
+            except ConnectionRefusedError:
+                raise SchedulerUnreachable(f"cannot reach the scheduler: connection refused by {host}:{port} "
+                                           "(is a scheduler running there?)") from None
+            except OSError:
+                pass  # unreachable or slow: Dask's timeout says so
+        return Client(address, timeout=f"{timeout}s")
+    except SchedulerUnreachable:
+        raise
+    except ValueError as exc:  # Dask's "unknown address scheme"
+        raise BadSchedulerAddress(f"not a scheduler address ({exc}); give one like tcp://HOST:8786") from None
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachable(f"cannot reach the scheduler: {exc}") from None
 
 
 def local_cluster(workers: int, *, task_errors_logged: bool = True) -> Any:
@@ -835,11 +848,8 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
     if spec.scheduler:
         try:
             client = connect_scheduler(spec.scheduler, spec.connect_timeout)
-        except (OSError, TimeoutError) as exc:
-            raise SweepError(f"--scheduler {spec.scheduler}: cannot reach the scheduler: {exc}") from None
-        except ValueError as exc:  # Dask's "unknown address scheme"
-            raise SweepError(f"--scheduler {spec.scheduler}: not a scheduler address ({exc}); "
-                             "give one like tcp://HOST:8786") from None
+        except (SchedulerUnreachable, BadSchedulerAddress) as exc:
+            raise SweepError(f"--scheduler {spec.scheduler}: {exc}") from None
         info = client.scheduler_info()
         slots = [(f"worker {addr}", int(w.get("nthreads") or 1), w.get("memory_limit") or None)
                  for addr, w in info.get("workers", {}).items()]

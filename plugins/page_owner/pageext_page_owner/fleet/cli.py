@@ -175,15 +175,14 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
     except ImportError as e:
         raise FleetError(f"{INSTALL_HINT} ({e})") from None
     if scheduler:
-        from pageext_core import connect_scheduler
+        from pageext_core import BadSchedulerAddress, SchedulerUnreachable, connect_scheduler
 
         try:
             return connect_scheduler(scheduler, 10.0), None
-        except (OSError, TimeoutError) as e:
-            raise ClusterError(f"--scheduler {scheduler}: cannot reach the scheduler: {e}") from None
-        except ValueError as e:  # Dask's "unknown address scheme"
-            raise FleetError(f"--scheduler {scheduler}: not a scheduler address ({e}); "
-                             "give one like tcp://HOST:8786") from None
+        except SchedulerUnreachable as e:
+            raise ClusterError(f"--scheduler {scheduler}: {e}") from None
+        except BadSchedulerAddress as e:
+            raise FleetError(f"--scheduler {scheduler}: {e}") from None
     from pageext_page_owner.fleet.engine import local_cluster
 
     cluster = local_cluster(workers or os.cpu_count() or 1)
