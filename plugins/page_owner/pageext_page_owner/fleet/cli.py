@@ -37,7 +37,8 @@ from pageext_page_owner.page_owner_sort.render import render_diff_csv, render_di
 __all__ = ["host_of", "main"]
 
 INSTALL_HINT = f"{PROG} needs Dask: pip install 'pageext-page-owner[fleet]' (make install has it)"
-COMPRESSED = (".gz", ".xz", ".bz2")
+SUFFIX_COMPRESSION = {".gz": "gzip", ".xz": "xz", ".bz2": "bzip2"}  # what a dump's name says it holds
+COMPRESSED = tuple(SUFFIX_COMPRESSION)
 FORMATS = ("text", "json", "csv", "parquet")
 
 
@@ -131,9 +132,6 @@ def _check_output(output: str, inputs: list[str], fmt: str) -> None:
         raise FleetError(f"cannot write output {output!r}: directory {outdir!r} does not exist")
 
 
-SUFFIX_COMPRESSION = {".gz": "gzip", ".xz": "xz", ".bz2": "bzip2"}
-
-
 def _check_compression(paths: list[str]) -> None:
     """A dump named ``.gz``/``.xz``/``.bz2`` must start as one: else it is a broken transfer, said as such."""
     for p in paths:
@@ -192,9 +190,7 @@ def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
 def _compute(client: Any, parts: list[Part], opts: Options, progress: bool,
              finish: Callable[[Partial], Any] | None = None) -> Any:
     try:
-        if finish is not None:
-            return run(client, parts, opts, progress=progress, finish=finish)
-        return run(client, parts, opts, progress=progress)
+        return run(client, parts, opts, progress=progress, finish=finish)
     except FleetInputError as e:
         raise FleetError(str(e)) from None
     except ImportError as e:  # raised on a worker: a cluster of its own may lack the extra
@@ -210,9 +206,11 @@ def _report_inputs(p: Partial | FleetOutput, say: Any) -> None:
     """Warnings for skipped records; an error for a dump without one usable record."""
     for host, s in zip(p.hosts, p.stats):
         where = f" (first: {s.source}:{s.first_error[0]}: {s.first_error[1]})" if s.first_error else ""
-        if s.parsed == 0 and s.released == 0 and s.unparsed:
-            raise FleetError(f"no page_owner records found in {s.source}{where.replace('first:', 'first unusable block:')}")
-        if s.parsed == 0 and s.released == 0:  # what a failed collection leaves (`ssh host cat ... | gzip > f.gz`)
+        if s.parsed == 0 and s.released == 0:
+            if s.unparsed:
+                raise FleetError(f"no page_owner records found in {s.source}"
+                                 f"{where.replace('first:', 'first unusable block:')}")
+            # what a failed collection leaves (`ssh host cat ... | gzip > f.gz`)
             raise FleetError(f"no page_owner records in {s.source}: the dump is empty (a failed collection?); "
                              "collect it again or leave it out")
         if s.unparsed:

@@ -216,7 +216,7 @@ def _merge_then(finish: Callable[[Partial], T], *parts: Partial) -> T:
 
 @overload
 def run(client: Any, parts: Sequence[Part], opts: Options, *, count: Callable[[Part, Options], Partial] = ...,
-        progress: bool = ...) -> Partial: ...
+        progress: bool = ..., finish: None = ...) -> Partial: ...
 
 
 @overload

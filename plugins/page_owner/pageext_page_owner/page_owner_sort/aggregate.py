@@ -1,8 +1,10 @@
 """Groups of records: what they hold, which records are kept, culling, sorting and diffing."""
 from __future__ import annotations
 
+import operator
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 __all__ = ["CULL_ORDER", "U64_MAX", "DiffRow", "Group", "HostStats", "Partial", "Selection", "cull", "cull_key",
@@ -47,6 +49,10 @@ class Group:
         if name == "allocator":
             return self.alloc
         return getattr(self, name)
+
+
+# A group's fields in declaration order, as one tuple (C speed): what ``Group(*row)`` takes back.
+_group_row = operator.attrgetter(*(f.name for f in dataclass_fields(Group)))
 
 
 @dataclass
@@ -213,7 +219,7 @@ class Partial:
         keys: list[Hashable] = [None] * len(self.groups)
         for k, i in self.index.items():
             keys[i] = k
-        rows = [(g.times, g.pages, g.text, g.order, g.pid, g.tgid, g.comm, g.ts, g.free_ts, g.alloc) for g in self.groups]
+        rows = [_group_row(g) for g in self.groups]
         return _restore_partial, (self.fields, self.hosts, self.stats, keys, rows, self.by_host)
 
     def merged(self, *others: Partial) -> Partial:
@@ -258,8 +264,9 @@ class Partial:
                     m.pages += g.pages
                     d = self.by_host[i]
                 else:  # still an operand's group: counted into a copy
-                    self.groups[i] = Group(m.times + g.times, m.pages + g.pages, m.text, m.order, m.pid, m.tgid, m.comm,
-                                           m.ts, m.free_ts, m.alloc)
+                    m = self.groups[i] = Group(*_group_row(m))
+                    m.times += g.times
+                    m.pages += g.pages
                     d = self.by_host[i] = dict(self.by_host[i])
                     owned.add(i)
                 for hj, (t, pg) in other.by_host[gi].items():
