@@ -7,14 +7,14 @@
   the rounds, with a second ``=0`` machine to show the noise;
 - what making and clearing a guard costs.  The client declares a hold rule
   (``pageext_hold_rule``) and the allocator applies it: a refill holds its
-  pieces in one ``_hold_pieces`` call (state byte, GUARD bit, unmap check,
-  piece by piece), a bulk free appends each guard it releases to a list and
-  clears their bits in one ``_hold_clear``.  Measured: those calls on
-  batches of the workload's mean shape (from the minorder=3 runs), per
-  guard, state bytes included (``hook_cost``).  Before the rule (issue 13)
-  this was one ``pageext_on_split`` and one ``pageext_on_merge`` call per
-  guard, ~0.9 us together; the share estimate (``hooks_share``) is guards
-  per operation x this cost / time per operation, as it was with the hooks;
+  pieces in one ``_hold_pieces`` call (state byte, GUARD bit, unmap check;
+  numpy for many pieces), a bulk free collects the guards it releases and
+  clears their bits in one ``_hold_clear``.  Measured inside a minorder=3
+  run of the workload: every such call timed, per guard (``rule_cost``).
+  Before the rule (issue 13) this was one ``pageext_on_split`` and one
+  ``pageext_on_merge`` call per guard, ~0.9 us together; the share estimate
+  (``hooks_share``) is guards per operation x this cost / time per
+  operation, as it was with the hooks;
 - memory held by guard pages at the end of the standard workload (before
   anything is freed), as a fraction of the memory allocated at that moment.
 
@@ -23,12 +23,14 @@ Run: ``.venv/bin/python -m benchmarks guard`` (``--quick`` for a smoke test).
 from __future__ import annotations
 
 import gc
+import time
+from collections.abc import Callable
+from typing import Any
 
 import pageext_core as pc
 from benchmarks._harness import Result, interleaved, run_parts
 from benchmarks._workload import Plan, make_plan, run_plan
 from pageext_core.mm import GiB, MachineConfig
-from pageext_core.mm.gfp import GFP_KERNEL
 
 # The standard plan keeps ~280 MiB live; 1 GiB runs it without failures.
 CONFIG = MachineConfig(memory=1 * GiB, x86_holes=False, kernel_image=0, reserve_memmap=False)
@@ -93,90 +95,95 @@ def throughput(quick: bool) -> list[Result]:
     return out
 
 
-def hook_cost(quick: bool, blocks: float = 16.0, per_block: float = 3.0, clear_batch: float = 64.0) -> list[Result]:
-    """Making and clearing guards through the hold rule, per guard, in batches of the workload's mean shape.
+def rule_cost(quick: bool) -> list[Result]:
+    """Making and clearing guards through the hold rule, per guard, timed inside the minorder=3 workload itself.
 
-    Timed on a free block (already unmapped by debug_pagealloc, as every
-    block a split hands out is), calls included, minus a bare loop:
-
-    - make: one ``_hold_pieces`` call (one per refill) over ``blocks``
-      source blocks of ``units`` 8-page units each, three guards (orders
-      0-2) per unit, as a minorder=3 refill of order-0 pages holds them;
-      ``units`` = the workload's guards per source block / 3.  Its state
-      bytes (HELD and the order) are included, although the allocator
-      wrote them for guards before the rule too;
-    - clear: the bulk free's part, a ``list.append`` and a page count per
-      guard and one ``_hold_clear`` per batch of ``clear_batch`` guards.
+    Every ``_hold_pieces`` call (one per refill: state bytes, GUARD bits,
+    unmap check; with numpy from ``_NP_PIECES`` pieces, one by one below)
+    and every ``_hold_clear`` call (the bits of a bulk free's released
+    guards) of one plan run is timed, less a timer's own cost per call
+    (measured on a no-op wrapped the same way): so the figure is the
+    workload's real mix of refill sizes, not one mean shape.  The bulk
+    free's part before ``_hold_clear`` (a ``list.append`` and a page count
+    per released guard, inside the merge loop) cannot be timed there and is
+    measured on its own.  Best of the rounds, each on a fresh machine.
     """
-    pe = pc.boot(CONFIG, _line(3))
-    m = pe.machine
-    alloc = m.buddy  # the rule's internals are the allocator's
-    pfn = m.alloc_pages(GFP_KERNEL, 10)  # a block nobody else uses
-    m.free_pages(pfn, 10)
-    zone = m.zone_of(pfn)
+    plan = make_plan(20_000 if quick else 100_000)
+    rounds = 2 if quick else 3
+    perf = time.perf_counter
+    best = {"make": float("inf"), "clear": float("inf")}
+    detail: dict[str, float | int] = {}
+    for _ in range(rounds):
+        pe = pc.boot(CONFIG, _line(3))
+        alloc = pe.machine.buddy
+        spent = {"make": 0.0, "clear": 0.0, "none": 0.0}
+
+        def timed(fn: Callable[..., None], key: str) -> Callable[..., None]:
+            def wrapper(*args: Any) -> None:
+                t0 = perf()
+                fn(*args)
+                spent[key] += perf() - t0
+            return wrapper
+
+        alloc._hold_pieces = timed(alloc._hold_pieces, "make")  # type: ignore[method-assign]
+        alloc._hold_clear = timed(alloc._hold_clear, "clear")  # type: ignore[method-assign]
+        gc.collect()
+        gc.disable()
+        try:
+            run_plan(pe.machine, plan)
+            stats = pe.plugin("guard").stats
+            noop = timed(lambda *args: None, "none")
+            for _ in range(stats.marked):
+                noop(0, [], [], 0, 0, 0, 0)
+            per_call = spent["none"] / stats.marked  # the wrapper's own cost, inside its timing
+        finally:
+            gc.enable()
+        best["make"] = min(best["make"], (spent["make"] - per_call * stats.marked) / stats.created)
+        best["clear"] = min(best["clear"], (spent["clear"] - per_call * stats.cleared) / stats.released)
+        detail = {"refills": stats.marked, "guards_made": stats.created, "clear_calls": stats.cleared,
+                  "guards_cleared": stats.released, "timer_us_per_call": round(per_call * 1e6, 3)}
+        del pe
+    batch = round(detail["guards_cleared"] / detail["clear_calls"])
+    heads = list(range(0, batch * 8, 8))
     n = 200 if quick else 2_000
-    max_units = 1 << (10 - 3)
-    units = max(1, round(per_block / 3))
-    nblocks = max(1, round(blocks))
-    if units * nblocks > max_units:  # capped: bigger batches cost less per guard
-        nblocks = max(1, max_units // units)
-        units = min(units, max_units)
-    runs = [(pfn + (b * units << 3), pfn + ((b + 1) * units << 3), 3) for b in range(nblocks)]
-    made = units * nblocks * 3
-    bc = min(max(1, round(clear_batch)), 3 * max_units)
-    heads = sorted(pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3))[:bc]
-    saved_state = m.state[pfn : pfn + (1 << 10)].copy()
-    held0, rule_held0 = m.zone_held[zone], alloc._rule_held[zone]
 
-    def mark() -> None:
-        hold = alloc._hold_pieces
-        for _ in range(n):
-            hold(zone, runs, 0)
-
-    def clear() -> None:
-        release = alloc._hold_clear
+    def collect() -> None:  # the merge loop's part, per released guard
         for _ in range(n):
             released: list[int] = []
             pages = 0
             for h in heads:
                 released.append(h)
                 pages += 1
-            release(zone, released, pages)
 
     def loop() -> None:
         for _ in range(n):
-            pass
+            for _h in heads:
+                pass
 
-    best = interleaved({"mark": mark, "clear": clear, "loop": loop}, rounds=3 if quick else 5)
-    # Undo what the timing loops left: bits (clearing a clear bit is harmless), state, counters.
-    alloc._hold_clear(zone, [pfn + (u << 3) + (1 << q) for u in range(max_units) for q in range(3)], 0)
-    m.state[pfn : pfn + (1 << 10)] = saved_state
-    m.zone_held[zone] = held0
-    alloc._rule_held[zone] = rule_held0
-    mark_us = (best["mark"] - best["loop"]) / (n * made) * 1e6
-    clear_us = (best["clear"] - best["loop"]) / (n * bc) * 1e6
+    t = interleaved({"collect": collect, "loop": loop}, rounds=3 if quick else 5)
+    collect_us = (t["collect"] - t["loop"]) / (n * batch) * 1e6
     return [
-        Result("guard rule: make one guard (_hold_pieces)", mark_us, "us",
-               detail={"calls": n, "blocks_per_call": nblocks, "units_per_block": units, "guards_per_call": made,
-                       "workload_mean_blocks_per_call": round(blocks, 2),
-                       "workload_mean_guards_per_block": round(per_block, 2)}),
-        Result("guard rule: clear one guard (append + _hold_clear)", clear_us, "us",
-               detail={"calls": n, "guards_per_call": bc, "workload_mean_guards_per_clear_batch": round(clear_batch, 2)}),
+        Result("guard rule: make one guard (_hold_pieces, in the workload)", best["make"] * 1e6, "us",
+               detail={**detail, "rounds": rounds, "plan_ops": plan.n_ops}),
+        Result("guard rule: clear one guard (collect + _hold_clear, in the workload)", best["clear"] * 1e6 + collect_us,
+               "us", detail={"hold_clear_us": round(best["clear"] * 1e6, 4), "collect_us": round(collect_us, 4),
+                             "mean_guards_per_clear": batch}),
     ]
 
 
 def hooks_share(results: list[Result]) -> Result:
     """The guards' own part of the minorder=3 time: guards per operation x (make + clear) per guard.
 
-    An estimate, from the per-guard costs measured on batches of the
-    workload's mean sizes (``hook_cost``); before the hold rule the same
-    figure was guards per operation x the split + merge hook calls.
+    An estimate, from the per-guard costs timed in the workload
+    (``rule_cost``) and the time per operation of the throughput runs;
+    before the hold rule the same figure was guards per operation x the
+    split + merge hook calls.
     """
     by_name = {r.name: r for r in results}
     per_op = by_name["alloc/free, debug_pagealloc=on, minorder=3"]
     guards_per_op = per_op.detail["guards_made_per_run"] / per_op.detail["ops"]
-    hook_us = (by_name["guard rule: make one guard (_hold_pieces)"].value
-               + by_name["guard rule: clear one guard (append + _hold_clear)"].value)
+    hook_us = (by_name["guard rule: make one guard (_hold_pieces, in the workload)"].value
+               + by_name["guard rule: clear one guard (collect + _hold_clear, in the workload)"].value)
     share = guards_per_op * hook_us / per_op.value
     return Result("guard hooks' share of alloc/free time, minorder=3 (estimate)", share, "fraction",
                   target="<= 0.1", ok=share <= 0.1,
@@ -228,10 +235,6 @@ def held_memory(quick: bool) -> list[Result]:
 
 
 def run(quick: bool = False) -> list[Result]:
-    out = run_parts((throughput,), quick)
-    d = {r.name: r for r in out}["alloc/free, debug_pagealloc=on, minorder=3"].detail
-    out += run_parts((lambda q: hook_cost(q, d["mean_blocks_per_mark_batch"], d["mean_guards_per_block"],
-                                          d["mean_guards_per_clear_batch"]),
-                      held_memory), quick)
+    out = run_parts((throughput, rule_cost, held_memory), quick)
     out.append(hooks_share(out))
     return out

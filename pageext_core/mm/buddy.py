@@ -199,27 +199,49 @@ NR_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1) + 2  # 14: 3 typ
 NR_PCP_ORDER_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)  # 12
 # Runs of at least this many blocks are written with one numpy call (~1 us) rather than per block.
 _NP_RUN = 32
-# Units of held pieces (guard pages) set up with numpy from this many on (a dozen numpy calls).
-_NP_UNITS = 256
-# Zeroed flag words of 2^order pages, copied into ``pflags`` through its memoryview (a numpy
-# slice assignment costs several times more for the small blocks most frees are).
+# A refill's held pieces (guard pages) are set up with numpy from this many on (seven numpy
+# calls, ~8-10 us in the standard workload, against ~0.2-0.3 us per piece done one by one).
+_NP_PIECES = 48
 # The pieces expand holds in a 2^g unit when it hands out the unit's first 2^low pages:
 # (offset, HELD state byte, offset of the piece's last page), per low and g.
 _HOLD_PIECES = tuple(tuple(tuple((1 << q, HELD_K | q, (1 << q) - 1) for q in range(low, g)) for g in range(16))
                      for low in range(16))
-_HOLD_NP: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
-def _hold_pieces_np(low: int, g: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``_HOLD_PIECES[low][g]`` as three numpy arrays (offsets, state bytes, last-page offsets)."""
-    got = _HOLD_NP.get((low, g))
-    if got is None:
-        pieces = _HOLD_PIECES[low][g]
-        got = _HOLD_NP[(low, g)] = (np.array([p[0] for p in pieces], np.int64), np.array([p[1] for p in pieces], np.uint8),
-                                    np.array([p[2] for p in pieces], np.int64))
-    return got
+class _HoldTable:
+    """One page_ext table under the hold rule, as numpy arrays indexed by ``pfn - base``: for ``_hold_units_np``.
+
+    The flags words, the page state and the direct map's flags beside them,
+    the rule's bit, and per ``(low, g)`` the pieces' offsets (less ``base``,
+    as a column) and their state bytes repeated per unit count.
+    """
+
+    __slots__ = ("_pieces", "base", "bit", "ent", "flags", "nr_pages", "state", "unmapped")
+
+    def __init__(self, ent: tuple[memoryview, int], rule: HoldRule, state: np.ndarray, unmapped: np.ndarray) -> None:
+        words, k = ent  # page p's flags word is words[k + p * stride]
+        self.ent = ent
+        self.base = -k // rule.stride
+        self.flags = np.asarray(words)[:: rule.stride]
+        self.nr_pages = len(self.flags)
+        self.state = state[self.base : self.base + self.nr_pages]
+        self.unmapped = unmapped[self.base : self.base + self.nr_pages]
+        self.bit = np.uint64(rule.bit)
+        self._pieces: dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray, int]] = {}
+
+    def pieces(self, low: int, g: int, n: int) -> tuple[np.ndarray, np.ndarray, int]:
+        """For ``n`` units: the offsets (``_HOLD_PIECES[low][g]``'s, then their last pages'), the state bytes, how many pieces."""
+        got = self._pieces.get((low, g, n))
+        if got is None:
+            pieces = _HOLD_PIECES[low][g]
+            offs = [p[0] for p in pieces] + [p[0] + p[2] for p in pieces]
+            got = self._pieces[(low, g, n)] = (np.array(offs, np.intp)[:, None] - self.base,
+                                               np.repeat(np.array([p[1] for p in pieces], np.uint8), n), len(pieces))
+        return got
 
 
+# Zeroed flag words of 2^order pages, copied into ``pflags`` through its memoryview (a numpy
+# slice assignment costs several times more for the small blocks most frees are).
 _ZEROS_U32 = tuple(memview(np.zeros(1 << _o, np.uint32)) for _o in range(11))
 
 
@@ -313,6 +335,7 @@ class BuddyAllocator:
     _hold_below = 0  # the rule's below_order (0: nothing is held by rule)
     _rule_held: list[int]  # set with the rule (bind_callouts)
     _fl_grown: list[int] | None = None  # per (zone, type): orders whose free-list array has room (_rmqueue_bulk)
+    _hold_np_table: _HoldTable | None = None  # the table the last numpy hold used (_hold_table_of)
 
     def __init__(self, geometry: Geometry, host: AllocatorHost, log: KernelLog, contents: PageContents) -> None:
         self.geometry = geometry
@@ -414,6 +437,7 @@ class BuddyAllocator:
         if rule is not self._hold_rule:
             # Pages held under another (or no) rule are not this rule's: count afresh.
             self._rule_held = [0] * self.nr_zones
+            self._hold_np_table = None
         self._hold_rule = rule
         self._hold_below = rule.below_order if rule is not None else 0
 
@@ -1092,112 +1116,108 @@ class BuddyAllocator:
             out.append((ent, part))
         return out
 
-    def _hold_pieces(self, zone: int, runs: list[tuple[int, int, int]], low: int) -> None:
-        """Held by the rule: for each ``(start, end, g)``, in every aligned 2^g unit, the pieces of orders ``low``..g-1.
+    def _hold_pieces(self, zone: int, units: list[int], runs: list[tuple[int, int, int]], low: int,
+                     blocks: int, lo: int, hi: int) -> None:
+        """Held by the rule: the pieces of orders ``low``..below-1 of each 2^below unit, and of each smaller run.
 
         What ``expand`` holds while a refill takes one 2^low piece per unit
-        (the unit's first pages): the pieces' state (HELD, the order), the
-        counters, the flag bit on each head, and any piece still mapped is
-        unmapped (as the client's own hook did: a piece whose first or last
-        page is mapped).  One call per refill; the units of the rule's own
-        order are done together, with numpy when there are very many (a
-        numpy call costs as much as a dozen pieces done one by one).
+        (the unit's first pages) off ``blocks`` blocks: ``units`` start the
+        units of the rule's order (within pfns ``lo``..``hi - 1``), ``runs``
+        are ``(start, end, g)`` of blocks of an order g below it.  The
+        pieces' state (HELD, the order), the counters, the flag bit on each
+        head, and any piece still mapped is unmapped (as the client's own
+        hook did: a piece whose first or last page is mapped).  One call per
+        refill; the units are done together, with numpy from ``_NP_PIECES``
+        pieces on (its fixed cost is what some forty pieces one by one cost).
         """
         rule = self._hold_rule
         assert rule is not None
         below = self._hold_below
-        pages = 0
-        created = 0
-        step = 1 << below
-        bases: list[int] = []  # unit starts of the runs with g == below (most runs: counted once, below)
+        n = len(units)
+        pages = n * ((1 << below) - (1 << low))
+        created = n * (below - low)
         for pfn, end, g in runs:
-            if g == below:
-                bases += range(pfn, end, step)
-            else:
-                units = (end - pfn) >> g
-                pages += units * ((1 << g) - (1 << low))
-                created += units * (g - low)
-                self._hold_units(rule, range(pfn, end, 1 << g), low, g)
-        pages += len(bases) * (step - (1 << low))
-        created += len(bases) * (below - low)
-        if len(bases) >= _NP_UNITS:
-            self._hold_units_np(rule, bases, low, below)
-        elif bases:
-            self._hold_units(rule, bases, low, below)
+            nr = (end - pfn) >> g
+            pages += nr * ((1 << g) - (1 << low))
+            created += nr * (g - low)
+            self._hold_units(rule, range(pfn, end, 1 << g), low, g)
+        if n * (below - low) >= _NP_PIECES:
+            self._hold_units_np(rule, units, low, below, lo, hi - 1)
+        elif units:
+            self._hold_units(rule, units, low, below)
         self.zone_held[zone] += pages
         self._rule_held[zone] += pages
         stats = rule.stats
         stats.created += created
         stats.marked += 1
-        stats.runs += len(runs)
+        stats.runs += blocks
 
     def _hold_units(self, rule: HoldRule, units: Sequence[int], low: int, g: int) -> None:
-        """The pieces of each 2^g unit below its first 2^low pages: state, flag bit, unmapped (one by one)."""
+        """The pieces of each 2^g unit below its first 2^low pages: state, flag bit, unmapped (one by one).
+
+        Piece by piece over all units (one to three pieces: a loop over the
+        units without a tuple to unpack per piece), the page_ext entry
+        looked up again only when the section changes.
+        """
         st = self._st
         words, shift, stride, bit = rule.words, rule.shift, rule.stride, rule.bit
         contents = self.contents
         um = contents.unmapped_bytes()  # the direct map's "unmapped" flag per pfn; None while all is mapped
-        pieces = _HOLD_PIECES[low][g]  # (offset in the unit, state byte, offset of the piece's last page)
-        if len(pieces) == 3 and um is not None:
-            # The common unit (an order-0 page split off an order-3 block: three guards), written out:
-            # the same writes and checks as the loop below, without its per-piece loop and tuple unpacking.
-            (o0, h0, l0), (o1, h1, l1), (o2, h2, l2) = pieces
-            s0, s1, s2 = o0 * stride, o1 * stride, o2 * stride
+        for off, hk, last in _HOLD_PIECES[low][g]:  # (offset in the unit, state byte, offset of the piece's last page)
             sec, mv, k = -1, memoryview(b""), 0
             for u in units:
-                if u >> shift != sec:
-                    sec = u >> shift
+                p = u + off
+                if p >> shift != sec:
+                    sec = p >> shift
                     ent = words[sec]
                     if ent is None:
-                        raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {u:#x}")
+                        raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {p:#x}")
                     mv, k = ent
-                p0, p1, p2 = u + o0, u + o1, u + o2
-                st[p0] = h0
-                st[p1] = h1
-                st[p2] = h2
-                b = k + u * stride
-                mv[b + s0] |= bit
-                mv[b + s1] |= bit
-                mv[b + s2] |= bit
-                if not (um[p0] and um[p0 + l0] and um[p1] and um[p1 + l1] and um[p2] and um[p2 + l2]):
-                    for p, last in ((p0, l0), (p1, l1), (p2, l2)):
-                        if not um[p] or not um[p + last]:
-                            contents.unmap(p, last + 1)
-            return
-        for u in units:
-            ent = words[u >> shift]
-            if ent is None:
-                raise MMError(f"hold rule of {rule.client!r}: no page_ext for pfn {u:#x}")
-            mv, k = ent
-            for off, hk, last in pieces:
-                p = u + off
                 st[p] = hk
                 mv[k + p * stride] |= bit
                 if um is None or not um[p] or not um[p + last]:
                     contents.unmap(p, last + 1)
                     um = contents.unmapped_bytes()
 
-    def _hold_units_np(self, rule: HoldRule, units: list[int], low: int, g: int) -> None:
-        """``_hold_units`` with numpy: a dozen calls whatever the number of units."""
-        offs, hks, lasts = _hold_pieces_np(low, g)
-        a = np.array(units, np.int64)
-        heads = (a[:, None] + offs).ravel()
-        self.state[heads] = np.tile(hks, len(a))
-        words, shift, stride = rule.words, rule.shift, rule.stride
-        ent = words[int(a.min()) >> shift]
-        if ent is not None and ent is words[int(a.max()) >> shift]:
-            groups = [(ent, heads)]  # one table holds them all (a table's sections share one entry)
-        else:
-            groups = self._by_section(heads, words, shift, rule.client)
-        for (mv, k), part in groups:
-            arr = np.asarray(mv)
-            arr[k + part * stride] |= np.uint64(rule.bit)
-        contents = self.contents
-        um = contents.unmapped_flags()
-        lasts_all = np.tile(lasts, len(a))
-        mapped = np.arange(len(heads)) if um is None else np.flatnonzero(~(um[heads] & um[heads + lasts_all]))
-        for i in mapped.tolist():
-            contents.unmap(int(heads[i]), int(lasts_all[i]) + 1)
+    def _hold_table_of(self, rule: HoldRule, lo: int, hi: int) -> _HoldTable | None:
+        """The numpy views of the one page_ext table holding pfns ``lo``..``hi``, or None.
+
+        None too while nothing is unmapped (the direct map has no flags yet).
+        The last table used is kept: a workload's refills mostly stay in one.
+        """
+        words, shift = rule.words, rule.shift
+        ent = words[lo >> shift]
+        if ent is None or ent is not words[hi >> shift]:
+            return None  # sections between two of one table's are the table's (a table covers a pfn range)
+        t = self._hold_np_table
+        if t is None or t.ent is not ent:
+            um = self.contents.unmapped_flags()
+            if um is None:
+                return None
+            t = self._hold_np_table = _HoldTable(ent, rule, self.state, um)
+        return t
+
+    def _hold_units_np(self, rule: HoldRule, units: list[int], low: int, g: int, lo: int, hi: int) -> None:
+        """``_hold_units`` with numpy: seven calls whatever the number of units, for a refill's many pieces.
+
+        When the units are not all in one page_ext table, or a piece's first
+        or last page is mapped (it must be unmapped), they are done one by
+        one instead; nothing is written before that is known.
+        """
+        t = self._hold_table_of(rule, lo, hi)  # the units span pfns lo..hi
+        if t is None:
+            self._hold_units(rule, units, low, g)
+            return
+        n = len(units)
+        offs, hks, npieces = t.pieces(low, g, n)
+        # Row i: every unit's piece i (pfn - base); from row npieces on, the pieces' last pages.
+        x = np.fromiter(units, np.intp, n) + offs
+        if 0 in t.unmapped[x].tobytes():  # (a third of what .all() costs here)
+            self._hold_units(rule, units, low, g)
+            return
+        heads = x[:npieces].ravel()
+        t.state[heads] = hks
+        t.flags[heads] |= t.bit
 
     def _hold_clear(self, zone: int, heads: list[int], order_pages: int) -> None:
         """Released by the rule: clear the flag bit of these held heads (``order_pages`` pages in all)."""
@@ -1217,13 +1237,13 @@ class BuddyAllocator:
                 mv, k = words[h >> shift]  # type: ignore[misc]  # held by the rule: it has page_ext
                 mv[k + h * stride] &= keep
             return
-        a = np.array(heads, np.int64)
-        ent = words[heads[0] >> shift]
-        if ent is not None and ent is words[int(a.min()) >> shift] and ent is words[int(a.max()) >> shift]:
-            groups = [(ent, a)]  # one table holds them all (a table's sections share one entry)
-        else:
-            groups = self._by_section(a, words, shift, rule.client)
-        for (mv, k), part in groups:
+        a = np.fromiter(heads, np.intp, nr)
+        t = self._hold_table_of(rule, int(a.min()), int(a.max()))  # numpy's: a third of min() and max() on the list
+        if t is not None:
+            a -= t.base
+            t.flags[a] &= ~t.bit
+            return
+        for (mv, k), part in self._by_section(a, words, shift, rule.client):
             arr = np.asarray(mv)
             arr[k + part * stride] &= np.uint64(keep)
 
@@ -1605,7 +1625,12 @@ class BuddyAllocator:
         zone_free = self.zone_free
         split = self._on_split
         below = self._hold_below
-        holds: list[tuple[int, int, int]] = []  # (start, end, g): the hold rule's pieces, done at the end
+        # The hold rule's pieces, done at the end: the 2^below units split, and (start, end, g) for the
+        # blocks of an order g below the rule's that were split (each one unit); how many blocks in all.
+        held_units: list[int] = []
+        held_lo, held_hi = self.geometry.max_pfn, 0  # the pfns they span
+        holds: list[tuple[int, int, int]] = []
+        held_blocks = 0
         grown = self._fl_grown
         if grown is None:
             grown = self._fl_grown = [0] * len(ne)
@@ -1672,10 +1697,19 @@ class BuddyAllocator:
             else:
                 self.state[pfn:end:step] = k
                 self.pflags[pfn:end:step] = 0
-            out += range(pfn, end, step)
+            pieces = range(pfn, end, step)
+            out += pieces
             left -= t
-            if g > order:
-                holds.append((pfn, end, g))
+            if g > order:  # the rule holds the rest of each unit (done at the end)
+                held_blocks += 1
+                if g == below:
+                    held_units += pieces
+                    if pfn < held_lo:
+                        held_lo = pfn
+                    if end > held_hi:
+                        held_hi = end
+                else:  # a block smaller than the rule's order: one unit of its own order
+                    holds.append((pfn, end, g))
             # The first expand pushed one piece on each list from g to cur - 1 (growing an
             # unused list's array): keep the arrays as they would be.  Arrays never shrink,
             # so a list seen with room is not looked at again (``grown``: orders per list group).
@@ -1699,8 +1733,8 @@ class BuddyAllocator:
                 ne[zm] |= 1 << q
                 p += 1 << q
             zone_free[zone] += freed
-        if holds:
-            self._hold_pieces(zone, holds, order)
+        if held_blocks:
+            self._hold_pieces(zone, held_units, holds, order, held_blocks, held_lo, held_hi)
 
     def _nr_pcp_alloc(self, pcp: PerCpuPages, zone: int, order: int) -> int:
         """``nr_pcp_alloc``: how many blocks a refill takes (batch, doubled by runs of order-0 allocations)."""

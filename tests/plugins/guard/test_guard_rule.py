@@ -112,36 +112,166 @@ def test_the_guard_client_declares_a_rule_and_no_split_or_merge_call_out() -> No
     assert not off.machine.callouts.hold
 
 
-def test_many_units_held_with_numpy_match_one_by_one() -> None:
-    """A refill holding hundreds of units does it with numpy (``_hold_units_np``): same result as one by one.
+TWO_SECTIONS = MachineConfig(memory=256 * MiB, x86_holes=False, kernel_image=0, reserve_memmap=False, cpus=2)
 
-    Two order-10 blocks (256 units of 8 pages) taken off the free lists on
-    twin machines; a few of their pages mapped again so that both ways must
-    unmap exactly those pieces.
+
+def flag_words(pe: pc.PageExt) -> tuple[bytes, ...]:
+    g = pe.plugin("guard")
+    return tuple(bytes(w) for w in {id(e[0]): e[0] for e in g._words if e is not None}.values())
+
+
+def spy_one_by_one(m: pc.Machine) -> list[int]:
+    """Count the calls of ``_hold_units`` (the one-by-one way) on this machine's allocator."""
+    calls: list[int] = []
+    inner = m.buddy._hold_units
+
+    def spy(rule: object, units: list[int], low: int, g: int) -> None:
+        calls.append(len(units))
+        inner(rule, units, low, g)  # type: ignore[arg-type]
+
+    m.buddy._hold_units = spy  # type: ignore[method-assign]
+    return calls
+
+
+def hold_both_ways(config: MachineConfig, start: int, nr: int, mapped: tuple[int, ...]) -> tuple[list, list[int]]:
+    """Take ``[start, start + nr)`` off the free lists of twin machines, map ``mapped`` again, hold its 8-page units.
+
+    One machine through ``_hold_units_np``, the other through ``_hold_units``;
+    returns what each left (state, direct map, page_ext words) and the
+    calls the numpy one made to the one-by-one way.
     """
     line = "debug_pagealloc=on debug_guardpage_minorder=3"
-    a, b = pc.boot(SMALL, line), pc.boot(SMALL, line)
     outs = []
-    for pe, numpy_way in ((a, True), (b, False)):
+    fell_back: list[int] = []
+    for numpy_way in (True, False):
+        pe = pc.boot(config, line)
         m = pe.machine
-        start = 1024  # DMA: free order-10 blocks at boot (the page_ext tables come from DMA32)
-        assert m.take_free_range(start, start + 2048) == 2048
-        for p in (start + 1, start + 13, start + 8 * 100 + 7, start + 2047):
+        assert m.take_free_range(start, start + nr) == nr
+        for p in mapped:
             m.contents.map(p)
         rule = m.callouts.hold[0]
-        units = list(range(start, start + 2048, 8))
-        assert len(units) >= 256
+        units = list(range(start, start + nr, 8))
         if numpy_way:
-            m.buddy._hold_units_np(rule, units, 0, 3)
+            fell_back = spy_one_by_one(m)
+            m.buddy._hold_units_np(rule, units, 0, 3, start, start + nr - 1)
         else:
             m.buddy._hold_units(rule, units, 0, 3)
-        g = pe.plugin("guard")
         um = m.contents._unmapped
-        outs.append((m.state[start : start + 2048].tobytes(), um.tobytes(), m.contents.nr_unmapped,
-                     tuple(bytes(w) for w in {id(e[0]): e[0] for e in g._words if e is not None}.values())))
-        assert [int(m.state[start + o]) for o in (1, 2, 4)] == [0x50, 0x51, 0x52]  # HELD, orders 0-2
-        # A piece with a mapped first or last page is unmapped whole; a mapped page inside a piece
-        # whose ends are unmapped is left as it is (the client's own rule: free blocks are unmapped whole).
-        assert um[start + 1] and um[start + 804 : start + 808].all() and um[start + 2044 : start + 2048].all()
-        assert not um[start + 13]
+        outs.append([m.state[start : start + nr].tobytes(), um.tobytes(), m.contents.nr_unmapped, flag_words(pe)])
+        assert [int(m.state[start + o]) for o in (1, 2, 4, 8 + 1)] == [0x50, 0x51, 0x52, 0x50]  # HELD, orders 0-2
+        g = pe.plugin("guard")
+        assert all(g._view.test_flag(start + o, g._bit) for o in (1, 2, 4))
+        assert not any(g._view.test_flag(start + o, g._bit) for o in (0, 3, 5, 6, 7))
+    return outs, fell_back
+
+
+def test_many_units_held_with_numpy_match_one_by_one() -> None:
+    """A refill holding many units does it with numpy (``_hold_units_np``): what one by one does, without it."""
+    outs, fell_back = hold_both_ways(SMALL, 1024, 2048, ())  # DMA: free order-10 blocks at boot
+    assert fell_back == []
     assert outs[0] == outs[1]
+
+
+def test_a_mapped_piece_makes_numpy_do_the_units_one_by_one() -> None:
+    """A piece whose first or last page is mapped must be unmapped whole: numpy leaves the units to the loop.
+
+    A mapped page inside a piece whose ends are unmapped is left as it is
+    (the client's own rule: free blocks are unmapped whole).
+    """
+    start = 1024
+    outs, fell_back = hold_both_ways(SMALL, start, 2048, (start + 1, start + 13, start + 8 * 100 + 7, start + 2047))
+    assert fell_back == [256]
+    assert outs[0] == outs[1]
+    pe = pc.boot(SMALL, "debug_pagealloc=on debug_guardpage_minorder=3")
+    um = outs[0][1]
+    assert um[start + 1] and all(um[start + 804 : start + 808]) and all(um[start + 2044 : start + 2048])
+    assert not um[start + 13]
+    del pe
+
+
+def test_units_in_two_page_ext_tables_are_held_one_by_one() -> None:
+    """SPARSEMEM has a table per section: units on both sides of a section's end are not one numpy array."""
+    boundary = 1 << 15  # 128 MiB: the second section of TWO_SECTIONS
+    outs, fell_back = hold_both_ways(TWO_SECTIONS, boundary - 1024, 2048, ())
+    assert fell_back == [256]
+    assert outs[0] == outs[1]
+
+
+def test_clearing_many_guards_with_numpy_in_one_table_or_two() -> None:
+    """``_hold_clear`` clears a bulk free's bits with numpy in one table, and section by section across two."""
+    boundary = 1 << 15
+    pe = pc.boot(TWO_SECTIONS, "debug_pagealloc=on debug_guardpage_minorder=3")
+    m = pe.machine
+    g = pe.plugin("guard")
+    rule = m.callouts.hold[0]
+    start = boundary - 1024
+    assert m.take_free_range(start, start + 2048) == 2048
+    m.buddy._hold_units(rule, list(range(start, start + 2048, 8)), 0, 3)
+    heads = [u + o for u in range(start, start + 2048, 8) for o in (1, 2, 4)]
+    zone = m.zone_of(start)
+    before = flag_words(pe)
+    one_table = [h for h in heads if h < boundary][:40]
+    both = [h for h in heads if h not in one_table]
+    assert len(one_table) >= 32 and min(both) < boundary <= max(both)  # both batches take the numpy way
+    m.buddy._hold_clear(zone, one_table, len(one_table))
+    assert not any(g._view.test_flag(h, g._bit) for h in one_table)
+    assert all(g._view.test_flag(h, g._bit) for h in both)
+    m.buddy._hold_clear(zone, both, len(both))
+    assert not any(g._view.test_flag(h, g._bit) for h in heads)
+    assert flag_words(pe) != before and not any(any(w) for w in flag_words(pe))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1))
+def test_big_refills_keep_the_rule_equal_to_the_hooks(seed: int) -> None:
+    """On a machine with two sections and 64-page per-CPU batches, refills hold dozens of units: the numpy way.
+
+    The same comparison as the property test above, with the numpy paths
+    taken (counted, so that this test cannot pass without them).
+    """
+    import random
+
+    line = "debug_pagealloc=on debug_guardpage_minorder=3"
+    by_rule, by_hooks = pc.boot(TWO_SECTIONS, line), pc.boot(TWO_SECTIONS, line)
+    counts = install_hooks_instead_of_rule(by_hooks)
+    used = {"make": 0, "clear": 0}
+    b = by_rule.machine.buddy
+    make, clear = b._hold_units_np, b._hold_clear
+
+    def count_make(*args: object) -> None:
+        used["make"] += 1
+        make(*args)  # type: ignore[arg-type]
+
+    def count_clear(zone: int, heads: list[int], pages: int) -> None:
+        used["clear"] += len(heads) >= 32
+        clear(zone, heads, pages)
+
+    b._hold_units_np = count_make  # type: ignore[method-assign]
+    b._hold_clear = count_clear  # type: ignore[method-assign]
+    rnd = random.Random(seed)
+    lives: list[list[tuple[int, int]]] = [[], []]
+    for i in range(3000):  # allocations only at first: runs of order-0 refills grow the batch (alloc_factor)
+        free = len(lives[0]) > 1500 or (i >= 800 and len(lives[0]) > 0 and rnd.random() < 0.5)
+        pick, gfp, order = rnd.randrange(10**6), rnd.choice(GFPS), rnd.choice((0, 0, 0, 0, 1, 2, 3))
+        got = []
+        for pe, live in zip((by_rule, by_hooks), lives, strict=True):
+            if free:
+                p, o = live.pop(pick % len(live))
+                pe.machine.free_pages(p, o)
+            else:
+                p = pe.machine.alloc_pages(gfp | __GFP_NOWARN, order)
+                if p is not None:
+                    live.append((p, order))
+                got.append(p)
+        assert not got or got[0] == got[1]
+    g = by_rule.plugin("guard")
+    assert snapshot(by_rule) == snapshot(by_hooks)  # guards still held: their bits, state and counts
+    assert (g.nr_created, g.nr_released) == (counts["created"], counts["released"])
+    assert by_rule.machine.nr_held_pages > 0
+    for pe, live in zip((by_rule, by_hooks), lives, strict=True):
+        for p, o in live:
+            pe.machine.free_pages(p, o)
+        pe.machine.drain_all_pages()
+    assert snapshot(by_rule) == snapshot(by_hooks)
+    assert (g.nr_created, g.nr_released) == (counts["created"], counts["released"])
+    assert used["make"] > 0 and used["clear"] > 0
