@@ -11,6 +11,8 @@ the same page_ext words, the same direct map and the same guard counts.
 from __future__ import annotations
 
 import dataclasses
+import random
+from collections.abc import Iterable
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -75,9 +77,18 @@ def snapshot(pe: pc.PageExt) -> tuple:
 def test_the_rule_holds_and_releases_what_the_hooks_did(seq: list, minorder: int) -> None:
     line = f"debug_pagealloc=on debug_guardpage_minorder={minorder}"
     by_rule, by_hooks = pc.boot(SMALL, line), pc.boot(SMALL, line)
-    counts = install_hooks_instead_of_rule(by_hooks)
+    drive_twins(by_rule, by_hooks, install_hooks_instead_of_rule(by_hooks), seq)
+
+
+def drive_twins(by_rule: pc.PageExt, by_hooks: pc.PageExt, counts: dict[str, int],
+                ops: Iterable[tuple[bool, int, int, int]]) -> None:
+    """Run ``(free, pick, gfp, order)`` on both machines; compare them at the end and after freeing everything.
+
+    A free takes the live block ``pick`` (modulo their number), when there
+    is one; otherwise the operation allocates.
+    """
     lives: list[list[tuple[int, int]]] = [[], []]
-    for free, pick, gfp, order in seq:
+    for free, pick, gfp, order in ops:
         got = []
         for pe, live in zip((by_rule, by_hooks), lives, strict=True):
             if free and live:
@@ -90,7 +101,7 @@ def test_the_rule_holds_and_releases_what_the_hooks_did(seq: list, minorder: int
                     live.append((p, order))
                 got.append(p)
         assert got[0] == got[1]
-    assert snapshot(by_rule) == snapshot(by_hooks)
+    assert snapshot(by_rule) == snapshot(by_hooks)  # guards still held: their bits, state and counts
     g = by_rule.plugin("guard")
     assert (g.nr_created, g.nr_released) == (counts["created"], counts["released"])
     for pe, live in zip((by_rule, by_hooks), lives, strict=True):
@@ -229,8 +240,6 @@ def test_big_refills_keep_the_rule_equal_to_the_hooks(seed: int) -> None:
     The same comparison as the property test above, with the numpy paths
     taken (counted, so that this test cannot pass without them).
     """
-    import random
-
     line = "debug_pagealloc=on debug_guardpage_minorder=3"
     by_rule, by_hooks = pc.boot(TWO_SECTIONS, line), pc.boot(TWO_SECTIONS, line)
     counts = install_hooks_instead_of_rule(by_hooks)
@@ -249,29 +258,8 @@ def test_big_refills_keep_the_rule_equal_to_the_hooks(seed: int) -> None:
     b._hold_units_np = count_make  # type: ignore[method-assign]
     b._hold_clear = count_clear  # type: ignore[method-assign]
     rnd = random.Random(seed)
-    lives: list[list[tuple[int, int]]] = [[], []]
-    for i in range(3000):  # allocations only at first: runs of order-0 refills grow the batch (alloc_factor)
-        free = len(lives[0]) > 1500 or (i >= 800 and len(lives[0]) > 0 and rnd.random() < 0.5)
-        pick, gfp, order = rnd.randrange(10**6), rnd.choice(GFPS), rnd.choice((0, 0, 0, 0, 1, 2, 3))
-        got = []
-        for pe, live in zip((by_rule, by_hooks), lives, strict=True):
-            if free:
-                p, o = live.pop(pick % len(live))
-                pe.machine.free_pages(p, o)
-            else:
-                p = pe.machine.alloc_pages(gfp | __GFP_NOWARN, order)
-                if p is not None:
-                    live.append((p, order))
-                got.append(p)
-        assert not got or got[0] == got[1]
-    g = by_rule.plugin("guard")
-    assert snapshot(by_rule) == snapshot(by_hooks)  # guards still held: their bits, state and counts
-    assert (g.nr_created, g.nr_released) == (counts["created"], counts["released"])
-    assert by_rule.machine.nr_held_pages > 0
-    for pe, live in zip((by_rule, by_hooks), lives, strict=True):
-        for p, o in live:
-            pe.machine.free_pages(p, o)
-        pe.machine.drain_all_pages()
-    assert snapshot(by_rule) == snapshot(by_hooks)
-    assert (g.nr_created, g.nr_released) == (counts["created"], counts["released"])
+    # Allocations only at first: runs of order-0 refills grow the batch (alloc_factor); then half frees.
+    ops = [(i >= 800 and rnd.random() < 0.5, rnd.randrange(10**6), rnd.choice(GFPS), rnd.choice((0, 0, 0, 0, 1, 2, 3)))
+           for i in range(3000)]
+    drive_twins(by_rule, by_hooks, counts, ops)
     assert used["make"] > 0 and used["clear"] > 0
