@@ -89,7 +89,7 @@ def main() -> None:
 _USAGE_ERRORS = (("pageext_core.session.config", "SessionError"), ("pageext_core.mm.errors", "ConfigError"),
                  ("pageext_core.discovery", "PluginLoadError"), ("pageext_core.bootparams", "BootParamError"),
                  ("pageext_core.reports", "ReportError"))
-_RUN_ERRORS = (("pageext_core.reports", "OutputError"),)
+_RUN_ERRORS = (("pageext_core.reports", "OutputError"), ("pageext_core.sweep", "SweepClusterError"))
 
 
 def _loaded_errors(names: Sequence[tuple[str, str]]) -> tuple[type, ...]:
@@ -101,8 +101,8 @@ def _loaded_errors(names: Sequence[tuple[str, str]]) -> tuple[type, ...]:
 def _session_errors(fn: Any) -> Any:
     """Turn every configuration problem into exit code 2 with a one-line message.
 
-    Outputs that cannot be written and host memory running out are one line
-    and exit code 3; Ctrl-C before the workload's own handling (while
+    Outputs that cannot be written, host memory running out and a sweep's
+    unreachable scheduler are one line and exit code 3; Ctrl-C before the workload's own handling (while
     booting) is exit code 130.  None of them is a traceback.
     """
     import functools

@@ -69,6 +69,14 @@ class SweepError(SessionError):
     """A sweep that cannot start (bad seeds, grid, output folder, memory): exit code 2, nothing run."""
 
 
+class SweepClusterError(RuntimeError):
+    """The cluster cannot be used (its scheduler is unreachable): exit code 3, nothing run.
+
+    Not the user's input but the environment, as ``page_owner_fleet`` says
+    the same failure (its exit code 3 too).
+    """
+
+
 # -- what the user asked for ---------------------------------------------------------------------------------------
 
 
@@ -848,7 +856,9 @@ def start_client(spec: SweepSpec) -> tuple[Any, Any, list[tuple[str, int, int | 
     if spec.scheduler:
         try:
             client = connect_scheduler(spec.scheduler, spec.connect_timeout)
-        except (SchedulerUnreachable, BadSchedulerAddress) as exc:
+        except SchedulerUnreachable as exc:
+            raise SweepClusterError(f"--scheduler {spec.scheduler}: {exc}") from None
+        except BadSchedulerAddress as exc:
             raise SweepError(f"--scheduler {spec.scheduler}: {exc}") from None
         info = client.scheduler_info()
         slots = [(f"worker {addr}", int(w.get("nthreads") or 1), w.get("memory_limit") or None)

@@ -2,6 +2,7 @@
 ``pageext run --set`` would give; a sweep on a scheduler by address prints where its table is."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +87,19 @@ def test_failed_runs_are_a_warning_not_a_lost_sweep(function_session: Path, clus
                         "(--retry-failed runs them again)\n")
 
 
-def test_an_unreachable_scheduler_is_a_usage_error(tiny: Path, tmp_path: Path) -> None:
-    from pageext_core.sweep import SweepError, SweepSpec, run_sweep
+def test_an_unreachable_scheduler_is_a_cluster_failure_exit_3(tiny: Path, tmp_path: Path) -> None:
+    """The environment, not the input: exit 3 with one line, as ``page_owner_fleet`` says it; nothing written."""
+    from pageext_core.sweep import SweepClusterError, SweepSpec, run_sweep
 
     # nothing listens on port 9: refused at once, said as such (Dask alone would retry until the timeout)
-    with pytest.raises(SweepError, match=r"^--scheduler tcp://127.0.0.1:9: cannot reach the scheduler: "
-                                         r"connection refused by 127.0.0.1:9 \(is a scheduler running there\?\)$"):
+    message = ("--scheduler tcp://127.0.0.1:9: cannot reach the scheduler: "
+               "connection refused by 127.0.0.1:9 (is a scheduler running there?)")
+    with pytest.raises(SweepClusterError, match=f"^{re.escape(message)}$"):
         run_sweep(SweepSpec(str(tiny), seeds="1", scheduler="tcp://127.0.0.1:9", out=str(tmp_path / "out"),
                             connect_timeout=30))
+    assert not (tmp_path / "out").exists()
+    r = cli("sweep", tiny, "--seeds", "1", "--scheduler", "tcp://127.0.0.1:9", "--out", tmp_path / "out")
+    assert (r.exit_code, r.stdout, r.stderr) == (3, "", f"pageext: error: {message}\n")
     assert not (tmp_path / "out").exists()
 
 
