@@ -410,3 +410,19 @@ def test_a_worker_without_the_extra_is_a_cluster_error(work: Path, capsys: pytes
                                        "'pageext-page-owner[fleet]' on every worker (it brings Dask and pyarrow, "
                                        "which the Parquet report needs)\n")
     assert not (work / "o.parquet").exists()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the workers inherit it by fork, which the cluster uses on Linux only")
+def test_forked_workers_collect_young_garbage_less_often_and_this_process_keeps_its_threshold(
+        cluster: LocalCluster) -> None:
+    """A partial is ~100,000 objects without cycles: the fleet's workers run gc's young generation less often."""
+    import gc
+
+    from dask.distributed import Client
+
+    from pageext_page_owner.fleet.engine import WORKER_GC_THRESHOLD
+
+    with Client(cluster) as client:
+        got = client.run(gc.get_threshold)
+    assert set(got.values()) == {WORKER_GC_THRESHOLD} and len(got) == 2
+    assert gc.get_threshold() != WORKER_GC_THRESHOLD  # restored here once the workers were forked

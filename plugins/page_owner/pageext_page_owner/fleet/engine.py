@@ -12,6 +12,7 @@ nothing but this package.
 """
 from __future__ import annotations
 
+import gc
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -141,6 +142,9 @@ def reduce_local(parts: Sequence[Partial]) -> Partial:
 
 
 _AT_FORK_REGISTERED = False
+# gc.set_threshold of the fleet's forked workers (local_cluster): a young-generation collection every
+# 100,000 new objects instead of 700; the older generations' ratios as Python's.
+WORKER_GC_THRESHOLD = (100_000, 10, 10)
 
 
 def _fresh_offload_executor_after_fork() -> None:
@@ -190,6 +194,15 @@ def local_cluster(workers: int) -> Any:
     thread two at a time): with a handful of tasks of a second each, a
     task queued behind another on one worker while the other worker has
     nothing left to do cost 0.5–1 s of an 8-dump run.
+
+    Forked workers also start with a higher threshold for the cyclic
+    garbage collector's youngest generation (``WORKER_GC_THRESHOLD``): a
+    partial is ~100,000 small objects without a cycle among them, and with
+    Python's default (a collection every 700 new objects, a full one every
+    hundred) loading the four partials a merge gets from the other worker,
+    and the merge itself, ran through the workers' whole heap again and
+    again: 0.2–0.35 s of transfer became 0.13–0.15, the 8-way merge 0.15 s
+    0.08–0.10 s.  Garbage with cycles is still collected, less often.
     """
     import multiprocessing
     import sys
@@ -201,12 +214,19 @@ def local_cluster(workers: int) -> Any:
 
     conf: dict[str, object] = {"distributed.worker.profile.enabled": False,
                                "distributed.scheduler.worker-saturation": 1.0}
-    if sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods():
+    forked = sys.platform == "linux" and "fork" in multiprocessing.get_all_start_methods()
+    if forked:
         conf["distributed.worker.multiprocessing-method"] = "fork"
         _fresh_offload_executor_after_fork()
-    with dask.config.set(conf):
-        # A dump that cannot be read raises in its task; the command says so in one line (exit 2).
-        return sweep_cluster(workers, task_errors_logged=False)
+    default = gc.get_threshold()
+    if forked:  # the workers are forked while the cluster starts: they keep what this process has then
+        gc.set_threshold(*WORKER_GC_THRESHOLD)
+    try:
+        with dask.config.set(conf):
+            # A dump that cannot be read raises in its task; the command says so in one line (exit 2).
+            return sweep_cluster(workers, task_errors_logged=False)
+    finally:
+        gc.set_threshold(*default)
 
 
 def _merge_then(finish: Callable[[Partial], T], *parts: Partial) -> T:
