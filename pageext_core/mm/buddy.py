@@ -221,8 +221,9 @@ class _HoldTable:
     def __init__(self, ent: tuple[memoryview, int], rule: HoldRule, state: np.ndarray, unmapped: np.ndarray) -> None:
         words, k = ent  # page p's flags word is words[k + p * stride]
         self.ent = ent
-        self.base = -k // rule.stride
-        self.flags = np.asarray(words)[:: rule.stride]
+        r = k % rule.stride  # the word's place in a record: words[r + (p - base) * stride]
+        self.base = (r - k) // rule.stride
+        self.flags = np.asarray(words)[r :: rule.stride]
         self.nr_pages = len(self.flags)
         self.state = state[self.base : self.base + self.nr_pages]
         self.unmapped = unmapped[self.base : self.base + self.nr_pages]

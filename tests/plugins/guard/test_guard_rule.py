@@ -144,14 +144,16 @@ def spy_one_by_one(m: pc.Machine) -> list[int]:
     return calls
 
 
-def hold_both_ways(config: MachineConfig, start: int, nr: int, mapped: tuple[int, ...]) -> tuple[list, list[int]]:
+def hold_both_ways(config: MachineConfig, start: int, nr: int, mapped: tuple[int, ...],
+                   line: str = "debug_pagealloc=on debug_guardpage_minorder=3",
+                   word: int = 0) -> tuple[list, list[int]]:
     """Take ``[start, start + nr)`` off the free lists of twin machines, map ``mapped`` again, hold its 8-page units.
 
     One machine through ``_hold_units_np``, the other through ``_hold_units``;
     returns what each left (state, direct map, page_ext words) and the
-    calls the numpy one made to the one-by-one way.
+    calls the numpy one made to the one-by-one way.  ``word``: the rule's
+    flags word is that word of each record (a ``HoldRule`` may name any).
     """
-    line = "debug_pagealloc=on debug_guardpage_minorder=3"
     outs = []
     fell_back: list[int] = []
     for numpy_way in (True, False):
@@ -161,6 +163,9 @@ def hold_both_ways(config: MachineConfig, start: int, nr: int, mapped: tuple[int
         for p in mapped:
             m.contents.map(p)
         rule = m.callouts.hold[0]
+        if word:
+            rule = dataclasses.replace(rule, words=[None if e is None else (e[0], e[1] + word) for e in rule.words])
+            m.install(dataclasses.replace(m.callouts, hold=(rule,)))
         units = list(range(start, start + nr, 8))
         if numpy_way:
             fell_back = spy_one_by_one(m)
@@ -170,9 +175,10 @@ def hold_both_ways(config: MachineConfig, start: int, nr: int, mapped: tuple[int
         um = m.contents._unmapped
         outs.append([m.state[start : start + nr].tobytes(), um.tobytes(), m.contents.nr_unmapped, flag_words(pe)])
         assert [int(m.state[start + o]) for o in (1, 2, 4, 8 + 1)] == [0x50, 0x51, 0x52, 0x50]  # HELD, orders 0-2
-        g = pe.plugin("guard")
-        assert all(g._view.test_flag(start + o, g._bit) for o in (1, 2, 4))
-        assert not any(g._view.test_flag(start + o, g._bit) for o in (0, 3, 5, 6, 7))
+        if not word:
+            g = pe.plugin("guard")
+            assert all(g._view.test_flag(start + o, g._bit) for o in (1, 2, 4))
+            assert not any(g._view.test_flag(start + o, g._bit) for o in (0, 3, 5, 6, 7))
     return outs, fell_back
 
 
@@ -200,6 +206,30 @@ def test_a_mapped_piece_makes_numpy_do_the_units_one_by_one() -> None:
     del pe
 
 
+def test_a_mapped_last_page_alone_makes_numpy_do_the_units_one_by_one() -> None:
+    """The check covers each piece's last page too: the order-2 piece of unit 100 ends at +807."""
+    start = 1024
+    outs, fell_back = hold_both_ways(SMALL, start, 2048, (start + 8 * 100 + 7,))
+    assert fell_back == [256]
+    assert outs[0] == outs[1]
+    assert all(outs[0][1][start + 804 : start + 808])  # unmapped whole
+
+
+def test_numpy_holds_in_a_table_that_does_not_start_at_pfn_0() -> None:
+    """A SPARSEMEM section's table starts at its section: indices are pfn - base (here 32768)."""
+    outs, fell_back = hold_both_ways(TWO_SECTIONS, (1 << 15) + 1024, 2048, ())
+    assert fell_back == []
+    assert outs[0] == outs[1]
+
+
+def test_numpy_holds_a_rule_whose_flags_word_is_not_a_records_first() -> None:
+    """``HoldRule.words`` names page p's word as ``words[k + p * stride]`` for any k (here word 1 of 9)."""
+    outs, fell_back = hold_both_ways(TWO_SECTIONS, (1 << 15) + 1024, 2048, (),
+                                     line="page_owner=on debug_pagealloc=on debug_guardpage_minorder=3", word=1)
+    assert fell_back == []
+    assert outs[0] == outs[1]
+
+
 def test_units_in_two_page_ext_tables_are_held_one_by_one() -> None:
     """SPARSEMEM has a table per section: units on both sides of a section's end are not one numpy array."""
     boundary = 1 << 15  # 128 MiB: the second section of TWO_SECTIONS
@@ -221,7 +251,7 @@ def test_clearing_many_guards_with_numpy_in_one_table_or_two() -> None:
     heads = [u + o for u in range(start, start + 2048, 8) for o in (1, 2, 4)]
     zone = m.zone_of(start)
     before = flag_words(pe)
-    one_table = [h for h in heads if h < boundary][:40]
+    one_table = [h for h in heads if h >= boundary][:40]  # in the second section's table (base 32768)
     both = [h for h in heads if h not in one_table]
     assert len(one_table) >= 32 and min(both) < boundary <= max(both)  # both batches take the numpy way
     m.buddy._hold_clear(zone, one_table, len(one_table))
