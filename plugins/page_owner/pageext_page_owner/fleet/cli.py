@@ -159,12 +159,10 @@ def _warn_host_changes(old: list[str], new: list[str], old_dir: str, new_dir: st
     def names(hs: list[str]) -> str:
         return ", ".join(hs[:10]) + (f" and {len(hs) - 10} more" if len(hs) > 10 else "")
 
-    if gone:
-        sys.stderr.write(f"{PROG}: warning: {len(gone)} host{'s' if len(gone) != 1 else ''} only in {old_dir}: "
-                         f"{names(gone)} (their pages count as shrinkage)\n")
-    if came:
-        sys.stderr.write(f"{PROG}: warning: {len(came)} host{'s' if len(came) != 1 else ''} only in {new_dir}: "
-                         f"{names(came)} (their pages count as growth)\n")
+    for hosts, where, count_as in ((gone, old_dir, "shrinkage"), (came, new_dir, "growth")):
+        if hosts:
+            sys.stderr.write(f"{PROG}: warning: {len(hosts)} host{'s' if len(hosts) != 1 else ''} only in {where}: "
+                             f"{names(hosts)} (their pages count as {count_as})\n")
 
 
 def _client(scheduler: str | None, workers: int) -> tuple[Any, Any]:
